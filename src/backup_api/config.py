@@ -1,0 +1,106 @@
+"""Every setting of the service, read once from the environment (prefix ``BACKUP_API_``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./db/backup_api.sqlite3"
+
+
+def _default_concurrency() -> int:
+    return os.cpu_count() or 2
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BACKUP_API_", extra="ignore")
+
+    # --- HTTP server
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    # --- metadata database and files
+    database_url: str = DEFAULT_DATABASE_URL
+    backup_root: Path = Path("db/backups")
+    # Where generated key files live when the keys are not given; defaults to the
+    # directory of the SQLite file (or ./db for a server database).
+    secrets_dir: Path | None = None
+
+    # --- auth
+    jwt_secret: SecretStr | None = None
+    jwt_expire_minutes: int = Field(default=60, ge=1)
+    allow_registration: bool = True
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
+    login_lockout_seconds: int = Field(default=300, ge=1)
+
+    # --- credentials of the registered databases
+    encryption_key: SecretStr | None = None
+    allowed_db_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- background jobs
+    max_concurrent_jobs: int = Field(default_factory=_default_concurrency, ge=1)
+    max_active_backups_per_user: int = Field(default=10, ge=1)
+    dump_timeout_seconds: float = Field(default=6 * 3600, gt=0)
+    dump_idle_timeout_seconds: float = Field(default=300, gt=0)
+    connect_timeout_seconds: int = Field(default=10, ge=1)
+    error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
+
+    # --- archive
+    compression: Literal["isal", "zlib", "stored"] = "isal"
+    compression_level: int = Field(default=1, ge=0, le=9)
+
+    # --- tools (a name looked up on PATH, or an absolute path)
+    pg_dump_path: str = "pg_dump"
+    psql_path: str = "psql"
+    mysqldump_path: str = "mysqldump"
+    mysql_path: str = "mysql"
+
+    # --- listing
+    default_page_size: int = Field(default=100, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("allowed_db_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_db_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            rest = self.database_url[len(prefix) :]
+            if rest and rest != ":memory:":
+                return Path(rest)
+        return None
+
+    @property
+    def resolved_secrets_dir(self) -> Path:
+        if self.secrets_dir is not None:
+            return self.secrets_dir
+        sqlite_path = self.sqlite_path
+        return sqlite_path.parent if sqlite_path is not None else Path("db")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

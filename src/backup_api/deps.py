@@ -1,0 +1,142 @@
+"""Shared dependencies: the session, the caller, and loaders that fetch a resource or raise
+404/403, so that no route repeats the ownership check."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backup_api.db import session_scope
+from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
+from backup_api.models import Backup, Database, Restore, Role, User
+from backup_api.security import InvalidTokenError, decode_access_token
+from backup_api.state import AppState
+
+MAX_ID = 2**31 - 1
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.backup_api
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async for session in session_scope(state.sessions):
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a client that
+# reads right after a write sees it.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="Token JWT obtenu par /auth/login")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+async def _user_from_token(
+    state: AppState, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
+) -> User | None:
+    if credentials is None:
+        return None
+    if credentials.scheme.lower() != "bearer":
+        raise Unauthorized("Token invalide")
+    try:
+        claims = decode_access_token(credentials.credentials, state.keys.jwt_secret)
+    except InvalidTokenError:
+        raise Unauthorized("Token invalide ou expiré") from None
+    if claims.user_id > MAX_ID:
+        raise Unauthorized("Token invalide ou expiré")
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized("Token invalide ou expiré")
+    return user
+
+
+async def current_user(state: StateDep, session: SessionDep, credentials: BearerDep) -> User:
+    user = await _user_from_token(state, session, credentials)
+    if user is None:
+        raise Unauthorized("Authentification requise")
+    return user
+
+
+async def optional_user(
+    state: StateDep, session: SessionDep, credentials: BearerDep
+) -> User | None:
+    return await _user_from_token(state, session, credentials)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN.value:
+        raise Forbidden("Action réservée aux administrateurs")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def ensure_owner(user: User, owner_id: int | None) -> None:
+    if user.role != Role.ADMIN.value and owner_id != user.id:
+        raise Forbidden()
+
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+async def load_database(database_id: IdPath, user: CurrentUser, session: SessionDep) -> Database:
+    database = await session.get(Database, database_id)
+    if database is None:
+        raise NotFound("Base de données introuvable")
+    ensure_owner(user, database.user_id)
+    return database
+
+
+async def load_backup(backup_id: IdPath, user: CurrentUser, session: SessionDep) -> Backup:
+    backup = await session.get(Backup, backup_id)
+    if backup is None:
+        raise NotFound("Sauvegarde introuvable")
+    ensure_owner(user, backup.user_id)
+    return backup
+
+
+async def load_restore(restore_id: IdPath, user: CurrentUser, session: SessionDep) -> Restore:
+    restore = await session.get(Restore, restore_id)
+    if restore is None:
+        raise NotFound("Restauration introuvable")
+    ensure_owner(user, restore.user_id)
+    return restore
+
+
+DatabaseDep = Annotated[Database, Depends(load_database)]
+BackupDep = Annotated[Backup, Depends(load_backup)]
+RestoreDep = Annotated[Restore, Depends(load_restore)]
+
+
+class Page:
+    def __init__(self, limit: int, offset: int) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+def pagination(
+    state: StateDep,
+    limit: Annotated[int | None, Query(ge=1, le=10000, description="Taille de page")] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Décalage")] = 0,
+) -> Page:
+    maximum = state.settings.max_page_size
+    if limit is not None and limit > maximum:
+        raise BadRequest(f"Données invalides: limit: valeur trop grande (maximum {maximum})")
+    return Page(limit or min(state.settings.default_page_size, maximum), offset)
+
+
+PageDep = Annotated[Page, Depends(pagination)]

@@ -1,0 +1,78 @@
+"""What a dumper is: the engine-specific half of a backup or a restore.
+
+A dumper knows how to turn a registered database into the argv, environment and
+credentials file of its engine's own tools (``pg_dump``/``psql``, ``mysqldump``/``mysql``).
+It runs nothing itself: the runner spawns the command, streams its output, enforces the
+timeouts and decides success by the exit code. Nothing here knows about users or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionInfo:
+    """Where and as whom to connect. ``repr`` hides the password on purpose."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+    db_name: str
+    # The address the host resolved to when an allow-list pinned it: the tool connects
+    # there and nowhere else, so a name that resolves elsewhere later cannot redirect it.
+    pinned_address: str | None = None
+    connect_timeout: int = 10
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionInfo(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"db_name={self.db_name!r}, password='***')"
+        )
+
+
+@dataclass(frozen=True)
+class ToolCommand:
+    """A command ready to spawn: ``env`` is merged into ``os.environ``, never replaces it."""
+
+    argv: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Dumper(Protocol):
+    """The strategy interface each engine implements.
+
+    ``workdir`` is a private (0700) directory created for one job and removed by the runner
+    in ``finally``: credentials files go there, never on the command line.
+    """
+
+    #: The ``type`` value of a registered database, e.g. ``"postgresql"``.
+    type: str
+    #: Executable names used for dumps and restores (configured paths).
+    dump_tool: str
+    restore_tool: str
+
+    def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """Command that writes a plain SQL dump of ``conn.db_name`` to stdout."""
+        ...
+
+    def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """Command that reads SQL on stdin and applies it, stopping at the first error."""
+        ...
+
+    def version_command(self, tool: str) -> list[str]:
+        """argv printing the version of ``tool`` (for the health report)."""
+        ...
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Create ``path`` readable by its owner only, failing if it already exists."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)

@@ -1,0 +1,83 @@
+"""MySQL and MariaDB: ``mysqldump`` to dump, ``mysql`` to restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backup_api.dumpers.base import ConnectionInfo, ToolCommand, write_private_file
+
+
+def option_value(value: str) -> str:
+    """A double-quoted option-file value with the escapes the MySQL clients understand."""
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
+    """A per-job 0600 option file: the password never reaches argv or the environment."""
+    path = workdir / "my.cnf"
+    host = conn.pinned_address or conn.host
+    lines = [
+        "[client]",
+        f"user={option_value(conn.username)}",
+        f"password={option_value(conn.password)}",
+        f"host={option_value(host)}",
+        f"port={conn.port}",
+        # TCP even for "localhost": the user registered a host and port, not a socket.
+        "protocol=TCP",
+        f"connect-timeout={conn.connect_timeout}",
+        "default-character-set=utf8mb4",
+    ]
+    write_private_file(path, "\n".join(lines) + "\n")
+    return path
+
+
+class MySQLDumper:
+    type = "mysql"
+
+    def __init__(self, dump_tool: str = "mysqldump", restore_tool: str = "mysql") -> None:
+        self.dump_tool = dump_tool
+        self.restore_tool = restore_tool
+
+    def _env(self) -> dict[str, str]:
+        # MYSQL_PWD would win over nothing we set, but must not come from our own env either.
+        return {"MYSQL_PWD": "", "MYSQL_HOST": ""}
+
+    def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        defaults = write_defaults_file(conn, workdir)
+        argv = [
+            self.dump_tool,
+            # Must be the very first option, or the client ignores it.
+            f"--defaults-extra-file={defaults}",
+            "--single-transaction",
+            "--quick",
+            "--hex-blob",
+            "--triggers",
+            "--no-tablespaces",
+            "--skip-dump-date",
+            # Everything after "--" is a database name, never an option.
+            "--",
+            conn.db_name,
+        ]
+        return ToolCommand(argv=argv, env=self._env())
+
+    def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        defaults = write_defaults_file(conn, workdir)
+        argv = [
+            self.restore_tool,
+            f"--defaults-extra-file={defaults}",
+            "--batch",
+            "--silent",
+            "--",
+            conn.db_name,
+        ]
+        return ToolCommand(argv=argv, env=self._env())
+
+    def version_command(self, tool: str) -> list[str]:
+        return [tool, "--version"]

@@ -1,0 +1,89 @@
+"""PostgreSQL: ``pg_dump`` to dump, ``psql`` to restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backup_api.dumpers.base import ConnectionInfo, ToolCommand, write_private_file
+
+
+def conninfo_quote(value: str) -> str:
+    """Quote a libpq keyword value: single quotes, with ``\\`` and ``'`` escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def build_conninfo(conn: ConnectionInfo) -> str:
+    """One fully quoted conninfo string.
+
+    Passing the database name inside a quoted ``dbname='...'`` means a name such as
+    ``host=evil dbname=x`` or ``postgresql://evil/x`` stays a plain name: libpq expands
+    only the outer string, so nothing in a field can redirect the connection.
+    """
+    params = {
+        "host": conn.host,
+        "port": str(conn.port),
+        "user": conn.username,
+        "dbname": conn.db_name,
+        "connect_timeout": str(conn.connect_timeout),
+        "application_name": "backup-api",
+    }
+    if conn.pinned_address is not None:
+        params["hostaddr"] = conn.pinned_address
+    return " ".join(f"{key}={conninfo_quote(value)}" for key, value in params.items())
+
+
+class PostgreSQLDumper:
+    type = "postgresql"
+
+    def __init__(self, dump_tool: str = "pg_dump", restore_tool: str = "psql") -> None:
+        self.dump_tool = dump_tool
+        self.restore_tool = restore_tool
+
+    def _env(self, conn: ConnectionInfo, workdir: Path) -> dict[str, str]:
+        passfile = workdir / "pgpass"
+        write_private_file(passfile, f"*:*:*:*:{pgpass_escape(conn.password)}\n")
+        return {
+            "PGPASSFILE": str(passfile),
+            # Whatever the service's own environment says, these must not leak in.
+            "PGPASSWORD": "",
+            "PGSERVICEFILE": str(workdir / "no-service-file"),
+            "PGSYSCONFDIR": str(workdir),
+            "PGCONNECT_TIMEOUT": str(conn.connect_timeout),
+            "PGAPPNAME": "backup-api",
+        }
+
+    def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        argv = [
+            self.dump_tool,
+            "--no-password",
+            "--format=plain",
+            "--encoding=UTF8",
+            # Drop-then-create makes the dump restorable over the database it came from;
+            # no owner/ACL statements makes it restorable into another database and role.
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        return ToolCommand(argv=argv, env=self._env(conn, workdir))
+
+    def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        argv = [
+            self.restore_tool,
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--set=ON_ERROR_STOP=1",
+            "--single-transaction",
+            "--output=/dev/null",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        return ToolCommand(argv=argv, env=self._env(conn, workdir))
+
+    def version_command(self, tool: str) -> list[str]:
+        return [tool, "--version"]

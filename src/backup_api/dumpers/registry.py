@@ -1,0 +1,47 @@
+"""The dumper registry: database ``type`` -> dumper. Adding an engine is one entry here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backup_api.config import Settings
+    from backup_api.dumpers.base import Dumper
+
+
+class UnknownDatabaseType(LookupError):
+    def __init__(self, db_type: str) -> None:
+        self.db_type = db_type
+        super().__init__(db_type)
+
+
+def _postgresql(settings: Settings) -> Dumper:
+    from backup_api.dumpers.postgresql import PostgreSQLDumper
+
+    return PostgreSQLDumper(settings.pg_dump_path, settings.psql_path)
+
+
+def _mysql(settings: Settings) -> Dumper:
+    from backup_api.dumpers.mysql import MySQLDumper
+
+    return MySQLDumper(settings.mysqldump_path, settings.mysql_path)
+
+
+DUMPERS: dict[str, Callable[[Settings], Dumper]] = {
+    "postgresql": _postgresql,
+    "mysql": _mysql,
+}
+
+
+def supported_types() -> list[str]:
+    return sorted(DUMPERS)
+
+
+def get_dumper(db_type: str, settings: Settings) -> Dumper:
+    """The dumper for ``db_type``; raises ``UnknownDatabaseType`` for anything else."""
+    try:
+        factory = DUMPERS[db_type]
+    except KeyError:
+        raise UnknownDatabaseType(db_type) from None
+    return factory(settings)

@@ -1,0 +1,178 @@
+"""The one error type of the service and the handlers that render it.
+
+Tree::
+
+    AppError (500)
+    ├── BadRequest (400)
+    │   └── UnsupportedDatabaseType (400)
+    ├── Unauthorized (401)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (400, as the contract wants every bad body to be a 400)
+    └── TooManyRequests (429)
+
+Services raise these; nothing below the routers raises ``HTTPException``. Every error the
+client sees is ``{"error": "<message in French>"}``; unexpected exceptions become a generic
+500 with a request id, and the traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("backup_api.errors")
+
+
+class AppError(Exception):
+    status_code = 500
+    default_message = "Erreur interne du serveur"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        self.message = message or self.default_message
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    status_code = 400
+    default_message = "Données invalides"
+
+
+class UnsupportedDatabaseType(BadRequest):
+    def __init__(self, db_type: str):
+        super().__init__(f"type de base de données non supporté: {db_type}")
+
+
+class PayloadTooLarge(BadRequest):
+    default_message = "Données invalides: corps de requête trop volumineux"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    default_message = "Non authentifié"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    status_code = 403
+    default_message = "Accès non autorisé"
+
+
+class NotFound(AppError):
+    status_code = 404
+    default_message = "Ressource introuvable"
+
+
+class Conflict(AppError):
+    status_code = 409
+    default_message = "Conflit"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    default_message = "Trop de tentatives, réessayez plus tard"
+
+    def __init__(self, message: str | None = None, *, retry_after: int):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "corps"
+
+
+_VALIDATION_MESSAGES = {
+    "missing": "champ requis",
+    "extra_forbidden": "champ non autorisé",
+    "json_invalid": "JSON invalide",
+    "model_attributes_type": "objet JSON attendu",
+    "dict_type": "objet JSON attendu",
+    "string_type": "chaîne attendue",
+    "int_type": "entier attendu",
+    "int_parsing": "entier attendu",
+    "bool_type": "booléen attendu",
+    "string_too_long": "trop long",
+    "string_too_short": "trop court",
+    "greater_than_equal": "valeur trop petite",
+    "less_than_equal": "valeur trop grande",
+    "greater_than": "valeur trop petite",
+    "less_than": "valeur trop grande",
+    "literal_error": "valeur non autorisée",
+    "enum": "valeur non autorisée",
+    "value_error": "valeur invalide",
+}
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """French message naming the first invalid field, e.g. ``Données invalides: port: ...``."""
+    if not errors:
+        return "Données invalides"
+    first = errors[0]
+    loc = first.get("loc", ())
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return "Données invalides: JSON invalide"
+    if kind in ("model_attributes_type", "dict_type") and len(loc) <= 1:
+        return "Données invalides: objet JSON attendu"
+    if kind == "value_error":
+        # Our own validators raise ValueError with a French message: show it as is.
+        ctx = first.get("ctx") or {}
+        detail = str(ctx.get("error", "")) or _VALIDATION_MESSAGES["value_error"]
+    else:
+        detail = _VALIDATION_MESSAGES.get(kind, "valeur invalide")
+    return f"Données invalides: {_field_path(loc)}: {detail}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.error("application error: %s", exc.message)
+        return error_response(exc.status_code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, validation_message(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: "Ressource introuvable",
+            405: "Méthode non autorisée",
+            401: "Non authentifié",
+            403: "Accès non autorisé",
+        }
+        message = messages.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        # The traceback goes to the log; the exception text may hold data we must not echo.
+        logger.error(
+            "unexpected error on %s %s (request %s)",
+            request.method,
+            request.url.path,
+            request_id,
+            exc_info=exc,
+        )
+        return error_response(
+            500, f"Erreur interne du serveur (requête {request_id})", {"X-Request-ID": request_id}
+        )

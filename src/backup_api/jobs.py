@@ -1,0 +1,513 @@
+"""The background pipelines: dumper -> archive -> storage -> record, and back for restores.
+
+Each job loads what it needs by id in its own short sessions, runs the tool under
+supervision (``process.run_tool``), and records exactly one outcome: ``completed`` with the
+archive's real size and checksum, or ``failed`` with a reason free of secrets. Whatever
+happens (tool error, timeout, full disk, cancellation, shutdown), nothing stays under the
+archive's final name unless the archive is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlmodel import col, select
+
+from backup_api.archive import ArchiveError, Compression, ZipStreamWriter, open_sql_entry
+from backup_api.config import Settings
+from backup_api.db import SessionFactory
+from backup_api.dumpers.base import ConnectionInfo, Dumper
+from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
+from backup_api.models import Backup, Database, JobStatus, Restore
+from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.process import (
+    JOB_MARKER_ENV,
+    FailureKind,
+    ProcessOutcome,
+    Progress,
+    ToolNotFoundError,
+    run_tool,
+)
+from backup_api.redact import live_secrets, scrub
+from backup_api.runner import CancelReason, Job, JobKind, Runner
+from backup_api.security import CredentialError, Keys, decrypt_secret
+from backup_api.storage.base import ArchiveWriter, Storage, StorageFullError
+
+logger = logging.getLogger("backup_api.jobs")
+
+CHUNK = 1 << 20
+SHUTDOWN_BACKUP = "le serveur s'est arrêté pendant la sauvegarde"
+SHUTDOWN_RESTORE = "le serveur s'est arrêté pendant la restauration"
+DISK_FULL = "espace disque insuffisant"
+
+
+class JobFailed(Exception):
+    """A failure whose message is safe to show the owner (already scrubbed)."""
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    sessions: SessionFactory
+    storage: Storage
+    keys: Keys
+    executor: ThreadPoolExecutor
+
+    @property
+    def marker_suffix(self) -> str:
+        # Ties a tool process to this service instance's backup root (see recover()).
+        return "@" + str(self.settings.backup_root.resolve())
+
+    def marker(self, job: Job) -> str:
+        return f"{job.kind}:{job.id}{self.marker_suffix}"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def storage_key(db_type: str, filename: str) -> str:
+    return f"{db_type}/{filename}"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+async def _connection_for(ctx: JobContext, database: Database) -> ConnectionInfo:
+    try:
+        password = decrypt_secret(ctx.keys, database.password_encrypted)
+    except CredentialError as exc:
+        raise JobFailed(str(exc)) from None
+    try:
+        pinned = await pin_allowed_address(
+            database.host, int(database.port), ctx.settings.allowed_db_hosts
+        )
+    except HostNotAllowedError as exc:
+        raise JobFailed(str(exc)) from None
+    return ConnectionInfo(
+        host=database.host,
+        port=int(database.port),
+        username=database.username,
+        password=password,
+        db_name=database.db_name,
+        pinned_address=pinned,
+        connect_timeout=ctx.settings.connect_timeout_seconds,
+    )
+
+
+def _dumper_for(ctx: JobContext, db_type: str) -> Dumper:
+    try:
+        return get_dumper(db_type, ctx.settings)
+    except UnknownDatabaseType:
+        raise JobFailed(f"type de base de données non supporté: {db_type}") from None
+
+
+def _tail_lines(text: str, limit: int) -> str:
+    text = text.strip()
+    if len(text) > limit:
+        text = "…" + text[-limit:]
+        # Start at a line boundary when one is near, for readability.
+        newline = text.find("\n", 1, 200)
+        if newline != -1:
+            text = "…" + text[newline + 1 :]
+    return text
+
+
+def describe_failure(
+    outcome: ProcessOutcome, tool: str, action: str, settings: Settings, secret: str
+) -> str:
+    """A French, secret-free reason for a failed tool run."""
+    if outcome.failure is FailureKind.TIMEOUT:
+        message = (
+            f"délai maximal dépassé ({settings.dump_timeout_seconds:g} s): {action} interrompue"
+        )
+    elif outcome.failure is FailureKind.IDLE:
+        message = (
+            f"aucune activité de {tool} depuis {settings.dump_idle_timeout_seconds:g} s "
+            f"(délai d'inactivité): {action} interrompue"
+        )
+    elif outcome.failure is FailureKind.IO_ERROR:
+        error = outcome.io_error
+        if isinstance(error, StorageFullError):
+            message = DISK_FULL
+        elif isinstance(error, ArchiveError):
+            message = str(error)
+        elif isinstance(error, OSError):
+            message = f"erreur d'écriture de l'archive: {error.strerror or 'erreur système'}"
+        else:
+            message = f"erreur interne pendant la {action}"
+    else:
+        message = f"{tool} a échoué (code {outcome.returncode})"
+    stderr = _tail_lines(scrub(outcome.stderr_tail, [secret]), settings.error_tail_bytes)
+    if stderr:
+        message = f"{message}: {stderr}"
+    # The whole message is bounded and scrubbed again, whatever its parts held.
+    return scrub(message, [secret])[: settings.error_tail_bytes + 512]
+
+
+class _PrivateWorkdir:
+    """A 0700 directory for one job's credentials files, always removed."""
+
+    def __enter__(self) -> Path:
+        self.path = Path(tempfile.mkdtemp(prefix="backup-api-job-"))
+        return self.path
+
+    def __exit__(self, *_: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- backups
+
+
+async def _set_backup(ctx: JobContext, backup_id: int, **values: object) -> None:
+    async with ctx.sessions() as session:
+        backup = await session.get(Backup, backup_id)
+        if backup is None:
+            return
+        for name, value in values.items():
+            setattr(backup, name, value)
+        backup.updated_at = now_utc().replace(microsecond=0)
+        session.add(backup)
+        await session.commit()
+
+
+async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
+    await _set_backup(
+        ctx, backup_id, status=JobStatus.FAILED.value, error_msg=reason, finished_at=now_utc()
+    )
+
+
+def _dump_worker(zip_writer: ZipStreamWriter) -> Callable[[int, Progress], None]:
+    def consume(fd: int, progress: Progress) -> None:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        with open(fd, "rb", buffering=0, closefd=True) as pipe:
+            while count := pipe.readinto(buffer):
+                progress.advance(count)
+                zip_writer.write(view[:count])
+
+    return consume
+
+
+async def run_backup(ctx: JobContext, job: Job) -> None:
+    async with ctx.sessions() as session:
+        backup = await session.get(Backup, job.id)
+        database = (
+            await session.get(Database, backup.database_id)
+            if backup is not None and backup.database_id is not None
+            else None
+        )
+    if backup is None or backup.status != JobStatus.PENDING.value:
+        return
+    if database is None:
+        await fail_backup(ctx, job.id, "la base de données a été supprimée")
+        return
+    await _set_backup(ctx, job.id, started_at=now_utc())
+
+    secret = ""
+    writer: ArchiveWriter | None = None
+    try:
+        dumper = _dumper_for(ctx, database.type)
+        conn = await _connection_for(ctx, database)
+        secret = conn.password
+        live_secrets.add(secret)
+        tool = Path(dumper.dump_tool).name
+        with _PrivateWorkdir() as workdir:
+            command = dumper.dump_command(conn, workdir)
+            writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
+            zip_writer = ZipStreamWriter(
+                writer,
+                Path(backup.filename).stem + ".sql",
+                compression=Compression(ctx.settings.compression),
+                level=ctx.settings.compression_level,
+                date_time=backup.created_at,
+            )
+            outcome = await run_tool(
+                command,
+                worker=_dump_worker(zip_writer),
+                direction="out",
+                executor=ctx.executor,
+                marker=ctx.marker(job),
+                total_timeout=ctx.settings.dump_timeout_seconds,
+                idle_timeout=ctx.settings.dump_idle_timeout_seconds,
+                stderr_limit=ctx.settings.error_tail_bytes * 2,
+            )
+        if not outcome.ok:
+            raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(ctx.executor, zip_writer.close)
+        await writer.commit()
+        writer = None
+        await _set_backup(
+            ctx,
+            job.id,
+            status=JobStatus.COMPLETED.value,
+            size=result.size,
+            checksum=result.sha256,
+            dump_size=result.uncompressed_size,
+            error_msg=None,
+            finished_at=now_utc(),
+        )
+        logger.info("backup %s completed (%d bytes)", job.id, result.size)
+    except asyncio.CancelledError:
+        if writer is not None:
+            await asyncio.shield(writer.abort())
+        if job.cancel_reason is not CancelReason.DELETED:
+            await asyncio.shield(fail_backup(ctx, job.id, SHUTDOWN_BACKUP))
+        raise
+    except JobFailed as exc:
+        await _abort_quietly(writer)
+        await fail_backup(ctx, job.id, str(exc))
+        logger.info("backup %s failed", job.id)
+    except ToolNotFoundError as exc:
+        await _abort_quietly(writer)
+        await fail_backup(ctx, job.id, f"{exc.tool} introuvable: outil de sauvegarde non installé")
+    except StorageFullError:
+        await _abort_quietly(writer)
+        await fail_backup(ctx, job.id, DISK_FULL)
+    except Exception:
+        await _abort_quietly(writer)
+        logger.exception("backup %s: unexpected error", job.id)
+        await fail_backup(ctx, job.id, "erreur interne pendant la sauvegarde")
+    finally:
+        if secret:
+            live_secrets.remove(secret)
+
+
+async def _abort_quietly(writer: ArchiveWriter | None) -> None:
+    if writer is None:
+        return
+    try:
+        await writer.abort()
+    except Exception:
+        logger.exception("could not remove a staged archive")
+
+
+# ---------------------------------------------------------------------------- restores
+
+
+async def _set_restore(ctx: JobContext, restore_id: int, **values: object) -> None:
+    async with ctx.sessions() as session:
+        restore = await session.get(Restore, restore_id)
+        if restore is None:
+            return
+        for name, value in values.items():
+            setattr(restore, name, value)
+        restore.updated_at = now_utc().replace(microsecond=0)
+        session.add(restore)
+        await session.commit()
+
+
+async def fail_restore(ctx: JobContext, restore_id: int, reason: str) -> None:
+    await _set_restore(
+        ctx, restore_id, status=JobStatus.FAILED.value, error_msg=reason, finished_at=now_utc()
+    )
+
+
+def sha256_of(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while count := handle.readinto(buffer):  # type: ignore[attr-defined]
+        digest.update(view[:count])
+    return digest.hexdigest()
+
+
+def _restore_worker(
+    ctx: JobContext, key: str, expected_sha256: str | None
+) -> Callable[[int, Progress], None]:
+    def feed(fd: int, progress: Progress) -> None:
+        # Nothing reaches the client before the archive is proven intact.
+        with (
+            open(fd, "wb", buffering=0, closefd=True) as pipe,
+            ctx.storage.open_sync(key) as archive,
+        ):
+            actual = sha256_of(archive)
+            progress.advance(0)
+            if expected_sha256 is not None and actual != expected_sha256:
+                raise ArchiveError(
+                    "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
+                )
+            archive.seek(0)
+            _, entry = open_sql_entry(archive)
+            with entry:
+                while chunk := entry.read(CHUNK):
+                    try:
+                        pipe.write(chunk)
+                    except BrokenPipeError:
+                        # The client stopped reading (it failed): its exit code says why.
+                        return
+                    progress.advance(len(chunk))
+
+    return feed
+
+
+async def run_restore(ctx: JobContext, job: Job) -> None:
+    async with ctx.sessions() as session:
+        restore = await session.get(Restore, job.id)
+        backup = (
+            await session.get(Backup, restore.backup_id)
+            if restore is not None and restore.backup_id is not None
+            else None
+        )
+        target = (
+            await session.get(Database, restore.database_id)
+            if restore is not None and restore.database_id is not None
+            else None
+        )
+    if restore is None or restore.status != JobStatus.PENDING.value:
+        return
+    if backup is None or backup.status != JobStatus.COMPLETED.value:
+        await fail_restore(ctx, job.id, "la sauvegarde n'est plus disponible")
+        return
+    if target is None:
+        await fail_restore(ctx, job.id, "la base de données cible a été supprimée")
+        return
+    await _set_restore(ctx, job.id, started_at=now_utc())
+
+    secret = ""
+    try:
+        dumper = _dumper_for(ctx, target.type)
+        conn = await _connection_for(ctx, target)
+        secret = conn.password
+        live_secrets.add(secret)
+        tool = Path(dumper.restore_tool).name
+        with _PrivateWorkdir() as workdir:
+            command = dumper.restore_command(conn, workdir)
+            outcome = await run_tool(
+                command,
+                worker=_restore_worker(
+                    ctx, storage_key(backup.db_type, backup.filename), backup.checksum
+                ),
+                direction="in",
+                executor=ctx.executor,
+                marker=ctx.marker(job),
+                total_timeout=ctx.settings.dump_timeout_seconds,
+                idle_timeout=ctx.settings.dump_idle_timeout_seconds,
+                stderr_limit=ctx.settings.error_tail_bytes * 2,
+            )
+        if not outcome.ok:
+            raise JobFailed(describe_failure(outcome, tool, "restauration", ctx.settings, secret))
+        await _set_restore(
+            ctx, job.id, status=JobStatus.COMPLETED.value, error_msg=None, finished_at=now_utc()
+        )
+        logger.info("restore %s completed", job.id)
+    except asyncio.CancelledError:
+        if job.cancel_reason is not CancelReason.DELETED:
+            await asyncio.shield(fail_restore(ctx, job.id, SHUTDOWN_RESTORE))
+        raise
+    except JobFailed as exc:
+        await fail_restore(ctx, job.id, str(exc))
+    except ToolNotFoundError as exc:
+        await fail_restore(ctx, job.id, f"{exc.tool} introuvable: client de restauration absent")
+    except FileNotFoundError:
+        await fail_restore(ctx, job.id, "fichier de sauvegarde introuvable")
+    except Exception:
+        logger.exception("restore %s: unexpected error", job.id)
+        await fail_restore(ctx, job.id, "erreur interne pendant la restauration")
+    finally:
+        if secret:
+            live_secrets.remove(secret)
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+
+def job_body(ctx: JobContext) -> Callable[[Job], Awaitable[None]]:
+    async def body(job: Job) -> None:
+        if job.kind is JobKind.BACKUP:
+            await run_backup(ctx, job)
+        else:
+            await run_restore(ctx, job)
+
+    return body
+
+
+# ---------------------------------------------------------------------------- recovery
+
+
+def kill_orphans(marker_suffix: str) -> int:
+    """Kill tool processes that a crashed instance with the same backup root left running."""
+    killed = 0
+    own = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(JOB_MARKER_ENV.encode() + b"=") and item.endswith(
+                marker_suffix.encode()
+            ):
+                try:
+                    os.kill(int(entry.name), 9)
+                    killed += 1
+                except OSError:
+                    pass
+                break
+    return killed
+
+
+async def recover(ctx: JobContext, runner: Runner) -> None:
+    """Called on start: settle what a previous run left unfinished, then resume the queue."""
+    killed = await asyncio.get_running_loop().run_in_executor(
+        ctx.executor, kill_orphans, ctx.marker_suffix
+    )
+    if killed:
+        logger.warning("killed %d tool process(es) left by a previous run", killed)
+    removed = await ctx.storage.cleanup_staged()
+    if removed:
+        logger.warning("removed %d partial archive(s) left by a previous run", removed)
+    stamp = now_utc()
+    resume: list[tuple[JobKind, int, int | None]] = []
+    async with ctx.sessions() as session:
+        backups = (
+            await session.exec(
+                select(Backup)
+                .where(Backup.status == JobStatus.PENDING.value)
+                .order_by(col(Backup.id))
+            )
+        ).all()
+        for backup in backups:
+            if backup.started_at is not None:
+                backup.status = JobStatus.FAILED.value
+                backup.error_msg = SHUTDOWN_BACKUP
+                backup.finished_at = stamp
+                backup.updated_at = stamp.replace(microsecond=0)
+                session.add(backup)
+            else:
+                assert backup.id is not None
+                resume.append((JobKind.BACKUP, backup.id, backup.database_id))
+        restores = (
+            await session.exec(
+                select(Restore)
+                .where(Restore.status == JobStatus.PENDING.value)
+                .order_by(col(Restore.id))
+            )
+        ).all()
+        for restore in restores:
+            if restore.started_at is not None:
+                restore.status = JobStatus.FAILED.value
+                restore.error_msg = SHUTDOWN_RESTORE
+                restore.finished_at = stamp
+                restore.updated_at = stamp.replace(microsecond=0)
+                session.add(restore)
+            else:
+                assert restore.id is not None
+                resume.append((JobKind.RESTORE, restore.id, restore.database_id))
+        await session.commit()
+    for kind, job_id, database_id in sorted(resume, key=lambda item: item[1]):
+        runner.submit(kind, job_id, database_id)

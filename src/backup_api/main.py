@@ -1,0 +1,84 @@
+"""The application factory: routers, error handlers, lifespan (keys, migrations, runner)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backup_api import logs, migrate
+from backup_api.config import Settings, get_settings
+from backup_api.db import create_engine, create_session_factory
+from backup_api.exceptions import install_error_handlers
+from backup_api.jobs import JobContext, job_body, recover
+from backup_api.middleware import RequestGuardMiddleware
+from backup_api.routers import auth, backups, databases, health, restores, users
+from backup_api.runner import Runner
+from backup_api.security import load_keys
+from backup_api.state import AppState
+from backup_api.storage.local import LocalStorage
+from backup_api.throttle import LoginThrottle
+
+DESCRIPTION = """
+Sauvegarde de bases PostgreSQL et MySQL/MariaDB: `pg_dump` / `mysqldump` tournent en
+arrière-plan, le dump est compressé en flux dans une archive ZIP, conservée, téléchargeable
+et restaurable. Authentifiez-vous avec `/auth/login` puis le bouton **Authorize**.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.configure(settings.log_level)
+        keys = load_keys(settings)
+        engine = create_engine(settings)
+        await migrate.upgrade(engine)
+        # alembic's fileConfig-free run leaves logging alone, but re-arm redaction anyway.
+        logs.install_redaction()
+        sessions = create_session_factory(engine)
+        storage = LocalStorage(settings.backup_root)
+        executor = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
+        )
+        jobs = JobContext(
+            settings=settings, sessions=sessions, storage=storage, keys=keys, executor=executor
+        )
+        runner = Runner(settings.max_concurrent_jobs, job_body(jobs))
+        app.state.backup_api = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            storage=storage,
+            keys=keys,
+            executor=executor,
+            runner=runner,
+            jobs=jobs,
+            throttle=LoginThrottle(
+                settings.login_max_failures,
+                settings.login_window_seconds,
+                settings.login_lockout_seconds,
+            ),
+        )
+        await recover(jobs, runner)
+        try:
+            yield
+        finally:
+            await runner.shutdown()
+            executor.shutdown(wait=True)
+            await engine.dispose()
+
+    app = FastAPI(
+        title="backup-api",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    for router in (auth, databases, backups, restores, users, health):
+        app.include_router(router.router)
+    return app

@@ -1,0 +1,98 @@
+"""ASGI middleware: request ids, body size limit, defensive response headers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backup_api.exceptions import PayloadTooLarge
+
+
+def _replay(chunks: list[bytes], final: Message | None, upstream: Receive | None = None) -> Receive:
+    """A ``receive`` that hands out the buffered body, then defers to ``upstream``."""
+    pending: list[Message] = [
+        {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    ]
+    if final is not None:
+        pending = [final]
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if upstream is not None:
+            return await upstream()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class RequestGuardMiddleware:
+    """Caps request bodies (declared or streamed) and tags every response."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.max_body_bytes
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = limit + 1
+                if declared > limit:
+                    await self._reject(send, request_id)
+                    return
+
+        # Bodies here are small JSON documents: read them whole (bounded), then replay, so an
+        # oversized body is refused before any handler runs.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message), send)
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > limit:
+                await self._reject(send, request_id)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+
+        async def tagged_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, _replay(chunks, None, receive), tagged_send)
+
+    @staticmethod
+    async def _reject(send: Send, request_id: str) -> None:
+        body = json.dumps({"error": PayloadTooLarge().message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": PayloadTooLarge.status_code,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

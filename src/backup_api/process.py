@@ -1,0 +1,206 @@
+"""Running a dump or restore tool under supervision.
+
+The tool runs in its own process group (so a kill reaches anything it forks), dies with
+the service when the platform allows it (``setpriv --pdeathsig``), and carries a marker in
+its environment so a restarted service can find and kill what a crash left behind. Its
+stdout (dump) or stdin (restore) is a pipe served by a worker thread, so compression and
+file I/O never run on the event loop; stderr is read on the loop into a bounded tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from backup_api.dumpers.base import ToolCommand
+
+JOB_MARKER_ENV = "BACKUP_API_JOB"
+PIPE_SIZE = 1 << 20
+_SETPRIV = shutil.which("setpriv")
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class ToolNotFoundError(Exception):
+    def __init__(self, tool: str) -> None:
+        self.tool = tool
+        super().__init__(tool)
+
+
+class FailureKind(StrEnum):
+    EXIT_CODE = "exit_code"
+    TIMEOUT = "timeout"
+    IDLE = "idle"
+    IO_ERROR = "io_error"
+
+
+@dataclass
+class Progress:
+    """Shared between the I/O thread (writer) and the supervisor (reader)."""
+
+    last_activity: float = field(default_factory=time.monotonic)
+    bytes: int = 0
+
+    def advance(self, count: int) -> None:
+        self.bytes += count
+        self.last_activity = time.monotonic()
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    returncode: int | None
+    stderr_tail: str
+    failure: FailureKind | None
+    io_error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.returncode == 0
+
+
+#: Reads the tool's stdout (dump) or writes its stdin (restore) until done; owns the fd.
+PipeWorker = Callable[[int, Progress], None]
+
+
+def resolve_tool(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise ToolNotFoundError(Path(tool).name)
+    return path
+
+
+def _child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in extra.items():
+        # An empty value means "must not be inherited from the service's environment".
+        if value == "":
+            env.pop(key, None)
+        else:
+            env[key] = value
+    env[JOB_MARKER_ENV] = marker
+    return env
+
+
+def _grow_pipe(fd: int) -> None:
+    # Fewer, larger reads: the default 64 KiB pipe costs a wake-up per 64 KiB.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    tail = bytearray()
+    while chunk := await stream.read(65536):
+        tail += chunk
+        if len(tail) > limit:
+            del tail[: len(tail) - limit]
+    return bytes(tail)
+
+
+async def run_tool(
+    command: ToolCommand,
+    *,
+    worker: PipeWorker,
+    direction: str,
+    executor: Executor,
+    marker: str,
+    total_timeout: float,
+    idle_timeout: float,
+    stderr_limit: int,
+    poll_interval: float = 0.25,
+) -> ProcessOutcome:
+    """Run ``command`` with ``worker`` serving its stdout (``"out"``) or stdin (``"in"``).
+
+    Success is decided by the caller from the exit code; this function kills and reaps the
+    process on timeout, on inactivity, on a worker error and on cancellation.
+    """
+    if direction not in ("in", "out"):
+        raise ValueError(direction)
+    executable = resolve_tool(command.argv[0])
+    argv = [executable, *command.argv[1:]]
+    if _SETPRIV is not None:
+        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+
+    read_fd, write_fd = os.pipe()
+    child_fd, own_fd = (write_fd, read_fd) if direction == "out" else (read_fd, write_fd)
+    _grow_pipe(write_fd)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=child_fd if direction == "in" else asyncio.subprocess.DEVNULL,
+            stdout=child_fd if direction == "out" else asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            env=_child_env(command.env, marker),
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
+    # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
+    os.close(child_fd)
+
+    loop = asyncio.get_running_loop()
+    progress = Progress()
+    io_future = loop.run_in_executor(executor, worker, own_fd, progress)
+    assert process.stderr is not None
+    stderr_task = asyncio.create_task(_read_tail(process.stderr, stderr_limit))
+    wait_task = asyncio.create_task(process.wait())
+    started = time.monotonic()
+    failure: FailureKind | None = None
+    io_error: BaseException | None = None
+
+    try:
+        pending: set[asyncio.Future[object]] = {wait_task, io_future}  # type: ignore[arg-type]
+        while pending:
+            done, pending = await asyncio.wait(
+                pending, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            if io_future in done and io_future.exception() is not None and failure is None:
+                io_error = io_future.exception()
+                failure = FailureKind.IO_ERROR
+                kill_group(process.pid)
+            now = time.monotonic()
+            if failure is None and process.returncode is None:
+                if now - started > total_timeout:
+                    failure = FailureKind.TIMEOUT
+                    kill_group(process.pid)
+                elif now - progress.last_activity > idle_timeout:
+                    failure = FailureKind.IDLE
+                    kill_group(process.pid)
+    except asyncio.CancelledError:
+        kill_group(process.pid)
+        await asyncio.shield(_reap(wait_task, io_future, stderr_task))
+        raise
+    finally:
+        if process.returncode is None:
+            kill_group(process.pid)
+
+    stderr = await stderr_task
+    return ProcessOutcome(
+        returncode=process.returncode,
+        stderr_tail=stderr.decode("utf-8", errors="replace"),
+        failure=failure,
+        io_error=io_error,
+    )
+
+
+async def _reap(
+    wait_task: asyncio.Task[int],
+    io_future: asyncio.Future[None],
+    stderr_task: asyncio.Task[bytes],
+) -> None:
+    await asyncio.gather(wait_task, io_future, stderr_task, return_exceptions=True)

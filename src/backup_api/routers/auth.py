@@ -1,0 +1,66 @@
+"""Registration and login."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from backup_api.deps import CurrentUser, OptionalUser, SessionDep, StateDep
+from backup_api.models import (
+    LoginResponse,
+    UserEnvelope,
+    UserItem,
+    UserLogin,
+    UserPublic,
+    UserRegister,
+)
+from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.security import create_access_token
+from backup_api.services import users as users_service
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserEnvelope,
+    responses=errors(401, 403, 409),
+)
+async def register(
+    data: UserRegister, session: SessionDep, state: StateDep, caller: OptionalUser
+) -> UserEnvelope:
+    """Create an account (role `admin` only for the first account or by an admin)."""
+    user = await users_service.register(
+        session=session, settings=state.settings, data=data, caller=caller
+    )
+    return UserEnvelope(
+        message="Utilisateur créé avec succès", user=UserPublic.model_validate(user.model_dump())
+    )
+
+
+@router.post("/login", response_model=LoginResponse, responses=errors(401, 429))
+async def login(
+    data: UserLogin, request: Request, session: SessionDep, state: StateDep
+) -> LoginResponse:
+    """Exchange email and password for a JWT bearer token."""
+    client = request.client.host if request.client else None
+    user = await users_service.authenticate(
+        session=session,
+        throttle=state.throttle,
+        email=data.email,
+        password=data.password,
+        client=client,
+    )
+    assert user.id is not None
+    minutes = state.settings.jwt_expire_minutes
+    return LoginResponse(
+        token=create_access_token(user.id, state.keys.jwt_secret, minutes),
+        expires_in=minutes * 60,
+        user=UserPublic.model_validate(user.model_dump()),
+    )
+
+
+@router.get("/me", response_model=UserItem, responses=errors(*AUTHENTICATED))
+async def me(user: CurrentUser) -> UserItem:
+    """The account the token belongs to."""
+    return UserItem(user=UserPublic.model_validate(user.model_dump()))

@@ -1,0 +1,129 @@
+"""Backups: start one, list, inspect, download, verify, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi.responses import StreamingResponse
+
+from backup_api.deps import BackupDep, CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
+from backup_api.exceptions import Conflict
+from backup_api.models import (
+    BackupEnvelope,
+    BackupItem,
+    BackupList,
+    MessageResponse,
+    VerificationPublic,
+    VerificationResponse,
+)
+from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.services import backups as backups_service
+from backup_api.services import restores as restores_service
+
+router = APIRouter(prefix="/api/backups", tags=["backups"])
+
+CREATED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a commencé."
+
+
+@router.post(
+    "/database/{database_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackupEnvelope,
+    responses=errors(*AUTHENTICATED, 404),
+)
+async def create_backup(
+    database: DatabaseDep, user: CurrentUser, session: SessionDep, state: StateDep
+) -> BackupEnvelope:
+    """Start a backup in the background; returns the `pending` record at once."""
+    backup = await backups_service.create_backup(
+        session=session, settings=state.settings, runner=state.runner, user=user, database=database
+    )
+    return BackupEnvelope(message=CREATED_MESSAGE, backup=backups_service.to_public(backup))
+
+
+@router.get("", response_model=BackupList, responses=errors(*AUTHENTICATED))
+async def list_backups(user: CurrentUser, session: SessionDep, page: PageDep) -> BackupList:
+    """List your backups, newest first (an admin sees all)."""
+    backups = await backups_service.list_backups(
+        session=session, user=user, limit=page.limit, offset=page.offset
+    )
+    return BackupList(backups=[backups_service.to_public(b) for b in backups])
+
+
+@router.get(
+    "/database/{database_id}", response_model=BackupList, responses=errors(*AUTHENTICATED, 404)
+)
+async def list_database_backups(
+    database: DatabaseDep, user: CurrentUser, session: SessionDep, page: PageDep
+) -> BackupList:
+    """List the backups of one database, newest first."""
+    backups = await backups_service.list_backups(
+        session=session, user=user, limit=page.limit, offset=page.offset, database_id=database.id
+    )
+    return BackupList(backups=[backups_service.to_public(b) for b in backups])
+
+
+@router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))
+async def get_backup(backup: BackupDep) -> BackupItem:
+    """One backup, with its status and, when failed, the reason in `error_msg`."""
+    return BackupItem(backup=backups_service.to_public(backup))
+
+
+@router.get(
+    "/{backup_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "L'archive ZIP",
+        },
+        **errors(*AUTHENTICATED, 404, 409),
+    },
+)
+async def download_backup(backup: BackupDep, state: StateDep) -> StreamingResponse:
+    """Download the ZIP archive of a completed backup (streamed)."""
+    download = await backups_service.open_download(storage=state.storage, backup=backup)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{download.filename}"',
+        "Content-Length": str(download.size),
+    }
+    if download.checksum:
+        headers["ETag"] = f'"{download.checksum}"'
+        headers["X-Checksum-SHA256"] = download.checksum
+    return StreamingResponse(download.chunks, media_type="application/zip", headers=headers)
+
+
+@router.post(
+    "/{backup_id}/verify",
+    response_model=VerificationResponse,
+    responses=errors(*AUTHENTICATED, 404, 409),
+)
+async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationResponse:
+    """Recompute the archive's SHA-256 and test the ZIP."""
+    result = await backups_service.verify_backup(
+        storage=state.storage, executor=state.executor, backup=backup
+    )
+    message = "Sauvegarde intègre" if result.valid else "Sauvegarde corrompue"
+    return VerificationResponse(
+        message=message,
+        verification=VerificationPublic(
+            valid=result.valid,
+            checksum_expected=result.checksum_expected,
+            checksum_actual=result.checksum_actual,
+            error=result.error,
+        ),
+        backup=backups_service.to_public(backup),
+    )
+
+
+@router.delete(
+    "/{backup_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+)
+async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep) -> MessageResponse:
+    """Delete a backup and its file; a running dump is stopped first."""
+    assert backup.id is not None
+    if await restores_service.backup_in_use(session, backup.id):
+        raise Conflict("Une restauration depuis cette sauvegarde est en cours")
+    await backups_service.delete_backup(
+        session=session, storage=state.storage, runner=state.runner, backup=backup
+    )
+    return MessageResponse(message="Sauvegarde supprimée avec succès")

@@ -1,0 +1,89 @@
+"""Registered database servers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from backup_api.deps import CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
+from backup_api.models import (
+    Database,
+    DatabaseCreate,
+    DatabaseEnvelope,
+    DatabaseItem,
+    DatabaseList,
+    DatabasePublic,
+    DatabaseUpdate,
+    MessageResponse,
+)
+from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.services import databases as databases_service
+
+router = APIRouter(prefix="/api/databases", tags=["databases"])
+
+
+def _public(database: Database) -> DatabasePublic:
+    return DatabasePublic.model_validate(database, from_attributes=True)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatabaseEnvelope,
+    responses=errors(*AUTHENTICATED),
+)
+async def create_database(
+    data: DatabaseCreate, user: CurrentUser, session: SessionDep, state: StateDep
+) -> DatabaseEnvelope:
+    """Register a PostgreSQL or MySQL/MariaDB database to back up."""
+    database = await databases_service.create_database(
+        session=session, settings=state.settings, keys=state.keys, owner=user, data=data
+    )
+    return DatabaseEnvelope(
+        message="Base de données ajoutée avec succès", database=_public(database)
+    )
+
+
+@router.get("", response_model=DatabaseList, responses=errors(*AUTHENTICATED))
+async def list_databases(user: CurrentUser, session: SessionDep, page: PageDep) -> DatabaseList:
+    """List your registered databases (an admin sees all)."""
+    databases = await databases_service.list_databases(
+        session=session, user=user, limit=page.limit, offset=page.offset
+    )
+    return DatabaseList(databases=[_public(d) for d in databases])
+
+
+@router.get("/{database_id}", response_model=DatabaseItem, responses=errors(*AUTHENTICATED, 404))
+async def get_database(database: DatabaseDep) -> DatabaseItem:
+    """One registered database (never its password)."""
+    return DatabaseItem(database=_public(database))
+
+
+@router.put(
+    "/{database_id}", response_model=DatabaseEnvelope, responses=errors(*AUTHENTICATED, 404, 409)
+)
+async def update_database(
+    data: DatabaseUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
+) -> DatabaseEnvelope:
+    """Update a registered database; without `password` the stored one is kept."""
+    database = await databases_service.update_database(
+        session=session,
+        settings=state.settings,
+        keys=state.keys,
+        runner=state.runner,
+        database=database,
+        data=data,
+    )
+    return DatabaseEnvelope(
+        message="Base de données mise à jour avec succès", database=_public(database)
+    )
+
+
+@router.delete(
+    "/{database_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+)
+async def delete_database(
+    database: DatabaseDep, session: SessionDep, state: StateDep
+) -> MessageResponse:
+    """Delete a registered database; its backups are kept."""
+    await databases_service.delete_database(session=session, runner=state.runner, database=database)
+    return MessageResponse(message="Base de données supprimée avec succès")

@@ -1,0 +1,28 @@
+"""OpenAPI documentation of the error responses, shared by every router."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backup_api.models import ErrorResponse
+
+_DESCRIPTIONS = {
+    400: "Données invalides",
+    401: "Non authentifié",
+    403: "Accès non autorisé",
+    404: "Ressource introuvable",
+    409: "Conflit",
+    429: "Trop de requêtes",
+    500: "Erreur serveur",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: 400 and 500 always, plus ``codes``."""
+    return {
+        code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
+        for code in sorted({400, 500, *codes})
+    }
+
+
+AUTHENTICATED = (401, 403, 429)

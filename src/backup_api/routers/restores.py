@@ -1,0 +1,57 @@
+"""Restores: put a completed backup back into a registered database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, status
+
+from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, SessionDep, StateDep
+from backup_api.models import RestoreCreate, RestoreEnvelope, RestoreItem, RestoreList
+from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.services import restores as restores_service
+
+router = APIRouter(tags=["restores"])
+
+
+@router.post(
+    "/api/backups/{backup_id}/restore",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RestoreEnvelope,
+    responses=errors(*AUTHENTICATED, 404, 409),
+)
+async def create_restore(
+    backup: BackupDep,
+    user: CurrentUser,
+    session: SessionDep,
+    state: StateDep,
+    data: Annotated[RestoreCreate | None, Body()] = None,
+) -> RestoreEnvelope:
+    """Restore a backup into its own database, or into `database_id` (same type)."""
+    target = await restores_service.load_target(
+        session=session, user=user, backup=backup, database_id=data.database_id if data else None
+    )
+    restore = await restores_service.create_restore(
+        session=session, runner=state.runner, user=user, backup=backup, target=target
+    )
+    return RestoreEnvelope(
+        message="Restauration créée avec succès. Le processus de restauration a commencé.",
+        restore=restores_service.to_public(restore),
+    )
+
+
+@router.get("/api/restores", response_model=RestoreList, responses=errors(*AUTHENTICATED))
+async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -> RestoreList:
+    """List your restores, newest first (an admin sees all)."""
+    restores = await restores_service.list_restores(
+        session=session, user=user, limit=page.limit, offset=page.offset
+    )
+    return RestoreList(restores=[restores_service.to_public(r) for r in restores])
+
+
+@router.get(
+    "/api/restores/{restore_id}", response_model=RestoreItem, responses=errors(*AUTHENTICATED, 404)
+)
+async def get_restore(restore: RestoreDep) -> RestoreItem:
+    """One restore, with its status and, when failed, the reason in `error_msg`."""
+    return RestoreItem(restore=restores_service.to_public(restore))

@@ -1,0 +1,55 @@
+"""User management, for administrators only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backup_api.deps import AdminUser, IdPath, PageDep, SessionDep, StateDep
+from backup_api.models import MessageResponse, UserItem, UserList, UserPublic, UserRoleUpdate
+from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.services import admin as admin_service
+from backup_api.services import users as users_service
+
+router = APIRouter(prefix="/api/users", tags=["users (admin)"])
+
+
+def _public(user: object) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
+@router.get("", response_model=UserList, responses=errors(*AUTHENTICATED))
+async def list_users(_: AdminUser, session: SessionDep, page: PageDep) -> UserList:
+    """List every account."""
+    users = await users_service.list_users(session=session, limit=page.limit, offset=page.offset)
+    return UserList(users=[_public(u) for u in users])
+
+
+@router.get("/{user_id}", response_model=UserItem, responses=errors(*AUTHENTICATED, 404))
+async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserItem:
+    """One account."""
+    return UserItem(user=_public(await users_service.get_user(session=session, user_id=user_id)))
+
+
+@router.put("/{user_id}/role", response_model=UserItem, responses=errors(*AUTHENTICATED, 404, 409))
+async def set_role(
+    user_id: IdPath, data: UserRoleUpdate, _: AdminUser, session: SessionDep
+) -> UserItem:
+    """Change an account's role."""
+    user = await users_service.get_user(session=session, user_id=user_id)
+    user = await users_service.set_role(session=session, user=user, role=data.role)
+    return UserItem(user=_public(user))
+
+
+@router.delete(
+    "/{user_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+)
+async def delete_user(
+    user_id: IdPath, admin: AdminUser, session: SessionDep, state: StateDep
+) -> MessageResponse:
+    """Delete an account with its databases, backups (files included) and restores."""
+    user = await users_service.get_user(session=session, user_id=user_id)
+    users_service.ensure_not_self(admin, user)
+    await admin_service.delete_user(
+        session=session, storage=state.storage, runner=state.runner, user=user
+    )
+    return MessageResponse(message="Utilisateur supprimé avec succès")

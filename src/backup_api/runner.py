@@ -1,0 +1,137 @@
+"""The in-process job scheduler.
+
+Jobs (backups and restores) wait in submission order and start while fewer than
+``max_concurrent`` run. Two jobs that touch the same registered database never run at once:
+the later one waits, in order, while jobs for other databases overtake it. Jobs are
+identified by ids, never ORM objects; the job body opens its own session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+logger = logging.getLogger("backup_api.runner")
+
+
+class JobKind(StrEnum):
+    BACKUP = "backup"
+    RESTORE = "restore"
+
+
+class CancelReason(StrEnum):
+    DELETED = "deleted"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(eq=False)
+class Job:
+    kind: JobKind
+    id: int
+    database_id: int | None
+    task: asyncio.Task[None] | None = None
+    cancel_reason: CancelReason | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def key(self) -> tuple[JobKind, int]:
+        return (self.kind, self.id)
+
+
+JobBody = Callable[[Job], Awaitable[None]]
+
+
+class Runner:
+    def __init__(self, max_concurrent: int, body: JobBody) -> None:
+        self.max_concurrent = max_concurrent
+        self._body = body
+        self._queue: list[Job] = []
+        self._running: dict[tuple[JobKind, int], Job] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queue)
+
+    def is_active(self, kind: JobKind, job_id: int) -> bool:
+        return (kind, job_id) in self._running or any(j.key == (kind, job_id) for j in self._queue)
+
+    def is_running(self, kind: JobKind, job_id: int) -> bool:
+        return (kind, job_id) in self._running
+
+    def database_busy(self, database_id: int) -> bool:
+        """Whether any queued or running job touches ``database_id``."""
+        jobs = [*self._queue, *self._running.values()]
+        return any(job.database_id == database_id for job in jobs)
+
+    # ------------------------------------------------------------------ control
+    def submit(self, kind: JobKind, job_id: int, database_id: int | None) -> None:
+        if self._closed:
+            # The record stays pending with no start time: the next start picks it up.
+            logger.warning("runner closed, %s %s left for the next start", kind, job_id)
+            return
+        if self.is_active(kind, job_id):
+            return
+        self._queue.append(Job(kind=kind, id=job_id, database_id=database_id))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        busy = {job.database_id for job in self._running.values() if job.database_id is not None}
+        index = 0
+        while index < len(self._queue) and len(self._running) < self.max_concurrent:
+            job = self._queue[index]
+            if job.database_id is not None and job.database_id in busy:
+                index += 1
+                continue
+            del self._queue[index]
+            if job.database_id is not None:
+                busy.add(job.database_id)
+            self._running[job.key] = job
+            job.task = asyncio.create_task(self._run(job), name=f"{job.kind}-{job.id}")
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._body(job)
+        except asyncio.CancelledError:
+            logger.info("%s %s cancelled (%s)", job.kind, job.id, job.cancel_reason)
+        except Exception:
+            logger.exception("%s %s crashed", job.kind, job.id)
+        finally:
+            self._running.pop(job.key, None)
+            job.done.set()
+            if not self._closed:
+                self._dispatch()
+
+    async def cancel(self, kind: JobKind, job_id: int, reason: CancelReason) -> bool:
+        """Stop a queued or running job and wait until it has cleaned up."""
+        for index, job in enumerate(self._queue):
+            if job.key == (kind, job_id):
+                del self._queue[index]
+                return True
+        running = self._running.get((kind, job_id))
+        if running is None or running.task is None:
+            return False
+        running.cancel_reason = reason
+        running.task.cancel()
+        await running.done.wait()
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop every running job (they record why) and drop the queue (kept in the DB)."""
+        self._closed = True
+        self._queue.clear()
+        jobs = list(self._running.values())
+        for job in jobs:
+            job.cancel_reason = CancelReason.SHUTDOWN
+            if job.task is not None:
+                job.task.cancel()
+        for job in jobs:
+            await job.done.wait()

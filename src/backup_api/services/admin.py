@@ -1,0 +1,33 @@
+"""Administrative use cases that span several entities."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backup_api.jobs import storage_key
+from backup_api.models import Backup, Database, Restore, User
+from backup_api.runner import CancelReason, JobKind, Runner
+from backup_api.storage.base import Storage
+
+
+async def delete_user(
+    *, session: AsyncSession, storage: Storage, runner: Runner, user: User
+) -> None:
+    """Stop the user's jobs, remove their archives, then the account and all its records."""
+    restores = (await session.exec(select(Restore).where(Restore.user_id == user.id))).all()
+    for restore in restores:
+        assert restore.id is not None
+        await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
+        await session.delete(restore)
+    backups = (await session.exec(select(Backup).where(Backup.user_id == user.id))).all()
+    for backup in backups:
+        assert backup.id is not None
+        await runner.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
+        await storage.delete(storage_key(backup.db_type, backup.filename))
+        await session.delete(backup)
+    databases = (await session.exec(select(Database).where(Database.user_id == user.id))).all()
+    for database in databases:
+        await session.delete(database)
+    await session.delete(user)
+    await session.flush()

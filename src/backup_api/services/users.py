@@ -1,0 +1,129 @@
+"""Accounts: registration, login, and the admin's user management."""
+
+from __future__ import annotations
+
+import anyio
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backup_api import security
+from backup_api.config import Settings
+from backup_api.exceptions import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from backup_api.models import Role, User, UserRegister, utcnow
+from backup_api.throttle import LoginThrottle
+
+INVALID_CREDENTIALS = "Email ou mot de passe incorrect"
+
+
+async def _count_users(session: AsyncSession) -> int:
+    result = await session.exec(select(func.count()).select_from(User))
+    return int(result.one())
+
+
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    result = await session.exec(select(User).where(User.email == email.strip().lower()))
+    return result.first()
+
+
+async def register(
+    *, session: AsyncSession, settings: Settings, data: UserRegister, caller: User | None
+) -> User:
+    caller_is_admin = caller is not None and caller.role == Role.ADMIN.value
+    first_account = await _count_users(session) == 0
+    if not settings.allow_registration and not caller_is_admin and not first_account:
+        raise Forbidden("Les inscriptions sont fermées")
+    if data.role is Role.ADMIN and not (first_account or caller_is_admin):
+        raise Forbidden("Seul un administrateur peut créer un compte administrateur")
+    if await get_by_email(session, data.email) is not None:
+        raise Conflict("Un compte existe déjà avec cet email")
+    password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
+    user = User(email=data.email, password_hash=password_hash, role=data.role.value)
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict("Un compte existe déjà avec cet email") from None
+    return user
+
+
+async def authenticate(
+    *,
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    email: str,
+    password: str,
+    client: str | None,
+) -> User:
+    retry_after = throttle.retry_after(email, client)
+    if retry_after:
+        raise TooManyRequests(retry_after=retry_after)
+    user = await get_by_email(session, email)
+    # Unknown email and wrong password take the same path, the same time, the same answer.
+    valid = await anyio.to_thread.run_sync(
+        security.verify_password, password, user.password_hash if user else None
+    )
+    if user is None or not valid:
+        throttle.record_failure(email, client)
+        raise Unauthorized(INVALID_CREDENTIALS)
+    throttle.record_success(email)
+    return user
+
+
+async def list_users(*, session: AsyncSession, limit: int, offset: int) -> list[User]:
+    result = await session.exec(select(User).order_by(col(User.id)).limit(limit).offset(offset))
+    return list(result.all())
+
+
+async def get_user(*, session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise NotFound("Utilisateur introuvable")
+    return user
+
+
+async def _admin_count(session: AsyncSession) -> int:
+    result = await session.exec(
+        select(func.count()).select_from(User).where(User.role == Role.ADMIN.value)
+    )
+    return int(result.one())
+
+
+async def set_role(*, session: AsyncSession, user: User, role: Role) -> User:
+    if user.role == Role.ADMIN.value and role is Role.USER and await _admin_count(session) <= 1:
+        raise Conflict("Impossible de retirer le dernier administrateur")
+    user.role = role.value
+    user.updated_at = utcnow()
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def create_admin(*, session: AsyncSession, email: str, password: str) -> User:
+    data = UserRegister(email=email, password=password, role=Role.ADMIN)
+    existing = await get_by_email(session, data.email)
+    password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
+    if existing is not None:
+        existing.role = Role.ADMIN.value
+        existing.password_hash = password_hash
+        existing.updated_at = utcnow()
+        session.add(existing)
+        await session.flush()
+        return existing
+    user = User(email=data.email, password_hash=password_hash, role=Role.ADMIN.value)
+    session.add(user)
+    await session.flush()
+    return user
+
+
+def ensure_not_self(caller: User, target: User) -> None:
+    if caller.id == target.id:
+        raise BadRequest("Un administrateur ne peut pas se supprimer lui-même")

@@ -1,0 +1,29 @@
+"""What the running application holds: built in the lifespan, reached through ``deps``."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backup_api.config import Settings
+from backup_api.db import SessionFactory
+from backup_api.jobs import JobContext
+from backup_api.runner import Runner
+from backup_api.security import Keys
+from backup_api.storage.base import Storage
+from backup_api.throttle import LoginThrottle
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionFactory
+    storage: Storage
+    keys: Keys
+    executor: ThreadPoolExecutor
+    runner: Runner
+    jobs: JobContext
+    throttle: LoginThrottle

@@ -1,0 +1,74 @@
+"""Where archives live. A key is a relative path such as ``postgresql/shop_20231030_143022.zip``.
+
+The contract every backend keeps: an archive exists under its key only once it is complete.
+Writers stage data elsewhere (a temp file, a multipart upload) and publish it in ``commit``;
+``abort`` throws the staged data away. Nothing here knows about users or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+
+class StorageFullError(OSError):
+    """The backend ran out of space while writing."""
+
+
+class ArchiveWriter(Protocol):
+    """A staged archive. ``write`` is called from a worker thread, sequentially."""
+
+    def write(self, data: bytes | memoryview, /) -> object:
+        """Append ``data`` to the staged archive; raises ``StorageFullError`` when full."""
+        ...
+
+    async def commit(self) -> None:
+        """Make the archive durable and visible under its key, atomically."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard the staged archive; safe to call after a failed write or twice."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    total_bytes: int
+    free_bytes: int
+
+
+class Storage(Protocol):
+    """The archive store interface (local directory now; object storage later)."""
+
+    async def create_writer(self, key: str) -> ArchiveWriter:
+        """Start staging a new archive for ``key``; fails if ``key`` already exists."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether a complete archive is stored under ``key``."""
+        ...
+
+    async def size(self, key: str) -> int:
+        """Size in bytes of the archive under ``key``."""
+        ...
+
+    def open_sync(self, key: str) -> BinaryIO:
+        """A seekable binary reader, for use in a worker thread (verify, restore)."""
+        ...
+
+    def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream the archive in chunks without loading it whole."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove the archive; returns whether something was removed."""
+        ...
+
+    async def cleanup_staged(self) -> int:
+        """Remove staged leftovers of interrupted writes (on start); returns how many."""
+        ...
+
+    async def space(self) -> SpaceInfo:
+        """Capacity of the backend."""
+        ...

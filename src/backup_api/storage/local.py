@@ -1,0 +1,166 @@
+"""Archives in a local directory: staged as ``.<name>.part`` beside the final name, then
+fsynced and renamed, so a file under its final name is always a complete archive."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import anyio
+
+from backup_api.storage.base import SpaceInfo, StorageFullError
+
+PART_PREFIX = "."
+PART_SUFFIX = ".part"
+
+
+class UnsafeKeyError(ValueError):
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalArchiveWriter:
+    def __init__(self, final_path: Path) -> None:
+        self.final_path = final_path
+        self.part_path = final_path.with_name(PART_PREFIX + final_path.name + PART_SUFFIX)
+        fd = os.open(self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._done = False
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        assert self._file is not None, "writer already closed"
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
+            raise
+
+    def _commit_sync(self) -> None:
+        assert self._file is not None, "writer already closed"
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
+            raise
+        finally:
+            self._close_quietly()
+        if self.final_path.exists():
+            raise FileExistsError(errno.EEXIST, "archive already exists", str(self.final_path))
+        os.rename(self.part_path, self.final_path)
+        _fsync_dir(self.final_path.parent)
+        self._done = True
+
+    def _close_quietly(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            # A full disk can fail the final flush; abort() removes the file anyway.
+            with contextlib.suppress(OSError):
+                file.close()
+
+    def _abort_sync(self) -> None:
+        self._close_quietly()
+        if not self._done:
+            self.part_path.unlink(missing_ok=True)
+
+    async def commit(self) -> None:
+        await anyio.to_thread.run_sync(self._commit_sync)
+
+    async def abort(self) -> None:
+        await anyio.to_thread.run_sync(self._abort_sync)
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        """Absolute path for ``key``, refusing anything that would leave the root."""
+        pure = PurePosixPath(key)
+        if (
+            not key
+            or "\x00" in key
+            or "\\" in key
+            or pure.is_absolute()
+            or any(part in ("", ".", "..") for part in pure.parts)
+        ):
+            raise UnsafeKeyError(key)
+        path = self.root.joinpath(*pure.parts)
+        if not path.is_relative_to(self.root):
+            raise UnsafeKeyError(key)
+        return path
+
+    async def create_writer(self, key: str) -> LocalArchiveWriter:
+        path = self.path(key)
+
+        def _create() -> LocalArchiveWriter:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "archive already exists", str(path))
+            return LocalArchiveWriter(path)
+
+        return await anyio.to_thread.run_sync(_create)
+
+    async def exists(self, key: str) -> bool:
+        path = self.path(key)
+        return await anyio.to_thread.run_sync(path.is_file)
+
+    async def size(self, key: str) -> int:
+        path = self.path(key)
+        stat = await anyio.to_thread.run_sync(path.stat)
+        return stat.st_size
+
+    def open_sync(self, key: str) -> BinaryIO:
+        return self.path(key).open("rb")
+
+    async def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        async with await anyio.open_file(self.path(key), "rb") as handle:
+            while chunk := await handle.read(chunk_size):
+                yield chunk
+
+    async def delete(self, key: str) -> bool:
+        path = self.path(key)
+
+        def _delete() -> bool:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+        return await anyio.to_thread.run_sync(_delete)
+
+    async def cleanup_staged(self) -> int:
+        def _cleanup() -> int:
+            removed = 0
+            if not self.root.is_dir():
+                return 0
+            for part in self.root.rglob(f"{PART_PREFIX}*{PART_SUFFIX}"):
+                if part.is_file():
+                    part.unlink(missing_ok=True)
+                    removed += 1
+            return removed
+
+        return await anyio.to_thread.run_sync(_cleanup)
+
+    async def space(self) -> SpaceInfo:
+        def _space() -> SpaceInfo:
+            self.root.mkdir(parents=True, exist_ok=True)
+            usage = shutil.disk_usage(self.root)
+            return SpaceInfo(total_bytes=usage.total, free_bytes=usage.free)
+
+        return await anyio.to_thread.run_sync(_space)
