@@ -1,0 +1,135 @@
+"""Object-level authorization: every route that takes an id, called by another user."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.apphelpers import Api, unique_name
+from tests.sample_data import create_filled
+
+ROUTES = [
+    ("GET", "/api/databases/{database}", None),
+    ("PUT", "/api/databases/{database}", {"name": "pris par bob"}),
+    ("DELETE", "/api/databases/{database}", None),
+    ("POST", "/api/backups/database/{database}", None),
+    ("GET", "/api/backups/database/{database}", None),
+    ("GET", "/api/backups/{backup}", None),
+    ("GET", "/api/backups/{backup}/download", None),
+    ("POST", "/api/backups/{backup}/verify", None),
+    ("POST", "/api/backups/{backup}/restore", None),
+    ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
+    ("DELETE", "/api/backups/{backup}", None),
+    ("GET", "/api/restores/{restore}", None),
+]
+
+
+def _fill(template: Any, ids: dict[str, int]) -> Any:
+    if isinstance(template, str):
+        if template.startswith("{") and template.endswith("}") and template[1:-1] in ids:
+            return ids[template[1:-1]]
+        return template.format(**ids)
+    if isinstance(template, dict):
+        return {key: _fill(value, ids) for key, value in template.items()}
+    return template
+
+
+async def _state(api: Api) -> dict[str, Any]:
+    databases = (await api.get("/api/databases")).json()
+    backups = (await api.get("/api/backups")).json()
+    restores = (await api.get("/api/restores")).json()
+    return {"databases": databases, "backups": backups, "restores": restores}
+
+
+async def test_second_user_gets_403_everywhere(
+    client: httpx.AsyncClient, pg_server: Any, tmp_path: Path
+) -> None:
+    admin = await Api(client).signup("root@example.com", role="admin")
+    alice = await Api(client).signup("alice@example.com")
+    bob = await Api(client).signup("bob@example.com")
+    source = unique_name("authz")
+    create_filled(pg_server, source)
+
+    database = await alice.add_database(pg_server, source)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    assert backup["status"] == "completed", backup
+    response = await alice.post(f"/api/backups/{backup['id']}/restore")
+    assert response.status_code == 202, response.text
+    restore = await alice.wait_restore(response.json()["restore"]["id"])
+    bob_database = await bob.add_database(pg_server, source)
+    bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
+    ids = {
+        "database": database["id"],
+        "backup": backup["id"],
+        "restore": restore["id"],
+        "bob_backup": bob_backup["id"],
+    }
+    before = await _state(alice)
+
+    for method, template, body in ROUTES:
+        url = _fill(template, ids)
+        response = await bob.request(method, url, json=_fill(body, ids) if body else None)
+        assert response.status_code == 403, (method, url, response.text)
+        assert response.json() == {"error": "Accès non autorisé"}, (method, url)
+        assert "content-disposition" not in response.headers
+
+    assert await _state(alice) == before, "a refused request changed something"
+    # Listings never show another user's records.
+    assert [d["id"] for d in (await bob.get("/api/databases")).json()["databases"]] == [
+        bob_database["id"]
+    ]
+    assert [b["id"] for b in (await bob.get("/api/backups")).json()["backups"]] == [
+        bob_backup["id"]
+    ]
+    assert (await bob.get("/api/restores")).json()["restores"] == []
+
+    # An admin sees and reaches everything.
+    assert {b["id"] for b in (await admin.get("/api/backups")).json()["backups"]} == {
+        backup["id"],
+        bob_backup["id"],
+    }
+    for url in (
+        f"/api/databases/{database['id']}",
+        f"/api/backups/{backup['id']}",
+        f"/api/backups/{backup['id']}/download",
+        f"/api/restores/{restore['id']}",
+    ):
+        response = await admin.get(url)
+        assert response.status_code == 200, (url, response.text)
+    pg_server.drop_database(source)
+
+
+async def test_admin_routes_deny_by_default(client: httpx.AsyncClient) -> None:
+    admin = await Api(client).signup("root@example.com", role="admin")
+    alice = await Api(client).signup("alice@example.com")
+    alice_id = alice.user["id"]
+    for method, url, body in [
+        ("GET", "/api/users", None),
+        ("GET", f"/api/users/{alice_id}", None),
+        ("PUT", f"/api/users/{alice_id}/role", {"role": "admin"}),
+        ("DELETE", f"/api/users/{admin.user['id']}", None),
+    ]:
+        response = await alice.request(method, url, json=body)
+        assert response.status_code == 403, (method, url)
+        response = await client.request(method, url, json=body)
+        assert response.status_code == 401, (method, url)
+    assert (await alice.get("/auth/me")).json()["user"]["role"] == "user"
+
+    response = await admin.get("/api/users")
+    assert [u["email"] for u in response.json()["users"]] == [
+        "root@example.com",
+        "alice@example.com",
+    ]
+    assert "password" not in response.text
+    response = await admin.put(f"/api/users/{alice_id}/role", json={"role": "admin"})
+    assert response.json()["user"]["role"] == "admin"
+    assert (await alice.get("/api/users")).status_code == 200
+    response = await admin.delete(f"/api/users/{alice_id}")
+    assert response.status_code == 200
+    # The deleted user's token no longer works.
+    assert (await alice.get("/api/databases")).status_code == 401
+    # The last admin cannot demote themself away.
+    response = await admin.put(f"/api/users/{admin.user['id']}/role", json={"role": "user"})
+    assert response.status_code == 409
