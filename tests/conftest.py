@@ -28,3 +28,27 @@ def mysql_server() -> Iterator[MariaDBServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- the application, in-process ---
+from tests.apphelpers import (  # noqa: E402
+    alice,
+    app,
+    app_client,
+    bob,
+    client,
+    metadata_url,
+    settings_factory,
+)
+
+__all__ = [
+    "alice",
+    "app",
+    "app_client",
+    "bob",
+    "client",
+    "metadata_url",
+    "mysql_server",
+    "pg_server",
+    "settings_factory",
+]

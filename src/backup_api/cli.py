@@ -48,12 +48,11 @@ async def _create_admin(email: str, password: str) -> str:
     engine = create_engine(get_settings())
     try:
         await migrate.upgrade(engine)
-        async for session in session_scope(create_session_factory(engine)):
+        async with session_scope(create_session_factory(engine)) as session:
             user = await users_service.create_admin(session=session, email=email, password=password)
             return user.email
     finally:
         await engine.dispose()
-    raise RuntimeError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async for session in session_scope(state.sessions):
+    async with session_scope(state.sessions) as session:
         yield session
 
 

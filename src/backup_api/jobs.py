@@ -132,6 +132,11 @@ def describe_failure(
         message = (
             f"délai maximal dépassé ({settings.dump_timeout_seconds:g} s): {action} interrompue"
         )
+    elif outcome.failure is FailureKind.CONNECT:
+        message = (
+            f"{tool} a échoué: connexion impossible dans le délai de connexion "
+            f"({settings.connect_timeout_seconds} s)"
+        )
     elif outcome.failure is FailureKind.IDLE:
         message = (
             f"aucune activité de {tool} depuis {settings.dump_idle_timeout_seconds:g} s "

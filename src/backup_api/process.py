@@ -39,6 +39,7 @@ class ToolNotFoundError(Exception):
 class FailureKind(StrEnum):
     EXIT_CODE = "exit_code"
     TIMEOUT = "timeout"
+    CONNECT = "connect"
     IDLE = "idle"
     IO_ERROR = "io_error"
 
@@ -175,7 +176,15 @@ async def run_tool(
                 kill_group(process.pid)
             now = time.monotonic()
             if failure is None and process.returncode is None:
-                if now - started > total_timeout:
+                first_output = command.first_output_timeout
+                if (
+                    first_output is not None
+                    and progress.bytes == 0
+                    and now - started > first_output
+                ):
+                    failure = FailureKind.CONNECT
+                    kill_group(process.pid)
+                elif now - started > total_timeout:
                     failure = FailureKind.TIMEOUT
                     kill_group(process.pid)
                 elif now - progress.last_activity > idle_timeout:

@@ -41,6 +41,9 @@ class ToolCommand:
 
     argv: list[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    # For tools with no connect timeout of their own (mysqldump): seconds within which the
+    # first output byte must arrive, since they print a header as soon as they connect.
+    first_output_timeout: float | None = None
 
 
 class Dumper(Protocol):

@@ -31,8 +31,10 @@ def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
         f"port={conn.port}",
         # TCP even for "localhost": the user registered a host and port, not a socket.
         "protocol=TCP",
-        f"connect-timeout={conn.connect_timeout}",
         "default-character-set=utf8mb4",
+        # mysqldump rejects connect-timeout; the mysql client alone reads this group.
+        "[mysql]",
+        f"connect-timeout={conn.connect_timeout}",
     ]
     write_private_file(path, "\n".join(lines) + "\n")
     return path
@@ -45,9 +47,15 @@ class MySQLDumper:
         self.dump_tool = dump_tool
         self.restore_tool = restore_tool
 
-    def _env(self) -> dict[str, str]:
-        # MYSQL_PWD would win over nothing we set, but must not come from our own env either.
-        return {"MYSQL_PWD": "", "MYSQL_HOST": ""}
+    def _env(self, workdir: Path) -> dict[str, str]:
+        return {
+            # The clients read ~/.my.cnf after the extra file: a HOME with none in it keeps
+            # the service account's own option file from overriding the registered values.
+            "HOME": str(workdir),
+            "MYSQL_PWD": "",
+            "MYSQL_HOST": "",
+            "MYSQL_TCP_PORT": "",
+        }
 
     def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         defaults = write_defaults_file(conn, workdir)
@@ -65,7 +73,9 @@ class MySQLDumper:
             "--",
             conn.db_name,
         ]
-        return ToolCommand(argv=argv, env=self._env())
+        return ToolCommand(
+            argv=argv, env=self._env(workdir), first_output_timeout=conn.connect_timeout
+        )
 
     def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         defaults = write_defaults_file(conn, workdir)
@@ -77,7 +87,7 @@ class MySQLDumper:
             "--",
             conn.db_name,
         ]
-        return ToolCommand(argv=argv, env=self._env())
+        return ToolCommand(argv=argv, env=self._env(workdir))
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]

@@ -1,0 +1,126 @@
+"""Holding a table lock from a real client session, to keep a dump blocked at will."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _client_argv(server: Any, database: str, workdir: Path) -> tuple[list[str], dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL"))}
+    if server.kind == "postgresql":
+        passfile = workdir / "pgpass"
+        passfile.write_text("*:*:*:*:" + server.password.replace("\\", "\\\\").replace(":", "\\:"))
+        passfile.chmod(0o600)
+        env.update({"PGPASSFILE": str(passfile), "PGDATABASE": database})
+        argv = [
+            "psql",
+            "-X",
+            "-w",
+            "-q",
+            "-h",
+            server.host,
+            "-p",
+            str(server.port),
+            "-U",
+            server.user,
+        ]
+        return argv, env
+    escaped = server.password.replace("\\", "\\\\").replace('"', '\\"')
+    option_file = workdir / "my.cnf"
+    option_file.write_text(f'[client]\npassword="{escaped}"\n')
+    option_file.chmod(0o600)
+    env["HOME"] = str(workdir)
+    argv = [
+        "mysql",
+        f"--defaults-extra-file={option_file}",
+        "--protocol=TCP",
+        f"--host={server.host}",
+        f"--port={server.port}",
+        f"--user={server.user}",
+        f"--database={database}",
+        "--batch",
+    ]
+    return argv, env
+
+
+@contextlib.contextmanager
+def table_locked(server: Any, database: str, table: str = "items") -> Iterator[None]:
+    """Hold an exclusive lock on ``table`` until the block ends: a dump of the database
+    blocks (producing no output) until then."""
+    with tempfile.TemporaryDirectory(prefix="bk-lock-") as tmp:
+        argv, env = _client_argv(server, database, Path(tmp))
+        if server.kind == "postgresql":
+            statements = f"BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n"
+        else:
+            statements = f"LOCK TABLES {table} WRITE;\nSELECT 'locked';\n"
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        try:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            process.stdin.write(statements)
+            process.stdin.flush()
+            line = process.stdout.readline()
+            assert "locked" in line, f"lock not taken: {line!r}"
+            yield
+        finally:
+            if process.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def tool_processes(name: str, marker: str | None = None) -> list[int]:
+    """Pids of running processes whose executable is ``name`` (optionally with an env marker)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if Path(cmdline[0].decode(errors="replace")).name not in (name, "setpriv"):
+                continue
+            if name.encode() not in b" ".join(
+                Path(a.decode(errors="replace")).name.encode() for a in cmdline[:5]
+            ):
+                continue
+            if marker is not None and marker.encode() not in (entry / "environ").read_bytes():
+                continue
+            stat = (entry / "stat").read_text()
+            if ") Z" in stat:
+                continue
+        except OSError:
+            continue
+        pids.append(int(entry.name))
+    return pids
