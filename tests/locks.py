@@ -24,6 +24,7 @@ def _client_argv(server: Any, database: str, workdir: Path) -> tuple[list[str], 
             "-X",
             "-w",
             "-q",
+            "-At",
             "-h",
             server.host,
             "-p",
@@ -46,6 +47,7 @@ def _client_argv(server: Any, database: str, workdir: Path) -> tuple[list[str], 
         f"--user={server.user}",
         f"--database={database}",
         "--batch",
+        "--unbuffered",
     ]
     return argv, env
 

@@ -37,18 +37,19 @@ async def test_failed_dump(
     engine: str, case: str, alice: Api, app: FastAPI, request: pytest.FixtureRequest
 ) -> None:
     server: Any = request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
-    overrides: dict[str, Any] = {}
+    db_name = "postgres" if engine == "postgresql" else "mysql"
     expected: tuple[str, ...]
     if case == "wrong_password":
-        overrides["password"] = "not-the-password"
+        overrides: dict[str, Any] = {"password": "not-the-password"}
         expected = ("password", "Access denied")
     elif case == "unknown_database":
-        overrides["db_name"] = "no_such_database_here"
+        db_name = "no_such_database_here"
+        overrides = {}
         expected = ("no_such_database_here",)
     else:
-        overrides["port"] = str(_free_port())
+        overrides = {"port": str(_free_port())}
         expected = ("Connection refused", "connect", "Can't connect")
-    database = await alice.add_database(server, "postgres", **overrides)
+    database = await alice.add_database(server, db_name, **overrides)
     backup = await alice.start_backup(database["id"])
     backup = await alice.wait_backup(backup["id"])
 
