@@ -1,0 +1,111 @@
+"""The application shell: migrations, OpenAPI, health, key files, defaults."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.apphelpers import make_settings, running_app
+
+
+def _cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_API_")}
+    env.update(
+        {
+            "BACKUP_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+            "BACKUP_API_SECRETS_DIR": str(tmp_path / "secrets"),
+        }
+    )
+    return env
+
+
+def test_migrate_command_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "backup_api.cli", "migrate"]
+    for _ in range(2):
+        result = subprocess.run(
+            command, env=_cli_env(tmp_path), capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "meta.sqlite3") as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert {"users", "databases", "backups", "restores", "alembic_version"} <= tables
+    assert version == [("0001_initial",)]
+
+
+async def test_key_files_are_generated_once_and_private(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with running_app(settings):
+        pass
+    secrets_dir = tmp_path / "secrets"
+    keys = {name: (secrets_dir / name).read_text() for name in ("jwt.key", "encryption.key")}
+    for name in keys:
+        mode = stat.S_IMODE((secrets_dir / name).stat().st_mode)
+        assert mode == 0o600, f"{name} is {oct(mode)}"
+    async with running_app(settings):
+        pass
+    assert {name: (secrets_dir / name).read_text() for name in keys} == keys
+
+
+async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Token JWT obtenu par /auth/login",
+    }
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("description") or operation.get("summary"), (method, path)
+            assert "400" in operation["responses"], (method, path)
+            assert "422" not in operation["responses"], (method, path)
+            if path.startswith("/api/"):
+                assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+async def test_health_reports_tools_database_and_space(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == "ok"
+    for tool in ("pg_dump", "psql", "mysqldump", "mysql"):
+        assert body["tools"][tool]["available"] is True
+        assert body["tools"][tool]["version"]
+    assert body["storage"]["free_bytes"] > 0
+    assert body["jobs"] == {"running": 0, "queued": 0}
+
+
+async def test_responses_carry_defensive_headers(app: FastAPI, client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+@pytest.mark.parametrize("variable", ["BACKUP_API_JWT_SECRET"])
+def test_short_jwt_secret_is_refused(tmp_path: Path, variable: str) -> None:
+    env = _cli_env(tmp_path)
+    env[variable] = "too-short"
+    code = (
+        "from backup_api.security import load_keys; from backup_api.config import Settings; "
+        "load_keys(Settings())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "at least 32 characters" in result.stderr
