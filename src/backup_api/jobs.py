@@ -15,12 +15,12 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from sqlmodel import col, select
 
@@ -175,22 +175,34 @@ class _PrivateWorkdir:
 # ---------------------------------------------------------------------------- backups
 
 
-async def _set_backup(ctx: JobContext, backup_id: int, **values: object) -> None:
+JobRecord = Backup | Restore
+
+
+async def _update(
+    ctx: JobContext, model: type[JobRecord], record_id: int, **values: object
+) -> None:
+    """Apply ``values`` to one job record in a short session of its own."""
     async with ctx.sessions() as session:
-        backup = await session.get(Backup, backup_id)
-        if backup is None:
+        record = await session.get(model, record_id)
+        if record is None:  # deleted meanwhile: nothing to record
             return
         for name, value in values.items():
-            setattr(backup, name, value)
-        backup.updated_at = now_utc().replace(microsecond=0)
-        session.add(backup)
+            setattr(record, name, value)
+        record.updated_at = now_utc().replace(microsecond=0)
+        session.add(record)
         await session.commit()
 
 
+def _failed(reason: str, finished_at: datetime) -> dict[str, object]:
+    return {"status": JobStatus.FAILED.value, "error_msg": reason, "finished_at": finished_at}
+
+
+async def _set_backup(ctx: JobContext, backup_id: int, **values: object) -> None:
+    await _update(ctx, Backup, backup_id, **values)
+
+
 async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
-    await _set_backup(
-        ctx, backup_id, status=JobStatus.FAILED.value, error_msg=reason, finished_at=now_utc()
-    )
+    await _set_backup(ctx, backup_id, **_failed(reason, now_utc()))
 
 
 def _dump_worker(zip_writer: ZipStreamWriter) -> Callable[[int, Progress], None]:
@@ -303,21 +315,11 @@ async def _abort_quietly(writer: ArchiveWriter | None) -> None:
 
 
 async def _set_restore(ctx: JobContext, restore_id: int, **values: object) -> None:
-    async with ctx.sessions() as session:
-        restore = await session.get(Restore, restore_id)
-        if restore is None:
-            return
-        for name, value in values.items():
-            setattr(restore, name, value)
-        restore.updated_at = now_utc().replace(microsecond=0)
-        session.add(restore)
-        await session.commit()
+    await _update(ctx, Restore, restore_id, **values)
 
 
 async def fail_restore(ctx: JobContext, restore_id: int, reason: str) -> None:
-    await _set_restore(
-        ctx, restore_id, status=JobStatus.FAILED.value, error_msg=reason, finished_at=now_utc()
-    )
+    await _set_restore(ctx, restore_id, **_failed(reason, now_utc()))
 
 
 def sha256_of(handle: BinaryIO) -> str:
@@ -477,42 +479,26 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
     if removed:
         logger.warning("removed %d partial archive(s) left by a previous run", removed)
     stamp = now_utc()
-    resume: list[tuple[JobKind, int, int | None]] = []
+    interrupted: tuple[tuple[type[JobRecord], JobKind, str], ...] = (
+        (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),
+        (Restore, JobKind.RESTORE, SHUTDOWN_RESTORE),
+    )
+    resume: list[tuple[datetime, JobKind, int, int | None]] = []
     async with ctx.sessions() as session:
-        backups = (
-            await session.exec(
-                select(Backup)
-                .where(Backup.status == JobStatus.PENDING.value)
-                .order_by(col(Backup.id))
-            )
-        ).all()
-        for backup in backups:
-            if backup.started_at is not None:
-                backup.status = JobStatus.FAILED.value
-                backup.error_msg = SHUTDOWN_BACKUP
-                backup.finished_at = stamp
-                backup.updated_at = stamp.replace(microsecond=0)
-                session.add(backup)
-            else:
-                assert backup.id is not None
-                resume.append((JobKind.BACKUP, backup.id, backup.database_id))
-        restores = (
-            await session.exec(
-                select(Restore)
-                .where(Restore.status == JobStatus.PENDING.value)
-                .order_by(col(Restore.id))
-            )
-        ).all()
-        for restore in restores:
-            if restore.started_at is not None:
-                restore.status = JobStatus.FAILED.value
-                restore.error_msg = SHUTDOWN_RESTORE
-                restore.finished_at = stamp
-                restore.updated_at = stamp.replace(microsecond=0)
-                session.add(restore)
-            else:
-                assert restore.id is not None
-                resume.append((JobKind.RESTORE, restore.id, restore.database_id))
+        for model, kind, reason in interrupted:
+            query = select(model).where(model.status == JobStatus.PENDING.value)
+            result = await session.exec(query.order_by(col(model.id)))
+            records = cast(Sequence[JobRecord], result.all())
+            for record in records:
+                assert record.id is not None
+                if record.started_at is None:
+                    # Never started: nothing was lost, run it now.
+                    resume.append((record.created_at, kind, record.id, record.database_id))
+                    continue
+                for name, value in _failed(reason, stamp).items():
+                    setattr(record, name, value)
+                record.updated_at = stamp.replace(microsecond=0)
+                session.add(record)
         await session.commit()
-    for kind, job_id, database_id in sorted(resume, key=lambda item: item[1]):
+    for _, kind, job_id, database_id in sorted(resume, key=lambda item: (item[0], item[2])):
         runner.submit(kind, job_id, database_id)
