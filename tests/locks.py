@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -92,15 +93,14 @@ def table_locked(server: Any, database: str, table: str = "items") -> Iterator[N
                     stream.close()
 
 
-def wait_for(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:
+async def wait_until(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` without blocking the event loop (the app runs on it too)."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
+    while not (value := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        time.sleep(interval)
+        await asyncio.sleep(interval)
+    return value
 
 
 def tool_processes(name: str, marker: str | None = None) -> list[int]:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.apphelpers import Api, make_settings, running_app, unique_name
 from tests.fakes import fake_tool, stalled_server
-from tests.locks import table_locked, tool_processes
+from tests.locks import table_locked, tool_processes, wait_until
 from tests.sample_data import create_filled
 
 
@@ -31,15 +31,6 @@ def pg_source(pg_server: Any) -> Iterator[str]:
 
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-async def wait_until(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-    return value
 
 
 async def started(api: Api, backup_id: int) -> bool:

@@ -1,0 +1,237 @@
+"""Restores through the API, with the real clients against the real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apphelpers import Api, make_settings, running_app, unique_name
+from tests.locks import table_locked, tool_processes, wait_until
+from tests.sample_data import create_filled, snapshot
+
+ENGINES = ["postgresql", "mysql"]
+
+
+def server_for(request: pytest.FixtureRequest, engine: str) -> Any:
+    return request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_restore_brings_back_the_state_at_backup_time(
+    engine: str, request: pytest.FixtureRequest, alice: Api
+) -> None:
+    server = server_for(request, engine)
+    source = unique_name("restore")
+    expected = create_filled(server, source)
+    database = await alice.add_database(server, source)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    assert backup["status"] == "completed"
+
+    # Change, delete, drop and add after the backup.
+    server.execute(
+        "UPDATE items SET name = 'changed' WHERE id <= 10;"
+        "DELETE FROM items WHERE id > 400;"
+        "DROP TABLE notes;"
+        "CREATE TABLE extra (id int);",
+        source,
+    )
+    assert server.query("SELECT COUNT(*) FROM items", source) == [("400",)]
+    response = await alice.post(f"/api/backups/{backup['id']}/restore")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["message"]
+    assert body["restore"]["status"] == "pending"
+    assert body["restore"]["backup_id"] == backup["id"]
+    assert body["restore"]["database_id"] == database["id"]
+    restore = await alice.wait_restore(body["restore"]["id"])
+    assert restore["status"] == "completed", restore["error_msg"]
+    assert restore["error_msg"] is None
+    assert restore["duration_seconds"] is not None
+    assert snapshot(server, source) == expected
+    listing = (await alice.get("/api/restores")).json()["restores"]
+    assert [r["id"] for r in listing] == [restore["id"]]
+    server.drop_database(source)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_restore_into_another_empty_database(
+    engine: str, request: pytest.FixtureRequest, alice: Api
+) -> None:
+    server = server_for(request, engine)
+    source, target = unique_name("src"), unique_name("dst")
+    expected = create_filled(server, source)
+    server.create_database(target)
+    database = await alice.add_database(server, source)
+    other = await alice.add_database(server, target)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore", json={"database_id": other["id"]}
+    )
+    assert response.status_code == 202
+    restore = await alice.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "completed", restore["error_msg"]
+    assert restore["database_id"] == other["id"]
+    assert snapshot(server, target) == expected
+    server.drop_database(source)
+    server.drop_database(target)
+
+
+async def test_failed_restore_rolls_back_everything(pg_server: Any, alice: Api) -> None:
+    source, target = unique_name("src"), unique_name("dst")
+    create_filled(pg_server, source)
+    pg_server.create_database(target)
+    # The target holds an "items" table that a view in another schema depends on: the
+    # dump's "DROP TABLE IF EXISTS items" fails after earlier statements succeeded.
+    pg_server.execute(
+        "CREATE TABLE items (id int PRIMARY KEY, name text);"
+        "INSERT INTO items VALUES (1, 'keep me'), (2, 'me too');"
+        "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('before');"
+        "CREATE SCHEMA other; CREATE VIEW other.v AS SELECT * FROM public.items;",
+        target,
+    )
+    before = pg_server.query("SELECT id, name FROM items ORDER BY id", target)
+    database = await alice.add_database(pg_server, source)
+    other = await alice.add_database(pg_server, target)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore", json={"database_id": other["id"]}
+    )
+    restore = await alice.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "failed"
+    assert restore["error_msg"].startswith("psql a échoué (code 3)")
+    assert "other.v depends on table items" in restore["error_msg"] or (
+        "depend" in restore["error_msg"]
+    ), restore["error_msg"]
+    assert pg_server.password not in restore["error_msg"]
+    assert pg_server.query("SELECT id, name FROM items ORDER BY id", target) == before
+    assert pg_server.query("SELECT v FROM marker", target) == [("before",)]
+    tables = pg_server.query(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1", target
+    )
+    assert tables == [("items",), ("marker",)], "a statement of the failed restore survived"
+    pg_server.drop_database(source)
+    pg_server.drop_database(target)
+
+
+def _rewrite_archive(app_settings: Any, backup: dict[str, Any], build: Any) -> None:
+    path = Path(backup["filepath"])
+    path.unlink()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        build(archive)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = app_settings.database_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(meta) as connection:
+        connection.execute("UPDATE backups SET checksum = ? WHERE id = ?", (digest, backup["id"]))
+
+
+EVIL = "CREATE TABLE pwned (v int);\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("flipped", "somme de contrôle"),
+        ("extra-entry", "une seule entrée"),
+        ("traversal", "nom d'entrée non sûr"),
+        ("not-sql", "pas un fichier .sql"),
+    ],
+)
+async def test_untrustworthy_archive_executes_nothing(
+    pg_server: Any, tmp_path: Path, case: str, reason: str
+) -> None:
+    settings = make_settings(tmp_path)
+    source = unique_name("src")
+    create_filled(pg_server, source)
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, source)
+        backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+        path = Path(backup["filepath"])
+        if case == "flipped":
+            data = bytearray(path.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            path.write_bytes(bytes(data))
+        elif case == "extra-entry":
+            _rewrite_archive(
+                settings, backup, lambda z: (z.writestr("a.sql", EVIL), z.writestr("b.sql", EVIL))
+            )
+        elif case == "traversal":
+            _rewrite_archive(settings, backup, lambda z: z.writestr("../evil.sql", EVIL))
+        else:
+            _rewrite_archive(settings, backup, lambda z: z.writestr("evil.txt", EVIL))
+        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        restore = await api.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "failed"
+    assert reason in restore["error_msg"], restore["error_msg"]
+    tables = pg_server.query("SELECT count(*) FROM pg_tables WHERE tablename = 'pwned'", source)
+    assert tables == [("0",)]
+    pg_server.drop_database(source)
+
+
+async def test_restore_error_statuses(
+    client: httpx.AsyncClient, pg_server: Any, mysql_server: Any
+) -> None:
+    alice = await Api(client).signup("alice@example.com")
+    bob = await Api(client).signup("bob@example.com")
+    source = unique_name("src")
+    create_filled(pg_server, source)
+    pg_db = await alice.add_database(pg_server, source)
+    my_db = await alice.add_database(mysql_server, "mysql")
+    bob_db = await bob.add_database(pg_server, source)
+    backup = await alice.wait_backup((await alice.start_backup(pg_db["id"]))["id"])
+    url = f"/api/backups/{backup['id']}/restore"
+
+    response = await alice.post(url, json={"database_id": my_db["id"]})
+    assert response.status_code == 400
+    assert "type" in response.json()["error"]
+    assert (await bob.post(url)).status_code == 403
+    assert (await alice.post(url, json={"database_id": bob_db["id"]})).status_code == 403
+    assert (await alice.post("/api/backups/999999/restore")).status_code == 404
+    assert (await alice.post(url, json={"database_id": 999999})).status_code == 404
+    assert (await alice.post(url, json={"database_id": "abc"})).status_code == 400
+    assert (await alice.post(url, json={"backup_id": 1})).status_code == 400
+
+    with table_locked(pg_server, source):
+        pending = await alice.start_backup(pg_db["id"])
+        # Not completed yet: 409. The target is busy with that backup: 409 too.
+        response = await alice.post(f"/api/backups/{pending['id']}/restore")
+        assert response.status_code == 409
+        response = await alice.post(url)
+        assert response.status_code == 409
+        assert "en cours" in response.json()["error"]
+    assert (await alice.wait_backup(pending["id"]))["status"] == "completed"
+    assert (await alice.get("/api/restores")).json()["restores"] == []
+    pg_server.drop_database(source)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_restore_client_never_sees_the_password_on_argv(
+    engine: str, request: pytest.FixtureRequest, alice: Api
+) -> None:
+    server = server_for(request, engine)
+    source = unique_name("argv")
+    create_filled(server, source)
+    database = await alice.add_database(server, source)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    client_tool = "psql" if engine == "postgresql" else "mysql"
+    with table_locked(server, source):
+        response = await alice.post(f"/api/backups/{backup['id']}/restore")
+        restore_id = response.json()["restore"]["id"]
+        marker = f"restore:{restore_id}@"
+        pids = await wait_until(
+            lambda: tool_processes(client_tool, marker) or tool_processes("mariadb", marker)
+        )
+        for pid in pids:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert server.password.encode() not in argv
+            assert server.password.encode() not in environ
+    restore = await alice.wait_restore(restore_id)
+    assert restore["status"] == "completed", restore["error_msg"]
+    server.drop_database(source)
