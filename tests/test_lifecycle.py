@@ -1,0 +1,282 @@
+"""The real server process (``backup-api serve``) killed and stopped mid-dump."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.apphelpers import PASSWORD, unique_name
+from tests.locks import table_locked, tool_processes
+from tests.sample_data import create_filled
+
+BACKUP_STOPPED = "le serveur s'est arrêté pendant la sauvegarde"
+RESTORE_STOPPED = "le serveur s'est arrêté pendant la restauration"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class ServerProcess:
+    """``backup-api serve`` as users run it, with its settings in the environment."""
+
+    def __init__(self, workdir: Path, **settings: str) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.backup_root = workdir / "backups"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_API_")}
+        self.env.update(
+            {
+                "BACKUP_API_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'meta.sqlite3'}",
+                "BACKUP_API_BACKUP_ROOT": str(self.backup_root),
+                "BACKUP_API_SECRETS_DIR": str(workdir / "secrets"),
+                "BACKUP_API_SHUTDOWN_GRACE_SECONDS": "5",
+                "BACKUP_API_PORT": str(self.port),
+                **{f"BACKUP_API_{k.upper()}": v for k, v in settings.items()},
+            }
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "backup_api.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def server_process(workdir: Path, **settings: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(workdir, **settings)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Client:
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.token = ""
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return self.http.request(method, url, headers=headers, **kwargs)
+
+    def login(self, email: str, register: bool) -> None:
+        body = {"email": email, "password": PASSWORD}
+        if register:
+            assert self.call("POST", "/auth/register", json=body).status_code == 201
+        response = self.call("POST", "/auth/login", json=body)
+        assert response.status_code == 200, response.text
+        self.token = response.json()["token"]
+
+    def add_database(self, server: Any, db_name: str) -> int:
+        response = self.call(
+            "POST",
+            "/api/databases",
+            json={
+                "name": db_name,
+                "type": server.kind,
+                "host": server.host,
+                "port": server.port,
+                "username": server.user,
+                "password": server.password,
+                "db_name": db_name,
+            },
+        )
+        assert response.status_code == 201, response.text
+        database_id: int = response.json()["database"]["id"]
+        return database_id
+
+    def record(self, kind: str, record_id: int) -> dict[str, Any]:
+        response = self.call("GET", f"/api/{kind}s/{record_id}")
+        assert response.status_code == 200, response.text
+        record: dict[str, Any] = response.json()[kind]
+        return record
+
+    def wait_done(self, kind: str, record_id: int, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (record := self.record(kind, record_id))["status"] == "pending":
+            assert time.monotonic() < deadline, record
+            time.sleep(0.1)
+        return record
+
+
+def wait_for(predicate: Any, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
+
+
+def alive(pid: int) -> bool:
+    try:
+        return ") Z" not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+
+
+def leftovers(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def source(pg_server: Any) -> Iterator[str]:
+    name = unique_name("life")
+    create_filled(pg_server, name)
+    yield name
+    pg_server.drop_database(name)
+
+
+def test_sigkill_mid_dump_then_restart(pg_server: Any, source: str, tmp_path: Path) -> None:
+    other = unique_name("queued")
+    create_filled(pg_server, other)
+    with server_process(tmp_path, max_concurrent_jobs="1") as server:
+        server.start()
+        client = Client(server.url)
+        try:
+            client.login("crash@example.com", register=True)
+            blocked_db = client.add_database(pg_server, source)
+            queued_db = client.add_database(pg_server, other)
+            with table_locked(pg_server, source):
+                blocked = client.call("POST", f"/api/backups/database/{blocked_db}").json()
+                queued = client.call("POST", f"/api/backups/database/{queued_db}").json()
+                blocked_id, queued_id = blocked["backup"]["id"], queued["backup"]["id"]
+                pids = wait_for(lambda: tool_processes("pg_dump", f"backup:{blocked_id}@"))
+                assert client.record("backup", queued_id)["started_at"] is None
+                server.signal(signal.SIGKILL)
+                server.wait(10)
+                # The dump dies with the server (parent-death signal), no orphan runs on.
+                wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
+            server.start()
+            record = client.record("backup", blocked_id)
+            assert record["status"] == "failed"
+            assert record["error_msg"] == BACKUP_STOPPED
+            # The queued backup that never started is resumed and completes.
+            assert client.wait_done("backup", queued_id)["status"] == "completed"
+            assert leftovers(server.backup_root) == [
+                server.backup_root / "postgresql" / client.record("backup", queued_id)["filename"]
+            ], "a partial file survived the crash"
+            again = client.call("POST", f"/api/backups/database/{blocked_db}").json()
+            assert client.wait_done("backup", again["backup"]["id"])["status"] == "completed"
+        finally:
+            client.close()
+    pg_server.drop_database(other)
+
+
+def test_sigterm_mid_dump_stops_cleanly(pg_server: Any, source: str, tmp_path: Path) -> None:
+    with server_process(tmp_path) as server:
+        server.start()
+        client = Client(server.url)
+        try:
+            client.login("term@example.com", register=True)
+            database = client.add_database(pg_server, source)
+            with table_locked(pg_server, source):
+                backup = client.call("POST", f"/api/backups/database/{database}").json()
+                backup_id = backup["backup"]["id"]
+                pids = wait_for(lambda: tool_processes("pg_dump", f"backup:{backup_id}@"))
+                began = time.monotonic()
+                server.signal(signal.SIGTERM)
+                # uvicorn re-raises the signal after its graceful shutdown.
+                assert server.wait(5 + 15) in (0, -signal.SIGTERM)
+                assert time.monotonic() - began < 5 + 10
+                assert "Application shutdown complete" in server.log.read_text()
+                assert not any(alive(pid) for pid in pids), "the dump outlived the server"
+            assert leftovers(server.backup_root) == []
+            server.start()
+            record = client.record("backup", backup_id)
+            assert record["status"] == "failed"
+            assert record["error_msg"] == BACKUP_STOPPED
+        finally:
+            client.close()
+
+
+def test_sigkill_mid_restore(pg_server: Any, source: str, tmp_path: Path) -> None:
+    with server_process(tmp_path) as server:
+        server.start()
+        client = Client(server.url)
+        try:
+            client.login("restore@example.com", register=True)
+            database = client.add_database(pg_server, source)
+            backup = client.call("POST", f"/api/backups/database/{database}").json()
+            assert client.wait_done("backup", backup["backup"]["id"])["status"] == "completed"
+            with table_locked(pg_server, source):
+                response = client.call("POST", f"/api/backups/{backup['backup']['id']}/restore")
+                restore_id = response.json()["restore"]["id"]
+                pids = wait_for(lambda: tool_processes("psql", f"restore:{restore_id}@"))
+                server.signal(signal.SIGKILL)
+                server.wait(10)
+                wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
+            server.start()
+            record = client.record("restore", restore_id)
+            assert record["status"] == "failed"
+            assert record["error_msg"] == RESTORE_STOPPED
+        finally:
+            client.close()
+
+
+def test_start_kills_tool_processes_left_by_a_crash(tmp_path: Path) -> None:
+    with server_process(tmp_path) as server:
+        root = server.backup_root
+        root.mkdir(parents=True)
+        env = {**os.environ, "BACKUP_API_JOB": f"backup:999@{root.resolve()}"}
+        stranger_env = {**os.environ, "BACKUP_API_JOB": f"backup:999@{tmp_path / 'elsewhere'}"}
+        orphan = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+        stranger = subprocess.Popen(["sleep", "300"], env=stranger_env, start_new_session=True)
+        try:
+            server.start()
+            wait_for(lambda: orphan.poll() is not None, timeout=10)
+            assert orphan.returncode == -signal.SIGKILL
+            assert stranger.poll() is None, "a process of another instance was killed"
+        finally:
+            for process in (orphan, stranger):
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
