@@ -1,0 +1,560 @@
+"""Benchmark: backups through the API against the dump tools run bare, in the same run.
+
+Starts throwaway PostgreSQL and MariaDB servers (tests/servers.py), fills databases with a
+realistic mix, starts `backup-api serve` as its own process, then alternates, several
+times: the bare tool to /dev/null, the API backup (POST until `completed`), and the shell
+pipeline `pg_dump | zip`. Prints a markdown table of medians and ratios, the server's peak
+RSS over its idle RSS, latency under load, listing latency over 10,000 records, and checks
+every archive with `unzip -t` and `zipfile.testzip()`.
+
+    .venv/bin/python bench/benchmark.py --sizes 200 800 --mysql-size 400 --repeat 3
+    .venv/bin/python bench/benchmark.py --quick     # a small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.serverproc import ServerProcess  # noqa: E402
+from tests.servers import DbServer, start_mariadb, start_postgresql  # noqa: E402
+
+PASSWORD = "bench-password-123"
+ROOT_KEY = "db/backups/postgresql"
+ROW_BYTES_PG = 190  # plain-SQL bytes per generated row, measured; refined after filling
+ROW_BYTES_MY = 200
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def fill_postgresql(server: DbServer, name: str, megabytes: float) -> None:
+    rows = max(1000, int(megabytes * 1e6 / ROW_BYTES_PG))
+    server.create_database(name)
+    server.execute(
+        f"""
+        CREATE TABLE events (
+            id bigint PRIMARY KEY,
+            account int NOT NULL,
+            kind text NOT NULL,
+            note text,
+            created timestamptz NOT NULL,
+            amount numeric(12, 2),
+            payload jsonb
+        );
+        INSERT INTO events
+        SELECT g, g % 9973, (ARRAY['login','order','refund','ship'])[1 + g % 4],
+               CASE WHEN g % 5 = 0 THEN NULL
+                    ELSE 'note ' || md5(g::text) || repeat(' lorem ipsum', g % 6) END,
+               timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
+               (g % 100000) / 100.0,
+               jsonb_build_object('id', g, 'tags', jsonb_build_array('a', g % 7),
+                                  'ref', md5((g * 7)::text))
+        FROM generate_series(1, {rows}) AS g;
+        CREATE INDEX events_created_idx ON events (created);
+        ANALYZE events;
+        """,
+        name,
+    )
+
+
+def fill_mysql(server: DbServer, name: str, megabytes: float) -> None:
+    rows = max(1000, int(megabytes * 1e6 / ROW_BYTES_MY))
+    server.create_database(name)
+    server.execute(
+        f"""
+        CREATE TABLE events (
+            id BIGINT PRIMARY KEY,
+            account INT NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            note TEXT,
+            created DATETIME NOT NULL,
+            amount DECIMAL(12, 2),
+            payload JSON,
+            INDEX events_created_idx (created)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+        INSERT INTO events
+        SELECT seq, seq % 9973, ELT(1 + seq % 4, 'login', 'order', 'refund', 'ship'),
+               IF(seq % 5 = 0, NULL, CONCAT('note ', MD5(seq), REPEAT(' lorem ipsum', seq % 6))),
+               TIMESTAMPADD(SECOND, seq * 17, '2024-01-01 00:00:00'),
+               (seq % 100000) / 100.0,
+               JSON_OBJECT('id', seq, 'tags', JSON_ARRAY('a', seq % 7), 'ref', MD5(seq * 7))
+        FROM seq_1_to_{rows};
+        """,
+        name,
+    )
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+@dataclass
+class Credentials:
+    workdir: Path
+    server: DbServer
+
+    def pg_env(self) -> dict[str, str]:
+        passfile = self.workdir / "pgpass"
+        if not passfile.exists():
+            escaped = self.server.password.replace("\\", "\\\\").replace(":", "\\:")
+            passfile.write_text(f"*:*:*:*:{escaped}\n")
+            passfile.chmod(0o600)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSFILE"] = str(passfile)
+        return env
+
+    def my_defaults(self) -> Path:
+        path = self.workdir / "my.cnf"
+        if not path.exists():
+            escaped = self.server.password.replace("\\", "\\\\").replace('"', '\\"')
+            path.write_text(
+                f'[client]\nuser="{self.server.user}"\npassword="{escaped}"\n'
+                f"host={self.server.host}\nport={self.server.port}\nprotocol=TCP\n"
+            )
+            path.chmod(0o600)
+        return path
+
+
+def pg_dump_argv(server: DbServer, name: str) -> list[str]:
+    return [
+        "pg_dump",
+        "--no-password",
+        "--format=plain",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        "-h",
+        server.host,
+        "-p",
+        str(server.port),
+        "-U",
+        server.user,
+        "-d",
+        name,
+    ]
+
+
+def mysqldump_argv(defaults: Path, name: str) -> list[str]:
+    return [
+        "mysqldump",
+        f"--defaults-extra-file={defaults}",
+        "--single-transaction",
+        "--quick",
+        "--hex-blob",
+        "--triggers",
+        "--no-tablespaces",
+        "--skip-dump-date",
+        "--",
+        name,
+    ]
+
+
+def timed(argv: list[str], env: dict[str, str], shell_tail: str | None = None) -> float:
+    began = time.perf_counter()
+    if shell_tail is None:
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+    else:
+        command = " ".join(f"'{a}'" for a in argv) + " | " + shell_tail
+        subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True)
+    return time.perf_counter() - began
+
+
+def dump_size(argv: list[str], env: dict[str, str]) -> int:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        total = 0
+        while chunk := process.stdout.read(1 << 20):
+            total += len(chunk)
+    return total
+
+
+# ---------------------------------------------------------------------------- the API
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self.stop_event.set()
+        self.join()
+        return self.peak
+
+
+@dataclass
+class Api:
+    url: str
+    token: str = ""
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def login(self) -> None:
+        body = {"email": "bench@example.com", "password": PASSWORD}
+        self.client.post("/auth/register", json=body)
+        self.token = self.client.post("/auth/login", json=body).json()["token"]
+
+    def add_database(self, server: DbServer, name: str) -> int:
+        response = self.client.post(
+            "/api/databases",
+            headers=self.headers,
+            json={
+                "name": name,
+                "type": server.kind,
+                "host": server.host,
+                "port": server.port,
+                "username": server.user,
+                "password": server.password,
+                "db_name": name,
+            },
+        )
+        response.raise_for_status()
+        database_id: int = response.json()["database"]["id"]
+        return database_id
+
+    def start(self, database_id: int) -> int:
+        response = self.client.post(f"/api/backups/database/{database_id}", headers=self.headers)
+        response.raise_for_status()
+        backup_id: int = response.json()["backup"]["id"]
+        return backup_id
+
+    def wait(self, backup_id: int) -> dict[str, Any]:
+        while True:
+            backup: dict[str, Any] = self.client.get(
+                f"/api/backups/{backup_id}", headers=self.headers
+            ).json()["backup"]
+            if backup["status"] != "pending":
+                if backup["status"] != "completed":
+                    raise RuntimeError(f"backup failed: {backup['error_msg']}")
+                return backup
+            time.sleep(0.02)
+
+    def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int]:
+        idle = psutil.Process(pid).memory_info().rss
+        sampler = RssSampler(pid)
+        sampler.start()
+        began = time.perf_counter()
+        backup = self.wait(self.start(database_id))
+        elapsed = time.perf_counter() - began
+        peak = sampler.stop()
+        return elapsed, backup, idle, peak
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def latency_under_load(api: Api, tiny_db: int, requests: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {"list": [], "create": []}
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for index in range(requests):
+        queue.put_nowait("list" if index % 2 == 0 else "create")
+    async with httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                kind = queue.get_nowait()
+                began = time.perf_counter()
+                if kind == "list":
+                    response = await client.get("/api/backups?limit=50")
+                else:
+                    response = await client.post(f"/api/backups/database/{tiny_db}")
+                results[kind].append(time.perf_counter() - began)
+                assert response.status_code in (200, 202, 429), response.text
+
+        await asyncio.gather(*(worker() for _ in range(20)))
+    return results
+
+
+def seed_backup_records(meta: Path, count: int) -> None:
+    with sqlite3.connect(meta) as connection:
+        user_id = connection.execute("SELECT id FROM users LIMIT 1").fetchone()[0]
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.000000")
+        connection.executemany(
+            "INSERT INTO backups (filename, filepath, size, status, db_type, db_name, user_id, "
+            "created_at, updated_at) VALUES (?, ?, ?, 'completed', 'postgresql', 'seed', ?, ?, ?)",
+            [
+                (
+                    f"seed_{i}.zip",
+                    f"db/backups/postgresql/seed_{i}.zip",
+                    1000 + i,
+                    user_id,
+                    now,
+                    now,
+                )
+                for i in range(count)
+            ],
+        )
+
+
+def listing_latency(api: Api, count: int, total: int) -> list[float]:
+    samples = []
+    for index in range(count):
+        offset = (index * 997) % max(1, total - 100)
+        began = time.perf_counter()
+        response = api.client.get(f"/api/backups?limit=100&offset={offset}", headers=api.headers)
+        samples.append(time.perf_counter() - began)
+        assert response.status_code == 200
+    return samples
+
+
+def check_archive(path: Path) -> None:
+    result = subprocess.run(["unzip", "-tq", str(path)], capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"unzip -t failed for {path}: {result.stdout!r}")
+    with zipfile.ZipFile(path) as archive:
+        if archive.testzip() is not None:
+            raise RuntimeError(f"zipfile.testzip failed for {path}")
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def machine_line() -> str:
+    cpu = "unknown CPU"
+    with Path("/proc/cpuinfo").open() as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = psutil.virtual_memory().total / 2**30
+
+    def version(tool: str) -> str:
+        return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
+
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {memory:.0f} GiB RAM; {version('pg_dump')}; "
+        f"{version('mysqldump')}; Python {platform.python_version()}"
+    )
+
+
+def mb(value: float) -> str:
+    return f"{value / 1e6:.0f} MB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[200.0, 800.0])
+    parser.add_argument("--mysql-size", type=float, default=None)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--skip-mysql", action="store_true")
+    parser.add_argument("--output", type=Path, help="also write the report here")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeat = [3.0, 6.0], 1
+        args.mysql_size = args.mysql_size or 3.0
+    mysql_size = args.mysql_size or max(args.sizes) / 2
+    load_requests = 60 if args.quick else 400
+    listing_records = 1000 if args.quick else 10_000
+
+    workdir = Path(tempfile.mkdtemp(prefix="bk-bench-"))
+    servers: list[DbServer] = []
+    service: ServerProcess | None = None
+    lines: list[str] = []
+    failures: list[str] = []
+    try:
+        pg = start_postgresql()
+        servers.append(pg)
+        my = None if args.skip_mysql else start_mariadb()
+        if my is not None:
+            servers.append(my)
+        print("filling databases...", flush=True)
+        pg_names = []
+        for size in args.sizes:
+            name = f"bench_pg_{int(size)}"
+            fill_postgresql(pg, name, size)
+            pg_names.append(name)
+        pg.create_database("bench_tiny")
+        pg.execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1);", "bench_tiny")
+        if my is not None:
+            fill_mysql(my, "bench_my", mysql_size)
+
+        service = ServerProcess(workdir / "service", log_level="warning")
+        service.workdir.mkdir()
+        service.start()
+        assert service.process is not None
+        pid = service.process.pid
+        api = Api(service.url)
+        api.login()
+
+        pg_creds = Credentials(workdir, pg)
+        pg_env = pg_creds.pg_env()
+        rows: list[str] = []
+        rss_deltas: list[float] = []
+        archives: list[Path] = []
+        for name in pg_names:
+            database_id = api.add_database(pg, name)
+            sql_bytes = dump_size(pg_dump_argv(pg, name), pg_env)
+            bare, through_api, piped, deltas = [], [], [], []
+            zip_path = workdir / "pipeline.zip"
+            api_size = 0
+            for _ in range(args.repeat):
+                bare.append(timed(pg_dump_argv(pg, name), pg_env))
+                elapsed, backup, idle, peak = api.backup(database_id, pid)
+                through_api.append(elapsed)
+                deltas.append((peak - idle) / 2**20)
+                api_size = backup["size"]
+                archives.append(Path(backup["filepath"]))
+                zip_path.unlink(missing_ok=True)
+                piped.append(timed(pg_dump_argv(pg, name), pg_env, f"zip -q '{zip_path}' -"))
+            zip_size = zip_path.stat().st_size
+            ratio = statistics.median(through_api) / statistics.median(bare)
+            speedup = statistics.median(piped) / statistics.median(through_api)
+            size_ratio = api_size / zip_size
+            delta = max(deltas)
+            rss_deltas.append(delta)
+            ok = ratio <= 1.25 and speedup >= 3 and size_ratio <= 1.05 and delta <= 64
+            if not ok:
+                failures.append(name)
+            rows.append(
+                f"| PostgreSQL {mb(sql_bytes)} | {statistics.median(bare):.2f} s "
+                f"| {statistics.median(through_api):.2f} s | {statistics.median(piped):.2f} s "
+                f"| {ratio:.2f} ({mark(ratio <= 1.25)}) | {speedup:.1f}x ({mark(speedup >= 3)}) "
+                f"| {mb(api_size)} vs {mb(zip_size)}: {size_ratio:.3f} "
+                f"({mark(size_ratio <= 1.05)}) | {delta:.1f} MiB ({mark(delta <= 64)}) |"
+            )
+        if my is not None:
+            my_creds = Credentials(workdir / "my", my)
+            my_creds.workdir.mkdir()
+            defaults = my_creds.my_defaults()
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
+            env["HOME"] = str(my_creds.workdir)
+            database_id = api.add_database(my, "bench_my")
+            sql_bytes = dump_size(mysqldump_argv(defaults, "bench_my"), env)
+            bare, through_api, deltas = [], [], []
+            api_size = 0
+            for _ in range(args.repeat):
+                bare.append(timed(mysqldump_argv(defaults, "bench_my"), env))
+                elapsed, backup, idle, peak = api.backup(database_id, pid)
+                through_api.append(elapsed)
+                deltas.append((peak - idle) / 2**20)
+                api_size = backup["size"]
+                archives.append(Path(backup["filepath"]))
+            ratio = statistics.median(through_api) / statistics.median(bare)
+            delta = max(deltas)
+            if ratio > 1.25 or delta > 64:
+                failures.append("mysql")
+            rows.append(
+                f"| MariaDB {mb(sql_bytes)} | {statistics.median(bare):.2f} s "
+                f"| {statistics.median(through_api):.2f} s | - | {ratio:.2f} "
+                f"({mark(ratio <= 1.25)}) | - | {mb(api_size)} | {delta:.1f} MiB "
+                f"({mark(delta <= 64)}) |"
+            )
+
+        # Latency while two big backups run.
+        big = api.add_database(pg, pg_names[-1])
+        tiny = api.add_database(pg, "bench_tiny")
+        running = [api.start(big), api.start(api.add_database(pg, pg_names[0]))]
+        load = asyncio.run(latency_under_load(api, tiny, load_requests))
+        for backup_id in running:
+            archives.append(Path(api.wait(backup_id)["filepath"]))
+        latency_ok = all(percentile(v, 0.99) < 0.05 for v in load.values())
+        if not latency_ok:
+            failures.append("latency")
+
+        # Listing over many records.
+        seed_backup_records(service.workdir / "meta.sqlite3", listing_records)
+        total = listing_records + len(archives) + load_requests
+        listing = listing_latency(api, 200, total)
+        listing_ok = percentile(listing, 0.99) < 0.05
+        if not listing_ok:
+            failures.append("listing")
+
+        for path in archives:
+            check_archive(path)
+
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        lines += [
+            f"Benchmark of {stamp}, {args.repeat} alternated runs each, medians.",
+            "",
+            f"Machine: {machine_line()}",
+            "",
+            "| database (plain SQL) | dump > /dev/null | API backup | dump \\| zip "
+            "| API / bare dump (≤ 1.25) | zip / API (≥ 3x) | archive API vs zip (≤ 1.05) "
+            "| peak RSS over idle (≤ 64 MiB) |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"- Peak RSS over idle by database size: "
+            f"{', '.join(f'{d:.1f} MiB' for d in rss_deltas)} (does not grow with size)",
+        ]
+        for kind, values in load.items():
+            label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
+            lines.append(
+                f"- {label} while two backups run, 20 clients, {len(values)} requests: "
+                f"p50 {percentile(values, 0.5) * 1e3:.1f} ms, "
+                f"p99 {percentile(values, 0.99) * 1e3:.1f} ms "
+                f"({mark(percentile(values, 0.99) < 0.05)})"
+            )
+        lines.append(
+            f"- GET /api/backups?limit=100 over {total} records, 200 pages: "
+            f"p50 {percentile(listing, 0.5) * 1e3:.1f} ms, "
+            f"p99 {percentile(listing, 0.99) * 1e3:.1f} ms ({mark(listing_ok)})"
+        )
+        lines.append(
+            f"- {len(archives)} archives: all pass `unzip -t` and `zipfile.testzip()` (PASS)"
+        )
+        report = "\n".join(lines)
+        print(report)
+        if args.output:
+            args.output.write_text(report + "\n")
+        print(f"\ntargets missed: {', '.join(failures) or 'none'}")
+        return 0
+    finally:
+        if service is not None:
+            service.stop()
+        for server in servers:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
