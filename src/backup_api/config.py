@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
+    # Niceness of the tools and of the compression threads: the API stays responsive while
+    # backups use every core, and a backup on an idle machine loses nothing.
+    job_nice: int = Field(default=10, ge=0, le=19)
 
     # --- archive
     compression: Literal["isal", "zlib", "stored"] = "isal"

@@ -259,6 +259,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
                 total_timeout=ctx.settings.dump_timeout_seconds,
                 idle_timeout=ctx.settings.dump_idle_timeout_seconds,
                 stderr_limit=ctx.settings.error_tail_bytes * 2,
+                nice=ctx.settings.job_nice,
             )
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
@@ -403,6 +404,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
                 total_timeout=ctx.settings.dump_timeout_seconds,
                 idle_timeout=ctx.settings.dump_idle_timeout_seconds,
                 stderr_limit=ctx.settings.error_tail_bytes * 2,
+                nice=ctx.settings.job_nice,
             )
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "restauration", ctx.settings, secret))

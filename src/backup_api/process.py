@@ -15,6 +15,7 @@ import fcntl
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -102,6 +103,18 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def _niced(worker: PipeWorker, nice: int) -> PipeWorker:
+    def run(fd: int, progress: Progress) -> None:
+        if nice:
+            # Per-thread on Linux: only this I/O thread yields to the event loop's thread.
+            with contextlib.suppress(OSError):
+                current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+        worker(fd, progress)
+
+    return run
+
+
 async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
     tail = bytearray()
     while chunk := await stream.read(65536):
@@ -121,6 +134,7 @@ async def run_tool(
     total_timeout: float,
     idle_timeout: float,
     stderr_limit: int,
+    nice: int = 0,
     poll_interval: float = 0.25,
 ) -> ProcessOutcome:
     """Run ``command`` with ``worker`` serving its stdout (``"out"``) or stdin (``"in"``).
@@ -153,10 +167,13 @@ async def run_tool(
         raise
     # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
     os.close(child_fd)
+    if nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, nice)
 
     loop = asyncio.get_running_loop()
     progress = Progress()
-    io_future = loop.run_in_executor(executor, worker, own_fd, progress)
+    io_future = loop.run_in_executor(executor, _niced(worker, nice), own_fd, progress)
     assert process.stderr is not None
     stderr_task = asyncio.create_task(_read_tail(process.stderr, stderr_limit))
     wait_task = asyncio.create_task(process.wait())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 
 from backup_api.deps import BackupDep, CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
@@ -15,9 +15,10 @@ from backup_api.models import (
     VerificationPublic,
     VerificationResponse,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import AUTHENTICATED, errors, json_response
 from backup_api.services import backups as backups_service
 from backup_api.services import restores as restores_service
+from backup_api.services.backups import to_public
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
@@ -41,12 +42,12 @@ async def create_backup(
 
 
 @router.get("", response_model=BackupList, responses=errors(*AUTHENTICATED))
-async def list_backups(user: CurrentUser, session: SessionDep, page: PageDep) -> BackupList:
+async def list_backups(user: CurrentUser, session: SessionDep, page: PageDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     backups = await backups_service.list_backups(
         session=session, user=user, limit=page.limit, offset=page.offset
     )
-    return BackupList(backups=[backups_service.to_public(b) for b in backups])
+    return json_response(BackupList.model_construct(backups=[to_public(b) for b in backups]))
 
 
 @router.get(
@@ -54,18 +55,18 @@ async def list_backups(user: CurrentUser, session: SessionDep, page: PageDep) ->
 )
 async def list_database_backups(
     database: DatabaseDep, user: CurrentUser, session: SessionDep, page: PageDep
-) -> BackupList:
+) -> Response:
     """List the backups of one database, newest first."""
     backups = await backups_service.list_backups(
         session=session, user=user, limit=page.limit, offset=page.offset, database_id=database.id
     )
-    return BackupList(backups=[backups_service.to_public(b) for b in backups])
+    return json_response(BackupList.model_construct(backups=[to_public(b) for b in backups]))
 
 
 @router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))
-async def get_backup(backup: BackupDep) -> BackupItem:
+async def get_backup(backup: BackupDep) -> Response:
     """One backup, with its status and, when failed, the reason in `error_msg`."""
-    return BackupItem(backup=backups_service.to_public(backup))
+    return json_response(BackupItem.model_construct(backup=to_public(backup)))
 
 
 @router.get(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Response
+from pydantic import BaseModel
+
 from backup_api.models import ErrorResponse
 
 _DESCRIPTIONS = {
@@ -26,3 +29,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTHENTICATED = (401, 403, 429)
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """The model serialized once; returned as is, FastAPI would validate it a second time
+    (it matters on the hot listing routes)."""
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")

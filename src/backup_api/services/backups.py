@@ -47,7 +47,8 @@ def safe_stem(db_name: str) -> str:
 
 def to_public(backup: Backup) -> BackupPublic:
     assert backup.id is not None
-    return BackupPublic(
+    # The record is ours and already valid: construct without re-validating (hot path).
+    return BackupPublic.model_construct(
         id=backup.id,
         filename=backup.filename,
         filepath=backup.filepath,
