@@ -387,6 +387,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--skip-mysql", action="store_true")
     parser.add_argument("--output", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a service setting for the run, e.g. --setting compression_level=2",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeat = [3.0, 6.0], 1
@@ -417,7 +424,8 @@ def main() -> int:
         if my is not None:
             fill_mysql(my, "bench_my", mysql_size)
 
-        service = ServerProcess(workdir / "service", log_level="warning")
+        settings = dict(item.split("=", 1) for item in args.setting)
+        service = ServerProcess(workdir / "service", log_level="warning", **settings)
         service.workdir.mkdir()
         service.start()
         assert service.process is not None

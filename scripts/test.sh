@@ -10,5 +10,13 @@ echo "== ruff"
 .venv/bin/ruff format --check src tests bench
 echo "== mypy (strict, src/)"
 .venv/bin/mypy
-echo "== pytest"
-exec .venv/bin/pytest "$@"
+echo "== pytest (SQLite metadata)"
+.venv/bin/pytest "$@"
+if [ "$#" -eq 0 ]; then
+    # The API and job tests again with the metadata in PostgreSQL (asyncpg).
+    echo "== pytest (PostgreSQL metadata)"
+    BACKUP_API_TEST_METADATA=postgresql .venv/bin/pytest \
+        tests/test_errors.py tests/test_authorization.py tests/test_backup_failures.py \
+        tests/test_faults.py tests/test_restores.py tests/test_security_injection.py \
+        tests/test_security_limits.py
+fi

@@ -21,9 +21,22 @@ from backup_api.main import create_app
 PASSWORD = "motdepasse123"
 
 
+#: Set by conftest when BACKUP_API_TEST_METADATA=postgresql: the server that then holds
+#: every test app's metadata (a fresh database each time) instead of a SQLite file.
+METADATA_SERVER: Any = None
+
+
+def default_metadata_url(tmp_path: Path) -> str:
+    if METADATA_SERVER is None:
+        return f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}"
+    name = unique_name("meta")
+    METADATA_SERVER.create_database(name)
+    return pg_metadata_url(METADATA_SERVER, name)
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+        "database_url": default_metadata_url(tmp_path),
         "backup_root": tmp_path / "db" / "backups",
         "secrets_dir": tmp_path / "secrets",
         "max_concurrent_jobs": 2,

@@ -31,6 +31,18 @@ def mysql_server() -> Iterator[MariaDBServer]:
 
 
 # --- the application, in-process ---
+import os  # noqa: E402
+
+import tests.apphelpers  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _metadata_backend(request: pytest.FixtureRequest) -> None:
+    """BACKUP_API_TEST_METADATA=postgresql runs the app tests on PostgreSQL metadata."""
+    if os.environ.get("BACKUP_API_TEST_METADATA") == "postgresql":
+        tests.apphelpers.METADATA_SERVER = request.getfixturevalue("pg_server")
+
+
 from tests.apphelpers import (  # noqa: E402
     alice,
     app,

@@ -23,6 +23,7 @@ ROUTES = [
     ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
     ("DELETE", "/api/backups/{backup}", None),
     ("GET", "/api/restores/{restore}", None),
+    ("DELETE", "/api/restores/{restore}", None),
 ]
 
 

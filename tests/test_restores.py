@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+import tests.apphelpers
 from tests.apphelpers import Api, make_settings, running_app, unique_name
 from tests.locks import table_locked, tool_processes, wait_until
 from tests.sample_data import create_filled, snapshot
@@ -125,9 +126,15 @@ def _rewrite_archive(app_settings: Any, backup: dict[str, Any], build: Any) -> N
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         build(archive)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    meta = app_settings.database_url.removeprefix("sqlite+aiosqlite:///")
-    with sqlite3.connect(meta) as connection:
-        connection.execute("UPDATE backups SET checksum = ? WHERE id = ?", (digest, backup["id"]))
+    url: str = app_settings.database_url
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite+aiosqlite:///")) as connection:
+            connection.execute(
+                "UPDATE backups SET checksum = ? WHERE id = ?", (digest, backup["id"])
+            )
+    else:
+        sql = f"UPDATE backups SET checksum = '{digest}' WHERE id = {int(backup['id'])}"
+        tests.apphelpers.METADATA_SERVER.execute(sql, url.rsplit("/", 1)[1])
 
 
 EVIL = "CREATE TABLE pwned (v int);\n"
@@ -235,3 +242,29 @@ async def test_restore_client_never_sees_the_password_on_argv(
     restore = await alice.wait_restore(restore_id)
     assert restore["status"] == "completed", restore["error_msg"]
     server.drop_database(source)
+
+
+async def test_deleting_a_running_restore_stops_it_and_rolls_back(
+    pg_server: Any, alice: Api
+) -> None:
+    source = unique_name("cancel")
+    create_filled(pg_server, source)
+    database = await alice.add_database(pg_server, source)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    pg_server.execute("UPDATE items SET name = 'after the backup' WHERE id = 1;", source)
+    with table_locked(pg_server, source):
+        response = await alice.post(f"/api/backups/{backup['id']}/restore")
+        restore_id = response.json()["restore"]["id"]
+        pids = await wait_until(lambda: tool_processes("psql", f"restore:{restore_id}@"))
+        response = await alice.delete(f"/api/restores/{restore_id}")
+        assert response.status_code == 200
+        assert response.json()["message"]
+        for pid in pids:
+            stat = Path(f"/proc/{pid}/stat")
+            assert not stat.exists() or ") Z" in stat.read_text(), "psql survived"
+    assert (await alice.get(f"/api/restores/{restore_id}")).status_code == 404
+    rows = pg_server.query("SELECT name FROM items WHERE id = 1", source)
+    assert rows == [("after the backup",)], "a cancelled restore changed the target"
+    # The backup is free again: deleting it is no longer refused.
+    assert (await alice.delete(f"/api/backups/{backup['id']}")).status_code == 200
+    pg_server.drop_database(source)

@@ -31,10 +31,11 @@ def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
         f"port={conn.port}",
         # TCP even for "localhost": the user registered a host and port, not a socket.
         "protocol=TCP",
-        "default-character-set=utf8mb4",
-        # mysqldump rejects connect-timeout; the mysql client alone reads this group.
+        # mysqldump rejects connect-timeout, and already dumps in utf8mb4; the restore
+        # client alone reads this group (its own default charset is the locale's).
         "[mysql]",
         f"connect-timeout={conn.connect_timeout}",
+        "default-character-set=utf8mb4",
     ]
     write_private_file(path, "\n".join(lines) + "\n")
     return path

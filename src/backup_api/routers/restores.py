@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body, status
 
 from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, SessionDep, StateDep
-from backup_api.models import RestoreCreate, RestoreEnvelope, RestoreItem, RestoreList
+from backup_api.models import (
+    MessageResponse,
+    RestoreCreate,
+    RestoreEnvelope,
+    RestoreItem,
+    RestoreList,
+)
 from backup_api.routers.responses import AUTHENTICATED, errors
 from backup_api.services import restores as restores_service
 
@@ -55,3 +61,16 @@ async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -
 async def get_restore(restore: RestoreDep) -> RestoreItem:
     """One restore, with its status and, when failed, the reason in `error_msg`."""
     return RestoreItem(restore=restores_service.to_public(restore))
+
+
+@router.delete(
+    "/api/restores/{restore_id}",
+    response_model=MessageResponse,
+    responses=errors(*AUTHENTICATED, 404),
+)
+async def delete_restore(
+    restore: RestoreDep, session: SessionDep, state: StateDep
+) -> MessageResponse:
+    """Delete a restore record; a running restore is stopped first and rolls back."""
+    await restores_service.delete_restore(session=session, runner=state.runner, restore=restore)
+    return MessageResponse(message="Restauration supprimée avec succès")

@@ -18,7 +18,7 @@ from backup_api.models import (
     duration_seconds,
     utcnow,
 )
-from backup_api.runner import JobKind, Runner
+from backup_api.runner import CancelReason, JobKind, Runner
 
 
 def to_public(restore: Restore) -> RestorePublic:
@@ -95,6 +95,14 @@ async def list_restores(
         query = query.where(Restore.user_id == user.id)
     result = await session.exec(query.limit(limit).offset(offset))
     return list(result.all())
+
+
+async def delete_restore(*, session: AsyncSession, runner: Runner, restore: Restore) -> None:
+    """Stop a queued or running restore (its transaction rolls back), then drop the record."""
+    assert restore.id is not None
+    await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
+    await session.delete(restore)
+    await session.flush()
 
 
 async def backup_in_use(session: AsyncSession, backup_id: int) -> bool:
