@@ -182,7 +182,8 @@ async def test_allowed_hosts_at_registration_and_at_dump_time(
         database = await api.add_database(pg_server, source, host="localhost")
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
         assert backup["status"] == "completed", backup["error_msg"]
-    strict = make_settings(tmp_path, allowed_db_hosts=["10.0.0.0/8", "db.internal"])
+    # The same service (same metadata) restarted with a stricter list.
+    strict = settings.model_copy(update={"allowed_db_hosts": ["10.0.0.0/8", "db.internal"]})
     async with running_app(strict) as (_, client):
         api = Api(client)
         response = await client.post(
