@@ -284,23 +284,27 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         if job.cancel_reason is not CancelReason.DELETED:
             await asyncio.shield(fail_backup(ctx, job.id, SHUTDOWN_BACKUP))
         raise
-    except JobFailed as exc:
+    except Exception as exc:
         await _abort_quietly(writer)
-        await fail_backup(ctx, job.id, str(exc))
-        logger.info("backup %s failed", job.id)
-    except ToolNotFoundError as exc:
-        await _abort_quietly(writer)
-        await fail_backup(ctx, job.id, f"{exc.tool} introuvable: outil de sauvegarde non installé")
-    except StorageFullError:
-        await _abort_quietly(writer)
-        await fail_backup(ctx, job.id, DISK_FULL)
-    except Exception:
-        await _abort_quietly(writer)
-        logger.exception("backup %s: unexpected error", job.id)
-        await fail_backup(ctx, job.id, "erreur interne pendant la sauvegarde")
+        await fail_backup(ctx, job.id, failure_reason(exc, job, "sauvegarde"))
     finally:
         if secret:
             live_secrets.remove(secret)
+
+
+def failure_reason(exc: Exception, job: Job, action: str) -> str:
+    """The owner-facing reason for a job that raised ``exc`` (never its raw text)."""
+    if isinstance(exc, JobFailed):
+        logger.info("%s %s failed", job.kind, job.id)
+        return str(exc)
+    if isinstance(exc, ToolNotFoundError):
+        return f"{exc.tool} introuvable: outil non installé sur le serveur"
+    if isinstance(exc, StorageFullError):
+        return DISK_FULL
+    if isinstance(exc, FileNotFoundError):
+        return "fichier de sauvegarde introuvable"
+    logger.exception("%s %s: unexpected error", job.kind, job.id)
+    return f"erreur interne pendant la {action}"
 
 
 async def _abort_quietly(writer: ArchiveWriter | None) -> None:
@@ -416,15 +420,8 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
         if job.cancel_reason is not CancelReason.DELETED:
             await asyncio.shield(fail_restore(ctx, job.id, SHUTDOWN_RESTORE))
         raise
-    except JobFailed as exc:
-        await fail_restore(ctx, job.id, str(exc))
-    except ToolNotFoundError as exc:
-        await fail_restore(ctx, job.id, f"{exc.tool} introuvable: client de restauration absent")
-    except FileNotFoundError:
-        await fail_restore(ctx, job.id, "fichier de sauvegarde introuvable")
-    except Exception:
-        logger.exception("restore %s: unexpected error", job.id)
-        await fail_restore(ctx, job.id, "erreur interne pendant la restauration")
+    except Exception as exc:
+        await fail_restore(ctx, job.id, failure_reason(exc, job, "restauration"))
     finally:
         if secret:
             live_secrets.remove(secret)
