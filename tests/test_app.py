@@ -50,6 +50,8 @@ async def test_key_files_are_generated_once_and_private(tmp_path: Path) -> None:
     for name in keys:
         mode = stat.S_IMODE((secrets_dir / name).stat().st_mode)
         assert mode == 0o600, f"{name} is {oct(mode)}"
+    if settings.sqlite_path is not None:
+        assert stat.S_IMODE(settings.sqlite_path.stat().st_mode) == 0o600
     async with running_app(settings):
         pass
     assert {name: (secrets_dir / name).read_text() for name in keys} == keys

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,6 +35,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         sqlite_path = settings.sqlite_path
         if sqlite_path is not None:
             Path(sqlite_path).parent.mkdir(parents=True, exist_ok=True)
+            # Password hashes and encrypted credentials live there: owner-only from birth.
+            os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT, 0o600))
         kwargs.pop("pool_pre_ping")
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
