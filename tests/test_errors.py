@@ -51,6 +51,13 @@ async def test_register_validation(client: httpx.AsyncClient, body: Any, field: 
     ).status_code == 401
 
 
+async def test_validation_messages_say_what_is_wrong(client: httpx.AsyncClient) -> None:
+    response = await client.post("/auth/register", json={"email": "a@example.com", "password": "x"})
+    assert response.json() == {"error": "Données invalides: password: au moins 8 caractères"}
+    response = await client.post("/auth/register", json={"email": "a@b", "password": PASSWORD})
+    assert response.json() == {"error": "Données invalides: email: adresse e-mail invalide"}
+
+
 async def test_register_malformed_json(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/auth/register", content=b'{"email": ', headers={"Content-Type": "application/json"}

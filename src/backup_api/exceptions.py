@@ -131,9 +131,13 @@ def validation_message(errors: Sequence[Any]) -> str:
         return "Données invalides: JSON invalide"
     if kind in ("model_attributes_type", "dict_type") and len(loc) <= 1:
         return "Données invalides: objet JSON attendu"
+    ctx = first.get("ctx") or {}
+    if kind == "string_too_short" and "min_length" in ctx:
+        return f"Données invalides: {_field_path(loc)}: au moins {ctx['min_length']} caractères"
+    if kind == "string_too_long" and "max_length" in ctx:
+        return f"Données invalides: {_field_path(loc)}: au plus {ctx['max_length']} caractères"
     if kind == "value_error":
         # Our own validators raise ValueError with a French message: show it as is.
-        ctx = first.get("ctx") or {}
         detail = str(ctx.get("error", "")) or _VALIDATION_MESSAGES["value_error"]
     else:
         detail = _VALIDATION_MESSAGES.get(kind, "valeur invalide")
