@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -68,8 +69,49 @@ async def test_forged_and_misplaced_tokens_are_401(app: FastAPI, alice: Api) -> 
 async def test_token_of_a_deleted_user_is_401(client: httpx.AsyncClient) -> None:
     admin = await Api(client).signup("root@example.com", role="admin")
     victim = await Api(client).signup("gone@example.com")
+    # The victim's account is in the caller cache when it is deleted: it must not outlive it.
+    assert (await victim.get("/api/backups")).status_code == 200
     assert (await admin.delete(f"/api/users/{victim.user['id']}")).status_code == 200
     assert (await victim.get("/api/backups")).status_code == 401
+    assert (await victim.get(f"/api/backups/{1}")).status_code == 401
+
+
+async def test_role_changes_apply_to_live_tokens_at_once(client: httpx.AsyncClient) -> None:
+    root = await Api(client).signup("root@example.com", role="admin")
+    other = await Api(client).signup("other@example.com")
+    assert (await other.get("/api/users")).status_code == 403
+    promoted = await root.put(f"/api/users/{other.user['id']}/role", json={"role": "admin"})
+    assert promoted.status_code == 200, promoted.text
+    # Same token, issued while a plain user: the new role counts from the next request.
+    assert (await other.get("/api/users")).status_code == 200
+    demoted = await root.put(f"/api/users/{other.user['id']}/role", json={"role": "user"})
+    assert demoted.status_code == 200, demoted.text
+    assert (await other.get("/api/users")).status_code == 403
+    assert (await other.get("/api/backups")).status_code == 200
+
+
+async def test_outside_role_changes_are_seen_within_the_cache_lifetime(tmp_path: Path) -> None:
+    """A promotion written by another process (``create-admin``) is not announced to the
+    running service: the cached caller expires after ``auth_cache_seconds``."""
+    settings = make_settings(tmp_path, auth_cache_seconds=0.5)
+    async with running_app(settings) as (_, client):
+        await Api(client).signup("first@example.com", role="admin")
+        ops = await Api(client).signup("ops@example.com")
+        assert (await ops.get("/api/users")).status_code == 403
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_API_")}
+        env.update(
+            {
+                "BACKUP_API_DATABASE_URL": settings.database_url,
+                "BACKUP_API_SECRETS_DIR": str(settings.secrets_dir),
+                "BACKUP_API_ADMIN_PASSWORD": PASSWORD,
+            }
+        )
+        command = [sys.executable, "-m", "backup_api.cli", "create-admin", "ops@example.com"]
+        began = time.monotonic()
+        await asyncio.to_thread(subprocess.run, command, env=env, check=True, capture_output=True)
+        # Seen at the latest once the cached entry expires (it may already have).
+        await asyncio.sleep(max(0.0, 0.6 - (time.monotonic() - began)))
+        assert (await ops.get("/api/users")).status_code == 200
 
 
 async def test_closed_registration(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_expire_minutes: int = Field(default=60, ge=1)
     allow_registration: bool = True
+    # How long a token's account (id, role) is trusted without reading it again; changes
+    # made through this service apply at once, the cache only hides outside edits.
+    auth_cache_seconds: float = Field(default=10.0, ge=0)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)

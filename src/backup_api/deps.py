@@ -8,18 +8,23 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.db import session_scope
 from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
-from backup_api.models import Backup, Database, Restore, Role, User
+from backup_api.models import Backup, Database, Restore, User
+from backup_api.principals import Principal
 from backup_api.security import InvalidTokenError, decode_access_token
 from backup_api.state import AppState
 
 MAX_ID = 2**31 - 1
 
+# Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hop per request that costs more than the work.
 
-def get_state(request: Request) -> AppState:
+
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.backup_api
     return state
 
@@ -40,9 +45,15 @@ bearer_scheme = HTTPBearer(auto_error=False, description="Token JWT obtenu par /
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-async def _user_from_token(
-    state: AppState, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
-) -> User | None:
+def _load_principal(connection: Connection, user_id: int) -> Principal | None:
+    table = User.__table__  # type: ignore[attr-defined]
+    row = connection.execute(select(table.c.id, table.c.role).where(table.c.id == user_id)).first()
+    return None if row is None else Principal(id=row.id, role=row.role)
+
+
+async def _principal_from_token(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal | None:
     if credentials is None:
         return None
     if credentials.scheme.lower() != "bearer":
@@ -53,40 +64,43 @@ async def _user_from_token(
         raise Unauthorized("Token invalide ou expiré") from None
     if claims.user_id > MAX_ID:
         raise Unauthorized("Token invalide ou expiré")
-    user = await session.get(User, claims.user_id)
-    if user is None:
-        raise Unauthorized("Token invalide ou expiré")
-    return user
+    principal = state.principals.get(claims.user_id)
+    if principal is None:
+        user_id = claims.user_id
+        principal = await state.transactions.run(lambda c: _load_principal(c, user_id))
+        if principal is None:
+            raise Unauthorized("Token invalide ou expiré")
+        state.principals.put(principal)
+    return principal
 
 
-async def current_user(state: StateDep, session: SessionDep, credentials: BearerDep) -> User:
-    user = await _user_from_token(state, session, credentials)
-    if user is None:
+# No session here: the hot routes never open one (see ``TransactionRunner``).
+async def current_user(state: StateDep, credentials: BearerDep) -> Principal:
+    principal = await _principal_from_token(state, credentials)
+    if principal is None:
         raise Unauthorized("Authentification requise")
-    return user
+    return principal
 
 
-async def optional_user(
-    state: StateDep, session: SessionDep, credentials: BearerDep
-) -> User | None:
-    return await _user_from_token(state, session, credentials)
+async def optional_user(state: StateDep, credentials: BearerDep) -> Principal | None:
+    return await _principal_from_token(state, credentials)
 
 
-CurrentUser = Annotated[User, Depends(current_user)]
-OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[Principal, Depends(current_user)]
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
 
 
-async def admin_user(user: CurrentUser) -> User:
-    if user.role != Role.ADMIN.value:
+async def admin_user(user: CurrentUser) -> Principal:
+    if not user.is_admin:
         raise Forbidden("Action réservée aux administrateurs")
     return user
 
 
-AdminUser = Annotated[User, Depends(admin_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]
 
 
-def ensure_owner(user: User, owner_id: int | None) -> None:
-    if user.role != Role.ADMIN.value and owner_id != user.id:
+def ensure_owner(user: Principal, owner_id: int | None) -> None:
+    if not user.is_admin and owner_id != user.id:
         raise Forbidden()
 
 
@@ -128,7 +142,7 @@ class Page:
         self.offset = offset
 
 
-def pagination(
+async def pagination(
     state: StateDep,
     limit: Annotated[int | None, Query(ge=1, le=10000, description="Taille de page")] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Décalage")] = 0,

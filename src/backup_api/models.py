@@ -34,7 +34,10 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def format_timestamp(value: datetime) -> str:
-    return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is several times cheaper than strftime, and listings format four per row.
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="seconds") + "Z"
 
 
 Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]

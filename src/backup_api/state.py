@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backup_api.config import Settings
-from backup_api.db import SessionFactory
+from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.jobs import JobContext
+from backup_api.principals import PrincipalCache
 from backup_api.runner import Runner
 from backup_api.security import Keys
 from backup_api.storage.base import Storage
@@ -21,9 +22,11 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: SessionFactory
+    transactions: TransactionRunner
     storage: Storage
     keys: Keys
     executor: ThreadPoolExecutor
     runner: Runner
     jobs: JobContext
     throttle: LoginThrottle
+    principals: PrincipalCache

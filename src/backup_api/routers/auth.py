@@ -61,6 +61,7 @@ async def login(
 
 
 @router.get("/me", response_model=UserItem, responses=errors(*AUTHENTICATED))
-async def me(user: CurrentUser) -> UserItem:
+async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
     """The account the token belongs to."""
+    user = await users_service.get_user(session=session, user_id=caller.id)
     return UserItem(user=UserPublic.model_validate(user.model_dump()))

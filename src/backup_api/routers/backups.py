@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 
-from backup_api.deps import BackupDep, CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
+from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, SessionDep, StateDep
 from backup_api.exceptions import Conflict
 from backup_api.models import (
     BackupEnvelope,
@@ -18,7 +18,6 @@ from backup_api.models import (
 from backup_api.routers.responses import AUTHENTICATED, errors, json_response
 from backup_api.services import backups as backups_service
 from backup_api.services import restores as restores_service
-from backup_api.services.backups import to_public
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
@@ -31,42 +30,52 @@ CREATED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a
     response_model=BackupEnvelope,
     responses=errors(*AUTHENTICATED, 404),
 )
-async def create_backup(
-    database: DatabaseDep, user: CurrentUser, session: SessionDep, state: StateDep
-) -> BackupEnvelope:
+async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """Start a backup in the background; returns the `pending` record at once."""
     backup = await backups_service.create_backup(
-        session=session, settings=state.settings, runner=state.runner, user=user, database=database
+        transactions=state.transactions,
+        settings=state.settings,
+        runner=state.runner,
+        user=user,
+        database_id=database_id,
     )
-    return BackupEnvelope(message=CREATED_MESSAGE, backup=backups_service.to_public(backup))
+    envelope = BackupEnvelope.model_construct(message=CREATED_MESSAGE, backup=backup)
+    return json_response(envelope, status.HTTP_202_ACCEPTED)
 
 
 @router.get("", response_model=BackupList, responses=errors(*AUTHENTICATED))
-async def list_backups(user: CurrentUser, session: SessionDep, page: PageDep) -> Response:
+async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     backups = await backups_service.list_backups(
-        session=session, user=user, limit=page.limit, offset=page.offset
+        transactions=state.transactions, user=user, limit=page.limit, offset=page.offset
     )
-    return json_response(BackupList.model_construct(backups=[to_public(b) for b in backups]))
+    return json_response(BackupList.model_construct(backups=backups))
 
 
 @router.get(
     "/database/{database_id}", response_model=BackupList, responses=errors(*AUTHENTICATED, 404)
 )
 async def list_database_backups(
-    database: DatabaseDep, user: CurrentUser, session: SessionDep, page: PageDep
+    database_id: IdPath, user: CurrentUser, page: PageDep, state: StateDep
 ) -> Response:
     """List the backups of one database, newest first."""
     backups = await backups_service.list_backups(
-        session=session, user=user, limit=page.limit, offset=page.offset, database_id=database.id
+        transactions=state.transactions,
+        user=user,
+        limit=page.limit,
+        offset=page.offset,
+        database_id=database_id,
     )
-    return json_response(BackupList.model_construct(backups=[to_public(b) for b in backups]))
+    return json_response(BackupList.model_construct(backups=backups))
 
 
 @router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))
-async def get_backup(backup: BackupDep) -> Response:
+async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """One backup, with its status and, when failed, the reason in `error_msg`."""
-    return json_response(BackupItem.model_construct(backup=to_public(backup)))
+    backup = await backups_service.get_backup(
+        transactions=state.transactions, user=user, backup_id=backup_id
+    )
+    return json_response(BackupItem.model_construct(backup=backup))
 
 
 @router.get(

@@ -32,11 +32,13 @@ async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserIt
 
 @router.put("/{user_id}/role", response_model=UserItem, responses=errors(*AUTHENTICATED, 404, 409))
 async def set_role(
-    user_id: IdPath, data: UserRoleUpdate, _: AdminUser, session: SessionDep
+    user_id: IdPath, data: UserRoleUpdate, _: AdminUser, session: SessionDep, state: StateDep
 ) -> UserItem:
     """Change an account's role."""
     user = await users_service.get_user(session=session, user_id=user_id)
-    user = await users_service.set_role(session=session, user=user, role=data.role)
+    user = await users_service.set_role(
+        session=session, principals=state.principals, user=user, role=data.role
+    )
     return UserItem(user=_public(user))
 
 
@@ -50,6 +52,10 @@ async def delete_user(
     user = await users_service.get_user(session=session, user_id=user_id)
     users_service.ensure_not_self(admin, user)
     await admin_service.delete_user(
-        session=session, storage=state.storage, runner=state.runner, user=user
+        session=session,
+        storage=state.storage,
+        runner=state.runner,
+        principals=state.principals,
+        user=user,
     )
     return MessageResponse(message="Utilisateur supprimé avec succès")

@@ -7,12 +7,19 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.jobs import storage_key
 from backup_api.models import Backup, Database, Restore, User
+from backup_api.principals import PrincipalCache
 from backup_api.runner import CancelReason, JobKind, Runner
+from backup_api.services.users import forget_principal
 from backup_api.storage.base import Storage
 
 
 async def delete_user(
-    *, session: AsyncSession, storage: Storage, runner: Runner, user: User
+    *,
+    session: AsyncSession,
+    storage: Storage,
+    runner: Runner,
+    principals: PrincipalCache,
+    user: User,
 ) -> None:
     """Stop the user's jobs, remove their archives, then the account and all its records."""
     restores = (await session.exec(select(Restore).where(Restore.user_id == user.id))).all()
@@ -29,5 +36,6 @@ async def delete_user(
     databases = (await session.exec(select(Database).where(Database.user_id == user.id))).all()
     for database in databases:
         await session.delete(database)
+    forget_principal(session, principals, user)
     await session.delete(user)
     await session.flush()

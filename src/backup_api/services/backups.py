@@ -9,26 +9,32 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy import Connection, RowMapping, func, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archive import ArchiveError, test_archive
 from backup_api.config import Settings
+from backup_api.db import TransactionRunner
 from backup_api.dumpers.registry import DUMPERS
-from backup_api.exceptions import Conflict, NotFound, TooManyRequests, UnsupportedDatabaseType
+from backup_api.exceptions import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    UnsupportedDatabaseType,
+)
 from backup_api.jobs import sha256_of, storage_key
 from backup_api.models import (
     Backup,
     BackupPublic,
     Database,
     JobStatus,
-    Role,
-    User,
     duration_seconds,
     utcnow,
 )
+from backup_api.principals import Principal
 from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.storage.base import Storage
 
@@ -45,104 +51,159 @@ def safe_stem(db_name: str) -> str:
     return stem or "database"
 
 
-def to_public(backup: Backup) -> BackupPublic:
-    assert backup.id is not None
+_BACKUPS = Backup.__table__  # type: ignore[attr-defined]
+_DATABASES = Database.__table__  # type: ignore[attr-defined]
+_COLUMNS = tuple(_BACKUPS.columns.keys())
+
+
+def to_public(backup: Backup | RowMapping) -> BackupPublic:
+    """The public shape of a record, from the ORM object or a Core row alike."""
+    fields = (
+        backup
+        if isinstance(backup, RowMapping)
+        else {name: getattr(backup, name) for name in _COLUMNS}
+    )
     # The record is ours and already valid: construct without re-validating (hot path).
     return BackupPublic.model_construct(
-        id=backup.id,
-        filename=backup.filename,
-        filepath=backup.filepath,
-        size=backup.size,
-        status=JobStatus(backup.status),
-        created_at=backup.created_at,
-        updated_at=backup.updated_at,
-        user_id=backup.user_id,
-        database_id=backup.database_id,
-        error_msg=backup.error_msg,
-        checksum=backup.checksum,
-        db_type=backup.db_type,
-        dump_size=backup.dump_size,
-        started_at=backup.started_at,
-        finished_at=backup.finished_at,
-        duration_seconds=duration_seconds(backup.started_at, backup.finished_at),
+        id=fields["id"],
+        filename=fields["filename"],
+        filepath=fields["filepath"],
+        size=fields["size"],
+        status=JobStatus(fields["status"]),
+        created_at=fields["created_at"],
+        updated_at=fields["updated_at"],
+        user_id=fields["user_id"],
+        database_id=fields["database_id"],
+        error_msg=fields["error_msg"],
+        checksum=fields["checksum"],
+        db_type=fields["db_type"],
+        dump_size=fields["dump_size"],
+        started_at=fields["started_at"],
+        finished_at=fields["finished_at"],
+        duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
     )
 
 
-async def _active_for_user(session: AsyncSession, user_id: int) -> int:
-    result = await session.exec(
+# The hot routes below run as one synchronous unit each (``TransactionRunner``): the
+# ownership checks, the queries and the insert happen in a single trip to the database.
+
+
+def _owned_row(connection: Connection, table: Any, row_id: int, user: Principal) -> RowMapping:
+    row = connection.execute(select(table).where(table.c.id == row_id)).mappings().first()
+    if row is None:
+        raise NotFound(
+            "Sauvegarde introuvable" if table is _BACKUPS else "Base de données introuvable"
+        )
+    if not user.is_admin and row["user_id"] != user.id:
+        raise Forbidden()
+    return row
+
+
+async def get_backup(
+    *, transactions: TransactionRunner, user: Principal, backup_id: int
+) -> BackupPublic:
+    row = await transactions.run(lambda c: _owned_row(c, _BACKUPS, backup_id, user))
+    return to_public(row)
+
+
+async def list_backups(
+    *,
+    transactions: TransactionRunner,
+    user: Principal,
+    limit: int,
+    offset: int,
+    database_id: int | None = None,
+) -> list[BackupPublic]:
+    query = select(_BACKUPS).order_by(_BACKUPS.c.id.desc())
+    if not user.is_admin:
+        query = query.where(_BACKUPS.c.user_id == user.id)
+    if database_id is not None:
+        query = query.where(_BACKUPS.c.database_id == database_id)
+    query = query.limit(limit).offset(offset)
+
+    def work(connection: Connection) -> list[BackupPublic]:
+        if database_id is not None:
+            _owned_row(connection, _DATABASES, database_id, user)
+        return [to_public(row) for row in connection.execute(query).mappings()]
+
+    return await transactions.run(work)
+
+
+def _free_filename(connection: Connection, db_type: str, stem: str) -> str:
+    taken = set(
+        connection.execute(
+            select(_BACKUPS.c.filename).where(
+                _BACKUPS.c.db_type == db_type, _BACKUPS.c.filename.startswith(stem)
+            )
+        ).scalars()
+    )
+    filename = f"{stem}.zip"
+    counter = 2
+    while filename in taken:
+        filename = f"{stem}_{counter}.zip"
+        counter += 1
+    return filename
+
+
+def _insert_backup(
+    connection: Connection, settings: Settings, user: Principal, database_id: int
+) -> RowMapping:
+    database = _owned_row(connection, _DATABASES, database_id, user)
+    if database["type"] not in DUMPERS:
+        raise UnsupportedDatabaseType(database["type"])
+    active = connection.execute(
         select(func.count())
-        .select_from(Backup)
-        .where(Backup.user_id == user_id, Backup.status == JobStatus.PENDING.value)
-    )
-    return int(result.one())
-
-
-async def create_backup(
-    *, session: AsyncSession, settings: Settings, runner: Runner, user: User, database: Database
-) -> Backup:
-    if database.type not in DUMPERS:
-        raise UnsupportedDatabaseType(database.type)
-    assert user.id is not None
-    assert database.id is not None
-    if await _active_for_user(session, user.id) >= settings.max_active_backups_per_user:
+        .select_from(_BACKUPS)
+        .where(_BACKUPS.c.user_id == user.id, _BACKUPS.c.status == JobStatus.PENDING.value)
+    ).scalar_one()
+    if active >= settings.max_active_backups_per_user:
         raise TooManyRequests(
             "Trop de sauvegardes en cours pour cet utilisateur, réessayez plus tard",
             retry_after=30,
         )
     created = utcnow()
-    stem = f"{safe_stem(database.db_name)}_{created:%Y%m%d_%H%M%S}"
+    stem = f"{safe_stem(database['db_name'])}_{created:%Y%m%d_%H%M%S}"
+    filename = _free_filename(connection, database["type"], stem)
     root = PurePosixPath(settings.backup_root.as_posix())
-    async with _naming_lock:
-        taken = set(
-            (
-                await session.exec(
-                    select(Backup.filename).where(
-                        Backup.db_type == database.type, col(Backup.filename).startswith(stem)
-                    )
-                )
-            ).all()
-        )
-        filename = f"{stem}.zip"
-        counter = 2
-        while filename in taken:
-            filename = f"{stem}_{counter}.zip"
-            counter += 1
-        backup = Backup(
-            filename=filename,
-            filepath=str(root / storage_key(database.type, filename)),
-            size=0,
-            status=JobStatus.PENDING.value,
-            db_type=database.type,
-            db_name=database.db_name,
-            user_id=user.id,
-            database_id=database.id,
-            created_at=created,
-            updated_at=created,
-        )
-        session.add(backup)
-        # Committed here, not at the end of the request: the job reads it in its own
-        # session, and the name must be taken before the lock is released.
-        await session.commit()
-    assert backup.id is not None
-    runner.submit(JobKind.BACKUP, backup.id, database.id)
-    return backup
+    values = {
+        "filename": filename,
+        "filepath": str(root / storage_key(database["type"], filename)),
+        "size": 0,
+        "status": JobStatus.PENDING.value,
+        "db_type": database["type"],
+        "db_name": database["db_name"],
+        "user_id": user.id,
+        "database_id": database_id,
+        "created_at": created,
+        "updated_at": created,
+    }
+    inserted = connection.execute(insert(_BACKUPS).values(**values).returning(*_BACKUPS.c))
+    return inserted.mappings().one()
 
 
-async def list_backups(
+async def create_backup(
     *,
-    session: AsyncSession,
-    user: User,
-    limit: int,
-    offset: int,
-    database_id: int | None = None,
-) -> list[Backup]:
-    query = select(Backup).order_by(col(Backup.id).desc())
-    if user.role != Role.ADMIN.value:
-        query = query.where(Backup.user_id == user.id)
-    if database_id is not None:
-        query = query.where(Backup.database_id == database_id)
-    result = await session.exec(query.limit(limit).offset(offset))
-    return list(result.all())
+    transactions: TransactionRunner,
+    settings: Settings,
+    runner: Runner,
+    user: Principal,
+    database_id: int,
+) -> BackupPublic:
+    """Record a ``pending`` backup and hand it to the runner.
+
+    Shielded: once the record is committed the job is submitted, even if the request is
+    cancelled meanwhile, so a record never stays ``pending`` with no job behind it.
+    """
+
+    async def record_and_submit() -> RowMapping:
+        # One process owns the runner: the lock makes "pick a free name, insert" atomic on
+        # backends whose units run concurrently (SQLite's run one at a time anyway).
+        async with _naming_lock:
+            row = await transactions.run(lambda c: _insert_backup(c, settings, user, database_id))
+        runner.submit(JobKind.BACKUP, row["id"], database_id)
+        return row
+
+    return to_public(await asyncio.shield(record_and_submit()))
 
 
 @dataclass(frozen=True)

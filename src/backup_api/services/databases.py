@@ -8,8 +8,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.config import Settings
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import BadRequest, Conflict, UnsupportedDatabaseType
-from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, Role, User, utcnow
+from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, utcnow
 from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.principals import Principal
 from backup_api.runner import Runner
 from backup_api.security import Keys, encrypt_secret
 
@@ -27,10 +28,9 @@ async def _check_host(settings: Settings, host: str, port: str) -> None:
 
 
 async def create_database(
-    *, session: AsyncSession, settings: Settings, keys: Keys, owner: User, data: DatabaseCreate
+    *, session: AsyncSession, settings: Settings, keys: Keys, owner: Principal, data: DatabaseCreate
 ) -> Database:
     _check_type(data.type)
-    assert owner.id is not None
     await _check_host(settings, data.host, data.port)
     database = Database(
         name=data.name,
@@ -48,10 +48,10 @@ async def create_database(
 
 
 async def list_databases(
-    *, session: AsyncSession, user: User, limit: int, offset: int
+    *, session: AsyncSession, user: Principal, limit: int, offset: int
 ) -> list[Database]:
     query = select(Database).order_by(col(Database.id))
-    if user.role != Role.ADMIN.value:
+    if not user.is_admin:
         query = query.where(Database.user_id == user.id)
     result = await session.exec(query.limit(limit).offset(offset))
     return list(result.all())

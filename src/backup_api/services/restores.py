@@ -13,11 +13,10 @@ from backup_api.models import (
     JobStatus,
     Restore,
     RestorePublic,
-    Role,
-    User,
     duration_seconds,
     utcnow,
 )
+from backup_api.principals import Principal
 from backup_api.runner import CancelReason, JobKind, Runner
 
 
@@ -39,7 +38,7 @@ def to_public(restore: Restore) -> RestorePublic:
 
 
 async def load_target(
-    *, session: AsyncSession, user: User, backup: Backup, database_id: int | None
+    *, session: AsyncSession, user: Principal, backup: Backup, database_id: int | None
 ) -> Database:
     """The target database: the backup's own by default; it must be the caller's."""
     target_id = database_id if database_id is not None else backup.database_id
@@ -51,13 +50,13 @@ async def load_target(
     target = await session.get(Database, target_id)
     if target is None:
         raise NotFound("Base de données cible introuvable")
-    if user.role != Role.ADMIN.value and target.user_id != user.id:
+    if not user.is_admin and target.user_id != user.id:
         raise Forbidden()
     return target
 
 
 async def create_restore(
-    *, session: AsyncSession, runner: Runner, user: User, backup: Backup, target: Database
+    *, session: AsyncSession, runner: Runner, user: Principal, backup: Backup, target: Database
 ) -> Restore:
     if target.type != backup.db_type:
         raise BadRequest(
@@ -88,10 +87,10 @@ async def create_restore(
 
 
 async def list_restores(
-    *, session: AsyncSession, user: User, limit: int, offset: int
+    *, session: AsyncSession, user: Principal, limit: int, offset: int
 ) -> list[Restore]:
     query = select(Restore).order_by(col(Restore.id).desc())
-    if user.role != Role.ADMIN.value:
+    if not user.is_admin:
         query = query.where(Restore.user_id == user.id)
     result = await session.exec(query.limit(limit).offset(offset))
     return list(result.all())

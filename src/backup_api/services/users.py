@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api import security
 from backup_api.config import Settings
+from backup_api.db import after_commit
 from backup_api.exceptions import (
     BadRequest,
     Conflict,
@@ -19,6 +20,7 @@ from backup_api.exceptions import (
     Unauthorized,
 )
 from backup_api.models import Role, User, UserRegister, utcnow
+from backup_api.principals import Principal, PrincipalCache
 from backup_api.throttle import LoginThrottle
 
 INVALID_CREDENTIALS = "Email ou mot de passe incorrect"
@@ -35,9 +37,9 @@ async def get_by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def register(
-    *, session: AsyncSession, settings: Settings, data: UserRegister, caller: User | None
+    *, session: AsyncSession, settings: Settings, data: UserRegister, caller: Principal | None
 ) -> User:
-    caller_is_admin = caller is not None and caller.role == Role.ADMIN.value
+    caller_is_admin = caller is not None and caller.is_admin
     first_account = await _count_users(session) == 0
     if not settings.allow_registration and not caller_is_admin and not first_account:
         raise Forbidden("Les inscriptions sont fermées")
@@ -97,14 +99,26 @@ async def _admin_count(session: AsyncSession) -> int:
     return int(result.one())
 
 
-async def set_role(*, session: AsyncSession, user: User, role: Role) -> User:
+async def set_role(
+    *, session: AsyncSession, principals: PrincipalCache, user: User, role: Role
+) -> User:
     if user.role == Role.ADMIN.value and role is Role.USER and await _admin_count(session) <= 1:
         raise Conflict("Impossible de retirer le dernier administrateur")
     user.role = role.value
     user.updated_at = utcnow()
     session.add(user)
     await session.flush()
+    forget_principal(session, principals, user)
     return user
+
+
+def forget_principal(session: AsyncSession, principals: PrincipalCache, user: User) -> None:
+    """Drop the cached caller now and again once committed: a request that read the old
+    row in between must not keep it."""
+    assert user.id is not None
+    user_id = user.id
+    principals.forget(user_id)
+    after_commit(session, lambda: principals.forget(user_id))
 
 
 async def create_admin(*, session: AsyncSession, email: str, password: str) -> User:
@@ -124,6 +138,6 @@ async def create_admin(*, session: AsyncSession, email: str, password: str) -> U
     return user
 
 
-def ensure_not_self(caller: User, target: User) -> None:
+def ensure_not_self(caller: Principal, target: User) -> None:
     if caller.id == target.id:
         raise BadRequest("Un administrateur ne peut pas se supprimer lui-même")
