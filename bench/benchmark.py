@@ -287,25 +287,69 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
+class RawHttpConnection:
+    """One keep-alive HTTP/1.1 connection over asyncio streams: the load generator.
+
+    httpx costs 1 to 3 ms of CPU per request; twenty closed-loop httpx clients on a
+    2-core machine mostly measure their own queueing. This costs about 0.1 ms, so the
+    latencies below are the server's.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        host_port = url.split("//", 1)[1]
+        self.host, port = host_port.rsplit(":", 1)
+        self.port = int(port)
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}"
+            "Content-Length: 0\r\n\r\n".encode()
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
 async def latency_under_load(api: Api, tiny_db: int, requests: int) -> dict[str, list[float]]:
+    """20 concurrent clients, each sending its next request as soon as it has an answer."""
     results: dict[str, list[float]] = {"list": [], "create": []}
     queue: asyncio.Queue[str] = asyncio.Queue()
     for index in range(requests):
         queue.put_nowait("list" if index % 2 == 0 else "create")
-    async with httpx.AsyncClient(base_url=api.url, headers=api.headers, timeout=30) as client:
 
-        async def worker() -> None:
+    async def worker() -> None:
+        connection = RawHttpConnection(api.url, api.headers)
+        try:
             while not queue.empty():
                 kind = queue.get_nowait()
                 began = time.perf_counter()
                 if kind == "list":
-                    response = await client.get("/api/backups?limit=50")
+                    status, body = await connection.request("GET", "/api/backups?limit=50")
                 else:
-                    response = await client.post(f"/api/backups/database/{tiny_db}")
+                    status, body = await connection.request(
+                        "POST", f"/api/backups/database/{tiny_db}"
+                    )
                 results[kind].append(time.perf_counter() - began)
-                assert response.status_code in (200, 202, 429), response.text
+                assert status in (200, 202, 429), body
+        finally:
+            await connection.close()
 
-        await asyncio.gather(*(worker() for _ in range(20)))
+    await asyncio.gather(*(worker() for _ in range(20)))
     return results
 
 

@@ -84,35 +84,57 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
 class TransactionRunner:
     """Runs a function of a synchronous SQLAlchemy ``Connection`` as one transaction.
 
-    The hot routes (listing, reading and starting backups) use it instead of an
-    ``AsyncSession``. Through aiosqlite every statement, fetch, commit and connection
-    reset is a round trip to a thread, about 100 µs of CPU each and more under
+    The hot routes (listing, reading and starting backups) and the jobs' status updates use
+    it instead of an ``AsyncSession``. Through aiosqlite every statement, fetch, commit and
+    connection reset is a round trip to a thread, about 100 µs of CPU each and more under
     concurrency, so a request of two statements paid for a dozen hops, more than all its
-    other work. Here, on a SQLite file, the whole function runs in a single hop, on one
-    dedicated thread, with the standard library's driver (WAL: it never blocks the jobs'
-    readers, and one thread serializes the hot writes). On other backends (asyncpg is
-    natively asynchronous) it runs through ``AsyncConnection.run_sync``.
+    other work. Here, on a SQLite file, the whole function runs in a single hop with the
+    standard library's driver: writes on one thread (so they never wait on each other's
+    lock: SQLite's busy handler sleeps 1 to 100 ms at a time), reads on another (WAL: they
+    never wait for a write or a checkpoint's fsync). On other backends (asyncpg is natively
+    asynchronous) the function runs through ``AsyncConnection.run_sync``.
     """
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
         self._sync_engine: Engine | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
         if settings.sqlite_path is not None:
             url = make_url(settings.database_url).set(drivername="sqlite")
             self._sync_engine = create_sync_engine(
                 url, hide_parameters=True, connect_args={"check_same_thread": False}
             )
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-write")
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
+        self._exclusive = asyncio.Lock()
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        """``work(connection)`` in a transaction: committed if it returns, else rolled back."""
-        if self._sync_engine is None or self._executor is None:
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(work)
+    async def run(self, work: Callable[[Connection], T], *, exclusive: bool = False) -> T:
+        """``work(connection)`` in a transaction: committed if it returns, else rolled back.
+
+        ``exclusive``: no other exclusive unit of this process runs meanwhile (for
+        read-then-write units such as "pick a free file name, insert it"). On SQLite every
+        write unit already runs alone on the one thread, so nothing waits for a lock there.
+        """
+        if self._sync_engine is None or self._writer is None:
+            if exclusive:
+                async with self._exclusive:
+                    return await self._run_async(work)
+            return await self._run_async(work)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_sync, work)
+        return await loop.run_in_executor(self._writer, self._run_sync, work)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)`` that only reads: it never queues behind a write."""
+        if self._sync_engine is None or self._reader is None:
+            return await self._run_async(work)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._run_sync, work)
+
+    async def _run_async(self, work: Callable[[Connection], T]) -> T:
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(work)
 
     def _run_sync(self, work: Callable[[Connection], T]) -> T:
         assert self._sync_engine is not None
@@ -120,7 +142,8 @@ class TransactionRunner:
             return work(connection)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in (self._writer, self._reader):
+            if executor is not None:
+                executor.shutdown(wait=True)
         if self._sync_engine is not None:
             self._sync_engine.dispose()

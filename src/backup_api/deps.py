@@ -7,15 +7,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection, select
+from fastapi.security import HTTPBearer
+from sqlalchemy import Connection, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.db import session_scope
 from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
 from backup_api.models import Backup, Database, Restore, User
 from backup_api.principals import Principal
-from backup_api.security import InvalidTokenError, decode_access_token
+from backup_api.security import InvalidTokenError
 from backup_api.state import AppState
 
 MAX_ID = 2**31 - 1
@@ -41,25 +41,36 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 # reads right after a write sees it.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
-bearer_scheme = HTTPBearer(auto_error=False, description="Token JWT obtenu par /auth/login")
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+class BearerToken(HTTPBearer):
+    """``HTTPBearer`` (it declares the scheme, so Swagger UI's Authorize works) that hands
+    back the bare token, without building a credentials model on every request."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return token
+
+
+bearer_scheme = BearerToken(auto_error=False, description="Token JWT obtenu par /auth/login")
+BearerDep = Annotated[str | None, Depends(bearer_scheme)]
+
+
+_USERS = User.__table__  # type: ignore[attr-defined]
+_PRINCIPAL = select(_USERS.c.id, _USERS.c.role).where(_USERS.c.id == bindparam("user_id"))
 
 
 def _load_principal(connection: Connection, user_id: int) -> Principal | None:
-    table = User.__table__  # type: ignore[attr-defined]
-    row = connection.execute(select(table.c.id, table.c.role).where(table.c.id == user_id)).first()
+    row = connection.execute(_PRINCIPAL, {"user_id": user_id}).first()
     return None if row is None else Principal(id=row.id, role=row.role)
 
 
-async def _principal_from_token(
-    state: AppState, credentials: HTTPAuthorizationCredentials | None
-) -> Principal | None:
-    if credentials is None:
+async def _principal_from_token(state: AppState, token: str | None) -> Principal | None:
+    if token is None:
         return None
-    if credentials.scheme.lower() != "bearer":
-        raise Unauthorized("Token invalide")
     try:
-        claims = decode_access_token(credentials.credentials, state.keys.jwt_secret)
+        claims = state.tokens.decode(token)
     except InvalidTokenError:
         raise Unauthorized("Token invalide ou expiré") from None
     if claims.user_id > MAX_ID:
@@ -67,7 +78,7 @@ async def _principal_from_token(
     principal = state.principals.get(claims.user_id)
     if principal is None:
         user_id = claims.user_id
-        principal = await state.transactions.run(lambda c: _load_principal(c, user_id))
+        principal = await state.transactions.read(lambda c: _load_principal(c, user_id))
         if principal is None:
             raise Unauthorized("Token invalide ou expiré")
         state.principals.put(principal)
@@ -75,15 +86,15 @@ async def _principal_from_token(
 
 
 # No session here: the hot routes never open one (see ``TransactionRunner``).
-async def current_user(state: StateDep, credentials: BearerDep) -> Principal:
-    principal = await _principal_from_token(state, credentials)
+async def current_user(state: StateDep, token: BearerDep) -> Principal:
+    principal = await _principal_from_token(state, token)
     if principal is None:
         raise Unauthorized("Authentification requise")
     return principal
 
 
-async def optional_user(state: StateDep, credentials: BearerDep) -> Principal | None:
-    return await _principal_from_token(state, credentials)
+async def optional_user(state: StateDep, token: BearerDep) -> Principal | None:
+    return await _principal_from_token(state, token)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

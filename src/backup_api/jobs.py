@@ -22,11 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from backup_api.archive import ArchiveError, Compression, ZipStreamWriter, open_sql_entry
 from backup_api.config import Settings
-from backup_api.db import SessionFactory
+from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.base import ConnectionInfo, Dumper
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.models import Backup, Database, JobStatus, Restore
@@ -60,6 +61,7 @@ class JobFailed(Exception):
 class JobContext:
     settings: Settings
     sessions: SessionFactory
+    transactions: TransactionRunner
     storage: Storage
     keys: Keys
     executor: ThreadPoolExecutor
@@ -181,16 +183,19 @@ JobRecord = Backup | Restore
 async def _update(
     ctx: JobContext, model: type[JobRecord], record_id: int, **values: object
 ) -> None:
-    """Apply ``values`` to one job record in a short session of its own."""
-    async with ctx.sessions() as session:
-        record = await session.get(model, record_id)
-        if record is None:  # deleted meanwhile: nothing to record
-            return
-        for name, value in values.items():
-            setattr(record, name, value)
-        record.updated_at = now_utc().replace(microsecond=0)
-        session.add(record)
-        await session.commit()
+    """Apply ``values`` to one job record (a record deleted meanwhile is left alone).
+
+    One statement through the transaction runner: on SQLite that is the thread that
+    makes the API's own writes, so job updates and new backups never wait on each
+    other's lock (SQLite's busy handler sleeps 1 to 100 ms at a time).
+    """
+    table = model.__table__  # type: ignore[union-attr]
+    statement = (
+        update(table)
+        .where(table.c.id == record_id)
+        .values(**values, updated_at=now_utc().replace(microsecond=0))
+    )
+    await ctx.transactions.run(lambda connection: connection.execute(statement))
 
 
 def _failed(reason: str, finished_at: datetime) -> dict[str, object]:

@@ -20,7 +20,7 @@ from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.routers import auth, backups, databases, health, restores, users
 from backup_api.runner import Runner
-from backup_api.security import load_keys
+from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
 from backup_api.throttle import LoginThrottle
@@ -50,7 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
         )
         jobs = JobContext(
-            settings=settings, sessions=sessions, storage=storage, keys=keys, executor=executor
+            settings=settings,
+            sessions=sessions,
+            transactions=transactions,
+            storage=storage,
+            keys=keys,
+            executor=executor,
         )
         runner = Runner(settings.max_concurrent_jobs, job_body(jobs))
         app.state.backup_api = AppState(
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_lockout_seconds,
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),
+            tokens=VerifiedTokens(keys.jwt_secret),
         )
         await recover(jobs, runner)
         # Everything built so far lives as long as the process: move it out of the

@@ -12,7 +12,7 @@ from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
 from backup_api.runner import Runner
-from backup_api.security import Keys
+from backup_api.security import Keys, VerifiedTokens
 from backup_api.storage.base import Storage
 from backup_api.throttle import LoginThrottle
 
@@ -30,3 +30,4 @@ class AppState:
     jobs: JobContext
     throttle: LoginThrottle
     principals: PrincipalCache
+    tokens: VerifiedTokens

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, insert, select
+from sqlalchemy import Connection, RowMapping, Select, bindparam, func, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archive import ArchiveError, test_archive
@@ -39,8 +39,6 @@ from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.storage.base import Storage
 
 MAX_STEM = 80
-# One process owns the runner, so one lock makes "pick a free file name, insert" atomic.
-_naming_lock = asyncio.Lock()
 
 
 def safe_stem(db_name: str) -> str:
@@ -86,10 +84,45 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
 
 # The hot routes below run as one synchronous unit each (``TransactionRunner``): the
 # ownership checks, the queries and the insert happen in a single trip to the database.
+# Their statements are built once, with bound parameters: building a select per request
+# (and its cache key) cost more than running it.
+
+
+def _listing(*, own: bool, of_database: bool) -> Select[Any]:
+    query = select(_BACKUPS).order_by(_BACKUPS.c.id.desc())
+    if own:
+        query = query.where(_BACKUPS.c.user_id == bindparam("user_id"))
+    if of_database:
+        query = query.where(_BACKUPS.c.database_id == bindparam("database_id"))
+    return query.limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+_BY_ID = {
+    table: select(table).where(table.c.id == bindparam("row_id"))
+    for table in (_BACKUPS, _DATABASES)
+}
+_LISTINGS = {
+    (own, of_database): _listing(own=own, of_database=of_database)
+    for own in (False, True)
+    for of_database in (False, True)
+}
+_COUNT_PENDING = (
+    select(func.count())
+    .select_from(_BACKUPS)
+    .where(
+        _BACKUPS.c.user_id == bindparam("user_id"),
+        _BACKUPS.c.status == JobStatus.PENDING.value,
+    )
+)
+_NAMES_TAKEN = select(_BACKUPS.c.filename).where(
+    _BACKUPS.c.db_type == bindparam("db_type"),
+    _BACKUPS.c.filename.startswith(bindparam("stem")),
+)
+_INSERT = insert(_BACKUPS).returning(*_BACKUPS.c)
 
 
 def _owned_row(connection: Connection, table: Any, row_id: int, user: Principal) -> RowMapping:
-    row = connection.execute(select(table).where(table.c.id == row_id)).mappings().first()
+    row = connection.execute(_BY_ID[table], {"row_id": row_id}).mappings().first()
     if row is None:
         raise NotFound(
             "Sauvegarde introuvable" if table is _BACKUPS else "Base de données introuvable"
@@ -102,7 +135,7 @@ def _owned_row(connection: Connection, table: Any, row_id: int, user: Principal)
 async def get_backup(
     *, transactions: TransactionRunner, user: Principal, backup_id: int
 ) -> BackupPublic:
-    row = await transactions.run(lambda c: _owned_row(c, _BACKUPS, backup_id, user))
+    row = await transactions.read(lambda c: _owned_row(c, _BACKUPS, backup_id, user))
     return to_public(row)
 
 
@@ -114,29 +147,24 @@ async def list_backups(
     offset: int,
     database_id: int | None = None,
 ) -> list[BackupPublic]:
-    query = select(_BACKUPS).order_by(_BACKUPS.c.id.desc())
-    if not user.is_admin:
-        query = query.where(_BACKUPS.c.user_id == user.id)
-    if database_id is not None:
-        query = query.where(_BACKUPS.c.database_id == database_id)
-    query = query.limit(limit).offset(offset)
+    query = _LISTINGS[(not user.is_admin, database_id is not None)]
+    parameters = {
+        "user_id": user.id,
+        "database_id": database_id,
+        "limit": limit,
+        "offset": offset,
+    }
 
     def work(connection: Connection) -> list[BackupPublic]:
         if database_id is not None:
             _owned_row(connection, _DATABASES, database_id, user)
-        return [to_public(row) for row in connection.execute(query).mappings()]
+        return [to_public(row) for row in connection.execute(query, parameters).mappings()]
 
-    return await transactions.run(work)
+    return await transactions.read(work)
 
 
 def _free_filename(connection: Connection, db_type: str, stem: str) -> str:
-    taken = set(
-        connection.execute(
-            select(_BACKUPS.c.filename).where(
-                _BACKUPS.c.db_type == db_type, _BACKUPS.c.filename.startswith(stem)
-            )
-        ).scalars()
-    )
+    taken = set(connection.execute(_NAMES_TAKEN, {"db_type": db_type, "stem": stem}).scalars())
     filename = f"{stem}.zip"
     counter = 2
     while filename in taken:
@@ -151,11 +179,7 @@ def _insert_backup(
     database = _owned_row(connection, _DATABASES, database_id, user)
     if database["type"] not in DUMPERS:
         raise UnsupportedDatabaseType(database["type"])
-    active = connection.execute(
-        select(func.count())
-        .select_from(_BACKUPS)
-        .where(_BACKUPS.c.user_id == user.id, _BACKUPS.c.status == JobStatus.PENDING.value)
-    ).scalar_one()
+    active = connection.execute(_COUNT_PENDING, {"user_id": user.id}).scalar_one()
     if active >= settings.max_active_backups_per_user:
         raise TooManyRequests(
             "Trop de sauvegardes en cours pour cet utilisateur, réessayez plus tard",
@@ -177,8 +201,7 @@ def _insert_backup(
         "created_at": created,
         "updated_at": created,
     }
-    inserted = connection.execute(insert(_BACKUPS).values(**values).returning(*_BACKUPS.c))
-    return inserted.mappings().one()
+    return connection.execute(_INSERT, values).mappings().one()
 
 
 async def create_backup(
@@ -196,10 +219,11 @@ async def create_backup(
     """
 
     async def record_and_submit() -> RowMapping:
-        # One process owns the runner: the lock makes "pick a free name, insert" atomic on
-        # backends whose units run concurrently (SQLite's run one at a time anyway).
-        async with _naming_lock:
-            row = await transactions.run(lambda c: _insert_backup(c, settings, user, database_id))
+        # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
+        # atomic (the unique filepath would refuse a duplicate anyway).
+        row = await transactions.run(
+            lambda c: _insert_backup(c, settings, user, database_id), exclusive=True
+        )
         runner.submit(JobKind.BACKUP, row["id"], database_id)
         return row
 

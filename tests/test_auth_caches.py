@@ -1,4 +1,4 @@
-"""The caller cache: expiry, bound, and switched off."""
+"""The auth caches: callers (expiry, bound, switched off) and verified tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 import pytest
 
 from backup_api.principals import Principal, PrincipalCache
+from backup_api.security import InvalidTokenError, VerifiedTokens, create_access_token
 
 
 def test_entries_expire(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +41,27 @@ def test_zero_lifetime_disables_it() -> None:
 def test_principal_roles() -> None:
     assert Principal(id=1, role="admin").is_admin
     assert not Principal(id=2, role="user").is_admin
+
+
+def test_verified_tokens_expire_even_when_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s" * 40
+    token = create_access_token(7, secret, expire_minutes=1)
+    tokens = VerifiedTokens(secret)
+    assert tokens.decode(token).user_id == 7
+    assert tokens.decode(token).user_id == 7  # from the cache
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(InvalidTokenError):
+        tokens.decode(token)
+
+
+def test_verified_tokens_never_admit_a_bad_signature() -> None:
+    tokens = VerifiedTokens("s" * 40)
+    forged = create_access_token(7, "t" * 40, expire_minutes=5)
+    for _ in range(2):
+        with pytest.raises(InvalidTokenError):
+            tokens.decode(forged)
+    good = create_access_token(7, "s" * 40, expire_minutes=5)
+    assert tokens.decode(good).user_id == 7
+    with pytest.raises(InvalidTokenError):
+        tokens.decode(good[:-2] + ("AA" if not good.endswith("AA") else "BB"))
