@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -93,4 +94,31 @@ async def test_per_user_active_backups_are_capped(pg_server: Any, tmp_path: Any)
             theirs = await other.add_database(pg_server, source)
             assert (await other.post(f"/api/backups/database/{theirs['id']}")).status_code == 202
         assert len((await api.get("/api/backups")).json()["backups"]) == 2
+    pg_server.drop_database(source)
+
+
+async def test_concurrent_starts_get_distinct_files_and_respect_the_cap(
+    pg_server: Any, tmp_path: Any
+) -> None:
+    """Twenty simultaneous starts on one database, in the same second: never two records on
+    one file name, never more pending than the cap, and every accepted one really runs."""
+    source = unique_name("burst")
+    create_filled(pg_server, source)
+    settings = make_settings(tmp_path, max_active_backups_per_user=8)
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, source)
+        with table_locked(pg_server, source):
+            responses = await asyncio.gather(
+                *(api.post(f"/api/backups/database/{database['id']}") for _ in range(20))
+            )
+            statuses = sorted(r.status_code for r in responses)
+            assert statuses == [202] * 8 + [429] * 12, statuses
+        accepted = [r.json()["backup"] for r in responses if r.status_code == 202]
+        assert len({b["filename"] for b in accepted}) == 8
+        assert len({b["filepath"] for b in accepted}) == 8
+        finished = [await api.wait_backup(b["id"], timeout=120) for b in accepted]
+        assert [b["status"] for b in finished] == ["completed"] * 8
+        listed = (await api.get(f"/api/backups/database/{database['id']}")).json()["backups"]
+        assert sorted(b["id"] for b in listed) == sorted(b["id"] for b in accepted)
     pg_server.drop_database(source)

@@ -53,7 +53,9 @@ class BearerToken(HTTPBearer):
         return token
 
 
-bearer_scheme = BearerToken(auto_error=False, description="Token JWT obtenu par /auth/login")
+bearer_scheme = BearerToken(
+    auto_error=False, scheme_name="HTTPBearer", description="Token JWT obtenu par /auth/login"
+)
 BearerDep = Annotated[str | None, Depends(bearer_scheme)]
 
 
