@@ -173,9 +173,10 @@ def _free_filename(connection: Connection, db_type: str, stem: str) -> str:
     return filename
 
 
-def _insert_backup(
+def _startable_database(
     connection: Connection, settings: Settings, user: Principal, database_id: int
 ) -> RowMapping:
+    """The database row, if ``user`` may start a backup of it now; else the error."""
     database = _owned_row(connection, _DATABASES, database_id, user)
     if database["type"] not in DUMPERS:
         raise UnsupportedDatabaseType(database["type"])
@@ -185,6 +186,13 @@ def _insert_backup(
             "Trop de sauvegardes en cours pour cet utilisateur, réessayez plus tard",
             retry_after=30,
         )
+    return database
+
+
+def _insert_backup(
+    connection: Connection, settings: Settings, user: Principal, database_id: int
+) -> RowMapping:
+    database = _startable_database(connection, settings, user, database_id)
     created = utcnow()
     stem = f"{safe_stem(database['db_name'])}_{created:%Y%m%d_%H%M%S}"
     filename = _free_filename(connection, database["type"], stem)
@@ -217,6 +225,10 @@ async def create_backup(
     Shielded: once the record is committed the job is submitted, even if the request is
     cancelled meanwhile, so a record never stays ``pending`` with no job behind it.
     """
+
+    # Checked first on the read side, so refusals (404, 403, 429) never queue behind
+    # writes; checked again in the insert's own transaction, which is what counts.
+    await transactions.read(lambda c: _startable_database(c, settings, user, database_id))
 
     async def record_and_submit() -> RowMapping:
         # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
