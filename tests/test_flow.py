@@ -154,3 +154,32 @@ async def test_seed_flow(server: Any, metadata_url: str, tmp_path: Path) -> None
         assert response.json() == {"error": "Sauvegarde introuvable"}
         server.drop_database(copy)
     server.drop_database(source)
+
+
+async def test_listings_follow_every_change_of_a_record(pg_server: Any, tmp_path: Path) -> None:
+    """Listings render each row once per state: a record that changes (pending, then
+    completed; deleted) must never be listed in an old state, and a listed record is
+    exactly the one ``GET /api/backups/{id}`` returns."""
+    source = unique_name("listed")
+    create_filled(pg_server, source)
+    async with running_app(make_settings(tmp_path)) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, source)
+        started = await api.start_backup(database["id"])
+        listed = (await api.get("/api/backups")).json()["backups"]
+        assert [b["id"] for b in listed] == [started["id"]]
+        assert listed[0]["status"] in ("pending", "completed")
+        finished = await api.wait_backup(started["id"])
+        assert finished["status"] == "completed"
+        for url in ("/api/backups", f"/api/backups/database/{database['id']}"):
+            listed = (await api.get(url)).json()["backups"]
+            assert listed == [finished], url
+        second = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+        listed = (await api.get("/api/backups?limit=1")).json()["backups"]
+        assert listed == [second]
+        listed = (await api.get("/api/backups?limit=1&offset=1")).json()["backups"]
+        assert listed == [finished]
+        assert (await api.delete(f"/api/backups/{second['id']}")).status_code == 200
+        listed = (await api.get("/api/backups")).json()["backups"]
+        assert listed == [finished]
+    pg_server.drop_database(source)

@@ -46,10 +46,10 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
 @router.get("", response_model=BackupList, responses=errors(*AUTHENTICATED))
 async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
-    backups = await backups_service.list_backups(
+    body = await backups_service.list_backups_json(
         transactions=state.transactions, user=user, limit=page.limit, offset=page.offset
     )
-    return json_response(BackupList.model_construct(backups=backups))
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -59,14 +59,14 @@ async def list_database_backups(
     database_id: IdPath, user: CurrentUser, page: PageDep, state: StateDep
 ) -> Response:
     """List the backups of one database, newest first."""
-    backups = await backups_service.list_backups(
+    body = await backups_service.list_backups_json(
         transactions=state.transactions,
         user=user,
         limit=page.limit,
         offset=page.offset,
         database_id=database_id,
     )
-    return json_response(BackupList.model_construct(backups=backups))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, bindparam, func, insert, select
+from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archive import ArchiveError, test_archive
@@ -139,14 +140,43 @@ async def get_backup(
     return to_public(row)
 
 
-async def list_backups(
+class RenderedRows:
+    """The JSON of backup rows, rendered once per state of each row.
+
+    Listings are what clients poll, and rendering a row (sixteen fields, four timestamps)
+    cost more than reading it. The key is the row's whole content, so any change to a
+    record (status, size, timestamps) is a new entry, never a stale one.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._fragments: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+
+    def render(self, row: Row[Any]) -> bytes:
+        key = tuple(row)
+        fragment = self._fragments.get(key)
+        if fragment is None:
+            fragment = _SERIALIZER.to_json(to_public(row._mapping))
+            self._fragments[key] = fragment
+            if len(self._fragments) > self._size:
+                self._fragments.popitem(last=False)
+        return fragment
+
+
+_SERIALIZER = BackupPublic.__pydantic_serializer__
+# Used from one thread at a time: SQLite's reader thread, or the event loop otherwise.
+_rendered_rows = RenderedRows()
+
+
+async def list_backups_json(
     *,
     transactions: TransactionRunner,
     user: Principal,
     limit: int,
     offset: int,
     database_id: int | None = None,
-) -> list[BackupPublic]:
+) -> bytes:
+    """The listing as the JSON document ``{"backups": [...]}``, newest first."""
     query = _LISTINGS[(not user.is_admin, database_id is not None)]
     parameters = {
         "user_id": user.id,
@@ -155,10 +185,11 @@ async def list_backups(
         "offset": offset,
     }
 
-    def work(connection: Connection) -> list[BackupPublic]:
+    def work(connection: Connection) -> bytes:
         if database_id is not None:
             _owned_row(connection, _DATABASES, database_id, user)
-        return [to_public(row) for row in connection.execute(query, parameters).mappings()]
+        rows = connection.execute(query, parameters)
+        return b'{"backups":[' + b",".join(map(_rendered_rows.render, rows)) + b"]}"
 
     return await transactions.read(work)
 
