@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import signal
@@ -173,10 +174,12 @@ async def run_tool(
     )
     try:
         process = await asyncio.shield(spawn)
-    except BaseException as exc:
-        if isinstance(exc, asyncio.CancelledError):
-            # The start goes on in its thread: whatever it starts is killed and reaped.
-            spawn.add_done_callback(_discard_spawned)
+    except asyncio.CancelledError:
+        # The start goes on in its thread: the pipe stays open until it is done (its fd
+        # numbers must not be reused meanwhile), then whatever it started is killed.
+        spawn.add_done_callback(functools.partial(_discard_spawned, (read_fd, write_fd)))
+        raise
+    except BaseException:
         os.close(read_fd)
         os.close(write_fd)
         raise
@@ -269,7 +272,9 @@ def _exit_future(process: subprocess.Popen[bytes], loop: asyncio.AbstractEventLo
     return future
 
 
-def _discard_spawned(spawn: Future[subprocess.Popen[bytes]]) -> None:
+def _discard_spawned(fds: tuple[int, ...], spawn: Future[subprocess.Popen[bytes]]) -> None:
+    for fd in fds:
+        os.close(fd)
     if spawn.cancelled() or spawn.exception() is not None:
         return
     process = spawn.result()

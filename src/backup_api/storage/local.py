@@ -3,6 +3,7 @@ fsynced and renamed, so a file under its final name is always a complete archive
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -84,6 +85,11 @@ class LocalArchiveWriter:
         await anyio.to_thread.run_sync(self._abort_sync)
 
 
+def _abort_if_created(created: asyncio.Future[LocalArchiveWriter]) -> None:
+    if not created.cancelled() and created.exception() is None:
+        created.result()._abort_sync()
+
+
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -113,7 +119,14 @@ class LocalStorage:
                 raise FileExistsError(errno.EEXIST, "archive already exists", str(path))
             return LocalArchiveWriter(path)
 
-        return await anyio.to_thread.run_sync(_create)
+        created = asyncio.get_running_loop().run_in_executor(None, _create)
+        try:
+            return await asyncio.shield(created)
+        except asyncio.CancelledError:
+            # Cancelled while the file was being created: the caller never gets the
+            # writer, so the ``.part`` it opens must not outlive this call.
+            created.add_done_callback(_abort_if_created)
+            raise
 
     async def exists(self, key: str) -> bool:
         path = self.path(key)
