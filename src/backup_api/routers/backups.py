@@ -72,10 +72,10 @@ async def list_database_backups(
 @router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))
 async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """One backup, with its status and, when failed, the reason in `error_msg`."""
-    backup = await backups_service.get_backup(
+    body = await backups_service.get_backup_json(
         transactions=state.transactions, user=user, backup_id=backup_id
     )
-    return json_response(BackupItem.model_construct(backup=backup))
+    return Response(body, media_type="application/json")
 
 
 @router.get(

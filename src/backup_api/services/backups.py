@@ -122,22 +122,34 @@ _NAMES_TAKEN = select(_BACKUPS.c.filename).where(
 _INSERT = insert(_BACKUPS).returning(*_BACKUPS.c)
 
 
-def _owned_row(connection: Connection, table: Any, row_id: int, user: Principal) -> RowMapping:
-    row = connection.execute(_BY_ID[table], {"row_id": row_id}).mappings().first()
+def _owned(connection: Connection, table: Any, row_id: int, user: Principal) -> Row[Any]:
+    row = connection.execute(_BY_ID[table], {"row_id": row_id}).first()
     if row is None:
         raise NotFound(
             "Sauvegarde introuvable" if table is _BACKUPS else "Base de données introuvable"
         )
-    if not user.is_admin and row["user_id"] != user.id:
+    if not user.is_admin and row.user_id != user.id:
         raise Forbidden()
     return row
 
 
-async def get_backup(
+def _owned_row(connection: Connection, table: Any, row_id: int, user: Principal) -> RowMapping:
+    return _owned(connection, table, row_id, user)._mapping
+
+
+async def get_backup_json(
     *, transactions: TransactionRunner, user: Principal, backup_id: int
-) -> BackupPublic:
-    row = await transactions.read(lambda c: _owned_row(c, _BACKUPS, backup_id, user))
-    return to_public(row)
+) -> bytes:
+    """The document ``{"backup": {...}}``: what clients poll while a backup runs."""
+
+    def work(connection: Connection) -> bytes:
+        return (
+            b'{"backup":'
+            + _rendered_rows.render(_owned(connection, _BACKUPS, backup_id, user))
+            + b"}"
+        )
+
+    return await transactions.read(work)
 
 
 class RenderedRows:
