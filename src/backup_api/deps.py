@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.db import session_scope
 from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
 from backup_api.models import Backup, Database, Restore, User
-from backup_api.principals import Principal
+from backup_api.principals import Principal, ensure_owner
 from backup_api.security import InvalidTokenError
 from backup_api.state import AppState
 
@@ -110,11 +110,6 @@ async def admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(admin_user)]
-
-
-def ensure_owner(user: Principal, owner_id: int | None) -> None:
-    if not user.is_admin and owner_id != user.id:
-        raise Forbidden()
 
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from backup_api.exceptions import Forbidden
 from backup_api.models import Role
 
 
@@ -27,6 +28,12 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN.value
+
+
+def ensure_owner(user: Principal, owner_id: int | None) -> None:
+    """403 unless ``user`` owns the record (``owner_id``) or is an admin."""
+    if not user.is_admin and owner_id != user.id:
+        raise Forbidden()
 
 
 class PrincipalCache:

@@ -21,7 +21,6 @@ from backup_api.db import TransactionRunner
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import (
     Conflict,
-    Forbidden,
     NotFound,
     TooManyRequests,
     UnsupportedDatabaseType,
@@ -35,7 +34,7 @@ from backup_api.models import (
     duration_seconds,
     utcnow,
 )
-from backup_api.principals import Principal
+from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.storage.base import Storage
 
@@ -128,8 +127,7 @@ def _owned(connection: Connection, table: Any, row_id: int, user: Principal) -> 
         raise NotFound(
             "Sauvegarde introuvable" if table is _BACKUPS else "Base de données introuvable"
         )
-    if not user.is_admin and row.user_id != user.id:
-        raise Forbidden()
+    ensure_owner(user, row.user_id)
     return row
 
 

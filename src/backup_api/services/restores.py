@@ -6,7 +6,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from backup_api.exceptions import BadRequest, Conflict, NotFound
 from backup_api.models import (
     Backup,
     Database,
@@ -16,7 +16,7 @@ from backup_api.models import (
     duration_seconds,
     utcnow,
 )
-from backup_api.principals import Principal
+from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
 
 
@@ -50,8 +50,7 @@ async def load_target(
     target = await session.get(Database, target_id)
     if target is None:
         raise NotFound("Base de données cible introuvable")
-    if not user.is_admin and target.user_id != user.id:
-        raise Forbidden()
+    ensure_owner(user, target.user_id)
     return target
 
 
