@@ -59,13 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         runner = Runner(settings.max_concurrent_jobs, job_body(jobs))
         app.state.backup_api = AppState(
-            settings=settings,
             engine=engine,
-            sessions=sessions,
-            transactions=transactions,
-            storage=storage,
-            keys=keys,
-            executor=executor,
             runner=runner,
             jobs=jobs,
             throttle=LoginThrottle(

@@ -19,15 +19,34 @@ from backup_api.throttle import LoginThrottle
 
 @dataclass
 class AppState:
-    settings: Settings
     engine: AsyncEngine
-    sessions: SessionFactory
-    transactions: TransactionRunner
-    storage: Storage
-    keys: Keys
-    executor: ThreadPoolExecutor
     runner: Runner
     jobs: JobContext
     throttle: LoginThrottle
     principals: PrincipalCache
     tokens: VerifiedTokens
+
+    # What the jobs are built on, the routes use too: one place holds it.
+    @property
+    def settings(self) -> Settings:
+        return self.jobs.settings
+
+    @property
+    def sessions(self) -> SessionFactory:
+        return self.jobs.sessions
+
+    @property
+    def transactions(self) -> TransactionRunner:
+        return self.jobs.transactions
+
+    @property
+    def storage(self) -> Storage:
+        return self.jobs.storage
+
+    @property
+    def keys(self) -> Keys:
+        return self.jobs.keys
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        return self.jobs.executor
