@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -306,3 +307,43 @@ async def test_checksum_download_headers_and_verify(
                 assert response.status_code == 409
         assert (await api.wait_backup(pending["id"]))["status"] == "completed"
     assert shutil.which("pg_dump")
+
+
+@pytest.mark.parametrize("readahead_mib", [0, 1])
+async def test_readahead_settings_give_the_same_archive(
+    pg_server: Any, tmp_path: Path, readahead_mib: int
+) -> None:
+    """Without read-ahead, and with a pool of a single 1 MiB buffer (the drain thread waits
+    for the compressor at every chunk), a multi-MiB dump archives the same SQL as with the
+    default pool."""
+    name = unique_name("readahead")
+    pg_server.create_database(name)
+    pg_server.execute(
+        "CREATE TABLE t AS SELECT g, md5(g::text) || repeat(' x', g % 40) AS s "
+        "FROM generate_series(1, 60000) g",
+        name,
+    )
+    try:
+        entries: list[bytes] = []
+        for label, mib in (("default", None), ("variant", readahead_mib)):
+            overrides = {} if mib is None else {"dump_readahead_mib": mib}
+            settings = make_settings(tmp_path / label, **overrides)
+            async with running_app(settings) as (_, client):
+                api = await Api(client).signup()
+                database = await api.add_database(pg_server, name)
+                backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+                assert backup["status"] == "completed", backup
+                with zipfile.ZipFile(backup["filepath"]) as archive:
+                    assert archive.testzip() is None
+                    sql = archive.read(archive.namelist()[0])
+                # pg_dump draws a random key for each dump's \restrict guard lines.
+                lines = sql.splitlines(keepends=True)
+                entries.append(
+                    b"".join(
+                        x for x in lines if not x.startswith((b"\\restrict ", b"\\unrestrict "))
+                    )
+                )
+        assert len(entries[0]) > 4 * 1024 * 1024
+        assert entries[0] == entries[1]
+    finally:
+        pg_server.drop_database(name)

@@ -57,13 +57,20 @@ class Settings(BaseSettings):
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
-    # Niceness of the tools and of the compression threads: the API stays responsive while
-    # backups use every core, and a backup on an idle machine loses nothing.
+    # Niceness of the service's own job threads (compression, archive writes): the API
+    # stays responsive while backups use every core; on an idle machine nothing is lost.
     job_nice: int = Field(default=10, ge=0, le=19)
+    # Niceness of the dump and restore tools. Normal priority by default: the tool is the
+    # pace of the whole backup (the read-ahead lets compression lag behind it), and the
+    # database server it talks to runs at normal priority anyway.
+    tool_nice: int = Field(default=0, ge=0, le=19)
 
     # --- archive
     compression: Literal["isal", "zlib", "stored"] = "isal"
     compression_level: int = Field(default=1, ge=0, le=9)
+    # How much of a dump may wait, uncompressed, while the compressor catches up (MiB per
+    # running backup). Keeps the tool from stalling on a full pipe; 0 turns it off.
+    dump_readahead_mib: int = Field(default=32, ge=0, le=256)
 
     # --- tools (a name looked up on PATH, or an absolute path)
     pg_dump_path: str = "pg_dump"

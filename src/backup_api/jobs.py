@@ -10,6 +10,7 @@ archive's final name unless the archive is complete.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
@@ -38,8 +39,10 @@ from backup_api.process import (
     ProcessOutcome,
     Progress,
     ToolNotFoundError,
+    lower_thread_priority,
     run_tool,
 )
+from backup_api.readahead import PipeReadAhead
 from backup_api.redact import live_secrets, scrub
 from backup_api.runner import CancelReason, Job, JobKind, Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret
@@ -210,14 +213,28 @@ async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
     await _set_backup(ctx, backup_id, **_failed(reason, now_utc()))
 
 
-def _dump_worker(zip_writer: ZipStreamWriter) -> Callable[[int, Progress], None]:
+def _dump_worker(ctx: JobContext, zip_writer: ZipStreamWriter) -> Callable[[int, Progress], None]:
+    readahead_chunks = ctx.settings.dump_readahead_mib * (1 << 20) // CHUNK
+    nice = ctx.settings.job_nice
+
     def consume(fd: int, progress: Progress) -> None:
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
-        with open(fd, "rb", buffering=0, closefd=True) as pipe:
-            while count := pipe.readinto(buffer):
-                progress.advance(count)
-                zip_writer.write(view[:count])
+        if not readahead_chunks:
+            buffer = bytearray(CHUNK)
+            view = memoryview(buffer)
+            with open(fd, "rb", buffering=0, closefd=True) as pipe:
+                while count := pipe.readinto(buffer):
+                    progress.advance(count)
+                    zip_writer.write(view[:count])
+            return
+        with PipeReadAhead(
+            fd,
+            chunk_size=CHUNK,
+            max_chunks=readahead_chunks,
+            on_read=progress.advance,
+            thread_setup=functools.partial(lower_thread_priority, nice),
+        ) as chunks:
+            for chunk in chunks:
+                zip_writer.write(chunk)
 
     return consume
 
@@ -257,14 +274,15 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             )
             outcome = await run_tool(
                 command,
-                worker=_dump_worker(zip_writer),
+                worker=_dump_worker(ctx, zip_writer),
                 direction="out",
                 executor=ctx.executor,
                 marker=ctx.marker(job),
                 total_timeout=ctx.settings.dump_timeout_seconds,
                 idle_timeout=ctx.settings.dump_idle_timeout_seconds,
                 stderr_limit=ctx.settings.error_tail_bytes * 2,
-                nice=ctx.settings.job_nice,
+                worker_nice=ctx.settings.job_nice,
+                tool_nice=ctx.settings.tool_nice,
             )
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
@@ -413,7 +431,8 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
                 total_timeout=ctx.settings.dump_timeout_seconds,
                 idle_timeout=ctx.settings.dump_idle_timeout_seconds,
                 stderr_limit=ctx.settings.error_tail_bytes * 2,
-                nice=ctx.settings.job_nice,
+                worker_nice=ctx.settings.job_nice,
+                tool_nice=ctx.settings.tool_nice,
             )
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "restauration", ctx.settings, secret))

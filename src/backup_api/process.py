@@ -107,13 +107,19 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Make the calling thread at least ``nice`` (per-thread on Linux): it then yields to
+    the event loop's thread. Never raises the priority back."""
+    if not nice:
+        return
+    with contextlib.suppress(OSError):
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+
+
 def _niced(worker: PipeWorker, nice: int) -> PipeWorker:
     def run(fd: int, progress: Progress) -> None:
-        if nice:
-            # Per-thread on Linux: only this I/O thread yields to the event loop's thread.
-            with contextlib.suppress(OSError):
-                current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+        lower_thread_priority(nice)
         worker(fd, progress)
 
     return run
@@ -138,7 +144,8 @@ async def run_tool(
     total_timeout: float,
     idle_timeout: float,
     stderr_limit: int,
-    nice: int = 0,
+    worker_nice: int = 0,
+    tool_nice: int = 0,
     poll_interval: float = 0.25,
 ) -> ProcessOutcome:
     """Run ``command`` with ``worker`` serving its stdout (``"out"``) or stdin (``"in"``).
@@ -185,12 +192,12 @@ async def run_tool(
         raise
     # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
     os.close(child_fd)
-    if nice:
+    if tool_nice:
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, nice)
+            os.setpriority(os.PRIO_PROCESS, process.pid, tool_nice)
 
     progress = Progress()
-    io_future = loop.run_in_executor(executor, _niced(worker, nice), own_fd, progress)
+    io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
     assert process.stderr is not None
     stderr_reader = asyncio.StreamReader()
     stderr_transport, _ = await loop.connect_read_pipe(
