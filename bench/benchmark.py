@@ -27,10 +27,12 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
@@ -180,6 +182,53 @@ def timed(argv: list[str], env: dict[str, str], shell_tail: str | None = None) -
         command = " ".join(f"'{a}'" for a in argv) + " | " + shell_tail
         subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True)
     return time.perf_counter() - began
+
+
+T = TypeVar("T")
+
+
+class BusyCpu:
+    """CPU seconds the whole machine spent busy (every process) between start and stop.
+
+    The bare dump's own processes (tool and database server) already keep the cores busy;
+    this shows how much room is left, and how much the service adds, in the same run.
+    """
+
+    @staticmethod
+    def now() -> float:
+        times = psutil.cpu_times()
+        return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def measure(self, work: Callable[[], T]) -> T:
+        began = self.now()
+        result = work()
+        self.samples.append(self.now() - began)
+        return result
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+def cpu_line(
+    label: str, bare: list[float], bare_cpu: BusyCpu, api: list[float], api_cpu: BusyCpu
+) -> str:
+    cores = psutil.cpu_count() or 1
+    wall = statistics.median(bare)
+    added = api_cpu.median - bare_cpu.median
+    # With every core fully used, the backup can take no less than all the CPU work
+    # (the bare dump's plus the service's) spread over the cores.
+    floor = max(1.0, (bare_cpu.median + added) / cores / wall)
+    return (
+        f"- {label}: the bare dump kept the machine {bare_cpu.median:.2f} CPU-s busy in "
+        f"{wall:.2f} s ({bare_cpu.median / cores / wall:.0%} of {cores} cores); the API "
+        f"backup {api_cpu.median:.2f} CPU-s (+{added:.2f} s: the service's work, "
+        f"with the benchmark client's). Lowest possible API / bare ratio here: "
+        f"{floor:.2f}; measured {statistics.median(api) / wall:.2f}"
+    )
 
 
 def dump_size(argv: list[str], env: dict[str, str]) -> int:
@@ -496,16 +545,18 @@ def main() -> int:
         pg_env = pg_creds.pg_env()
         rows: list[str] = []
         rss_deltas: list[float] = []
+        cpu_lines: list[str] = []
         archives: list[Path] = []
         for name in pg_names:
             database_id = api.add_database(pg, name)
             sql_bytes = dump_size(pg_dump_argv(pg, name), pg_env)
             bare, through_api, piped, deltas = [], [], [], []
+            bare_cpu, api_cpu = BusyCpu(), BusyCpu()
             zip_path = workdir / "pipeline.zip"
             api_size = 0
             for _ in range(args.repeat):
-                bare.append(timed(pg_dump_argv(pg, name), pg_env))
-                elapsed, backup, idle, peak = api.backup(database_id, pid)
+                bare.append(bare_cpu.measure(partial(timed, pg_dump_argv(pg, name), pg_env)))
+                elapsed, backup, idle, peak = api_cpu.measure(partial(api.backup, database_id, pid))
                 through_api.append(elapsed)
                 deltas.append((peak - idle) / 2**20)
                 api_size = backup["size"]
@@ -518,6 +569,9 @@ def main() -> int:
             size_ratio = api_size / zip_size
             delta = max(deltas)
             rss_deltas.append(delta)
+            cpu_lines.append(
+                cpu_line(f"PostgreSQL {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
+            )
             ok = ratio <= 1.25 and speedup >= 3 and size_ratio <= 1.05 and delta <= 64
             if not ok:
                 failures.append(name)
@@ -537,16 +591,22 @@ def main() -> int:
             database_id = api.add_database(my, "bench_my")
             sql_bytes = dump_size(mysqldump_argv(defaults, "bench_my"), env)
             bare, through_api, deltas = [], [], []
+            bare_cpu, api_cpu = BusyCpu(), BusyCpu()
             api_size = 0
             for _ in range(args.repeat):
-                bare.append(timed(mysqldump_argv(defaults, "bench_my"), env))
-                elapsed, backup, idle, peak = api.backup(database_id, pid)
+                bare.append(
+                    bare_cpu.measure(partial(timed, mysqldump_argv(defaults, "bench_my"), env))
+                )
+                elapsed, backup, idle, peak = api_cpu.measure(partial(api.backup, database_id, pid))
                 through_api.append(elapsed)
                 deltas.append((peak - idle) / 2**20)
                 api_size = backup["size"]
                 archives.append(Path(backup["filepath"]))
             ratio = statistics.median(through_api) / statistics.median(bare)
             delta = max(deltas)
+            cpu_lines.append(
+                cpu_line(f"MariaDB {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
+            )
             if ratio > 1.25 or delta > 64:
                 failures.append("mysql")
             rows.append(
@@ -592,6 +652,7 @@ def main() -> int:
             "",
             f"- Peak RSS over idle by database size: "
             f"{', '.join(f'{d:.1f} MiB' for d in rss_deltas)} (does not grow with size)",
+            *cpu_lines,
         ]
         for kind, values in load.items():
             label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
