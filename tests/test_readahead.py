@@ -13,8 +13,16 @@ from backup_api.readahead import PipeReadAhead
 CHUNK = 64 * 1024
 
 
-def writer_thread(fd: int, payload: bytes, done: threading.Event, errors: list[BaseException]):
-    def run() -> None:
+class Writer:
+    """A thread writing ``payload`` into a new pipe, like a dump tool; ``fd`` is the read end."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.fd, write_fd = os.pipe()
+        self.done = threading.Event()
+        self.errors: list[BaseException] = []
+        threading.Thread(target=self._run, args=(write_fd, payload), daemon=True).start()
+
+    def _run(self, fd: int, payload: bytes) -> None:
         try:
             with open(fd, "wb", buffering=0) as pipe:
                 view = memoryview(payload)
@@ -27,61 +35,48 @@ def writer_thread(fd: int, payload: bytes, done: threading.Event, errors: list[B
                     position += size
                     index += 1
         except BaseException as exc:  # collected for the test to assert on
-            errors.append(exc)
+            self.errors.append(exc)
         finally:
-            done.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+            self.done.set()
 
 
 def test_delivers_every_byte_in_order() -> None:
     payload = os.urandom(3 * 1024 * 1024 + 17)
-    read_fd, write_fd = os.pipe()
-    done = threading.Event()
-    errors: list[BaseException] = []
-    writer_thread(write_fd, payload, done, errors)
+    writer = Writer(payload)
     counted: list[int] = []
     received = bytearray()
-    with PipeReadAhead(read_fd, chunk_size=CHUNK, max_chunks=4, on_read=counted.append) as ahead:
+    with PipeReadAhead(writer.fd, chunk_size=CHUNK, max_chunks=4, on_read=counted.append) as ahead:
         for chunk in ahead:
             received += chunk
     assert bytes(received) == payload
     assert sum(counted) == len(payload)
-    assert not errors
+    assert not writer.errors
     assert ahead.peak_buffers <= 4
     with pytest.raises(OSError, match="Bad file descriptor"):
-        os.fstat(read_fd)  # closed by the read-ahead
+        os.fstat(writer.fd)  # closed by the read-ahead
 
 
 def test_the_writer_does_not_wait_for_a_slow_consumer() -> None:
     # 2 MiB fits in the read-ahead (4 MiB) but not in a pipe: without read-ahead the
     # writer would block until the consumer starts reading.
     payload = os.urandom(2 * 1024 * 1024)
-    read_fd, write_fd = os.pipe()
-    done = threading.Event()
-    errors: list[BaseException] = []
-    writer_thread(write_fd, payload, done, errors)
+    writer = Writer(payload)
     received = bytearray()
-    with PipeReadAhead(read_fd, chunk_size=CHUNK, max_chunks=64, on_read=lambda _: None) as ahead:
-        assert done.wait(10), "the writer was held up by the consumer"
+    with PipeReadAhead(writer.fd, chunk_size=CHUNK, max_chunks=64, on_read=lambda _: None) as ahead:
+        assert writer.done.wait(10), "the writer was held up by the consumer"
         for chunk in ahead:
             received += chunk
     assert bytes(received) == payload
-    assert not errors
+    assert not writer.errors
 
 
 def test_memory_stays_bounded_when_the_consumer_lags() -> None:
     payload = os.urandom(4 * 1024 * 1024)
-    read_fd, write_fd = os.pipe()
-    done = threading.Event()
-    errors: list[BaseException] = []
-    writer_thread(write_fd, payload, done, errors)
+    writer = Writer(payload)
     received = bytearray()
-    with PipeReadAhead(read_fd, chunk_size=CHUNK, max_chunks=3, on_read=lambda _: None) as ahead:
+    with PipeReadAhead(writer.fd, chunk_size=CHUNK, max_chunks=3, on_read=lambda _: None) as ahead:
         time.sleep(0.2)  # the drain fills its 3 buffers and must then wait
-        assert not done.is_set()
+        assert not writer.done.is_set()
         for chunk in ahead:
             received += chunk
             time.sleep(0.001)
@@ -90,14 +85,11 @@ def test_memory_stays_bounded_when_the_consumer_lags() -> None:
 
 
 def test_a_consumer_error_closes_the_pipe_and_frees_the_writer() -> None:
-    read_fd, write_fd = os.pipe()
-    done = threading.Event()
-    errors: list[BaseException] = []
     # Endless output, like a dump that the service stops reading.
-    writer_thread(write_fd, os.urandom(64 * 1024 * 1024), done, errors)
+    writer = Writer(os.urandom(64 * 1024 * 1024))
 
     def consume_and_fail() -> None:
-        with PipeReadAhead(read_fd, chunk_size=CHUNK, max_chunks=2, on_read=lambda _: None) as a:
+        with PipeReadAhead(writer.fd, chunk_size=CHUNK, max_chunks=2, on_read=lambda _: None) as a:
             for _ in a:
                 raise RuntimeError("disk full")
 
@@ -105,9 +97,9 @@ def test_a_consumer_error_closes_the_pipe_and_frees_the_writer() -> None:
         consume_and_fail()
     # The drain thread stops after its current read and closes the pipe: the writer gets
     # EPIPE instead of blocking forever.
-    assert done.wait(10)
-    assert len(errors) == 1
-    assert isinstance(errors[0], BrokenPipeError)
+    assert writer.done.wait(10)
+    assert len(writer.errors) == 1
+    assert isinstance(writer.errors[0], BrokenPipeError)
 
 
 def test_a_read_error_reaches_the_consumer() -> None:
