@@ -196,8 +196,11 @@ class BusyCpu:
 
     @staticmethod
     def now() -> float:
+        # The busy fields only: on Linux "guest" time is already inside "user" (summing
+        # every field counted it twice), and "steal" is time the hypervisor gave to others.
         times = psutil.cpu_times()
-        return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+        busy = ("user", "nice", "system", "irq", "softirq")
+        return float(sum(getattr(times, name, 0.0) for name in busy))
 
     def __init__(self) -> None:
         self.samples: list[float] = []
@@ -307,9 +310,13 @@ class Api:
         backup_id: int = response.json()["backup"]["id"]
         return backup_id
 
-    def status(self, backup_id: int) -> str:
+    def record(self, backup_id: int) -> dict[str, Any]:
         response = self.client.get(f"/api/backups/{backup_id}", headers=self.headers)
-        status: str = response.json()["backup"]["status"]
+        backup: dict[str, Any] = response.json()["backup"]
+        return backup
+
+    def status(self, backup_id: int) -> str:
+        status: str = self.record(backup_id)["status"]
         return status
 
     def wait(self, backup_id: int) -> dict[str, Any]:
@@ -329,9 +336,7 @@ class Api:
                 if row is not None and row[0] != "pending":
                     break
                 time.sleep(0.005)
-        backup: dict[str, Any] = self.client.get(
-            f"/api/backups/{backup_id}", headers=self.headers
-        ).json()["backup"]
+        backup = self.record(backup_id)
         if backup["status"] != "completed":
             raise RuntimeError(f"backup failed: {backup['error_msg']}")
         return backup
