@@ -104,18 +104,16 @@ async def wait_until(predicate: Any, timeout: float = 20, interval: float = 0.05
 
 
 def tool_processes(name: str, marker: str | None = None) -> list[int]:
-    """Pids of running processes whose executable is ``name`` (optionally with an env marker)."""
+    """Pids of running processes that run ``name`` (a tool, or a module run with ``-m``),
+    optionally with an env marker."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if Path(cmdline[0].decode(errors="replace")).name not in (name, "setpriv"):
-                continue
-            if name.encode() not in b" ".join(
-                Path(a.decode(errors="replace")).name.encode() for a in cmdline[:5]
-            ):
+            # The tool itself, behind its launchers (setpriv, stdbuf), or a Python module.
+            if name not in {Path(a.decode(errors="replace")).name for a in cmdline[:5]}:
                 continue
             if marker is not None and marker.encode() not in (entry / "environ").read_bytes():
                 continue

@@ -53,6 +53,9 @@ class ServerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A session of its own, as a service manager gives it (and with it, its
+                # own scheduling group, apart from the test or benchmark driving it).
+                start_new_session=True,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

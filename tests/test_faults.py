@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 import zipfile
@@ -124,6 +125,32 @@ async def test_delete_running_backup_stops_the_dump(
         again = await api.wait_backup((await api.start_backup(database["id"]))["id"])
         assert again["status"] == "completed"
     server.drop_database(source)
+
+
+async def test_archive_writer_killed_mid_backup_fails_it(
+    pg_server: Any, pg_source: str, tmp_path: Path
+) -> None:
+    """The compressing process dies (OOM killer, an operator's kill -9): the backup fails
+    with that reason, its dump tool is stopped, and no archive is left."""
+    settings = make_settings(tmp_path)
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, pg_source)
+        with table_locked(pg_server, pg_source):
+            backup = await api.start_backup(database["id"])
+            marker = f"backup:{backup['id']}@"
+            (archiver,) = await wait_until(lambda: tool_processes("backup_api.archiver", marker))
+            assert tool_processes("pg_dump", marker)
+            os.kill(archiver, signal.SIGKILL)
+            failed = await api.wait_backup(backup["id"])
+        assert failed["status"] == "failed"
+        assert failed["error_msg"].startswith(
+            "erreur d'écriture de l'archive: le processus d'archivage s'est arrêté (code -9)"
+        ), failed["error_msg"]
+        assert files_under(settings.backup_root) == []
+        assert tool_processes("pg_dump", marker) == []
+        again = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+        assert again["status"] == "completed"
 
 
 async def test_idle_timeout_kills_a_silent_dump(pg_server: Any, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import warnings
 from pathlib import Path
 
@@ -30,7 +31,7 @@ async def test_a_writer_cancelled_while_opening_leaves_nothing(tmp_path: Path) -
 async def test_a_writer_commits_under_its_final_name(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     writer = await storage.create_writer("mysql/db.zip")
-    writer.write(b"PK")
+    os.write(writer.fileno(), b"PK")
     await writer.commit()
     assert [p.name for p in (tmp_path / "mysql").iterdir()] == ["db.zip"]
     assert (tmp_path / "mysql" / "db.zip").read_bytes() == b"PK"

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
-    # Niceness of the service's own job threads (compression, archive writes): the API
-    # stays responsive while backups use every core; on an idle machine nothing is lost.
+    # Niceness of the archive writer processes (compression, archive writes) and of the job
+    # threads: the API stays responsive while backups use every core; on an idle machine
+    # nothing is lost.
     job_nice: int = Field(default=10, ge=0, le=19)
     # Niceness of the dump and restore tools. Normal priority by default: the tool is the
     # pace of the whole backup (the read-ahead lets compression lag behind it), and the

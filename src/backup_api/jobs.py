@@ -10,7 +10,6 @@ archive's final name unless the archive is complete.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import os
@@ -26,7 +25,8 @@ from typing import BinaryIO, cast
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from backup_api.archive import ArchiveError, Compression, ZipStreamWriter, open_sql_entry
+from backup_api.archive import ArchiveError, ArchiveResult, Compression, open_sql_entry
+from backup_api.archiver import ArchiverOptions, write_archive_in_process
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.base import ConnectionInfo, Dumper
@@ -39,10 +39,10 @@ from backup_api.process import (
     ProcessOutcome,
     Progress,
     ToolNotFoundError,
-    lower_thread_priority,
+    child_env,
+    dying_with_service,
     run_tool,
 )
-from backup_api.readahead import PipeReadAhead
 from backup_api.redact import live_secrets, scrub
 from backup_api.runner import CancelReason, Job, JobKind, Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret
@@ -213,30 +213,31 @@ async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
     await _set_backup(ctx, backup_id, **_failed(reason, now_utc()))
 
 
-def _dump_worker(ctx: JobContext, zip_writer: ZipStreamWriter) -> Callable[[int, Progress], None]:
-    readahead_chunks = ctx.settings.dump_readahead_mib * (1 << 20) // CHUNK
-    nice = ctx.settings.job_nice
+class _DumpArchiver:
+    """The dump worker: hands the tool's stdout to an archive writer process."""
 
-    def consume(fd: int, progress: Progress) -> None:
-        if not readahead_chunks:
-            buffer = bytearray(CHUNK)
-            view = memoryview(buffer)
-            with open(fd, "rb", buffering=0, closefd=True) as pipe:
-                while count := pipe.readinto(buffer):
-                    progress.advance(count)
-                    zip_writer.write(view[:count])
-            return
-        with PipeReadAhead(
+    def __init__(self, ctx: JobContext, job: Job, backup: Backup, writer: ArchiveWriter) -> None:
+        self._writer = writer
+        self._env = child_env({}, ctx.marker(job))
+        self._options = ArchiverOptions(
+            entry_name=Path(backup.filename).stem + ".sql",
+            compression=Compression(ctx.settings.compression),
+            level=ctx.settings.compression_level,
+            date_time=backup.created_at,
+            readahead_mib=ctx.settings.dump_readahead_mib,
+            nice=ctx.settings.job_nice,
+        )
+        self.result: ArchiveResult | None = None
+
+    def __call__(self, fd: int, progress: Progress) -> None:
+        self.result = write_archive_in_process(
             fd,
-            chunk_size=CHUNK,
-            max_chunks=readahead_chunks,
+            self._writer.fileno(),
+            self._options,
             on_read=progress.advance,
-            thread_setup=functools.partial(lower_thread_priority, nice),
-        ) as chunks:
-            for chunk in chunks:
-                zip_writer.write(chunk)
-
-    return consume
+            env=self._env,
+            wrap=dying_with_service,
+        )
 
 
 async def run_backup(ctx: JobContext, job: Job) -> None:
@@ -265,16 +266,10 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         with _PrivateWorkdir() as workdir:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
-            zip_writer = ZipStreamWriter(
-                writer,
-                Path(backup.filename).stem + ".sql",
-                compression=Compression(ctx.settings.compression),
-                level=ctx.settings.compression_level,
-                date_time=backup.created_at,
-            )
+            archiver = _DumpArchiver(ctx, job, backup, writer)
             outcome = await run_tool(
                 command,
-                worker=_dump_worker(ctx, zip_writer),
+                worker=archiver,
                 direction="out",
                 executor=ctx.executor,
                 marker=ctx.marker(job),
@@ -286,8 +281,9 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             )
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(ctx.executor, zip_writer.close)
+        result = archiver.result
+        if result is None:  # the tool succeeded, so the archiver did or raised
+            raise RuntimeError("archive writer returned no result")
         await writer.commit()
         writer = None
         await _set_backup(

@@ -84,7 +84,8 @@ def resolve_tool(tool: str) -> str:
     return path
 
 
-def _child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
+def child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
+    """The service's environment with ``extra`` applied and the job ``marker`` set."""
     env = dict(os.environ)
     for key, value in extra.items():
         # An empty value means "must not be inherited from the service's environment".
@@ -94,6 +95,13 @@ def _child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
             env[key] = value
     env[JOB_MARKER_ENV] = marker
     return env
+
+
+def dying_with_service(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so the process is killed when the service dies (``setpriv``)."""
+    if _SETPRIV is None:
+        return argv
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 def _grow_pipe(fd: int) -> None:
@@ -161,8 +169,7 @@ async def run_tool(
         # The tools write through stdio, 4 KiB at a time into a pipe: a 1 MiB stdout buffer
         # turns ~200 small reads per MiB into one, which is what keeps us at the tool's pace.
         argv = [_STDBUF, f"--output={PIPE_SIZE}", *argv]
-    if _SETPRIV is not None:
-        argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    argv = dying_with_service(argv)
 
     read_fd, write_fd = os.pipe()
     child_fd, own_fd = (write_fd, read_fd) if direction == "out" else (read_fd, write_fd)
@@ -177,7 +184,7 @@ async def run_tool(
         argv,
         child_fd if direction == "in" else subprocess.DEVNULL,
         child_fd if direction == "out" else subprocess.DEVNULL,
-        _child_env(command.env, marker),
+        child_env(command.env, marker),
     )
     try:
         process = await asyncio.shield(spawn)
@@ -256,9 +263,13 @@ async def run_tool(
 def _start(
     argv: list[str], stdin: int, stdout: int, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    # Its own session (process group), so one signal reaches whatever the tool forks.
+    # Its own process group, so one signal reaches whatever the tool forks, and a terminal's
+    # Ctrl-C does not. Not its own session: with the kernel's autogroup scheduling (on by
+    # default), a new session is a new scheduling group that gets as much CPU as the whole
+    # service, whatever its niceness; in the service's session, TOOL_NICE means something
+    # and the event loop is not outweighed by every running dump.
     return subprocess.Popen(
-        argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, start_new_session=True
+        argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, process_group=0
     )
 
 

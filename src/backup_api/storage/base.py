@@ -17,10 +17,15 @@ class StorageFullError(OSError):
 
 
 class ArchiveWriter(Protocol):
-    """A staged archive. ``write`` is called from a worker thread, sequentially."""
+    """A staged archive, written by a helper process through a file descriptor."""
 
-    def write(self, data: bytes | memoryview, /) -> object:
-        """Append ``data`` to the staged archive; raises ``StorageFullError`` when full."""
+    def fileno(self) -> int:
+        """A descriptor open for writing at the start of the staged archive.
+
+        The archive writer process writes the whole archive to it, sequentially (a local
+        backend gives its staged file; an object-store backend would give a pipe that it
+        uploads from). Running out of space shows as ``ENOSPC`` on that descriptor.
+        """
         ...
 
     async def commit(self) -> None:

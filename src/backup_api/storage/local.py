@@ -36,24 +36,19 @@ class LocalArchiveWriter:
     def __init__(self, final_path: Path) -> None:
         self.final_path = final_path
         self.part_path = final_path.with_name(PART_PREFIX + final_path.name + PART_SUFFIX)
-        fd = os.open(self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._fd: int | None = os.open(
+            self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+        )
         self._done = False
 
-    def write(self, data: bytes | memoryview, /) -> int:
-        assert self._file is not None, "writer already closed"
-        try:
-            return self._file.write(data)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
-            raise
+    def fileno(self) -> int:
+        assert self._fd is not None, "writer already closed"
+        return self._fd
 
     def _commit_sync(self) -> None:
-        assert self._file is not None, "writer already closed"
+        assert self._fd is not None, "writer already closed"
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            os.fsync(self._fd)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
@@ -67,11 +62,10 @@ class LocalArchiveWriter:
         self._done = True
 
     def _close_quietly(self) -> None:
-        file, self._file = self._file, None
-        if file is not None:
-            # A full disk can fail the final flush; abort() removes the file anyway.
+        fd, self._fd = self._fd, None
+        if fd is not None:
             with contextlib.suppress(OSError):
-                file.close()
+                os.close(fd)
 
     def _abort_sync(self) -> None:
         self._close_quietly()

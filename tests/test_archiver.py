@@ -1,0 +1,227 @@
+"""The archive writer process, both ends: real child processes, real pipes and files."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from backup_api.archive import ArchiveResult, Compression
+from backup_api.archiver import ArchiverCrashedError, ArchiverOptions, write_archive_in_process
+from backup_api.storage.base import StorageFullError
+
+
+def sample_sql(size: int) -> bytes:
+    line = b"INSERT INTO t VALUES (%d, 'row %d', '2026-11-25 06:55:11');\n"
+    out = bytearray()
+    index = 0
+    while len(out) < size:
+        out += line % (index, index * 7919 % 100003)
+        index += 1
+    return bytes(out[:size])
+
+
+def options(**overrides: object) -> ArchiverOptions:
+    values: dict[str, object] = {
+        "entry_name": "shop_20261125_065511.sql",
+        "compression": Compression.ISAL,
+        "level": 1,
+        "date_time": datetime(2026, 11, 25, 6, 55, 11),
+        "readahead_mib": 32,
+        "nice": 0,
+    }
+    values.update(overrides)
+    return ArchiverOptions(**values)  # type: ignore[arg-type]
+
+
+def feed(data: bytes, pause: threading.Event | None = None) -> tuple[int, threading.Thread]:
+    """A pipe whose read end delivers ``data`` (written by a thread, then closed); with
+    ``pause``, the rest waits after the first 64 KiB until the event is set."""
+    read_fd, write_fd = os.pipe()
+    split = 0 if pause is None else 64 * 1024
+
+    def write() -> None:
+        with open(write_fd, "wb", buffering=0) as pipe:
+            try:
+                pipe.write(data[:split])
+                if pause is not None:
+                    pause.wait(30)
+                pipe.write(data[split:])
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return read_fd, writer
+
+
+@pytest.fixture
+def output(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    path = tmp_path / "out.zip"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    yield path, fd
+    os.close(fd)
+
+
+def archive(
+    data: bytes,
+    output_fd: int,
+    chosen: ArchiverOptions,
+    wrap: Callable[[list[str]], list[str]] = list,
+) -> tuple[ArchiveResult, list[int]]:
+    reads: list[int] = []
+    read_fd, writer = feed(data)
+    try:
+        result = write_archive_in_process(
+            read_fd, output_fd, chosen, on_read=reads.append, env=dict(os.environ), wrap=wrap
+        )
+    finally:
+        writer.join(timeout=30)
+    return result, reads
+
+
+@pytest.mark.parametrize(
+    ("compression", "readahead_mib"),
+    [(Compression.ISAL, 32), (Compression.ISAL, 0), (Compression.ZLIB, 1), (Compression.STORED, 2)],
+)
+def test_round_trip(output: tuple[Path, int], compression: Compression, readahead_mib: int) -> None:
+    path, fd = output
+    data = sample_sql(5 * 1024 * 1024 + 123)
+    result, reads = archive(data, fd, options(compression=compression, readahead_mib=readahead_mib))
+    written = path.read_bytes()
+    # The result describes the file byte for byte.
+    assert result.size == len(written)
+    assert result.sha256 == hashlib.sha256(written).hexdigest()
+    assert result.uncompressed_size == len(data)
+    assert sum(reads) == len(data)
+    assert all(count > 0 for count in reads)
+    with zipfile.ZipFile(path) as opened:
+        assert opened.testzip() is None
+        (info,) = opened.infolist()
+        assert info.filename == "shop_20261125_065511.sql"
+        assert info.date_time == (2026, 11, 25, 6, 55, 10)  # DOS time: 2 s steps
+        assert opened.read(info) == data
+        expected_method = (
+            zipfile.ZIP_STORED if compression is Compression.STORED else zipfile.ZIP_DEFLATED
+        )
+        assert info.compress_type == expected_method
+    if compression is not Compression.STORED:
+        assert result.size < len(data) / 3
+
+
+def test_empty_dump_gives_a_valid_empty_entry(output: tuple[Path, int]) -> None:
+    path, fd = output
+    result, reads = archive(b"", fd, options())
+    assert reads == []
+    assert result.uncompressed_size == 0
+    with zipfile.ZipFile(path) as opened:
+        assert opened.testzip() is None
+        assert opened.read("shop_20261125_065511.sql") == b""
+
+
+def test_full_device_is_reported_as_storage_full() -> None:
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(StorageFullError) as caught:
+            archive(sample_sql(3 * 1024 * 1024), fd, options())
+    finally:
+        os.close(fd)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value.strerror) == "espace disque insuffisant"
+
+
+def test_unwritable_output_is_an_os_error(tmp_path: Path) -> None:
+    path = tmp_path / "read-only.zip"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError, match="Bad file descriptor") as caught:
+            archive(sample_sql(1024 * 1024), fd, options())
+    finally:
+        os.close(fd)
+    assert caught.value.errno == errno.EBADF
+    assert not isinstance(caught.value, StorageFullError | ArchiverCrashedError)
+    assert path.read_bytes() == b""
+
+
+def test_a_child_that_dies_silently_is_a_crash(output: tuple[Path, int]) -> None:
+    _, fd = output
+
+    def killed_at_start(argv: list[str]) -> list[str]:
+        return ["sh", "-c", 'kill -KILL "$$"', "--", *argv]
+
+    with pytest.raises(ArchiverCrashedError, match=r"code -9"):
+        archive(sample_sql(1024 * 1024), fd, options(), wrap=killed_at_start)
+
+
+def test_the_dump_pipe_is_closed_even_when_the_child_cannot_start(
+    output: tuple[Path, int], tmp_path: Path
+) -> None:
+    _, fd = output
+    read_fd, write_fd = os.pipe()
+    try:
+        with pytest.raises(FileNotFoundError):
+            write_archive_in_process(
+                read_fd,
+                fd,
+                options(),
+                on_read=lambda _: None,
+                env=dict(os.environ),
+                wrap=lambda argv: [str(tmp_path / "missing-launcher"), *argv],
+            )
+        with pytest.raises(OSError, match="Bad file descriptor") as caught:
+            os.fstat(read_fd)
+        assert caught.value.errno == errno.EBADF
+    finally:
+        os.close(write_fd)
+
+
+def test_invalid_entry_name_fails_without_writing(output: tuple[Path, int]) -> None:
+    path, fd = output
+    with pytest.raises(RuntimeError):
+        archive(sample_sql(1024), fd, options(entry_name="../escape.sql"))
+    assert path.read_bytes() == b""
+
+
+def archiver_niceness(output_fd: int) -> int:
+    """The niceness of this process's archive writer child that writes to ``output_fd``."""
+    wanted = f"--output-fd={output_fd}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if b"backup_api.archiver" in argv and wanted in argv and int(fields[1]) == os.getpid():
+            return int(fields[16])  # field 19 of stat: nice
+    raise AssertionError("archive writer process not found")
+
+
+def test_the_child_runs_at_the_requested_niceness(output: tuple[Path, int]) -> None:
+    _, fd = output
+    seen: list[int] = []
+    resume = threading.Event()
+    read_fd, writer = feed(sample_sql(256 * 1024), pause=resume)
+
+    def on_read(_: int) -> None:
+        if not seen:  # the child has read the first part and waits for the rest
+            seen.append(archiver_niceness(fd))
+            resume.set()
+
+    try:
+        write_archive_in_process(
+            read_fd, fd, options(nice=7), on_read=on_read, env=dict(os.environ)
+        )
+    finally:
+        writer.join(timeout=30)
+    assert seen == [max(7, os.getpriority(os.PRIO_PROCESS, 0))]
