@@ -216,6 +216,33 @@ class BusyCpu:
         return statistics.median(self.samples)
 
 
+class CpuSteadiness:
+    """Times the same pure-CPU loop between measurements, with nothing else running.
+
+    On a virtual machine whose host is busy, a core's speed changes from one second to
+    the next; every ratio in the report is only as steady as this.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def probe(self) -> None:
+        began = time.perf_counter()
+        total = 0
+        for value in range(2_000_000):
+            total += value
+        self.samples.append(time.perf_counter() - began)
+
+    def line(self) -> str:
+        low, high = min(self.samples), max(self.samples)
+        return (
+            f"- CPU steadiness: the same pure-Python loop, timed {len(self.samples)} times "
+            f"between measurements with nothing else running, took {low * 1e3:.0f} to "
+            f"{high * 1e3:.0f} ms (median {statistics.median(self.samples) * 1e3:.0f} ms, "
+            f"spread {high / low - 1:.0%}): the cores' speed varies that much during the run"
+        )
+
+
 def cpu_line(
     label: str, bare: list[float], bare_cpu: BusyCpu, api: list[float], api_cpu: BusyCpu
 ) -> str:
@@ -581,6 +608,7 @@ def main() -> int:
         rows: list[str] = []
         rss_deltas: list[float] = []
         cpu_lines: list[str] = []
+        steadiness = CpuSteadiness()
         archives: list[Path] = []
         for name in pg_names:
             database_id = api.add_database(pg, name)
@@ -590,6 +618,7 @@ def main() -> int:
             zip_path = workdir / "pipeline.zip"
             api_size = 0
             for _ in range(args.repeat):
+                steadiness.probe()
                 bare.append(bare_cpu.measure(partial(timed, pg_dump_argv(pg, name), pg_env)))
                 elapsed, backup, idle, peak = api_cpu.measure(partial(api.backup, database_id, pid))
                 through_api.append(elapsed)
@@ -629,6 +658,7 @@ def main() -> int:
             bare_cpu, api_cpu = BusyCpu(), BusyCpu()
             api_size = 0
             for _ in range(args.repeat):
+                steadiness.probe()
                 bare.append(
                     bare_cpu.measure(partial(timed, mysqldump_argv(defaults, "bench_my"), env))
                 )
@@ -689,6 +719,7 @@ def main() -> int:
             f"- Peak RSS over idle by database size: "
             f"{', '.join(f'{d:.1f} MiB' for d in rss_deltas)} (does not grow with size)",
             *cpu_lines,
+            steadiness.line(),
         ]
         for kind, values in load.items():
             label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"

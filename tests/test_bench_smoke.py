@@ -26,6 +26,7 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "Peak RSS over idle" in text
     assert "- MariaDB " in text
     assert "Lowest possible API / bare ratio here:" in text
+    assert "- CPU steadiness: the same pure-Python loop, timed 3 times" in text
     assert "while two backups run, 20 clients" in text
     assert "GET /api/backups?limit=100 over" in text
     assert "all pass `unzip -t` and `zipfile.testzip()`" in text
