@@ -68,9 +68,12 @@ def credential_files(pid: int) -> list[Path]:
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 async def test_password_never_on_argv_nor_in_env(
-    engine: str, request: pytest.FixtureRequest, alice: Api
+    engine: str, request: pytest.FixtureRequest, alice: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server: Any = request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
+    # The service's own secrets, as an operator passes them, must not reach its children.
+    service_secret = "service-key-" + "7" * 40
+    monkeypatch.setenv("BACKUP_API_ENCRYPTION_KEY", service_secret)
     source = unique_name("argv")
     create_filled(server, source)
     database = await alice.add_database(server, source)
@@ -83,11 +86,16 @@ async def test_password_never_on_argv_nor_in_env(
             pids = await wait_until(
                 lambda m=marker: tool_processes(tool, m) or tool_processes("mariadb-dump", m)
             )
-            for pid in pids:
+            archivers = await wait_until(lambda m=marker: tool_processes("backup_api.archiver", m))
+            for pid in [*pids, *archivers]:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
                 assert server.password.encode() not in argv
                 assert server.password.encode() not in environ
+                assert service_secret.encode() not in environ
+                assert b"BACKUP_API_ENCRYPTION_KEY" not in environ
+            for pid in pids:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes()
                 files = credential_files(pid)
                 assert len(files) == 1
                 assert stat.S_IMODE(files[0].stat().st_mode) == 0o600

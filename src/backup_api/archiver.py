@@ -98,8 +98,15 @@ def write_archive_in_process(
     # -P: the working directory is not put on sys.path (only the service's own paths).
     argv = wrap([sys.executable, "-P", "-m", "backup_api.archiver", *options.argv(output_fd)])
     try:
+        # Its own process group, like the tools: a terminal's Ctrl-C is the service's to
+        # handle (it stops the tool, and this process then sees the end of its input).
         child = subprocess.Popen(
-            argv, stdin=dump_fd, stdout=subprocess.PIPE, pass_fds=(output_fd,), env=dict(env)
+            argv,
+            stdin=dump_fd,
+            stdout=subprocess.PIPE,
+            pass_fds=(output_fd,),
+            env=dict(env),
+            process_group=0,
         )
     finally:
         os.close(dump_fd)

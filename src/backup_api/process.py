@@ -3,8 +3,10 @@
 The tool runs in its own process group (so a kill reaches anything it forks), dies with
 the service when the platform allows it (``setpriv --pdeathsig``), and carries a marker in
 its environment so a restarted service can find and kill what a crash left behind. Its
-stdout (dump) or stdin (restore) is a pipe served by a worker thread, so compression and
-file I/O never run on the event loop; stderr is read on the loop into a bounded tail.
+stdout (dump) or stdin (restore) is a pipe served by a worker in a thread (for a dump, the
+worker hands the pipe to the archive writer process and relays its progress), so
+compression and file I/O never run on the event loop; stderr is read on the loop into a
+bounded tail.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from backup_api.dumpers.base import ToolCommand
 
 JOB_MARKER_ENV = "BACKUP_API_JOB"
+SETTINGS_ENV_PREFIX = "BACKUP_API_"
 PIPE_SIZE = 1 << 20
 _SETPRIV = shutil.which("setpriv")
 _STDBUF = shutil.which("stdbuf")
@@ -85,8 +88,12 @@ def resolve_tool(tool: str) -> str:
 
 
 def child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
-    """The service's environment with ``extra`` applied and the job ``marker`` set."""
-    env = dict(os.environ)
+    """The service's environment with ``extra`` applied and the job ``marker`` set.
+
+    The service's own settings (``BACKUP_API_*``: the encryption key, the JWT secret, the
+    metadata database's URL with its password) stay behind: no child needs them.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_ENV_PREFIX)}
     for key, value in extra.items():
         # An empty value means "must not be inherited from the service's environment".
         if value == "":

@@ -40,7 +40,6 @@ class PipeReadAhead:
         chunk_size: int,
         max_chunks: int,
         on_read: Callable[[int], None],
-        thread_setup: Callable[[], None] | None = None,
     ) -> None:
         if chunk_size <= 0 or max_chunks <= 0:
             raise ValueError("chunk_size and max_chunks must be positive")
@@ -49,7 +48,6 @@ class PipeReadAhead:
         self._chunk_size = chunk_size
         self._max_chunks = max_chunks
         self._on_read = on_read
-        self._thread_setup = thread_setup
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._free: list[bytearray] = []  # a stack: warm buffers first
@@ -123,8 +121,6 @@ class PipeReadAhead:
     def _drain(self) -> None:
         try:
             with self._pipe as pipe:
-                if self._thread_setup is not None:
-                    self._thread_setup()
                 while (buffer := self._take_buffer()) is not None:
                     count = pipe.readinto(buffer)
                     if count:
