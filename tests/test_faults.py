@@ -153,6 +153,27 @@ async def test_archive_writer_killed_mid_backup_fails_it(
         assert again["status"] == "completed"
 
 
+async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_path: Path) -> None:
+    """TOOL_NICE reaches the tool and, under autogroup scheduling, its session's group
+    (alone in its session, its own niceness would order it against nothing); the archive
+    writer runs at JOB_NICE."""
+    settings = make_settings(tmp_path, tool_nice=5, job_nice=12)
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, pg_source)
+        with table_locked(pg_server, pg_source):
+            backup = await api.start_backup(database["id"])
+            marker = f"backup:{backup['id']}@"
+            (tool,) = await wait_until(lambda: tool_processes("pg_dump", marker))
+            (archiver,) = await wait_until(lambda: tool_processes("backup_api.archiver", marker))
+            assert os.getpriority(os.PRIO_PROCESS, tool) == 5
+            assert os.getpriority(os.PRIO_PROCESS, archiver) == 12
+            assert os.getsid(tool) == tool  # a session of its own
+            if Path("/proc/self/autogroup").exists():
+                assert Path(f"/proc/{tool}/autogroup").read_text().split()[-1] == "5"
+        assert (await api.wait_backup(backup["id"]))["status"] == "completed"
+
+
 async def test_idle_timeout_kills_a_silent_dump(pg_server: Any, tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path, dump_idle_timeout_seconds=1, connect_timeout_seconds=60, dump_timeout_seconds=120

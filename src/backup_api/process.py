@@ -122,6 +122,20 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def set_niceness(pid: int, nice: int, *, whole_session: bool = False) -> None:
+    """Set ``pid``'s niceness; with ``whole_session``, also its session's autogroup's.
+
+    Under autogroup scheduling a session competes with other sessions as one group, and a
+    process's own niceness only orders it within its group: a tool alone in its session
+    would ignore it. Best effort: a kernel without autogroup has no such file.
+    """
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    if whole_session:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+
+
 def lower_thread_priority(nice: int) -> None:
     """Make the calling thread at least ``nice`` (per-thread on Linux): it then yields to
     the event loop's thread. Never raises the priority back."""
@@ -207,8 +221,7 @@ async def run_tool(
     # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
     os.close(child_fd)
     if tool_nice:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, process.pid, tool_nice)
+        set_niceness(process.pid, tool_nice, whole_session=True)
 
     progress = Progress()
     io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
@@ -270,13 +283,12 @@ async def run_tool(
 def _start(
     argv: list[str], stdin: int, stdout: int, env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    # Its own process group, so one signal reaches whatever the tool forks, and a terminal's
-    # Ctrl-C does not. Not its own session: with the kernel's autogroup scheduling (on by
-    # default), a new session is a new scheduling group that gets as much CPU as the whole
-    # service, whatever its niceness; in the service's session, TOOL_NICE means something
-    # and the event loop is not outweighed by every running dump.
+    # Its own session (and process group), so one signal reaches whatever the tool forks,
+    # and a terminal's Ctrl-C does not. With the kernel's autogroup scheduling (on by
+    # default), a session is also a scheduling group: the tool gets a share of the CPU of
+    # its own instead of taking it from the service's group, where the event loop runs.
     return subprocess.Popen(
-        argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, process_group=0
+        argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, start_new_session=True
     )
 
 
