@@ -124,3 +124,21 @@ def tool_processes(name: str, marker: str | None = None) -> list[int]:
             continue
         pids.append(int(entry.name))
     return pids
+
+
+def archive_writers(backup_root: Path) -> list[int]:
+    """Pids of the processes, other than this one, writing a staged archive under
+    ``backup_root``: the archive writer of each running backup."""
+    root = str(backup_root.resolve())
+    own = os.getpid()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            targets = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(t.startswith(root) and t.endswith(".part") for t in targets):
+            pids.append(int(entry.name))
+    return pids

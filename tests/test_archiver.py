@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
+import signal
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -14,7 +17,12 @@ from pathlib import Path
 import pytest
 
 from backup_api.archive import ArchiveResult, Compression
-from backup_api.archiver import ArchiverCrashedError, ArchiverOptions, write_archive_in_process
+from backup_api.archiver import (
+    ArchiverCrashedError,
+    ArchiverLauncher,
+    ArchiverOptions,
+    write_archive_in_process,
+)
 from backup_api.storage.base import StorageFullError
 
 
@@ -70,20 +78,32 @@ def output(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     os.close(fd)
 
 
+@pytest.fixture
+def launcher() -> Iterator[ArchiverLauncher]:
+    started = ArchiverLauncher(dict(os.environ))
+    yield started
+    started.close()
+
+
 def archive(
     data: bytes,
     output_fd: int,
     chosen: ArchiverOptions,
     wrap: Callable[[list[str]], list[str]] = list,
+    launcher: ArchiverLauncher | None = None,
 ) -> tuple[ArchiveResult, list[int]]:
     reads: list[int] = []
     read_fd, writer = feed(data)
+    own = launcher is None
+    used = ArchiverLauncher(dict(os.environ), wrap) if launcher is None else launcher
     try:
         result = write_archive_in_process(
-            read_fd, output_fd, chosen, on_read=reads.append, env=dict(os.environ), wrap=wrap
+            read_fd, output_fd, chosen, on_read=reads.append, launcher=used
         )
     finally:
         writer.join(timeout=30)
+        if own:
+            used.close()
     return result, reads
 
 
@@ -157,7 +177,8 @@ def test_a_child_that_dies_silently_is_a_crash(output: tuple[Path, int]) -> None
     def killed_at_start(argv: list[str]) -> list[str]:
         return ["sh", "-c", 'kill -KILL "$$"', "--", *argv]
 
-    with pytest.raises(ArchiverCrashedError, match=r"code -9"):
+    # Dead before it got the job ("could not start") or after (its exit status).
+    with pytest.raises(ArchiverCrashedError, match=r"le processus d'archivage"):
         archive(sample_sql(1024 * 1024), fd, options(), wrap=killed_at_start)
 
 
@@ -166,21 +187,20 @@ def test_the_dump_pipe_is_closed_even_when_the_child_cannot_start(
 ) -> None:
     _, fd = output
     read_fd, write_fd = os.pipe()
+    broken = ArchiverLauncher(
+        dict(os.environ), wrap=lambda argv: [str(tmp_path / "missing-launcher"), *argv]
+    )
     try:
         with pytest.raises(FileNotFoundError):
             write_archive_in_process(
-                read_fd,
-                fd,
-                options(),
-                on_read=lambda _: None,
-                env=dict(os.environ),
-                wrap=lambda argv: [str(tmp_path / "missing-launcher"), *argv],
+                read_fd, fd, options(), on_read=lambda _: None, launcher=broken
             )
         with pytest.raises(OSError, match="Bad file descriptor") as caught:
             os.fstat(read_fd)
         assert caught.value.errno == errno.EBADF
     finally:
         os.close(write_fd)
+        broken.close()
 
 
 def test_invalid_entry_name_fails_without_writing(output: tuple[Path, int]) -> None:
@@ -190,9 +210,9 @@ def test_invalid_entry_name_fails_without_writing(output: tuple[Path, int]) -> N
     assert path.read_bytes() == b""
 
 
-def archiver_niceness(output_fd: int) -> int:
-    """The niceness of this process's archive writer child that writes to ``output_fd``."""
-    wanted = f"--output-fd={output_fd}".encode()
+def archiver_children() -> list[int]:
+    """This process's archive writer children (the working ones and the spare)."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -201,27 +221,83 @@ def archiver_niceness(output_fd: int) -> int:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if b"backup_api.archiver" in argv and wanted in argv and int(fields[1]) == os.getpid():
-            return int(fields[16])  # field 19 of stat: nice
-    raise AssertionError("archive writer process not found")
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if b"backup_api.archiver" in argv and parent == os.getpid() and ") Z" not in stat:
+            pids.append(int(entry.name))
+    return pids
 
 
-def test_the_child_runs_at_the_requested_niceness(output: tuple[Path, int]) -> None:
-    _, fd = output
+def writer_of(path: Path) -> int:
+    """The child process that has ``path`` open."""
+    for pid in archiver_children():
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    raise AssertionError(f"no archive writer has {path} open")
+
+
+def test_the_child_runs_at_the_requested_niceness(
+    output: tuple[Path, int], launcher: ArchiverLauncher
+) -> None:
+    path, fd = output
     seen: list[int] = []
     resume = threading.Event()
     read_fd, writer = feed(sample_sql(256 * 1024), pause=resume)
 
     def on_read(_: int) -> None:
         if not seen:  # the child has read the first part and waits for the rest
-            seen.append(archiver_niceness(fd))
+            seen.append(os.getpriority(os.PRIO_PROCESS, writer_of(path)))
             resume.set()
 
     try:
-        write_archive_in_process(
-            read_fd, fd, options(nice=7), on_read=on_read, env=dict(os.environ)
-        )
+        write_archive_in_process(read_fd, fd, options(nice=7), on_read=on_read, launcher=launcher)
     finally:
         writer.join(timeout=30)
     assert seen == [max(7, os.getpriority(os.PRIO_PROCESS, 0))]
+
+
+def test_a_spare_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
+    spawned: list[list[str]] = []
+
+    def counting(argv: list[str]) -> list[str]:
+        spawned.append(argv)
+        return argv
+
+    launcher = ArchiverLauncher(dict(os.environ), wrap=counting)
+    try:
+        launcher.prepare()
+        assert len(spawned) == 1
+        (spare,) = archiver_children()
+        for index in range(2):
+            path = tmp_path / f"{index}.zip"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                result, _ = archive(sample_sql(100_000), fd, options(), launcher=launcher)
+            finally:
+                os.close(fd)
+            assert result.size == path.stat().st_size
+            # Each job took the waiting child and left a new one waiting.
+            assert len(spawned) == index + 2
+        assert spare not in archiver_children()  # it did the first job and ended
+        assert len(archiver_children()) == 1
+    finally:
+        launcher.close()
+    assert archiver_children() == []
+
+
+def test_a_spare_that_died_waiting_is_replaced(
+    output: tuple[Path, int], launcher: ArchiverLauncher
+) -> None:
+    path, fd = output
+    launcher.prepare()
+    (spare,) = archiver_children()
+    os.kill(spare, signal.SIGKILL)
+    for _ in range(100):
+        if spare not in archiver_children():
+            break
+        time.sleep(0.02)
+    data = sample_sql(200_000)
+    result, reads = archive(data, fd, options(), launcher=launcher)
+    assert sum(reads) == len(data) == result.uncompressed_size
+    with zipfile.ZipFile(path) as opened:
+        assert opened.read("shop_20261125_065511.sql") == data

@@ -19,7 +19,7 @@ import pytest
 
 from tests.apphelpers import Api, make_settings, running_app, unique_name
 from tests.fakes import fake_tool, stalled_server
-from tests.locks import table_locked, tool_processes, wait_until
+from tests.locks import archive_writers, table_locked, tool_processes, wait_until
 from tests.sample_data import create_filled
 
 
@@ -139,7 +139,7 @@ async def test_archive_writer_killed_mid_backup_fails_it(
         with table_locked(pg_server, pg_source):
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
-            (archiver,) = await wait_until(lambda: tool_processes("backup_api.archiver", marker))
+            (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
             assert tool_processes("pg_dump", marker)
             os.kill(archiver, signal.SIGKILL)
             failed = await api.wait_backup(backup["id"])
@@ -165,9 +165,10 @@ async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
             (tool,) = await wait_until(lambda: tool_processes("pg_dump", marker))
-            (archiver,) = await wait_until(lambda: tool_processes("backup_api.archiver", marker))
+            (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
             assert os.getpriority(os.PRIO_PROCESS, tool) == 5
-            assert os.getpriority(os.PRIO_PROCESS, archiver) == 12
+            # The writer applies its niceness as soon as it has its job.
+            await wait_until(lambda: os.getpriority(os.PRIO_PROCESS, archiver) == 12)
             assert os.getsid(tool) == tool  # a session of its own
             if Path("/proc/self/autogroup").exists():
                 assert Path(f"/proc/{tool}/autogroup").read_text().split()[-1] == "5"

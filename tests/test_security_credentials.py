@@ -86,7 +86,8 @@ async def test_password_never_on_argv_nor_in_env(
             pids = await wait_until(
                 lambda m=marker: tool_processes(tool, m) or tool_processes("mariadb-dump", m)
             )
-            archivers = await wait_until(lambda m=marker: tool_processes("backup_api.archiver", m))
+            # The archive writers (the job's and the spare) carry the instance's marker.
+            archivers = await wait_until(lambda: tool_processes("backup_api.archiver", "archiver@"))
             for pid in [*pids, *archivers]:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
                 environ = Path(f"/proc/{pid}/environ").read_bytes()

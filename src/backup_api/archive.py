@@ -24,10 +24,9 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol
+from typing import IO, TYPE_CHECKING, BinaryIO, Final, NamedTuple, Protocol
 
 from isal import isal_zlib
 
@@ -160,8 +159,7 @@ class _Compressor(Protocol):
     def flush(self) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class ArchiveResult:
+class ArchiveResult(NamedTuple):
     size: int  # bytes of the whole archive written to the sink
     sha256: str  # hex digest of those bytes
     crc32: int  # of the uncompressed entry

@@ -26,7 +26,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from backup_api.archive import ArchiveError, ArchiveResult, Compression, open_sql_entry
-from backup_api.archiver import ArchiverOptions, write_archive_in_process
+from backup_api.archiver import ArchiverLauncher, ArchiverOptions, write_archive_in_process
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.base import ConnectionInfo, Dumper
@@ -68,14 +68,26 @@ class JobContext:
     storage: Storage
     keys: Keys
     executor: ThreadPoolExecutor
+    archivers: ArchiverLauncher
 
     @property
     def marker_suffix(self) -> str:
-        # Ties a tool process to this service instance's backup root (see recover()).
-        return "@" + str(self.settings.backup_root.resolve())
+        return instance_marker_suffix(self.settings)
 
     def marker(self, job: Job) -> str:
         return f"{job.kind}:{job.id}{self.marker_suffix}"
+
+
+def instance_marker_suffix(settings: Settings) -> str:
+    # Ties a child process to this service instance's backup root (see recover()).
+    return "@" + str(settings.backup_root.resolve())
+
+
+def archiver_launcher(settings: Settings) -> ArchiverLauncher:
+    """Archive writers for this instance: they die with it, and carry its marker so a
+    restart after a crash finds any left behind (see ``kill_orphans``)."""
+    marker = "archiver" + instance_marker_suffix(settings)
+    return ArchiverLauncher(child_env({}, marker), wrap=dying_with_service)
 
 
 def now_utc() -> datetime:
@@ -216,9 +228,9 @@ async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
 class _DumpArchiver:
     """The dump worker: hands the tool's stdout to an archive writer process."""
 
-    def __init__(self, ctx: JobContext, job: Job, backup: Backup, writer: ArchiveWriter) -> None:
+    def __init__(self, ctx: JobContext, backup: Backup, writer: ArchiveWriter) -> None:
         self._writer = writer
-        self._env = child_env({}, ctx.marker(job))
+        self._launcher = ctx.archivers
         self._options = ArchiverOptions(
             entry_name=Path(backup.filename).stem + ".sql",
             compression=Compression(ctx.settings.compression),
@@ -235,8 +247,7 @@ class _DumpArchiver:
             self._writer.fileno(),
             self._options,
             on_read=progress.advance,
-            env=self._env,
-            wrap=dying_with_service,
+            launcher=self._launcher,
         )
 
 
@@ -266,7 +277,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         with _PrivateWorkdir() as workdir:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
-            archiver = _DumpArchiver(ctx, job, backup, writer)
+            archiver = _DumpArchiver(ctx, backup, writer)
             outcome = await run_tool(
                 command,
                 worker=archiver,

@@ -15,7 +15,7 @@ from backup_api import logs, migrate
 from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.exceptions import install_error_handlers
-from backup_api.jobs import JobContext, job_body, recover
+from backup_api.jobs import JobContext, archiver_launcher, job_body, recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.routers import auth, backups, databases, health, restores, users
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             storage=storage,
             keys=keys,
             executor=executor,
+            archivers=archiver_launcher(settings),
         )
         runner = Runner(settings.max_concurrent_jobs, job_body(jobs))
         app.state.backup_api = AppState(
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await runner.shutdown()
+            jobs.archivers.close()
             executor.shutdown(wait=True)
             transactions.close()
             await engine.dispose()
