@@ -273,37 +273,47 @@ def dump_size(argv: list[str], env: dict[str, str]) -> int:
 # ---------------------------------------------------------------------------- the API
 
 
+def service_rss(service: psutil.Process, archivers: list[psutil.Process]) -> int:
+    total = service.memory_info().rss
+    for archiver in archivers:
+        with contextlib.suppress(psutil.Error):
+            total += archiver.memory_info().rss
+    return total
+
+
+def archive_writers(service: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for child in service.children():
+        with contextlib.suppress(psutil.Error):
+            if "backup_api.archiver" in child.cmdline():
+                found.append(child)
+    return found
+
+
 class RssSampler(threading.Thread):
-    """Peak RSS of the service plus its archive writer process (``backup_api.archiver``),
-    which does the compression out of the service's process and so counts as its memory."""
+    """Peak RSS of the service plus its archive writer processes (``backup_api.archiver``:
+    the one at work and the spare waiting for the next job), which do the compression out
+    of the service's process and so count as its memory."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
-        self.archiver: psutil.Process | None = None
         self.peak = 0
         self.stop_event = threading.Event()
 
-    def find_archiver(self) -> psutil.Process | None:
-        # Scanning for children costs a few ms of CPU: done only until it is found.
-        for child in self.process.children():
-            with contextlib.suppress(psutil.Error):
-                if "backup_api.archiver" in child.cmdline():
-                    return child
-        return None
-
     def run(self) -> None:
+        archivers: list[psutil.Process] = []
+        next_scan = 0.0
         while not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_scan:
+                # Listing children reads every process's stat: a few ms, so not every time.
+                archivers = archive_writers(self.process)
+                next_scan = now + 0.2
             try:
-                rss = self.process.memory_info().rss
+                self.peak = max(self.peak, service_rss(self.process, archivers))
             except psutil.Error:
                 return
-            if self.archiver is None:
-                self.archiver = self.find_archiver()
-            if self.archiver is not None:
-                with contextlib.suppress(psutil.Error):
-                    rss += self.archiver.memory_info().rss
-            self.peak = max(self.peak, rss)
             time.sleep(0.02)
 
     def stop(self) -> int:
@@ -387,7 +397,8 @@ class Api:
         return backup
 
     def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int]:
-        idle = psutil.Process(pid).memory_info().rss
+        service = psutil.Process(pid)
+        idle = service_rss(service, archive_writers(service))
         sampler = RssSampler(pid)
         sampler.start()
         began = time.perf_counter()
