@@ -560,6 +560,94 @@ def mb(value: float) -> str:
     return f"{value / 1e6:.0f} MB"
 
 
+class Reference:
+    """Another revision of the service (``--compare REV``), run beside this one.
+
+    Its code is checked out in a git worktree and put first on ``PYTHONPATH`` (the
+    installed dependencies are shared), its service gets its own metadata and archives.
+    Each measurement alternates the two, so both see the same machine: on a host whose
+    speed drifts, that is what compares two designs.
+    """
+
+    def __init__(self, revision: str, workdir: Path, settings: dict[str, str]) -> None:
+        self.revision = revision
+        self.checkout = workdir / "reference"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(self.checkout), revision],
+            check=True,
+            capture_output=True,
+        )
+        self.service = ServerProcess(workdir / "reference-service", log_level="warning", **settings)
+        self.service.env["PYTHONPATH"] = str(self.checkout / "src")
+        self.service.workdir.mkdir()
+        self.service.start()
+        assert self.service.process is not None
+        self.pid = self.service.process.pid
+        self.api = Api(self.service.url, self.service.workdir / "meta.sqlite3")
+        self.api.login()
+        self.lines: list[str] = []
+
+    def compare(
+        self, label: str, bare: list[float], ours: list[float], theirs: list[float]
+    ) -> None:
+        wall = statistics.median(bare)
+        self.lines.append(
+            f"- {label}: API backup {statistics.median(theirs):.2f} s with {self.revision} "
+            f"({statistics.median(theirs) / wall:.2f}x the bare dump), "
+            f"{statistics.median(ours):.2f} s with this code "
+            f"({statistics.median(ours) / wall:.2f}x)"
+        )
+
+    def stop(self) -> None:
+        self.service.stop()
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(self.checkout)],
+            check=False,
+            capture_output=True,
+        )
+
+
+def timed_backups(
+    ours: Callable[[], T], reference: Reference | None, ref_id: int, turn: int
+) -> tuple[T, float | None]:
+    """This code's API backup (``ours``), and the reference's right before or after it,
+    by turns; the reference's wall time only."""
+    if reference is None:
+        return ours(), None
+    if turn % 2:
+        theirs = reference.api.backup(ref_id, reference.pid)[0]
+        return ours(), theirs
+    result = ours()
+    return result, reference.api.backup(ref_id, reference.pid)[0]
+
+
+def latency_window(
+    api: Api, pg: DbServer, big: str, seconds: float
+) -> tuple[dict[str, list[float]], int, bool, list[Path]]:
+    """Latency while two backups of ``big`` run (registered twice, so both run at once)."""
+    tiny = api.add_database(pg, "bench_tiny")
+    running = [api.start(api.add_database(pg, big)) for _ in range(2)]
+    load, accepted = asyncio.run(latency_under_load(api, tiny, seconds))
+    throughout = all(api.status(backup_id) == "pending" for backup_id in running)
+    archives = [Path(api.wait(backup_id)["filepath"]) for backup_id in running]
+    return load, accepted, throughout, archives
+
+
+def latency_lines(load: dict[str, list[float]], seconds: float, throughout: bool) -> list[str]:
+    lines = []
+    for kind, values in load.items():
+        label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
+        lines.append(
+            f"- {label} while two backups run, 20 clients, {len(values)} requests in "
+            f"{seconds:g} s: p50 {percentile(values, 0.5) * 1e3:.1f} ms, "
+            f"p99 {percentile(values, 0.99) * 1e3:.1f} ms "
+            f"({mark(throughout and percentile(values, 0.99) < 0.05)})"
+        )
+    if not throughout:
+        lines.append("- (a backup ended before the load did: the latency lines do not count)")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[200.0, 800.0])
@@ -575,6 +663,11 @@ def main() -> int:
         metavar="NAME=VALUE",
         help="a service setting for the run, e.g. --setting compression_level=2",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run the service at git revision REV beside this one, alternated",
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.repeat = [3.0, 6.0], 1
@@ -586,6 +679,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bk-bench-"))
     servers: list[DbServer] = []
     service: ServerProcess | None = None
+    reference: Reference | None = None
     lines: list[str] = []
     failures: list[str] = []
     try:
@@ -613,6 +707,8 @@ def main() -> int:
         pid = service.process.pid
         api = Api(service.url, service.workdir / "meta.sqlite3")
         api.login()
+        if args.compare:
+            reference = Reference(args.compare, workdir, settings)
 
         pg_creds = Credentials(workdir, pg)
         pg_env = pg_creds.pg_env()
@@ -623,15 +719,23 @@ def main() -> int:
         archives: list[Path] = []
         for name in pg_names:
             database_id = api.add_database(pg, name)
+            ref_id = reference.api.add_database(pg, name) if reference else 0
             sql_bytes = dump_size(pg_dump_argv(pg, name), pg_env)
-            bare, through_api, piped, deltas = [], [], [], []
+            bare, through_api, piped, deltas, theirs = [], [], [], [], []
             bare_cpu, api_cpu = BusyCpu(), BusyCpu()
             zip_path = workdir / "pipeline.zip"
             api_size = 0
-            for _ in range(args.repeat):
+            for turn in range(args.repeat):
                 steadiness.probe()
                 bare.append(bare_cpu.measure(partial(timed, pg_dump_argv(pg, name), pg_env)))
-                elapsed, backup, idle, peak = api_cpu.measure(partial(api.backup, database_id, pid))
+                (elapsed, backup, idle, peak), other = timed_backups(
+                    partial(api_cpu.measure, partial(api.backup, database_id, pid)),
+                    reference,
+                    ref_id,
+                    turn,
+                )
+                if other is not None:
+                    theirs.append(other)
                 through_api.append(elapsed)
                 deltas.append((peak - idle) / 2**20)
                 api_size = backup["size"]
@@ -647,6 +751,8 @@ def main() -> int:
             cpu_lines.append(
                 cpu_line(f"PostgreSQL {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
             )
+            if reference is not None:
+                reference.compare(f"PostgreSQL {mb(sql_bytes)}", bare, through_api, theirs)
             ok = ratio <= 1.25 and speedup >= 3 and size_ratio <= 1.05 and delta <= 64
             if not ok:
                 failures.append(name)
@@ -664,16 +770,24 @@ def main() -> int:
             env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
             env["HOME"] = str(my_creds.workdir)
             database_id = api.add_database(my, "bench_my")
+            ref_id = reference.api.add_database(my, "bench_my") if reference else 0
             sql_bytes = dump_size(mysqldump_argv(defaults, "bench_my"), env)
-            bare, through_api, deltas = [], [], []
+            bare, through_api, deltas, theirs = [], [], [], []
             bare_cpu, api_cpu = BusyCpu(), BusyCpu()
             api_size = 0
-            for _ in range(args.repeat):
+            for turn in range(args.repeat):
                 steadiness.probe()
                 bare.append(
                     bare_cpu.measure(partial(timed, mysqldump_argv(defaults, "bench_my"), env))
                 )
-                elapsed, backup, idle, peak = api_cpu.measure(partial(api.backup, database_id, pid))
+                (elapsed, backup, idle, peak), other = timed_backups(
+                    partial(api_cpu.measure, partial(api.backup, database_id, pid)),
+                    reference,
+                    ref_id,
+                    turn,
+                )
+                if other is not None:
+                    theirs.append(other)
                 through_api.append(elapsed)
                 deltas.append((peak - idle) / 2**20)
                 api_size = backup["size"]
@@ -683,6 +797,8 @@ def main() -> int:
             cpu_lines.append(
                 cpu_line(f"MariaDB {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
             )
+            if reference is not None:
+                reference.compare(f"MariaDB {mb(sql_bytes)}", bare, through_api, theirs)
             if ratio > 1.25 or delta > 64:
                 failures.append("mysql")
             rows.append(
@@ -694,12 +810,17 @@ def main() -> int:
 
         # Latency while two big backups run (the largest database, registered twice so
         # that both dumps run at once), measured for the whole load window.
-        tiny = api.add_database(pg, "bench_tiny")
-        running = [api.start(api.add_database(pg, pg_names[-1])) for _ in range(2)]
-        load, accepted = asyncio.run(latency_under_load(api, tiny, load_seconds))
-        throughout = all(api.status(backup_id) == "pending" for backup_id in running)
-        for backup_id in running:
-            archives.append(Path(api.wait(backup_id)["filepath"]))
+        load, accepted, throughout, loaded = latency_window(api, pg, pg_names[-1], load_seconds)
+        archives += loaded
+        if reference is not None:
+            ref_load, _, ref_throughout, ref_archives = latency_window(
+                reference.api, pg, pg_names[-1], load_seconds
+            )
+            archives += ref_archives
+            reference.lines.append(f"- Latency with {reference.revision}, in the same conditions:")
+            reference.lines += [
+                "  " + line for line in latency_lines(ref_load, load_seconds, ref_throughout)
+            ]
         latency_ok = throughout and all(percentile(v, 0.99) < 0.05 for v in load.values())
         if not latency_ok:
             failures.append("latency")
@@ -732,16 +853,7 @@ def main() -> int:
             *cpu_lines,
             steadiness.line(),
         ]
-        for kind, values in load.items():
-            label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
-            lines.append(
-                f"- {label} while two backups run, 20 clients, {len(values)} requests in "
-                f"{load_seconds:g} s: p50 {percentile(values, 0.5) * 1e3:.1f} ms, "
-                f"p99 {percentile(values, 0.99) * 1e3:.1f} ms "
-                f"({mark(throughout and percentile(values, 0.99) < 0.05)})"
-            )
-        if not throughout:
-            lines.append("- (a backup ended before the load did: the latency lines do not count)")
+        lines += latency_lines(load, load_seconds, throughout)
         lines.append(
             f"- GET /api/backups?limit=100 over {total} records, 200 pages: "
             f"p50 {percentile(listing, 0.5) * 1e3:.1f} ms, "
@@ -750,6 +862,9 @@ def main() -> int:
         lines.append(
             f"- {len(archives)} archives: all pass `unzip -t` and `zipfile.testzip()` (PASS)"
         )
+        if reference is not None:
+            lines += ["", f"Compared with {reference.revision} (alternated, same run):", ""]
+            lines += reference.lines
         report = "\n".join(lines)
         print(report)
         if args.output:
@@ -759,6 +874,8 @@ def main() -> int:
     finally:
         if service is not None:
             service.stop()
+        if reference is not None:
+            reference.stop()
         for server in servers:
             server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

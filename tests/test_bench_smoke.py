@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,3 +34,35 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "all pass `unzip -t` and `zipfile.testzip()`" in text
     # Every target line carries a verdict; the verdicts themselves are the benchmark's job.
     assert text.count("PASS") + text.count("FAIL") >= 12
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--compare checks out a git revision")
+def test_benchmark_compares_with_a_revision(tmp_path: Path) -> None:
+    report = tmp_path / "report.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "benchmark.py"),
+            "--quick",
+            "--skip-mysql",
+            "--compare",
+            "HEAD",
+            "--output",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = report.read_text()
+    assert "Compared with HEAD (alternated, same run):" in text
+    assert "- PostgreSQL 3 MB: API backup " in text
+    assert "s with HEAD (" in text
+    assert "- Latency with HEAD, in the same conditions:" in text
+    # The reference's checkout is removed again.
+    worktrees = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "reference" not in worktrees
