@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from backup_api.archive import ArchiveResult, Compression, ZipStreamWriter
 from backup_api.readahead import PipeReadAhead
-from backup_api.storage.base import StorageFullError
+from backup_api.storage.base import FULL_ERRNOS, StorageFullError
 
 __all__ = [
     "ArchiverCrashedError",
@@ -56,7 +56,6 @@ __all__ = [
 
 CHUNK = 1 << 20
 REPORT_INTERVAL = 0.1
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # Bounds an error line well under PIPE_BUF, so it is written in one piece.
 _MAX_MESSAGE = 1024
 _MAX_JOB_BYTES = 64 * 1024
@@ -339,7 +338,7 @@ def _archive(
 
 
 def _describe(exc: BaseException) -> dict[str, object]:
-    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
         return {"kind": "storage_full", "message": "espace disque insuffisant", "errno": exc.errno}
     if isinstance(exc, OSError):
         return {"kind": "os", "message": (exc.strerror or "")[:_MAX_MESSAGE], "errno": exc.errno}

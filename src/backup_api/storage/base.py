@@ -7,13 +7,17 @@ Writers stage data elsewhere (a temp file, a multipart upload) and publish it in
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 
 class StorageFullError(OSError):
     """The backend ran out of space while writing."""
+
+
+#: The errnos that mean "out of space" (a full disk, or the owner's quota).
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ArchiveWriter(Protocol):
@@ -37,8 +41,9 @@ class ArchiveWriter(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class SpaceInfo:
+class SpaceInfo(NamedTuple):
+    # A NamedTuple, not a dataclass: the archive writer process imports this module, and
+    # ``dataclasses`` would add about 12 ms to its start.
     total_bytes: int
     free_bytes: int
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import anyio
 
-from backup_api.storage.base import SpaceInfo, StorageFullError
+from backup_api.storage.base import FULL_ERRNOS, SpaceInfo, StorageFullError
 
 PART_PREFIX = "."
 PART_SUFFIX = ".part"
@@ -50,7 +50,7 @@ class LocalArchiveWriter:
         try:
             os.fsync(self._fd)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if exc.errno in FULL_ERRNOS:
                 raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
             raise
         finally:
