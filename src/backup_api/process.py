@@ -122,33 +122,26 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def set_niceness(pid: int, nice: int, *, whole_session: bool = False) -> None:
-    """Set ``pid``'s niceness; with ``whole_session``, also its session's autogroup's.
+def set_session_niceness(pid: int, nice: int) -> None:
+    """Set ``pid``'s niceness and its session's autogroup's (best effort).
 
     Under autogroup scheduling a session competes with other sessions as one group, and a
     process's own niceness only orders it within its group: a tool alone in its session
-    would ignore it. Best effort: a kernel without autogroup has no such file.
+    would ignore it. A kernel without autogroup has no such file.
     """
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, pid, nice)
-    if whole_session:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as autogroup:
-            autogroup.write(str(nice))
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Make the calling thread at least ``nice`` (per-thread on Linux): it then yields to
-    the event loop's thread. Never raises the priority back."""
-    if not nice:
-        return
-    with contextlib.suppress(OSError):
-        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as autogroup:
+        autogroup.write(str(nice))
 
 
 def _niced(worker: PipeWorker, nice: int) -> PipeWorker:
     def run(fd: int, progress: Progress) -> None:
-        lower_thread_priority(nice)
+        if nice:
+            # Per-thread on Linux: only this I/O thread yields to the event loop's thread.
+            with contextlib.suppress(OSError):
+                current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
         worker(fd, progress)
 
     return run
@@ -221,7 +214,7 @@ async def run_tool(
     # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
     os.close(child_fd)
     if tool_nice:
-        set_niceness(process.pid, tool_nice, whole_session=True)
+        set_session_niceness(process.pid, tool_nice)
 
     progress = Progress()
     io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
