@@ -125,9 +125,10 @@ class ArchiverLauncher:
                 if self._closed:
                     raise RuntimeError("archiver launcher closed")
                 spare, self._spare = self._spare, None
-            if spare is None or not spare.assign(options, dump_fd, output_fd):
-                if spare is not None:
-                    spare.discard()
+            if spare is not None and not spare.assign(options, dump_fd, output_fd):
+                spare.discard()
+                spare = None
+            if spare is None:
                 spare = _Spare.spawn(self._env, self._wrap)
                 if not spare.assign(options, dump_fd, output_fd):
                     spare.discard()
@@ -139,11 +140,18 @@ class ArchiverLauncher:
         return spare
 
     def prepare(self) -> None:
-        """Start the spare now if there is none (a job then starts without waiting)."""
+        """Start the spare now if there is none (a job then starts without waiting).
+
+        Best effort: if it cannot start (no process slots, say), the next job starts its
+        own writer and reports any failure then.
+        """
         with self._lock:
             if self._closed or self._spare is not None:
                 return
-        spare = _Spare.spawn(self._env, self._wrap)
+        try:
+            spare = _Spare.spawn(self._env, self._wrap)
+        except OSError:
+            return
         with self._lock:
             if self._closed or self._spare is not None:
                 extra: _Spare | None = spare
