@@ -607,18 +607,49 @@ class Reference:
         )
 
 
-def timed_backups(
-    ours: Callable[[], T], reference: Reference | None, ref_id: int, turn: int
-) -> tuple[T, float | None]:
-    """This code's API backup (``ours``), and the reference's right before or after it,
-    by turns; the reference's wall time only."""
-    if reference is None:
-        return ours(), None
-    if turn % 2:
-        theirs = reference.api.backup(ref_id, reference.pid)[0]
-        return ours(), theirs
-    result = ours()
-    return result, reference.api.backup(ref_id, reference.pid)[0]
+class ApiSeries:
+    """One database's API backups over the repetitions, with the reference's beside them
+    (``--compare``): wall times, busy CPU, peak RSS over idle, archive size and paths."""
+
+    def __init__(
+        self,
+        api: Api,
+        pid: int,
+        reference: Reference | None,
+        server: DbServer,
+        name: str,
+        archives: list[Path],
+    ) -> None:
+        self.api = api
+        self.pid = pid
+        self.reference = reference
+        self.archives = archives
+        self.database_id = api.add_database(server, name)
+        self.ref_id = reference.api.add_database(server, name) if reference else 0
+        self.times: list[float] = []
+        self.reference_times: list[float] = []
+        self.rss_deltas: list[float] = []
+        self.cpu = BusyCpu()
+        self.size = 0
+
+    def run(self, turn: int) -> None:
+        """This code's backup, and the reference's right before or after it, by turns."""
+        if turn % 2:
+            self._run_reference()
+        elapsed, backup, idle, peak = self.cpu.measure(
+            partial(self.api.backup, self.database_id, self.pid)
+        )
+        self.times.append(elapsed)
+        self.rss_deltas.append((peak - idle) / 2**20)
+        self.size = backup["size"]
+        self.archives.append(Path(backup["filepath"]))
+        if not turn % 2:
+            self._run_reference()
+
+    def _run_reference(self) -> None:
+        if self.reference is not None:
+            elapsed = self.reference.api.backup(self.ref_id, self.reference.pid)[0]
+            self.reference_times.append(elapsed)
 
 
 def latency_window(
@@ -718,41 +749,31 @@ def main() -> int:
         steadiness = CpuSteadiness()
         archives: list[Path] = []
         for name in pg_names:
-            database_id = api.add_database(pg, name)
-            ref_id = reference.api.add_database(pg, name) if reference else 0
+            series = ApiSeries(api, pid, reference, pg, name, archives)
             sql_bytes = dump_size(pg_dump_argv(pg, name), pg_env)
-            bare, through_api, piped, deltas, theirs = [], [], [], [], []
-            bare_cpu, api_cpu = BusyCpu(), BusyCpu()
+            bare, piped = [], []
+            bare_cpu = BusyCpu()
             zip_path = workdir / "pipeline.zip"
-            api_size = 0
             for turn in range(args.repeat):
                 steadiness.probe()
                 bare.append(bare_cpu.measure(partial(timed, pg_dump_argv(pg, name), pg_env)))
-                (elapsed, backup, idle, peak), other = timed_backups(
-                    partial(api_cpu.measure, partial(api.backup, database_id, pid)),
-                    reference,
-                    ref_id,
-                    turn,
-                )
-                if other is not None:
-                    theirs.append(other)
-                through_api.append(elapsed)
-                deltas.append((peak - idle) / 2**20)
-                api_size = backup["size"]
-                archives.append(Path(backup["filepath"]))
+                series.run(turn)
                 zip_path.unlink(missing_ok=True)
                 piped.append(timed(pg_dump_argv(pg, name), pg_env, f"zip -q '{zip_path}' -"))
+            through_api, api_size = series.times, series.size
             zip_size = zip_path.stat().st_size
             ratio = statistics.median(through_api) / statistics.median(bare)
             speedup = statistics.median(piped) / statistics.median(through_api)
             size_ratio = api_size / zip_size
-            delta = max(deltas)
+            delta = max(series.rss_deltas)
             rss_deltas.append(delta)
             cpu_lines.append(
-                cpu_line(f"PostgreSQL {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
+                cpu_line(f"PostgreSQL {mb(sql_bytes)}", bare, bare_cpu, through_api, series.cpu)
             )
             if reference is not None:
-                reference.compare(f"PostgreSQL {mb(sql_bytes)}", bare, through_api, theirs)
+                reference.compare(
+                    f"PostgreSQL {mb(sql_bytes)}", bare, through_api, series.reference_times
+                )
             ok = ratio <= 1.25 and speedup >= 3 and size_ratio <= 1.05 and delta <= 64
             if not ok:
                 failures.append(name)
@@ -769,36 +790,26 @@ def main() -> int:
             defaults = my_creds.my_defaults()
             env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
             env["HOME"] = str(my_creds.workdir)
-            database_id = api.add_database(my, "bench_my")
-            ref_id = reference.api.add_database(my, "bench_my") if reference else 0
+            series = ApiSeries(api, pid, reference, my, "bench_my", archives)
             sql_bytes = dump_size(mysqldump_argv(defaults, "bench_my"), env)
-            bare, through_api, deltas, theirs = [], [], [], []
-            bare_cpu, api_cpu = BusyCpu(), BusyCpu()
-            api_size = 0
+            bare = []
+            bare_cpu = BusyCpu()
             for turn in range(args.repeat):
                 steadiness.probe()
                 bare.append(
                     bare_cpu.measure(partial(timed, mysqldump_argv(defaults, "bench_my"), env))
                 )
-                (elapsed, backup, idle, peak), other = timed_backups(
-                    partial(api_cpu.measure, partial(api.backup, database_id, pid)),
-                    reference,
-                    ref_id,
-                    turn,
-                )
-                if other is not None:
-                    theirs.append(other)
-                through_api.append(elapsed)
-                deltas.append((peak - idle) / 2**20)
-                api_size = backup["size"]
-                archives.append(Path(backup["filepath"]))
+                series.run(turn)
+            through_api, api_size = series.times, series.size
             ratio = statistics.median(through_api) / statistics.median(bare)
-            delta = max(deltas)
+            delta = max(series.rss_deltas)
             cpu_lines.append(
-                cpu_line(f"MariaDB {mb(sql_bytes)}", bare, bare_cpu, through_api, api_cpu)
+                cpu_line(f"MariaDB {mb(sql_bytes)}", bare, bare_cpu, through_api, series.cpu)
             )
             if reference is not None:
-                reference.compare(f"MariaDB {mb(sql_bytes)}", bare, through_api, theirs)
+                reference.compare(
+                    f"MariaDB {mb(sql_bytes)}", bare, through_api, series.reference_times
+                )
             if ratio > 1.25 or delta > 64:
                 failures.append("mysql")
             rows.append(

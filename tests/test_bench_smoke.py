@@ -11,17 +11,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_benchmark_quick_run(tmp_path: Path) -> None:
+def run_benchmark(tmp_path: Path, *options: str) -> str:
+    """A ``--quick`` run with ``options``; its report."""
     report = tmp_path / "report.md"
+    script = str(ROOT / "bench" / "benchmark.py")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "benchmark.py"), "--quick", "--output", str(report)],
+        [sys.executable, script, "--quick", *options, "--output", str(report)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    text = report.read_text()
+    return report.read_text()
+
+
+def test_benchmark_quick_run(tmp_path: Path) -> None:
+    text = run_benchmark(tmp_path)
     assert "| PostgreSQL 3 MB |" in text
     assert "| PostgreSQL 6 MB |" in text
     assert "| MariaDB " in text
@@ -38,25 +44,7 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--compare checks out a git revision")
 def test_benchmark_compares_with_a_revision(tmp_path: Path) -> None:
-    report = tmp_path / "report.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "benchmark.py"),
-            "--quick",
-            "--skip-mysql",
-            "--compare",
-            "HEAD",
-            "--output",
-            str(report),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    text = report.read_text()
+    text = run_benchmark(tmp_path, "--skip-mysql", "--compare", "HEAD")
     assert "Compared with HEAD (alternated, same run):" in text
     assert "- PostgreSQL 3 MB: API backup " in text
     assert "s with HEAD (" in text
