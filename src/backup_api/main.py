@@ -18,12 +18,14 @@ from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import JobContext, archiver_launcher, job_body, recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
+from backup_api.process import child_env
 from backup_api.routers import auth, backups, databases, health, restores, users
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
 from backup_api.throttle import LoginThrottle
+from backup_api.toolversions import ToolVersions
 
 DESCRIPTION = """
 Sauvegarde de bases PostgreSQL et MySQL/MariaDB: `pg_dump` / `mysqldump` tournent en
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
+            tool_versions=ToolVersions(executor, child_env({}, "health" + jobs.marker_suffix)),
         )
         await recover(jobs, runner)
         # Everything built so far lives as long as the process: move it out of the

@@ -15,6 +15,7 @@ from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.storage.base import Storage
 from backup_api.throttle import LoginThrottle
+from backup_api.toolversions import ToolVersions
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppState:
     throttle: LoginThrottle
     principals: PrincipalCache
     tokens: VerifiedTokens
+    tool_versions: ToolVersions
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property

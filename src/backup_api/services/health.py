@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 from sqlalchemy import text
 
 from backup_api.dumpers.registry import DUMPERS, get_dumper
-from backup_api.models import HealthResponse, ToolStatus
+from backup_api.models import HealthResponse
 from backup_api.state import AppState
-
-
-async def tool_status(argv: list[str]) -> ToolStatus:
-    path = shutil.which(argv[0])
-    if path is None:
-        return ToolStatus(available=False, path=None, version=None)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            path,
-            *argv[1:],
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        out, _ = await asyncio.wait_for(process.communicate(), timeout=5)
-    except (OSError, TimeoutError):
-        return ToolStatus(available=False, path=path, version=None)
-    version = out.decode("utf-8", "replace").strip().splitlines()
-    return ToolStatus(
-        available=process.returncode == 0, path=path, version=version[0] if version else None
-    )
 
 
 async def report(state: AppState) -> tuple[bool, HealthResponse]:
@@ -40,11 +18,13 @@ async def report(state: AppState) -> tuple[bool, HealthResponse]:
         database = "ok"
     except Exception:
         database = "indisponible"
-    tools: dict[str, ToolStatus] = {}
+    commands: dict[str, list[str]] = {}
     for db_type in DUMPERS:
         dumper = get_dumper(db_type, state.settings)
         for tool in (dumper.dump_tool, dumper.restore_tool):
-            tools[tool] = await tool_status(dumper.version_command(tool))
+            commands[tool] = dumper.version_command(tool)
+    statuses = await asyncio.gather(*map(state.tool_versions.status, commands.values()))
+    tools = dict(zip(commands, statuses, strict=True))
     try:
         space = await state.storage.space()
         storage: dict[str, int | str] = {
