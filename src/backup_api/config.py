@@ -61,10 +61,11 @@ class Settings(BaseSettings):
     # threads: the API stays responsive while backups use every core; on an idle machine
     # nothing is lost.
     job_nice: int = Field(default=10, ge=0, le=19)
-    # Niceness of the dump and restore tools. Normal priority by default: the tool is the
-    # pace of the whole backup (the read-ahead lets compression lag behind it), and the
-    # database server it talks to runs at normal priority anyway.
-    tool_nice: int = Field(default=0, ge=0, le=19)
+    # Niceness of the dump and restore tools (and of their scheduling group). Niced, so the
+    # API answers first while backups keep the cores busy: measured with two backups and
+    # twenty clients, p99 latency went from 48-91 ms at 0 to 35-51 ms at 10, and a backup
+    # on an idle API took the same time (niceness only counts when something else waits).
+    tool_nice: int = Field(default=10, ge=0, le=19)
 
     # --- archive
     compression: Literal["isal", "zlib", "stored"] = "isal"
