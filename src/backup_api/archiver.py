@@ -9,6 +9,9 @@ competes for CPU only, at its own lower priority, and the service's process keep
 for the event loop. The tool's stdout pipe is handed to this process, so no dump byte
 passes through the service at all.
 
+Restores take the same road backwards: the child checks the archive's SHA-256, validates it
+and streams the decompressed SQL into the restore tool's stdin (``extract_in_process``).
+
 Both ends of the protocol live here. A child (``python -m backup_api.archiver``) starts
 ahead of need and waits on a control socket for its one job: the options as JSON, with the
 dump's pipe and the staged archive's descriptor passed along (``SCM_RIGHTS``). Starting
@@ -18,8 +21,12 @@ took 0.18 s instead of 0.10 s; 0.11 s with a spare). ``ArchiverLauncher`` keeps 
 spare: a job takes it, and the next spare starts once the job is done. Then the child
 writes one JSON object per line on stdout:
 
-- ``{"read": n}``: n dump bytes read so far (on the first read, then at most every 0.1 s);
-- ``{"result": {...}}``: the archive is complete (the fields of ``ArchiveResult``), or
+- ``{"read": n}``: n bytes of SQL handled so far, read from the dump or written to the
+  restore tool (on the first, then at most every 0.1 s);
+- ``{"busy": true}``: still at work with nothing to count yet (a restore's archive being
+  hashed), at most every 0.1 s;
+- ``{"result": {...}}``: the job is done (the fields of ``ArchiveResult`` for a backup,
+  ``written`` and ``complete`` for a restore), or
 - ``{"error": {"kind": ..., "message": ..., "errno": ...}}``: it is not, and why.
 
 The parent (``write_archive_in_process``, run in a worker thread of the service) turns the
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -40,9 +48,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from backup_api.archive import ArchiveResult, Compression, ZipStreamWriter
+from backup_api.archive import (
+    ArchiveError,
+    ArchiveResult,
+    Compression,
+    ZipStreamWriter,
+    open_sql_entry,
+)
 from backup_api.readahead import PipeReadAhead
 from backup_api.storage.base import FULL_ERRNOS, StorageFullError
 
@@ -50,6 +64,9 @@ __all__ = [
     "ArchiverCrashedError",
     "ArchiverLauncher",
     "ArchiverOptions",
+    "ExtractOptions",
+    "ExtractResult",
+    "extract_in_process",
     "main",
     "write_archive_in_process",
 ]
@@ -59,6 +76,7 @@ REPORT_INTERVAL = 0.1
 # Bounds an error line well under PIPE_BUF, so it is written in one piece.
 _MAX_MESSAGE = 1024
 _MAX_JOB_BYTES = 64 * 1024
+SHA256_MISMATCH = "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
 
 
 class ArchiverOptions(NamedTuple):
@@ -71,6 +89,7 @@ class ArchiverOptions(NamedTuple):
 
     def to_json(self) -> bytes:
         values = {
+            "kind": "archive",
             "entry_name": self.entry_name,
             "compression": self.compression.value,
             "level": self.level,
@@ -91,6 +110,30 @@ class ArchiverOptions(NamedTuple):
             readahead_mib=int(values["readahead_mib"]),
             nice=int(values["nice"]),
         )
+
+
+class ExtractOptions(NamedTuple):
+    """A restore's job: the archive's expected SHA-256 (None: not checked) and niceness."""
+
+    expected_sha256: str | None
+    nice: int
+
+    def to_json(self) -> bytes:
+        values = {"kind": "extract", "expected_sha256": self.expected_sha256, "nice": self.nice}
+        return json.dumps(values).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ExtractOptions:
+        values = json.loads(data)
+        expected = values["expected_sha256"]
+        return cls(
+            expected_sha256=None if expected is None else str(expected), nice=int(values["nice"])
+        )
+
+
+class ExtractResult(NamedTuple):
+    written: int  # bytes of SQL the restore tool accepted
+    complete: bool  # False: the tool stopped reading first (its exit code says why)
 
 
 class ArchiverCrashedError(OSError):
@@ -117,26 +160,23 @@ class ArchiverLauncher:
         self._spare: _Spare | None = None
         self._closed = False
 
-    def start(self, dump_fd: int, output_fd: int, options: ArchiverOptions) -> _Spare:
-        """Hand a job to the spare (or to a new child if there is none, or it died);
-        owns ``dump_fd``, closed once the child has it."""
-        try:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("archiver launcher closed")
-                spare, self._spare = self._spare, None
-            if spare is not None and not spare.assign(options, dump_fd, output_fd):
+    def start(self, job: bytes, fds: tuple[int, int]) -> _Spare:
+        """Hand a job (its options as JSON, and its two descriptors) to the spare, or to a
+        new child if there is none or it died. The caller keeps and closes its ``fds``."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("archiver launcher closed")
+            spare, self._spare = self._spare, None
+        if spare is not None and not spare.assign(job, fds):
+            spare.discard()
+            spare = None
+        if spare is None:
+            spare = _Spare.spawn(self._env, self._wrap)
+            if not spare.assign(job, fds):
                 spare.discard()
-                spare = None
-            if spare is None:
-                spare = _Spare.spawn(self._env, self._wrap)
-                if not spare.assign(options, dump_fd, output_fd):
-                    spare.discard()
-                    raise ArchiverCrashedError(
-                        errno.EIO, "le processus d'archivage n'a pas pu démarrer"
-                    )
-        finally:
-            os.close(dump_fd)
+                raise ArchiverCrashedError(
+                    errno.EIO, "le processus d'archivage n'a pas pu démarrer"
+                )
         return spare
 
     def prepare(self) -> None:
@@ -198,11 +238,11 @@ class _Spare:
             theirs.close()
         return cls(process, ours)
 
-    def assign(self, options: ArchiverOptions, dump_fd: int, output_fd: int) -> bool:
+    def assign(self, job: bytes, fds: tuple[int, int]) -> bool:
         """Send the job; False if the child is gone (killed while it waited)."""
         try:
             with self._control:
-                socket.send_fds(self._control, [options.to_json()], [dump_fd, output_fd])
+                socket.send_fds(self._control, [job], list(fds))
         except OSError:
             return False
         return True
@@ -229,19 +269,56 @@ def write_archive_in_process(
     Raises ``StorageFullError`` or ``OSError`` as the child reports them,
     ``ArchiverCrashedError`` if it reports nothing.
     """
-    child = launcher.start(dump_fd, output_fd, options).process
     try:
-        return _relay(child, on_read)
+        # Our copy of the pipe goes as soon as the child has its own: the tool must see
+        # the child's end alone (EPIPE if it dies).
+        child = launcher.start(options.to_json(), (dump_fd, output_fd)).process
+    finally:
+        os.close(dump_fd)
+    return ArchiveResult(**_run(child, on_read, launcher))
+
+
+def extract_in_process(
+    archive_fd: int,
+    output_fd: int,
+    options: ExtractOptions,
+    *,
+    on_write: Callable[[int], None],
+    launcher: ArchiverLauncher,
+) -> ExtractResult:
+    """Stream the SQL of the archive at ``archive_fd`` into ``output_fd`` (the restore
+    tool's stdin) from a child process, after checking the archive; blocking.
+
+    Owns ``output_fd``; ``archive_fd`` stays the caller's, who must not use it meanwhile
+    (the child reads through it: the file offset is shared). ``on_write(count)`` is called
+    with each increase of the bytes written, and with 0 as a sign of life while the
+    archive is being hashed. Raises ``ArchiveError`` (a French message for the owner) for
+    a corrupt or mismatching archive, ``OSError`` as the child reports it, and
+    ``ArchiverCrashedError`` if it reports nothing.
+    """
+    try:
+        child = launcher.start(options.to_json(), (archive_fd, output_fd)).process
+    finally:
+        os.close(output_fd)
+    return ExtractResult(**_run(child, on_write, launcher))
+
+
+def _run(
+    child: subprocess.Popen[bytes], on_progress: Callable[[int], None], launcher: ArchiverLauncher
+) -> dict[str, Any]:
+    try:
+        return _relay(child, on_progress)
     finally:
         # The next spare starts once this job is done: booting Python takes a core for
         # about 0.1 s, which during the job would be taken from the tool.
         launcher.prepare()
 
 
-def _relay(child: subprocess.Popen[bytes], on_read: Callable[[int], None]) -> ArchiveResult:
+def _relay(child: subprocess.Popen[bytes], on_progress: Callable[[int], None]) -> dict[str, object]:
+    """The child's result fields, once it has exited; raises what its error line says."""
     assert child.stdout is not None
     reported = 0
-    outcome: dict[str, object] | None = None
+    outcome: dict[str, Any] | None = None
     with child.stdout:
         for line in child.stdout:
             try:
@@ -251,15 +328,18 @@ def _relay(child: subprocess.Popen[bytes], on_read: Callable[[int], None]) -> Ar
             if "read" in message:
                 count = int(message["read"])
                 if count > reported:
-                    on_read(count - reported)
+                    on_progress(count - reported)
                     reported = count
+            elif "busy" in message:
+                on_progress(0)  # a sign of life, for the idle timeout
             else:
                 outcome = message
     returncode = child.wait()
     if outcome is not None and "result" in outcome:
-        return ArchiveResult(**outcome["result"])  # type: ignore[arg-type]
+        result: dict[str, Any] = outcome["result"]
+        return result
     if outcome is not None and "error" in outcome:
-        raise _error_from(outcome["error"])  # type: ignore[arg-type]
+        raise _error_from(outcome["error"])
     raise ArchiverCrashedError(
         errno.EIO, f"le processus d'archivage s'est arrêté (code {returncode})"
     )
@@ -273,6 +353,8 @@ def _error_from(error: Mapping[str, object]) -> Exception:
         return StorageFullError(code if isinstance(code, int) else errno.ENOSPC, message)
     if kind == "os" and isinstance(code, int):
         return OSError(code, message)
+    if kind == "archive" and message:
+        return ArchiveError(message)
     return RuntimeError(message or "erreur interne du processus d'archivage")
 
 
@@ -291,9 +373,15 @@ class _Reporter:
     def read(self, count: int) -> None:
         self._total += count
         now = time.monotonic()
-        if self._last == 0.0 or now - self._last >= REPORT_INTERVAL:
+        if now - self._last >= REPORT_INTERVAL:
             self._last = now
             self._send({"read": self._total})
+
+    def busy(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= REPORT_INTERVAL:
+            self._last = now
+            self._send({"busy": True})
 
     def finish(self, message: dict[str, object]) -> None:
         self._send({"read": self._total})
@@ -345,7 +433,39 @@ def _archive(
     return writer.close()
 
 
+def _extract(
+    options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
+) -> ExtractResult:
+    # Nothing reaches the restore tool before the archive is proven intact.
+    with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
+        if options.expected_sha256 is not None:
+            digest = hashlib.sha256()
+            buffer = bytearray(CHUNK)
+            view = memoryview(buffer)
+            while count := archive.readinto(buffer):
+                digest.update(view[:count])
+                reporter.busy()
+            if digest.hexdigest() != options.expected_sha256:
+                raise ArchiveError(SHA256_MISMATCH)
+            archive.seek(0)
+        _, entry = open_sql_entry(archive)
+        written = 0
+        with entry:
+            while chunk := entry.read(CHUNK):
+                view = memoryview(chunk)
+                try:
+                    while view:
+                        view = view[os.write(output_fd, view) :]
+                except BrokenPipeError:
+                    return ExtractResult(written=written, complete=False)
+                written += len(chunk)
+                reporter.read(len(chunk))
+    return ExtractResult(written=written, complete=True)
+
+
 def _describe(exc: BaseException) -> dict[str, object]:
+    if isinstance(exc, ArchiveError):
+        return {"kind": "archive", "message": str(exc)[:_MAX_MESSAGE]}
     if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
         return {"kind": "storage_full", "message": "espace disque insuffisant", "errno": exc.errno}
     if isinstance(exc, OSError):
@@ -353,7 +473,7 @@ def _describe(exc: BaseException) -> dict[str, object]:
     return {"kind": "internal", "message": ""}
 
 
-def _receive_job(control_fd: int) -> tuple[ArchiverOptions, int, int] | None:
+def _receive_job(control_fd: int) -> tuple[ArchiverOptions | ExtractOptions, int, int] | None:
     """Wait for the job: None if the service closed the socket without one."""
     with socket.socket(fileno=control_fd) as control:
         message, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 2)
@@ -361,24 +481,33 @@ def _receive_job(control_fd: int) -> tuple[ArchiverOptions, int, int] | None:
         for fd in fds:
             os.close(fd)
         return None
-    return ArchiverOptions.from_json(message), fds[0], fds[1]
+    options: ArchiverOptions | ExtractOptions
+    if json.loads(message).get("kind") == "extract":
+        options = ExtractOptions.from_json(message)
+    else:
+        options = ArchiverOptions.from_json(message)
+    return options, fds[0], fds[1]
 
 
 def main(argv: list[str]) -> int:
     job = _receive_job(int(argv[0]))
     if job is None:
         return 0
-    options, dump_fd, output_fd = job
+    options, input_fd, output_fd = job
     if options.nice:
         with contextlib.suppress(OSError):
             current = os.getpriority(os.PRIO_PROCESS, 0)
             os.setpriority(os.PRIO_PROCESS, 0, max(current, options.nice))
     reporter = _Reporter(sys.stdout.fileno())
     try:
-        result = _archive(options, dump_fd, output_fd, reporter)
+        result: ArchiveResult | ExtractResult
+        if isinstance(options, ExtractOptions):
+            result = _extract(options, input_fd, output_fd, reporter)
+        else:
+            result = _archive(options, input_fd, output_fd, reporter)
     except Exception as exc:
         reporter.finish({"error": _describe(exc)})
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError | ArchiveError):
             raise  # the traceback goes to the service's stderr
         return 1
     reporter.finish({"result": result._asdict()})

@@ -25,8 +25,14 @@ from typing import BinaryIO, cast
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from backup_api.archive import ArchiveError, ArchiveResult, Compression, open_sql_entry
-from backup_api.archiver import ArchiverLauncher, ArchiverOptions, write_archive_in_process
+from backup_api.archive import ArchiveError, ArchiveResult, Compression
+from backup_api.archiver import (
+    ArchiverLauncher,
+    ArchiverOptions,
+    ExtractOptions,
+    extract_in_process,
+    write_archive_in_process,
+)
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.base import ConnectionInfo, Dumper
@@ -370,27 +376,22 @@ def _restore_worker(
     ctx: JobContext, key: str, expected_sha256: str | None
 ) -> Callable[[int, Progress], None]:
     def feed(fd: int, progress: Progress) -> None:
-        # Nothing reaches the client before the archive is proven intact.
-        with (
-            open(fd, "wb", buffering=0, closefd=True) as pipe,
-            ctx.storage.open_sync(key) as archive,
-        ):
-            actual = sha256_of(archive)
-            progress.advance(0)
-            if expected_sha256 is not None and actual != expected_sha256:
-                raise ArchiveError(
-                    "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
-                )
-            archive.seek(0)
-            _, entry = open_sql_entry(archive)
-            with entry:
-                while chunk := entry.read(CHUNK):
-                    try:
-                        pipe.write(chunk)
-                    except BrokenPipeError:
-                        # The client stopped reading (it failed): its exit code says why.
-                        return
-                    progress.advance(len(chunk))
+        # The archive writer's process, run backwards: it checks the archive, then streams
+        # the SQL into the tool's stdin, so no decompression holds this process's GIL.
+        try:
+            archive = ctx.storage.open_sync(key)
+        except BaseException:
+            os.close(fd)
+            raise
+        with archive:
+            extract_in_process(
+                archive.fileno(),
+                fd,
+                ExtractOptions(expected_sha256=expected_sha256, nice=ctx.settings.job_nice),
+                on_write=progress.advance,
+                launcher=ctx.archivers,
+            )
+        # A restore tool that stopped reading (it failed) is judged by its exit code.
 
     return feed
 

@@ -64,7 +64,8 @@ class Storage(Protocol):
         ...
 
     def open_sync(self, key: str) -> BinaryIO:
-        """A seekable binary reader, for use in a worker thread (verify, restore)."""
+        """A seekable binary reader on a real file descriptor (a restore hands it to the
+        archive process), for use in a worker thread (verify, restore)."""
         ...
 
     def iter_bytes(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
