@@ -156,7 +156,7 @@ async def test_archive_writer_killed_mid_backup_fails_it(
 async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_path: Path) -> None:
     """TOOL_NICE reaches the tool and, under autogroup scheduling, its session's group
     (alone in its session, its own niceness would order it against nothing); the archive
-    writer runs at JOB_NICE."""
+    writer runs at JOB_NICE, in a session and group of its own too."""
     settings = make_settings(tmp_path, tool_nice=5, job_nice=12)
     async with running_app(settings) as (_, client):
         api = await Api(client).signup()
@@ -170,8 +170,10 @@ async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_
             # The writer applies its niceness as soon as it has its job.
             await wait_until(lambda: os.getpriority(os.PRIO_PROCESS, archiver) == 12)
             assert os.getsid(tool) == tool  # a session of its own
+            assert os.getsid(archiver) == archiver
             if Path("/proc/self/autogroup").exists():
                 assert Path(f"/proc/{tool}/autogroup").read_text().split()[-1] == "5"
+                assert Path(f"/proc/{archiver}/autogroup").read_text().split()[-1] == "12"
         assert (await api.wait_backup(backup["id"]))["status"] == "completed"
 
 

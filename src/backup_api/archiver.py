@@ -221,15 +221,19 @@ class _Spare:
         # -P: the working directory is not put on sys.path (only the service's own paths).
         argv = [sys.executable, "-P", "-m", "backup_api.archiver", str(theirs.fileno())]
         try:
-            # Its own process group, like the tools: a terminal's Ctrl-C is the service's
-            # to handle (it stops the tool, and this process then sees its input end).
+            # A session of its own, like the tools: a terminal's Ctrl-C is the service's to
+            # handle (it stops the tool, and this process then sees its input end). Under
+            # autogroup scheduling the session is also a scheduling group, whose niceness
+            # the child sets with its own: inside the service's group its niceness only
+            # ranked it below the event loop, and the group as a whole competed with the
+            # tool's on equal terms (MariaDB 400 MB: 1.34x the bare dump instead of 1.19x).
             process = subprocess.Popen(
                 wrap(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 pass_fds=(theirs.fileno(),),
                 env=dict(env),
-                process_group=0,
+                start_new_session=True,
             )
         except BaseException:
             ours.close()
@@ -498,6 +502,10 @@ def main(argv: list[str]) -> int:
         with contextlib.suppress(OSError):
             current = os.getpriority(os.PRIO_PROCESS, 0)
             os.setpriority(os.PRIO_PROCESS, 0, max(current, options.nice))
+        # Its session's scheduling group too (see _Spare.spawn); no such file without
+        # autogroup, where the process's own niceness is what counts.
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(options.nice))
     reporter = _Reporter(sys.stdout.fileno())
     try:
         result: ArchiveResult | ExtractResult

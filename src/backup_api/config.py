@@ -57,10 +57,10 @@ class Settings(BaseSettings):
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
-    # Niceness of the archive writer processes (compression, archive writes) and of the job
-    # threads: the API stays responsive while backups use every core; on an idle machine
-    # nothing is lost.
-    job_nice: int = Field(default=10, ge=0, le=19)
+    # Niceness of the archive processes (compression, archive writes, restores' reading) and
+    # of the job threads: the lowest of all, since compression can lag into the read-ahead
+    # while the tool and its database server go on; on an idle machine nothing is lost.
+    job_nice: int = Field(default=15, ge=0, le=19)
     # Niceness of the dump and restore tools (and of their scheduling group). Niced, so the
     # API answers first while backups keep the cores busy: measured with two backups and
     # twenty clients, p99 latency went from 48-91 ms at 0 to 35-51 ms at 10, and a backup
