@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import signal
 import threading
 import time
@@ -23,7 +24,10 @@ from backup_api.archiver import (
     ArchiverOptions,
     ExtractOptions,
     ExtractResult,
+    VerifyOptions,
+    VerifyResult,
     extract_in_process,
+    verify_in_process,
     write_archive_in_process,
 )
 from backup_api.storage.base import StorageFullError
@@ -347,6 +351,19 @@ def stored_archive(tmp_path: Path, data: bytes) -> tuple[Path, str]:
     return path, result.sha256
 
 
+def damage_archive(path: Path, how: str) -> bytes:
+    """Zero 64 bytes in the middle of the archive ("middle"), or replace it with plain SQL
+    ("not-a-zip"); returns the new content."""
+    content = bytearray(path.read_bytes())
+    if how == "middle":
+        middle = len(content) // 2
+        content[middle : middle + 64] = bytes(64)
+    else:
+        content = bytearray(b"SELECT 1;\n" * 1000)
+    path.write_bytes(content)
+    return bytes(content)
+
+
 def extract(
     path: Path, expected: str | None, drain: Drain, launcher: ArchiverLauncher
 ) -> tuple[ExtractResult, list[int]]:
@@ -397,13 +414,7 @@ def test_extract_reports_a_damaged_archive(
     tmp_path: Path, launcher: ArchiverLauncher, damage: str, message: str
 ) -> None:
     path, _ = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
-    content = bytearray(path.read_bytes())
-    if damage == "middle":
-        middle = len(content) // 2
-        content[middle : middle + 64] = bytes(64)
-    else:
-        content = bytearray(b"SELECT 1;\n" * 1000)
-    path.write_bytes(content)
+    damage_archive(path, damage)
     drain = Drain()
     # No checksum to compare (an archive from elsewhere): the reader's own checks hold.
     with pytest.raises(ArchiveError, match=f"^{message}"):
@@ -464,3 +475,36 @@ def pid_has_pipe(pid: int, read_fd: int) -> bool:
     with contextlib.suppress(OSError):
         return any(os.readlink(fd) == ours for fd in Path(f"/proc/{pid}/fd").iterdir())
     return False
+
+
+# ---------------------------------------------------------------------------- verification
+
+
+def verify(path: Path, launcher: ArchiverLauncher) -> VerifyResult:
+    with path.open("rb") as handle:
+        return verify_in_process(handle.fileno(), VerifyOptions(nice=0), launcher=launcher)
+
+
+def test_verify_hashes_and_tests_a_sound_archive(
+    tmp_path: Path, launcher: ArchiverLauncher
+) -> None:
+    path, sha256 = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
+    assert verify(path, launcher) == VerifyResult(sha256=sha256, problem=None)
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        ("middle", r"archive corrompue: (données compressées invalides|somme de contrôle CRC-32)"),
+        ("not-a-zip", r"archive corrompue: fichier ZIP illisible"),
+    ],
+)
+def test_verify_reports_damage_with_the_actual_checksum(
+    tmp_path: Path, launcher: ArchiverLauncher, damage: str, problem: str
+) -> None:
+    path, _ = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
+    content = damage_archive(path, damage)
+    result = verify(path, launcher)
+    assert result.sha256 == hashlib.sha256(content).hexdigest()
+    assert result.problem is not None
+    assert re.match(problem, result.problem), result.problem

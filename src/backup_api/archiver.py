@@ -11,6 +11,8 @@ passes through the service at all.
 
 Restores take the same road backwards: the child checks the archive's SHA-256, validates it
 and streams the decompressed SQL into the restore tool's stdin (``extract_in_process``).
+A verification hashes the archive and decompresses it to test every CRC, writing nothing
+(``verify_in_process``).
 
 Both ends of the protocol live here. A child (``python -m backup_api.archiver``) starts
 ahead of need and waits on a control socket for its one job: the options as JSON, with the
@@ -25,8 +27,8 @@ writes one JSON object per line on stdout:
   restore tool (on the first, then at most every 0.1 s);
 - ``{"busy": true}``: still at work with nothing to count yet (a restore's archive being
   hashed), at most every 0.1 s;
-- ``{"result": {...}}``: the job is done (the fields of ``ArchiveResult`` for a backup,
-  ``written`` and ``complete`` for a restore), or
+- ``{"result": {...}}``: the job is done (the fields of ``ArchiveResult``,
+  ``ExtractResult`` or ``VerifyResult``), or
 - ``{"error": {"kind": ..., "message": ..., "errno": ...}}``: it is not, and why.
 
 The parent (``write_archive_in_process``, run in a worker thread of the service) turns the
@@ -48,7 +50,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from backup_api.archive import (
     ArchiveError,
@@ -56,6 +58,7 @@ from backup_api.archive import (
     Compression,
     ZipStreamWriter,
     open_sql_entry,
+    test_archive,
 )
 from backup_api.readahead import PipeReadAhead
 from backup_api.storage.base import FULL_ERRNOS, StorageFullError
@@ -66,8 +69,11 @@ __all__ = [
     "ArchiverOptions",
     "ExtractOptions",
     "ExtractResult",
+    "VerifyOptions",
+    "VerifyResult",
     "extract_in_process",
     "main",
+    "verify_in_process",
     "write_archive_in_process",
 ]
 
@@ -136,6 +142,30 @@ class ExtractResult(NamedTuple):
     complete: bool  # False: the tool stopped reading first (its exit code says why)
 
 
+class VerifyOptions(NamedTuple):
+    nice: int
+
+    def to_json(self) -> bytes:
+        return json.dumps({"kind": "verify", "nice": self.nice}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> VerifyOptions:
+        return cls(nice=int(json.loads(data)["nice"]))
+
+
+class VerifyResult(NamedTuple):
+    sha256: str  # of the archive file as it is now
+    problem: str | None  # why its content cannot be trusted (French), None if sound
+
+
+_Options = ArchiverOptions | ExtractOptions | VerifyOptions
+_PARSERS: dict[str, Callable[[bytes], _Options]] = {
+    "archive": ArchiverOptions.from_json,
+    "extract": ExtractOptions.from_json,
+    "verify": VerifyOptions.from_json,
+}
+
+
 class ArchiverCrashedError(OSError):
     """The archive writer process ended without saying how (killed, or a crash)."""
 
@@ -160,7 +190,7 @@ class ArchiverLauncher:
         self._spare: _Spare | None = None
         self._closed = False
 
-    def start(self, job: bytes, fds: tuple[int, int]) -> _Spare:
+    def start(self, job: bytes, fds: tuple[int, ...]) -> _Spare:
         """Hand a job (its options as JSON, and its two descriptors) to the spare, or to a
         new child if there is none or it died. The caller keeps and closes its ``fds``."""
         with self._lock:
@@ -242,7 +272,7 @@ class _Spare:
             theirs.close()
         return cls(process, ours)
 
-    def assign(self, job: bytes, fds: tuple[int, int]) -> bool:
+    def assign(self, job: bytes, fds: tuple[int, ...]) -> bool:
         """Send the job; False if the child is gone (killed while it waited)."""
         try:
             with self._control:
@@ -305,6 +335,19 @@ def extract_in_process(
     finally:
         os.close(output_fd)
     return ExtractResult(**_run(child, on_write, launcher))
+
+
+def verify_in_process(
+    archive_fd: int, options: VerifyOptions, *, launcher: ArchiverLauncher
+) -> VerifyResult:
+    """Hash the archive at ``archive_fd`` and test it whole in a child process; blocking.
+
+    ``archive_fd`` stays the caller's, who must not use it meanwhile (the file offset is
+    shared). A damaged archive is a ``problem`` in the result, not an error; ``OSError``
+    and ``ArchiverCrashedError`` as for the other jobs.
+    """
+    child = launcher.start(options.to_json(), (archive_fd,)).process
+    return VerifyResult(**_run(child, lambda _: None, launcher))
 
 
 def _run(
@@ -437,21 +480,28 @@ def _archive(
     return writer.close()
 
 
+def _sha256_of(archive: BinaryIO, reporter: _Reporter) -> str:
+    """The whole file's digest; the file is left at its start."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while count := archive.readinto(buffer):  # type: ignore[attr-defined]
+        digest.update(view[:count])
+        reporter.busy()
+    archive.seek(0)
+    return digest.hexdigest()
+
+
 def _extract(
     options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
 ) -> ExtractResult:
     # Nothing reaches the restore tool before the archive is proven intact.
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
-        if options.expected_sha256 is not None:
-            digest = hashlib.sha256()
-            buffer = bytearray(CHUNK)
-            view = memoryview(buffer)
-            while count := archive.readinto(buffer):
-                digest.update(view[:count])
-                reporter.busy()
-            if digest.hexdigest() != options.expected_sha256:
-                raise ArchiveError(SHA256_MISMATCH)
-            archive.seek(0)
+        if (
+            options.expected_sha256 is not None
+            and _sha256_of(archive, reporter) != options.expected_sha256
+        ):
+            raise ArchiveError(SHA256_MISMATCH)
         _, entry = open_sql_entry(archive)
         written = 0
         with entry:
@@ -467,6 +517,16 @@ def _extract(
     return ExtractResult(written=written, complete=True)
 
 
+def _verify(archive_fd: int, reporter: _Reporter) -> VerifyResult:
+    with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
+        sha256 = _sha256_of(archive, reporter)
+        try:
+            test_archive(archive)
+        except ArchiveError as exc:
+            return VerifyResult(sha256=sha256, problem=str(exc))
+    return VerifyResult(sha256=sha256, problem=None)
+
+
 def _describe(exc: BaseException) -> dict[str, object]:
     if isinstance(exc, ArchiveError):
         return {"kind": "archive", "message": str(exc)[:_MAX_MESSAGE]}
@@ -477,27 +537,24 @@ def _describe(exc: BaseException) -> dict[str, object]:
     return {"kind": "internal", "message": ""}
 
 
-def _receive_job(control_fd: int) -> tuple[ArchiverOptions | ExtractOptions, int, int] | None:
+def _receive_job(control_fd: int) -> tuple[_Options, list[int]] | None:
     """Wait for the job: None if the service closed the socket without one."""
     with socket.socket(fileno=control_fd) as control:
         message, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 2)
-    if not message or len(fds) != 2:
+    kind = json.loads(message).get("kind") if message else None
+    parse = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parse is None or len(fds) != (1 if kind == "verify" else 2):
         for fd in fds:
             os.close(fd)
         return None
-    options: ArchiverOptions | ExtractOptions
-    if json.loads(message).get("kind") == "extract":
-        options = ExtractOptions.from_json(message)
-    else:
-        options = ArchiverOptions.from_json(message)
-    return options, fds[0], fds[1]
+    return parse(message), fds
 
 
 def main(argv: list[str]) -> int:
     job = _receive_job(int(argv[0]))
     if job is None:
         return 0
-    options, input_fd, output_fd = job
+    options, fds = job
     if options.nice:
         with contextlib.suppress(OSError):
             current = os.getpriority(os.PRIO_PROCESS, 0)
@@ -508,11 +565,13 @@ def main(argv: list[str]) -> int:
             autogroup.write(str(options.nice))
     reporter = _Reporter(sys.stdout.fileno())
     try:
-        result: ArchiveResult | ExtractResult
-        if isinstance(options, ExtractOptions):
-            result = _extract(options, input_fd, output_fd, reporter)
+        result: ArchiveResult | ExtractResult | VerifyResult
+        if isinstance(options, VerifyOptions):
+            result = _verify(fds[0], reporter)
+        elif isinstance(options, ExtractOptions):
+            result = _extract(options, fds[0], fds[1], reporter)
         else:
-            result = _archive(options, input_fd, output_fd, reporter)
+            result = _archive(options, fds[0], fds[1], reporter)
     except Exception as exc:
         reporter.finish({"error": _describe(exc)})
         if not isinstance(exc, OSError | ArchiveError):

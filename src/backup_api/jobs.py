@@ -10,7 +10,6 @@ archive's final name unless the archive is complete.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import shutil
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import cast
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -56,7 +55,6 @@ from backup_api.storage.base import ArchiveWriter, Storage, StorageFullError
 
 logger = logging.getLogger("backup_api.jobs")
 
-CHUNK = 1 << 20
 SHUTDOWN_BACKUP = "le serveur s'est arrêté pendant la sauvegarde"
 SHUTDOWN_RESTORE = "le serveur s'est arrêté pendant la restauration"
 DISK_FULL = "espace disque insuffisant"
@@ -361,15 +359,6 @@ async def _set_restore(ctx: JobContext, restore_id: int, **values: object) -> No
 
 async def fail_restore(ctx: JobContext, restore_id: int, reason: str) -> None:
     await _set_restore(ctx, restore_id, **_failed(reason, now_utc()))
-
-
-def sha256_of(handle: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    while count := handle.readinto(buffer):  # type: ignore[attr-defined]
-        digest.update(view[:count])
-    return digest.hexdigest()
 
 
 def _restore_worker(

@@ -110,7 +110,11 @@ async def download_backup(backup: BackupDep, state: StateDep) -> StreamingRespon
 async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationResponse:
     """Recompute the archive's SHA-256 and test the ZIP."""
     result = await backups_service.verify_backup(
-        storage=state.storage, executor=state.executor, backup=backup
+        storage=state.storage,
+        executor=state.executor,
+        launcher=state.jobs.archivers,
+        nice=state.settings.job_nice,
+        backup=backup,
     )
     message = "Sauvegarde intègre" if result.valid else "Sauvegarde corrompue"
     return VerificationResponse(

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.archive import ArchiveError, test_archive
+from backup_api.archiver import ArchiverLauncher, VerifyOptions, verify_in_process
 from backup_api.config import Settings
 from backup_api.db import TransactionRunner
 from backup_api.dumpers.registry import DUMPERS
@@ -25,7 +25,7 @@ from backup_api.exceptions import (
     TooManyRequests,
     UnsupportedDatabaseType,
 )
-from backup_api.jobs import sha256_of, storage_key
+from backup_api.jobs import storage_key
 from backup_api.models import (
     Backup,
     BackupPublic,
@@ -313,7 +313,14 @@ class Verification:
     error: str | None
 
 
-async def verify_backup(*, storage: Storage, executor: Executor, backup: Backup) -> Verification:
+async def verify_backup(
+    *,
+    storage: Storage,
+    executor: Executor,
+    launcher: ArchiverLauncher,
+    nice: int,
+    backup: Backup,
+) -> Verification:
     if backup.status != JobStatus.COMPLETED.value:
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
     key = storage_key(backup.db_type, backup.filename)
@@ -321,21 +328,17 @@ async def verify_backup(*, storage: Storage, executor: Executor, backup: Backup)
         return Verification(False, backup.checksum, None, "fichier de sauvegarde introuvable")
 
     def _verify() -> Verification:
+        # Hashing and decompressing happen in an archive process, not in this one's threads.
         with storage.open_sync(key) as handle:
-            actual = sha256_of(handle)
-            if backup.checksum is not None and actual != backup.checksum:
-                return Verification(
-                    False,
-                    backup.checksum,
-                    actual,
-                    "somme de contrôle différente: l'archive a été modifiée ou corrompue",
-                )
-            handle.seek(0)
-            try:
-                test_archive(handle)
-            except ArchiveError as exc:
-                return Verification(False, backup.checksum, actual, str(exc))
-        return Verification(True, backup.checksum, actual, None)
+            result = verify_in_process(handle.fileno(), VerifyOptions(nice=nice), launcher=launcher)
+        if backup.checksum is not None and result.sha256 != backup.checksum:
+            return Verification(
+                False,
+                backup.checksum,
+                result.sha256,
+                "somme de contrôle différente: l'archive a été modifiée ou corrompue",
+            )
+        return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
 
     return await asyncio.get_running_loop().run_in_executor(executor, _verify)
 
