@@ -351,6 +351,10 @@ def stored_archive(tmp_path: Path, data: bytes) -> tuple[Path, str]:
     return path, result.sha256
 
 
+# Zeroed deflate data fails as invalid data or, decoded anyway, on its CRC.
+ZEROED_DEFLATE = r"archive corrompue: (données compressées invalides|somme de contrôle CRC-32)"
+
+
 def damage_archive(path: Path, how: str) -> bytes:
     """Zero 64 bytes in the middle of the archive ("middle"), or replace it with plain SQL
     ("not-a-zip"); returns the new content."""
@@ -405,8 +409,7 @@ def test_extract_refuses_a_mismatching_checksum_before_writing(
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        # Zeroed deflate data fails as invalid data or, decoded anyway, on its CRC.
-        ("middle", r"archive corrompue: (données compressées invalides|somme de contrôle CRC-32)"),
+        ("middle", ZEROED_DEFLATE),
         ("not-a-zip", r"archive invalide: fichier ZIP illisible"),
     ],
 )
@@ -495,7 +498,7 @@ def test_verify_hashes_and_tests_a_sound_archive(
 @pytest.mark.parametrize(
     ("damage", "problem"),
     [
-        ("middle", r"archive corrompue: (données compressées invalides|somme de contrôle CRC-32)"),
+        ("middle", ZEROED_DEFLATE),
         ("not-a-zip", r"archive corrompue: fichier ZIP illisible"),
     ],
 )
