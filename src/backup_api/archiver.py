@@ -38,7 +38,6 @@ raises what the error line says. The child never sees a credential.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -60,6 +59,7 @@ from backup_api.archive import (
     open_sql_entry,
     test_archive,
 )
+from backup_api.priority import lower_priority, set_group_niceness
 from backup_api.readahead import PipeReadAhead
 from backup_api.storage.base import FULL_ERRNOS, StorageFullError
 
@@ -556,13 +556,8 @@ def main(argv: list[str]) -> int:
         return 0
     options, fds = job
     if options.nice:
-        with contextlib.suppress(OSError):
-            current = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, 0, max(current, options.nice))
-        # Its session's scheduling group too (see _Spare.spawn); no such file without
-        # autogroup, where the process's own niceness is what counts.
-        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write(str(options.nice))
+        lower_priority(0, options.nice)
+        set_group_niceness(os.getpid(), options.nice)  # its session's (see _Spare.spawn)
     reporter = _Reporter(sys.stdout.fileno())
     try:
         result: ArchiveResult | ExtractResult | VerifyResult

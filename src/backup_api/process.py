@@ -29,6 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from backup_api.dumpers.base import ToolCommand
+from backup_api.priority import lower_priority, set_session_niceness
 
 JOB_MARKER_ENV = "BACKUP_API_JOB"
 SETTINGS_ENV_PREFIX = "BACKUP_API_"
@@ -122,26 +123,10 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def set_session_niceness(pid: int, nice: int) -> None:
-    """Set ``pid``'s niceness and its session's autogroup's (best effort).
-
-    Under autogroup scheduling a session competes with other sessions as one group, and a
-    process's own niceness only orders it within its group: a tool alone in its session
-    would ignore it. A kernel without autogroup has no such file.
-    """
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as autogroup:
-        autogroup.write(str(nice))
-
-
 def _niced(worker: PipeWorker, nice: int) -> PipeWorker:
     def run(fd: int, progress: Progress) -> None:
-        if nice:
-            # Per-thread on Linux: only this I/O thread yields to the event loop's thread.
-            with contextlib.suppress(OSError):
-                current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+        # Only this I/O thread yields to the event loop's thread.
+        lower_priority(threading.get_native_id(), nice)
         worker(fd, progress)
 
     return run
