@@ -106,8 +106,7 @@ class ArchiverOptions(NamedTuple):
         return json.dumps(values).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ArchiverOptions:
-        values = json.loads(data)
+    def from_values(cls, values: Mapping[str, Any]) -> ArchiverOptions:
         return cls(
             entry_name=str(values["entry_name"]),
             compression=Compression(values["compression"]),
@@ -129,8 +128,7 @@ class ExtractOptions(NamedTuple):
         return json.dumps(values).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ExtractOptions:
-        values = json.loads(data)
+    def from_values(cls, values: Mapping[str, Any]) -> ExtractOptions:
         expected = values["expected_sha256"]
         return cls(
             expected_sha256=None if expected is None else str(expected), nice=int(values["nice"])
@@ -149,8 +147,8 @@ class VerifyOptions(NamedTuple):
         return json.dumps({"kind": "verify", "nice": self.nice}).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> VerifyOptions:
-        return cls(nice=int(json.loads(data)["nice"]))
+    def from_values(cls, values: Mapping[str, Any]) -> VerifyOptions:
+        return cls(nice=int(values["nice"]))
 
 
 class VerifyResult(NamedTuple):
@@ -159,10 +157,11 @@ class VerifyResult(NamedTuple):
 
 
 _Options = ArchiverOptions | ExtractOptions | VerifyOptions
-_PARSERS: dict[str, Callable[[bytes], _Options]] = {
-    "archive": ArchiverOptions.from_json,
-    "extract": ExtractOptions.from_json,
-    "verify": VerifyOptions.from_json,
+# A job's "kind": how its options are read, and how many descriptors come with it.
+_JOBS: dict[str, tuple[Callable[[Mapping[str, Any]], _Options], int]] = {
+    "archive": (ArchiverOptions.from_values, 2),  # the dump's pipe, the staged archive
+    "extract": (ExtractOptions.from_values, 2),  # the archive, the restore tool's stdin
+    "verify": (VerifyOptions.from_values, 1),  # the archive
 }
 
 
@@ -191,8 +190,8 @@ class ArchiverLauncher:
         self._closed = False
 
     def start(self, job: bytes, fds: tuple[int, ...]) -> _Spare:
-        """Hand a job (its options as JSON, and its two descriptors) to the spare, or to a
-        new child if there is none or it died. The caller keeps and closes its ``fds``."""
+        """Hand a job (its options as JSON, and its descriptors) to the spare, or to a new
+        child if there is none or it died. The caller keeps and closes its ``fds``."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("archiver launcher closed")
@@ -361,7 +360,7 @@ def _run(
         launcher.prepare()
 
 
-def _relay(child: subprocess.Popen[bytes], on_progress: Callable[[int], None]) -> dict[str, object]:
+def _relay(child: subprocess.Popen[bytes], on_progress: Callable[[int], None]) -> dict[str, Any]:
     """The child's result fields, once it has exited; raises what its error line says."""
     assert child.stdout is not None
     reported = 0
@@ -541,13 +540,14 @@ def _receive_job(control_fd: int) -> tuple[_Options, list[int]] | None:
     """Wait for the job: None if the service closed the socket without one."""
     with socket.socket(fileno=control_fd) as control:
         message, fds, _, _ = socket.recv_fds(control, _MAX_JOB_BYTES, 2)
-    kind = json.loads(message).get("kind") if message else None
-    parse = _PARSERS.get(kind) if isinstance(kind, str) else None
-    if parse is None or len(fds) != (1 if kind == "verify" else 2):
+    values = json.loads(message) if message else {}
+    kind = values.get("kind")
+    job = _JOBS.get(kind) if isinstance(kind, str) else None
+    if job is None or len(fds) != job[1]:
         for fd in fds:
             os.close(fd)
         return None
-    return parse(message), fds
+    return job[0](values), fds
 
 
 def main(argv: list[str]) -> int:
