@@ -221,8 +221,21 @@ def test_invalid_entry_name_fails_without_writing(output: tuple[Path, int]) -> N
     assert path.read_bytes() == b""
 
 
-def archiver_children() -> list[int]:
-    """This process's archive writer children (the working ones and the spare)."""
+def archiver_children(count: int | None = None) -> list[int]:
+    """This process's archive writer children (the working ones and the spare).
+
+    With ``count``, waits up to 5 s for that many: a child just started may still be inside
+    ``exec``, where its command line is empty for a moment after ``Popen`` has returned.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        pids = _archiver_children()
+        if count is None or len(pids) == count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.01)
+
+
+def _archiver_children() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -278,7 +291,7 @@ def test_a_spare_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
     try:
         launcher.prepare()
         assert len(spawned) == 1
-        (spare,) = archiver_children()
+        (spare,) = archiver_children(1)
         for index in range(2):
             path = tmp_path / f"{index}.zip"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -289,8 +302,8 @@ def test_a_spare_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
             assert result.size == path.stat().st_size
             # Each job took the waiting child and left a new one waiting.
             assert len(spawned) == index + 2
-        assert spare not in archiver_children()  # it did the first job and ended
-        assert len(archiver_children()) == 1
+        assert spare not in archiver_children(1)  # it did the first job and ended
+        assert len(archiver_children(1)) == 1
     finally:
         launcher.close()
     assert archiver_children() == []
@@ -301,7 +314,7 @@ def test_a_spare_that_died_waiting_is_replaced(
 ) -> None:
     path, fd = output
     launcher.prepare()
-    (spare,) = archiver_children()
+    (spare,) = archiver_children(1)
     os.kill(spare, signal.SIGKILL)
     for _ in range(100):
         if spare not in archiver_children():
