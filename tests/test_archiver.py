@@ -251,13 +251,22 @@ def _archiver_children() -> list[int]:
     return pids
 
 
-def writer_of(path: Path) -> int:
-    """The child process that has ``path`` open."""
+def children_holding(target: str) -> list[int]:
+    """This process's archive children with ``target`` open (a path, or ``pipe:[inode]``
+    as ``/proc/<pid>/fd`` shows it)."""
+    holders = []
     for pid in archiver_children():
         with contextlib.suppress(OSError):
-            if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
-                return pid
-    raise AssertionError(f"no archive writer has {path} open")
+            if any(os.readlink(fd) == target for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                holders.append(pid)
+    return holders
+
+
+def writer_of(path: Path) -> int:
+    """The child process that has ``path`` open."""
+    holders = children_holding(str(path))
+    assert holders, f"no archive writer has {path} open"
+    return holders[0]
 
 
 def test_the_child_runs_at_the_requested_niceness(
@@ -461,7 +470,8 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
     def kill_the_child() -> None:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            holders = [pid for pid in archiver_children() if pid_has_pipe(pid, read_fd)]
+            # The child holding the other end of our pipe.
+            holders = children_holding(os.readlink(f"/proc/self/fd/{read_fd}"))
             if holders:
                 os.kill(holders[0], signal.SIGKILL)
                 killed.append(holders[0])
@@ -483,14 +493,6 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
         killer.join(timeout=30)
         os.close(read_fd)
     assert killed
-
-
-def pid_has_pipe(pid: int, read_fd: int) -> bool:
-    """Whether ``pid`` holds the other end of our pipe ``read_fd``."""
-    ours = os.readlink(f"/proc/self/fd/{read_fd}")
-    with contextlib.suppress(OSError):
-        return any(os.readlink(fd) == ours for fd in Path(f"/proc/{pid}/fd").iterdir())
-    return False
 
 
 # ---------------------------------------------------------------------------- verification
