@@ -97,8 +97,11 @@ class Api:
             "/auth/register", json={"email": email, "password": PASSWORD, "role": role}
         )
         assert response.status_code == 201, response.text
+        return await self.login(email)
+
+    async def login(self, email: str, password: str = PASSWORD) -> Api:
         response = await self.client.post(
-            "/auth/login", json={"email": email, "password": PASSWORD}
+            "/auth/login", json={"email": email, "password": password}
         )
         assert response.status_code == 200, response.text
         self.token = response.json()["token"]

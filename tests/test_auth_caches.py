@@ -45,7 +45,7 @@ def test_principal_roles() -> None:
 
 def test_verified_tokens_expire_even_when_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "s" * 40
-    token = create_access_token(7, secret, expire_minutes=1)
+    token = create_access_token(7, secret, expire_minutes=1, token_key="k")
     tokens = VerifiedTokens(secret)
     assert tokens.decode(token).user_id == 7
     assert tokens.decode(token).user_id == 7  # from the cache
@@ -57,11 +57,11 @@ def test_verified_tokens_expire_even_when_cached(monkeypatch: pytest.MonkeyPatch
 
 def test_verified_tokens_never_admit_a_bad_signature() -> None:
     tokens = VerifiedTokens("s" * 40)
-    forged = create_access_token(7, "t" * 40, expire_minutes=5)
+    forged = create_access_token(7, "t" * 40, expire_minutes=5, token_key="k")
     for _ in range(2):
         with pytest.raises(InvalidTokenError):
             tokens.decode(forged)
-    good = create_access_token(7, "s" * 40, expire_minutes=5)
+    good = create_access_token(7, "s" * 40, expire_minutes=5, token_key="k")
     assert tokens.decode(good).user_id == 7
     with pytest.raises(InvalidTokenError):
         tokens.decode(good[:-2] + ("AA" if not good.endswith("AA") else "BB"))

@@ -38,7 +38,15 @@ def _b64(data: dict[str, object]) -> str:
 async def test_forged_and_misplaced_tokens_are_401(app: FastAPI, alice: Api) -> None:
     secret = app.state.backup_api.keys.jwt_secret
     now = int(time.time())
-    claims = {"sub": str(alice.user["id"]), "iat": now, "exp": now + 600, "typ": "access"}
+    assert alice.token is not None
+    key = jwt.decode(alice.token, options={"verify_signature": False})["key"]
+    claims = {
+        "sub": str(alice.user["id"]),
+        "iat": now,
+        "exp": now + 600,
+        "typ": "access",
+        "key": key,
+    }
     forged = {
         "alg none": _b64({"alg": "none", "typ": "JWT"}) + "." + _b64(claims) + ".",
         "wrong key": jwt.encode(claims, "another-secret-that-is-long-enough-0123", "HS256"),
@@ -46,6 +54,8 @@ async def test_forged_and_misplaced_tokens_are_401(app: FastAPI, alice: Api) -> 
         "expired": jwt.encode({**claims, "exp": now - 10}, secret, algorithm="HS256"),
         "no exp": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, secret, "HS256"),
         "bad sub": jwt.encode({**claims, "sub": "abc"}, secret, algorithm="HS256"),
+        "no key": jwt.encode({k: v for k, v in claims.items() if k != "key"}, secret, "HS256"),
+        "other key": jwt.encode({**claims, "key": "x" + key[1:]}, secret, algorithm="HS256"),
         "garbage": "not.a.token",
     }
     for name, token in forged.items():
@@ -76,23 +86,35 @@ async def test_token_of_a_deleted_user_is_401(client: httpx.AsyncClient) -> None
     assert (await victim.get(f"/api/backups/{1}")).status_code == 401
 
 
-async def test_role_changes_apply_to_live_tokens_at_once(client: httpx.AsyncClient) -> None:
+async def test_role_changes_end_the_tokens_issued_before(client: httpx.AsyncClient) -> None:
     root = await Api(client).signup("root@example.com", role="admin")
     other = await Api(client).signup("other@example.com")
     assert (await other.get("/api/users")).status_code == 403
     promoted = await root.put(f"/api/users/{other.user['id']}/role", json={"role": "admin"})
     assert promoted.status_code == 200, promoted.text
-    # Same token, issued while a plain user: the new role counts from the next request.
+    # The token issued while a plain user ends (it was in the caller cache); a new login
+    # carries the new role.
+    assert (await other.get("/api/backups")).status_code == 401
+    await other.login("other@example.com")
+    assert (await other.get("/api/users")).status_code == 200
+    # Setting the role it already has changes nothing.
+    same = await root.put(f"/api/users/{other.user['id']}/role", json={"role": "admin"})
+    assert same.status_code == 200
     assert (await other.get("/api/users")).status_code == 200
     demoted = await root.put(f"/api/users/{other.user['id']}/role", json={"role": "user"})
     assert demoted.status_code == 200, demoted.text
+    assert (await other.get("/api/users")).status_code == 401
+    await other.login("other@example.com")
     assert (await other.get("/api/users")).status_code == 403
     assert (await other.get("/api/backups")).status_code == 200
+    # The admin who made the changes kept their own token.
+    assert (await root.get("/api/users")).status_code == 200
 
 
 async def test_outside_role_changes_are_seen_within_the_cache_lifetime(tmp_path: Path) -> None:
-    """A promotion written by another process (``create-admin``) is not announced to the
-    running service: the cached caller expires after ``auth_cache_seconds``."""
+    """A promotion written by another process (``create-admin``, which also sets a new
+    password) is not announced to the running service: the token issued before ends once
+    the cached caller expires (``auth_cache_seconds``), and a new login is an admin's."""
     settings = make_settings(tmp_path, auth_cache_seconds=0.5)
     async with running_app(settings) as (_, client):
         await Api(client).signup("first@example.com", role="admin")
@@ -109,9 +131,13 @@ async def test_outside_role_changes_are_seen_within_the_cache_lifetime(tmp_path:
         command = [sys.executable, "-m", "backup_api.cli", "create-admin", "ops@example.com"]
         began = time.monotonic()
         await asyncio.to_thread(subprocess.run, command, env=env, check=True, capture_output=True)
-        # Seen at the latest once the cached entry expires (it may already have).
+        # A new token works at once, though the old key may still be cached.
+        fresh = await Api(client).login("ops@example.com")
+        assert fresh.user["role"] == "admin"
+        assert (await fresh.get("/api/users")).status_code == 200
+        # The old one ends at the latest once the cached entry expires (it may already have).
         await asyncio.sleep(max(0.0, 0.6 - (time.monotonic() - began)))
-        assert (await ops.get("/api/users")).status_code == 200
+        assert (await ops.get("/api/users")).status_code == 401
 
 
 async def test_closed_registration(tmp_path: Path) -> None:

@@ -60,12 +60,16 @@ BearerDep = Annotated[str | None, Depends(bearer_scheme)]
 
 
 _USERS = User.__table__  # type: ignore[attr-defined]
-_PRINCIPAL = select(_USERS.c.id, _USERS.c.role).where(_USERS.c.id == bindparam("user_id"))
+_PRINCIPAL = select(_USERS.c.id, _USERS.c.role, _USERS.c.token_key).where(
+    _USERS.c.id == bindparam("user_id")
+)
 
 
 def _load_principal(connection: Connection, user_id: int) -> Principal | None:
     row = connection.execute(_PRINCIPAL, {"user_id": user_id}).first()
-    return None if row is None else Principal(id=row.id, role=row.role)
+    if row is None:
+        return None
+    return Principal(id=row.id, role=row.role, token_key=row.token_key)
 
 
 async def _principal_from_token(state: AppState, token: str | None) -> Principal | None:
@@ -78,10 +82,12 @@ async def _principal_from_token(state: AppState, token: str | None) -> Principal
     if claims.user_id > MAX_ID:
         raise Unauthorized("Token invalide ou expiré")
     principal = state.principals.get(claims.user_id)
-    if principal is None:
+    # A key that differs from the cached one may be newer (changed by another process):
+    # the row decides, and an old token gets its 401 from there.
+    if principal is None or not principal.holds(claims.token_key):
         user_id = claims.user_id
         principal = await state.transactions.read(lambda c: _load_principal(c, user_id))
-        if principal is None:
+        if principal is None or not principal.holds(claims.token_key):
             raise Unauthorized("Token invalide ou expiré")
         state.principals.put(principal)
     return principal

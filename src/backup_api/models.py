@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -65,15 +67,43 @@ class JobStatus(StrEnum):
 # --------------------------------------------------------------------------- users
 
 
+# SQLite reuses the largest id once its row is deleted unless the table says AUTOINCREMENT:
+# a deleted account's id (and whatever still points to it) must never name another one.
+# PostgreSQL's sequences never hand a value out twice.
+NEVER_REUSE_IDS: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
+def new_token_key() -> str:
+    """The per-account value every token carries: a new one ends all earlier tokens."""
+    return secrets.token_urlsafe(32)
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = SQLField(default=None, primary_key=True)
     email: str = SQLField(sa_column=Column(String(320), unique=True, nullable=False))
     password_hash: str = SQLField(sa_column=Column(String(255), nullable=False))
     role: str = SQLField(default=Role.USER.value, sa_column=Column(String(16), nullable=False))
+    token_key: str = SQLField(
+        default_factory=new_token_key, sa_column=Column(String(64), nullable=False)
+    )
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Bootstrap(SQLModel, table=True):
+    """One row per step of the instance's life that may happen only once (``first_admin``):
+    the primary key makes claiming it atomic, across requests and processes alike."""
+
+    __tablename__ = "bootstrap"
+
+    step: str = SQLField(sa_column=Column(String(32), primary_key=True))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+FIRST_ADMIN = "first_admin"
 
 
 class StrictBody(BaseModel):
@@ -89,12 +119,22 @@ def _no_nul(value: str) -> str:
 
 
 def normalize_email(value: str) -> str:
-    """Lower-cased, validated address: uniqueness is case-insensitive."""
+    """Lower-cased, validated address after NFKC: uniqueness ignores case and compatibility
+    forms (a full-width letter is the letter)."""
     try:
-        result = validate_email(value, check_deliverability=False)
+        result = validate_email(unicodedata.normalize("NFKC", value), check_deliverability=False)
     except EmailNotValidError:
         raise ValueError("adresse e-mail invalide") from None
     return result.normalized.lower()
+
+
+def canonical_email(value: str) -> str:
+    """The form an address is stored in, to look one up: input that would not pass
+    registration still compares the same way (it then matches no account)."""
+    try:
+        return normalize_email(value)
+    except ValueError:
+        return unicodedata.normalize("NFKC", value).strip().lower()
 
 
 class UserRegister(StrictBody):
@@ -135,6 +175,7 @@ class UserRoleUpdate(StrictBody):
 
 class Database(SQLModel, table=True):
     __tablename__ = "databases"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = SQLField(default=None, primary_key=True)
     name: str = SQLField(sa_column=Column(String(255), nullable=False))
@@ -285,7 +326,7 @@ class DatabasePublic(BaseModel):
 class Backup(SQLModel, table=True):
     __tablename__ = "backups"
     # Listing is "a user's backups, newest first": served by one index walk.
-    __table_args__ = (Index("ix_backups_user_id_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_backups_user_id_id", "user_id", "id"), NEVER_REUSE_IDS)
 
     id: int | None = SQLField(default=None, primary_key=True)
     filename: str = SQLField(sa_column=Column(String(255), nullable=False))
@@ -341,6 +382,7 @@ class BackupPublic(BaseModel):
 
 class Restore(SQLModel, table=True):
     __tablename__ = "restores"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: int | None = SQLField(default=None, primary_key=True)
     backup_id: int | None = SQLField(
@@ -483,7 +525,15 @@ class ToolStatus(BaseModel):
     version: str | None
 
 
+class HealthStatus(BaseModel):
+    """What anyone may know: whether the service answers."""
+
+    status: str = Field(description="ok, ou degraded (503) si la base de métadonnées manque")
+
+
 class HealthResponse(BaseModel):
+    """The administrators' view."""
+
     status: str = Field(description="ok, ou degraded si un élément manque")
     database: str
     tools: dict[str, ToolStatus]

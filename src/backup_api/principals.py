@@ -2,17 +2,19 @@
 
 Every authenticated request used to load its user row before doing its own work; on SQLite
 that lookup costs as much as the request itself (each statement is a thread hop through
-aiosqlite). The caller's id and role change only through this process (role change,
-deletion: both ``forget`` the entry after their commit) or, rarely, through the
-``create-admin`` command of another process, which only ever adds rights; a short time to
-live bounds how long such an outside change goes unseen.
+aiosqlite). The caller's id, role and token key change only through this process (role
+change, deletion, new token key: each ``forget``s the entry after its commit) or, rarely,
+through the ``create-admin`` command of another process, which only ever adds rights and
+changes the key; a short time to live bounds how long such an outside change goes unseen,
+and a token whose key differs from the cached one is checked against the row at once.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backup_api.exceptions import Forbidden
 from backup_api.models import Role
@@ -20,14 +22,22 @@ from backup_api.models import Role
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller: an account's id and role, immutable and shared between requests."""
+    """The caller: an account's id, role and token key, immutable and shared between
+    requests."""
 
     id: int
     role: str
+    token_key: str = field(default="", repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN.value
+
+    def holds(self, token_key: str) -> bool:
+        """Whether a token carrying ``token_key`` is this account's current one."""
+        return bool(self.token_key) and hmac.compare_digest(
+            self.token_key.encode(), token_key.encode()
+        )
 
 
 def ensure_owner(user: Principal, owner_id: int | None) -> None:

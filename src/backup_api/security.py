@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,20 +40,28 @@ class InvalidTokenError(Exception):
     pass
 
 
+# The account's token key: an id alone could name another account later (ids of deleted
+# accounts on a database that reused them), and the key also ends older tokens when the
+# account's role or password changes.
+KEY_CLAIM = "key"
+
+
 @dataclass(frozen=True)
 class TokenClaims:
     user_id: int
     issued_at: datetime
     expires_at: float  # POSIX timestamp
+    token_key: str = field(repr=False)
 
 
-def create_access_token(user_id: int, secret: str, expire_minutes: int) -> str:
+def create_access_token(user_id: int, secret: str, expire_minutes: int, *, token_key: str) -> str:
     now = datetime.now(UTC)
     payload = {
         "sub": str(user_id),
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=expire_minutes)).timestamp()),
         "typ": "access",
+        KEY_CLAIM: token_key,
     }
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)
 
@@ -65,7 +73,7 @@ def decode_access_token(token: str, secret: str) -> TokenClaims:
             token,
             secret,
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["exp", "iat", "sub"]},
+            options={"require": ["exp", "iat", "sub", KEY_CLAIM]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(str(exc)) from None
@@ -75,10 +83,14 @@ def decode_access_token(token: str, secret: str) -> TokenClaims:
         user_id = int(payload["sub"])
     except (TypeError, ValueError):
         raise InvalidTokenError("bad subject") from None
+    token_key = payload[KEY_CLAIM]
+    if not isinstance(token_key, str) or not token_key:
+        raise InvalidTokenError("bad key")
     return TokenClaims(
         user_id=user_id,
         issued_at=datetime.fromtimestamp(payload["iat"], UTC),
         expires_at=float(payload["exp"]),
+        token_key=token_key,
     )
 
 

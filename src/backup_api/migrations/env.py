@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 
 from backup_api import models  # noqa: F401  (registers the tables on the metadata)
 from backup_api.config import get_settings
+from backup_api.migrate import run_unconstrained
 
 target_metadata = SQLModel.metadata
 
@@ -28,8 +29,8 @@ def _run(connection: Any) -> None:
 
 async def _run_async(url: str) -> None:
     engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.run_sync(_run)
+    async with engine.connect() as connection:
+        await run_unconstrained(connection, _run)
     await engine.dispose()
 
 

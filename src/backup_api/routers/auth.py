@@ -54,7 +54,9 @@ async def login(
     assert user.id is not None
     minutes = state.settings.jwt_expire_minutes
     return LoginResponse(
-        token=create_access_token(user.id, state.keys.jwt_secret, minutes),
+        token=create_access_token(
+            user.id, state.keys.jwt_secret, minutes, token_key=user.token_key
+        ),
         expires_in=minutes * 60,
         user=UserPublic.model_validate(user.model_dump()),
     )

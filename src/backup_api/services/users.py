@@ -19,7 +19,16 @@ from backup_api.exceptions import (
     TooManyRequests,
     Unauthorized,
 )
-from backup_api.models import Role, User, UserRegister, utcnow
+from backup_api.models import (
+    FIRST_ADMIN,
+    Bootstrap,
+    Role,
+    User,
+    UserRegister,
+    canonical_email,
+    new_token_key,
+    utcnow,
+)
 from backup_api.principals import Principal, PrincipalCache
 from backup_api.throttle import LoginThrottle
 
@@ -32,8 +41,25 @@ async def _count_users(session: AsyncSession) -> int:
 
 
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
-    result = await session.exec(select(User).where(User.email == email.strip().lower()))
+    result = await session.exec(select(User).where(User.email == canonical_email(email)))
     return result.first()
+
+
+async def _claim(session: AsyncSession, step: str) -> bool:
+    """Take a one-time step for this transaction, or learn that someone already has.
+
+    The row's primary key decides between concurrent claimants, whatever process they run
+    in: the later insert waits for the earlier transaction and fails if it committed.
+    """
+    session.add(Bootstrap(step=step))
+    try:
+        await session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+ADMIN_ONLY = "Seul un administrateur peut créer un compte administrateur"
 
 
 async def register(
@@ -43,11 +69,15 @@ async def register(
     first_account = await _count_users(session) == 0
     if not settings.allow_registration and not caller_is_admin and not first_account:
         raise Forbidden("Les inscriptions sont fermées")
-    if data.role is Role.ADMIN and not (first_account or caller_is_admin):
-        raise Forbidden("Seul un administrateur peut créer un compte administrateur")
+    self_made_admin = data.role is Role.ADMIN and not caller_is_admin
+    if self_made_admin and not first_account:
+        raise Forbidden(ADMIN_ONLY)
     if await get_by_email(session, data.email) is not None:
         raise Conflict("Un compte existe déjà avec cet email")
     password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
+    # Several requests may all have seen no account yet: only one gets to be the first admin.
+    if self_made_admin and not await _claim(session, FIRST_ADMIN):
+        raise Forbidden(ADMIN_ONLY)
     user = User(email=data.email, password_hash=password_hash, role=data.role.value)
     session.add(user)
     try:
@@ -65,6 +95,7 @@ async def authenticate(
     password: str,
     client: str | None,
 ) -> User:
+    email = canonical_email(email)
     retry_after = throttle.retry_after(email, client)
     if retry_after:
         raise TooManyRequests(retry_after=retry_after)
@@ -104,12 +135,28 @@ async def set_role(
 ) -> User:
     if user.role == Role.ADMIN.value and role is Role.USER and await _admin_count(session) <= 1:
         raise Conflict("Impossible de retirer le dernier administrateur")
+    if user.role == role.value:
+        return user
     user.role = role.value
+    await rotate_token_key(session, user, principals=principals)
+    return user
+
+
+async def rotate_token_key(
+    session: AsyncSession, user: User, *, principals: PrincipalCache | None
+) -> None:
+    """Give the account a new token key: every token issued before stops working at once.
+
+    For role and password changes. ``principals`` is the running service's cache of
+    callers (``state.principals``); ``None`` only outside the service (the CLI), whose
+    change the service sees when its cached entry expires.
+    """
+    user.token_key = new_token_key()
     user.updated_at = utcnow()
     session.add(user)
     await session.flush()
-    forget_principal(session, principals, user)
-    return user
+    if principals is not None:
+        forget_principal(session, principals, user)
 
 
 def forget_principal(session: AsyncSession, principals: PrincipalCache, user: User) -> None:
@@ -125,12 +172,14 @@ async def create_admin(*, session: AsyncSession, email: str, password: str) -> U
     data = UserRegister(email=email, password=password, role=Role.ADMIN)
     existing = await get_by_email(session, data.email)
     password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
+    # The instance has its first admin now: registration no longer offers the role.
+    if await session.get(Bootstrap, FIRST_ADMIN) is None:
+        session.add(Bootstrap(step=FIRST_ADMIN))
     if existing is not None:
         existing.role = Role.ADMIN.value
         existing.password_hash = password_hash
-        existing.updated_at = utcnow()
-        session.add(existing)
-        await session.flush()
+        # New password and role: the tokens issued before end.
+        await rotate_token_key(session, existing, principals=None)
         return existing
     user = User(email=data.email, password_hash=password_hash, role=Role.ADMIN.value)
     session.add(user)
