@@ -107,7 +107,7 @@ async def authenticate(
     if user is None or not valid:
         throttle.record_failure(email, client)
         raise Unauthorized(INVALID_CREDENTIALS)
-    throttle.record_success(email)
+    throttle.record_success(email, client)
     return user
 
 
