@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
 from backup_api.migrate import alembic_config
-from tests.apphelpers import make_settings, running_app
+from tests.apphelpers import Api, make_settings, pg_metadata_url, running_app, unique_name
 
 
 def _cli_env(tmp_path: Path) -> dict[str, str]:
@@ -81,8 +82,11 @@ async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClien
     assert "swagger" in docs.text.lower()
 
 
-async def test_health_reports_tools_database_and_space(client: httpx.AsyncClient) -> None:
-    response = await client.get("/health")
+async def test_health_reports_tools_database_and_space_to_admins(
+    client: httpx.AsyncClient,
+) -> None:
+    admin = await Api(client).signup("root@example.com", role="admin")
+    response = await admin.get("/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -92,6 +96,33 @@ async def test_health_reports_tools_database_and_space(client: httpx.AsyncClient
         assert body["tools"][tool]["version"]
     assert body["storage"]["free_bytes"] > 0
     assert body["jobs"] == {"running": 0, "queued": 0}
+
+
+async def test_health_tells_others_only_that_the_service_is_up(client: httpx.AsyncClient) -> None:
+    await Api(client).signup("root@example.com", role="admin")
+    user = await Api(client).signup("user@example.com")
+    answers = [
+        await client.get("/health"),
+        await user.get("/health"),
+        await client.get("/health", headers={"Authorization": "Bearer not.a.token"}),
+    ]
+    for response in answers:
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+
+async def test_health_is_503_when_the_metadata_database_is_gone(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    name = unique_name("meta")
+    pg_server.create_database(name)
+    settings = make_settings(tmp_path, database_url=pg_metadata_url(pg_server, name))
+    async with running_app(settings) as (_, client):
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        pg_server.drop_database(name)
+        response = await client.get("/health")
+    assert response.status_code == 503
+    assert response.json() == {"status": "degraded"}
 
 
 async def test_responses_carry_defensive_headers(app: FastAPI, client: httpx.AsyncClient) -> None:

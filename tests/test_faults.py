@@ -232,10 +232,11 @@ async def test_unreachable_host_fails_within_connect_timeout(
 async def test_missing_tool(pg_server: Any, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, pg_dump_path=str(tmp_path / "nowhere" / "pg_dump"))
     async with running_app(settings) as (_, client):
+        admin = await Api(client).signup("root@example.com", role="admin")
         api = await Api(client).signup()
         database = await api.add_database(pg_server, "postgres")
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
-        health = (await client.get("/health")).json()
+        health = (await admin.get("/health")).json()
     assert backup["status"] == "failed"
     assert backup["error_msg"].startswith("pg_dump introuvable")
     assert files_under(settings.backup_root) == []
@@ -251,10 +252,11 @@ async def test_tool_not_on_path(pg_server: Any, tmp_path: Path, monkeypatch: Any
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     settings = make_settings(tmp_path)
     async with running_app(settings) as (_, client):
+        admin = await Api(client).signup("root@example.com", role="admin")
         api = await Api(client).signup()
         database = await api.add_database(pg_server, "postgres")
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
-        health = (await client.get("/health")).json()
+        health = (await admin.get("/health")).json()
     assert backup["error_msg"].startswith("pg_dump introuvable")
     assert health["tools"]["pg_dump"] == {"available": False, "path": None, "version": None}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backup_api.toolversions import ToolVersions
-from tests.apphelpers import make_settings, running_app
+from tests.apphelpers import Api, make_settings, running_app
 from tests.fakes import fake_tool
 
 
@@ -140,8 +140,9 @@ async def test_health_asks_each_tool_once_and_keeps_service_secrets(
     tool = counted_tool(tmp_path, "pg_dump", f'env > "{seen}"; echo "pg_dump (PostgreSQL) 99.1"')
     settings = make_settings(tmp_path, pg_dump_path=str(tool))
     async with running_app(settings) as (_, client):
-        responses = await asyncio.gather(*(client.get("/health") for _ in range(5)))
-        responses.append(await client.get("/health"))
+        admin = await Api(client).signup("root@example.com", role="admin")
+        responses = await asyncio.gather(*(admin.get("/health") for _ in range(5)))
+        responses.append(await admin.get("/health"))
     for response in responses:
         assert response.status_code == 200
         assert response.json()["tools"][str(tool)] == {

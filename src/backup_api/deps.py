@@ -105,6 +105,15 @@ async def optional_user(state: StateDep, token: BearerDep) -> Principal | None:
     return await _principal_from_token(state, token)
 
 
+async def principal_or_none(state: AppState, token: str | None) -> Principal | None:
+    """The caller where the answer only adds detail (``/health``): a bad token, or a
+    metadata database that cannot tell, just means the public answer."""
+    try:
+        return await _principal_from_token(state, token)
+    except Exception:
+        return None
+
+
 CurrentUser = Annotated[Principal, Depends(current_user)]
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
 

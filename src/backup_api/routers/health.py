@@ -1,27 +1,46 @@
-"""Liveness and readiness."""
+"""Liveness and readiness: a bare status for anyone, the details for administrators."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from backup_api.deps import StateDep
-from backup_api.models import HealthResponse
+from backup_api.deps import BearerDep, StateDep, principal_or_none
+from backup_api.models import HealthResponse, HealthStatus
 from backup_api.routers.responses import errors
 from backup_api.services import health as health_service
 
 router = APIRouter(tags=["health"])
 
+_BODIES = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/HealthStatus"},
+                    {"$ref": "#/components/schemas/HealthResponse"},
+                ]
+            }
+        }
+    }
+}
+
 
 @router.get(
     "/health",
-    response_model=HealthResponse,
+    response_model=HealthStatus | HealthResponse,
     responses={
-        503: {"model": HealthResponse, "description": "Base de métadonnées indisponible"},
+        200: {"description": "En service; le détail avec un token administrateur"},
+        503: {"description": "Base de métadonnées indisponible", **_BODIES},
         **errors(),
     },
 )
-async def health(state: StateDep) -> JSONResponse:
-    """Metadata database, dump tools with versions, free space on the backup volume."""
-    healthy, body = await health_service.report(state)
-    return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
+async def health(state: StateDep, token: BearerDep) -> JSONResponse:
+    """`{"status": "ok"}` (200) or `{"status": "degraded"}` (503); with an admin token, also
+    the metadata database, dump tools with paths and versions, free space, jobs."""
+    caller = await principal_or_none(state, token)
+    if caller is not None and caller.is_admin:
+        healthy, report = await health_service.report(state)
+        return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)
+    healthy, public = await health_service.status(state)
+    return JSONResponse(public.model_dump(), status_code=200 if healthy else 503)

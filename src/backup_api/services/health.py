@@ -7,17 +7,28 @@ import asyncio
 from sqlalchemy import text
 
 from backup_api.dumpers.registry import DUMPERS, get_dumper
-from backup_api.models import HealthResponse
+from backup_api.models import HealthResponse, HealthStatus
 from backup_api.state import AppState
 
 
-async def report(state: AppState) -> tuple[bool, HealthResponse]:
+async def metadata_reachable(state: AppState) -> bool:
     try:
         async with state.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
-        database = "ok"
     except Exception:
-        database = "indisponible"
+        return False
+    return True
+
+
+async def status(state: AppState) -> tuple[bool, HealthStatus]:
+    """The public answer: up (the metadata database answers) or not, nothing else."""
+    healthy = await metadata_reachable(state)
+    return healthy, HealthStatus(status="ok" if healthy else "degraded")
+
+
+async def report(state: AppState) -> tuple[bool, HealthResponse]:
+    """The administrators' answer: tools with their paths and versions, disk, jobs."""
+    database = "ok" if await metadata_reachable(state) else "indisponible"
     commands: dict[str, list[str]] = {}
     for db_type in DUMPERS:
         dumper = get_dumper(db_type, state.settings)
