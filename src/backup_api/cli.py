@@ -14,15 +14,23 @@ from backup_api.config import get_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from backup_api.httpprotocol import with_header_timeout
     from backup_api.main import create_app
 
     settings = get_settings()
+    proxies = settings.trusted_proxies
     uvicorn.run(
         create_app(settings),
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        http=with_header_timeout(settings.header_timeout_seconds),
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone on
+        # the host could then choose the address the login throttle counts and the access
+        # log shows. Only the operator's listed proxies are believed.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
         # One process: the job runner lives in it.
         workers=1,
     )

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # Addresses (or networks) of the reverse proxies whose X-Forwarded-For / -Proto headers
+    # are believed; from anyone else those headers are ignored (they would choose the
+    # address the login throttle counts and the access log shows).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # A connection whose request line and headers are not complete this long after the
+    # connection (or the request's first byte) is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # --- metadata database and files
     database_url: str = DEFAULT_DATABASE_URL
@@ -85,7 +92,7 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
 
-    @field_validator("allowed_db_hosts", mode="before")
+    @field_validator("allowed_db_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -98,6 +105,13 @@ class Settings(BaseSettings):
         for entry in value:
             if "/" in entry:
                 ipaddress.ip_network(entry, strict=False)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)
         return value
 
     @property
