@@ -52,7 +52,11 @@ class Settings(BaseSettings):
 
     # --- background jobs
     max_concurrent_jobs: int = Field(default_factory=_default_concurrency, ge=1)
+    # Pending jobs (backups and restores) one user may have queued or running.
     max_active_backups_per_user: int = Field(default=10, ge=1)
+    # Jobs one user may run at once; unset: one slot less than the whole, so that a user
+    # whose jobs hang (a locked table, a server that trickles) always leaves a slot free.
+    max_running_jobs_per_user: int | None = Field(default=None, ge=1)
     dump_timeout_seconds: float = Field(default=6 * 3600, gt=0)
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
@@ -99,6 +103,12 @@ class Settings(BaseSettings):
             if "/" in entry:
                 ipaddress.ip_network(entry, strict=False)
         return value
+
+    @property
+    def running_jobs_per_user(self) -> int:
+        if self.max_running_jobs_per_user is not None:
+            return self.max_running_jobs_per_user
+        return max(1, self.max_concurrent_jobs - 1)
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -503,7 +503,7 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
         (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),
         (Restore, JobKind.RESTORE, SHUTDOWN_RESTORE),
     )
-    resume: list[tuple[datetime, JobKind, int, int | None]] = []
+    resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
     async with ctx.sessions() as session:
         for model, kind, reason in interrupted:
             query = select(model).where(model.status == JobStatus.PENDING.value)
@@ -513,12 +513,16 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
                 assert record.id is not None
                 if record.started_at is None:
                     # Never started: nothing was lost, run it now.
-                    resume.append((record.created_at, kind, record.id, record.database_id))
+                    resume.append(
+                        (record.created_at, kind, record.id, record.database_id, record.user_id)
+                    )
                     continue
                 for name, value in _failed(reason, stamp).items():
                     setattr(record, name, value)
                 record.updated_at = stamp.replace(microsecond=0)
                 session.add(record)
         await session.commit()
-    for _, kind, job_id, database_id in sorted(resume, key=lambda item: (item[0], item[2])):
-        runner.submit(kind, job_id, database_id)
+    for _, kind, job_id, database_id, user_id in sorted(
+        resume, key=lambda item: (item[0], item[2])
+    ):
+        runner.submit(kind, job_id, database_id, user_id)
