@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     # 24-46 ms.
     tool_nice: int = Field(default=5, ge=0, le=19)
 
+    # --- disk
+    # Bytes of stored backups (completed archives) per user before new backups are
+    # refused; unset: no quota.
+    user_quota_bytes: int | None = Field(default=None, ge=1)
+    # Share of the backup root's filesystem kept free: no backup starts below it, and a
+    # running one that crosses it is stopped, so one large dump cannot fill the disk.
+    disk_reserve_percent: float = Field(default=5.0, ge=0, le=100)
+
     # --- archive
     compression: Literal["isal", "zlib", "stored"] = "isal"
     compression_level: int = Field(default=1, ge=0, le=9)

@@ -34,6 +34,7 @@ from backup_api.archiver import (
 )
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.diskspace import within_reserve
 from backup_api.dumpers.base import ConnectionInfo, Dumper
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.models import Backup, Database, JobStatus, Restore
@@ -282,7 +283,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
             archiver = _DumpArchiver(ctx, backup, writer)
-            outcome = await run_tool(
+            dumping = run_tool(
                 command,
                 worker=archiver,
                 direction="out",
@@ -294,6 +295,8 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
                 worker_nice=ctx.settings.job_nice,
                 tool_nice=ctx.settings.tool_nice,
             )
+            # Stopped (the tool killed) if the disk's free space drops below the reserve.
+            outcome = await within_reserve(dumping, ctx.storage, ctx.settings.disk_reserve_percent)
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
         result = archiver.result

@@ -35,7 +35,11 @@ from backup_api.models import (
 )
 from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
-from backup_api.services.admission import ensure_job_slot
+from backup_api.services.admission import (
+    ensure_disk_reserve,
+    ensure_job_slot,
+    ensure_within_quota,
+)
 from backup_api.storage.base import Storage
 
 MAX_STEM = 80
@@ -214,6 +218,7 @@ def _startable_database(
     if database["type"] not in DUMPERS:
         raise UnsupportedDatabaseType(database["type"])
     ensure_job_slot(connection, settings, user.id)
+    ensure_within_quota(connection, settings, user.id)
     return database
 
 
@@ -244,6 +249,7 @@ async def create_backup(
     *,
     transactions: TransactionRunner,
     settings: Settings,
+    storage: Storage,
     runner: Runner,
     user: Principal,
     database_id: int,
@@ -257,6 +263,7 @@ async def create_backup(
     # Checked first on the read side, so refusals (404, 403, 429) never queue behind
     # writes; checked again in the insert's own transaction, which is what counts.
     await transactions.read(lambda c: _startable_database(c, settings, user, database_id))
+    await ensure_disk_reserve(storage, settings)
 
     async def record_and_submit() -> RowMapping:
         # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
