@@ -59,7 +59,11 @@ class Settings(BaseSettings):
 
     # --- background jobs
     max_concurrent_jobs: int = Field(default_factory=_default_concurrency, ge=1)
+    # Pending jobs (backups and restores) one user may have queued or running.
     max_active_backups_per_user: int = Field(default=10, ge=1)
+    # Jobs one user may run at once; unset: one slot less than the whole, so that a user
+    # whose jobs hang (a locked table, a server that trickles) always leaves a slot free.
+    max_running_jobs_per_user: int | None = Field(default=None, ge=1)
     dump_timeout_seconds: float = Field(default=6 * 3600, gt=0)
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
@@ -74,6 +78,14 @@ class Settings(BaseSettings):
     # ms with two backups and twenty clients; at 10, 1.22x and 34-44 ms; at 5, 1.16x and
     # 24-46 ms.
     tool_nice: int = Field(default=5, ge=0, le=19)
+
+    # --- disk
+    # Bytes of stored backups (completed archives) per user before new backups are
+    # refused; unset: no quota.
+    user_quota_bytes: int | None = Field(default=None, ge=1)
+    # Share of the backup root's filesystem kept free: no backup starts below it, and a
+    # running one that crosses it is stopped, so one large dump cannot fill the disk.
+    disk_reserve_percent: float = Field(default=5.0, ge=0, le=100)
 
     # --- archive
     compression: Literal["isal", "zlib", "stored"] = "isal"
@@ -113,6 +125,12 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry, strict=False)
         return value
+
+    @property
+    def running_jobs_per_user(self) -> int:
+        if self.max_running_jobs_per_user is not None:
+            return self.max_running_jobs_per_user
+        return max(1, self.max_concurrent_jobs - 1)
 
     @property
     def sqlite_path(self) -> Path | None:

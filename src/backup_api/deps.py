@@ -13,12 +13,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.db import session_scope
 from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
-from backup_api.models import Backup, Database, Restore, User
+from backup_api.models import MAX_ID, Backup, Database, Restore, User
 from backup_api.principals import Principal, ensure_owner
 from backup_api.security import InvalidTokenError
 from backup_api.state import AppState
-
-MAX_ID = 2**31 - 1
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
 # dependency in its thread pool, a thread hop per request that costs more than the work.

@@ -10,7 +10,8 @@ Tree::
     ├── NotFound (404)
     ├── Conflict (409)
     ├── PayloadTooLarge (400, as the contract wants every bad body to be a 400)
-    └── TooManyRequests (429)
+    ├── TooManyRequests (429)
+    └── InsufficientStorage (507)
 
 Services raise these; nothing below the routers raises ``HTTPException``. Every error the
 client sees is ``{"error": "<message in French>"}``; unexpected exceptions become a generic
@@ -85,6 +86,14 @@ class TooManyRequests(AppError):
 
     def __init__(self, message: str | None = None, *, retry_after: int):
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class InsufficientStorage(AppError):
+    """The storage quota of the account, or the free-space reserve of the backup disk, is
+    reached (507, as WebDAV answers a full quota)."""
+
+    status_code = 507
+    default_message = "Espace de stockage insuffisant"
 
 
 def error_response(

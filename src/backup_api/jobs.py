@@ -34,6 +34,7 @@ from backup_api.archiver import (
 )
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.diskspace import within_reserve
 from backup_api.dumpers.base import ConnectionInfo, Dumper
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.models import Backup, Database, JobStatus, Restore
@@ -282,7 +283,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
             archiver = _DumpArchiver(ctx, backup, writer)
-            outcome = await run_tool(
+            dumping = run_tool(
                 command,
                 worker=archiver,
                 direction="out",
@@ -294,6 +295,8 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
                 worker_nice=ctx.settings.job_nice,
                 tool_nice=ctx.settings.tool_nice,
             )
+            # Stopped (the tool killed) if the disk's free space drops below the reserve.
+            outcome = await within_reserve(dumping, ctx.storage, ctx.settings.disk_reserve_percent)
         if not outcome.ok:
             raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
         result = archiver.result
@@ -503,7 +506,7 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
         (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),
         (Restore, JobKind.RESTORE, SHUTDOWN_RESTORE),
     )
-    resume: list[tuple[datetime, JobKind, int, int | None]] = []
+    resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
     async with ctx.sessions() as session:
         for model, kind, reason in interrupted:
             query = select(model).where(model.status == JobStatus.PENDING.value)
@@ -513,12 +516,16 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
                 assert record.id is not None
                 if record.started_at is None:
                     # Never started: nothing was lost, run it now.
-                    resume.append((record.created_at, kind, record.id, record.database_id))
+                    resume.append(
+                        (record.created_at, kind, record.id, record.database_id, record.user_id)
+                    )
                     continue
                 for name, value in _failed(reason, stamp).items():
                     setattr(record, name, value)
                 record.updated_at = stamp.replace(microsecond=0)
                 session.add(record)
         await session.commit()
-    for _, kind, job_id, database_id in sorted(resume, key=lambda item: (item[0], item[2])):
-        runner.submit(kind, job_id, database_id)
+    for _, kind, job_id, database_id, user_id in sorted(
+        resume, key=lambda item: (item[0], item[2])
+    ):
+        runner.submit(kind, job_id, database_id, user_id)

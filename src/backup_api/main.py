@@ -60,7 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             executor=executor,
             archivers=archiver_launcher(settings),
         )
-        runner = Runner(settings.max_concurrent_jobs, job_body(jobs))
+        runner = Runner(
+            settings.max_concurrent_jobs,
+            job_body(jobs),
+            max_per_user=settings.running_jobs_per_user,
+        )
         app.state.backup_api = AppState(
             engine=engine,
             runner=runner,

@@ -53,6 +53,22 @@ def _tz_column(nullable: bool = False) -> Any:
     return SQLField(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))
 
 
+#: The largest id: the id columns are 32-bit integers on every metadata backend, so any
+#: larger value (or zero, or a negative one) is a bad request, never a database error.
+MAX_ID = 2**31 - 1
+
+
+def _id_not_bool(value: object) -> object:
+    # JSON ``true`` would otherwise be read as the id 1.
+    if isinstance(value, bool):
+        raise ValueError("entier attendu")
+    return value
+
+
+#: An id given in a request body.
+IdValue = Annotated[int, BeforeValidator(_id_not_bool), Field(ge=1, le=MAX_ID)]
+
+
 class Role(StrEnum):
     USER = "user"
     ADMIN = "admin"
@@ -413,7 +429,7 @@ class Restore(SQLModel, table=True):
 
 
 class RestoreCreate(StrictBody):
-    database_id: int | None = Field(default=None, ge=1)
+    database_id: IdValue | None = None
 
 
 class RestorePublic(BaseModel):

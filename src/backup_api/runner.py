@@ -1,8 +1,10 @@
 """The in-process job scheduler.
 
 Jobs (backups and restores) wait in submission order and start while fewer than
-``max_concurrent`` run. Two jobs that touch the same registered database never run at once:
-the later one waits, in order, while jobs for other databases overtake it. Jobs are
+``max_concurrent`` run. Two jobs that touch the same registered database never run at once,
+and one user never runs more than ``max_per_user`` at once (whatever their kind): a running
+job cannot be taken back, so this is what keeps a slot for other users when one user's jobs
+hang. A job held back by either rule waits, in order, while others overtake it. Jobs are
 identified by ids, never ORM objects; the job body opens its own session.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,6 +35,7 @@ class Job:
     kind: JobKind
     id: int
     database_id: int | None
+    user_id: int
     task: asyncio.Task[None] | None = None
     cancel_reason: CancelReason | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,8 +49,9 @@ JobBody = Callable[[Job], Awaitable[None]]
 
 
 class Runner:
-    def __init__(self, max_concurrent: int, body: JobBody) -> None:
+    def __init__(self, max_concurrent: int, body: JobBody, *, max_per_user: int) -> None:
         self.max_concurrent = max_concurrent
+        self.max_per_user = max_per_user
         self._body = body
         self._queue: list[Job] = []
         self._running: dict[tuple[JobKind, int], Job] = {}
@@ -73,27 +78,32 @@ class Runner:
         return any(job.database_id == database_id for job in jobs)
 
     # ------------------------------------------------------------------ control
-    def submit(self, kind: JobKind, job_id: int, database_id: int | None) -> None:
+    def submit(self, kind: JobKind, job_id: int, database_id: int | None, user_id: int) -> None:
+        """Queue a job of ``user_id`` (its owner) touching ``database_id``."""
         if self._closed:
             # The record stays pending with no start time: the next start picks it up.
             logger.warning("runner closed, %s %s left for the next start", kind, job_id)
             return
         if self.is_active(kind, job_id):
             return
-        self._queue.append(Job(kind=kind, id=job_id, database_id=database_id))
+        self._queue.append(Job(kind=kind, id=job_id, database_id=database_id, user_id=user_id))
         self._dispatch()
 
     def _dispatch(self) -> None:
         busy = {job.database_id for job in self._running.values() if job.database_id is not None}
+        per_user = Counter(job.user_id for job in self._running.values())
         index = 0
         while index < len(self._queue) and len(self._running) < self.max_concurrent:
             job = self._queue[index]
-            if job.database_id is not None and job.database_id in busy:
+            if (job.database_id is not None and job.database_id in busy) or per_user[
+                job.user_id
+            ] >= self.max_per_user:
                 index += 1
                 continue
             del self._queue[index]
             if job.database_id is not None:
                 busy.add(job.database_id)
+            per_user[job.user_id] += 1
             self._running[job.key] = job
             job.task = asyncio.create_task(self._run(job), name=f"{job.kind}-{job.id}")
 

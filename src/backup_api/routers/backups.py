@@ -28,13 +28,15 @@ CREATED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a
     "/database/{database_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BackupEnvelope,
-    responses=errors(*AUTHENTICATED, 404),
+    responses=errors(*AUTHENTICATED, 404, 507),
 )
 async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
-    """Start a backup in the background; returns the `pending` record at once."""
+    """Start a backup in the background; returns the `pending` record at once (507 when
+    your storage quota or the server's free-space reserve is reached)."""
     backup = await backups_service.create_backup(
         transactions=state.transactions,
         settings=state.settings,
+        storage=state.storage,
         runner=state.runner,
         user=user,
         database_id=database_id,

@@ -17,6 +17,7 @@ _DESCRIPTIONS = {
     409: "Conflit",
     429: "Trop de requêtes",
     500: "Erreur serveur",
+    507: "Espace de stockage insuffisant",
 }
 
 

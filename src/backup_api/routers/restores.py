@@ -38,7 +38,12 @@ async def create_restore(
         session=session, user=user, backup=backup, database_id=data.database_id if data else None
     )
     restore = await restores_service.create_restore(
-        session=session, runner=state.runner, user=user, backup=backup, target=target
+        transactions=state.transactions,
+        settings=state.settings,
+        runner=state.runner,
+        user=user,
+        backup=backup,
+        target=target,
     )
     return RestoreEnvelope(
         message="Restauration créée avec succès. Le processus de restauration a commencé.",

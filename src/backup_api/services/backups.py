@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, insert, select
+from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, insert, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archiver import ArchiverLauncher, VerifyOptions, verify_in_process
@@ -22,7 +22,6 @@ from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import (
     Conflict,
     NotFound,
-    TooManyRequests,
     UnsupportedDatabaseType,
 )
 from backup_api.jobs import storage_key
@@ -36,6 +35,11 @@ from backup_api.models import (
 )
 from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
+from backup_api.services.admission import (
+    ensure_disk_reserve,
+    ensure_job_slot,
+    ensure_within_quota,
+)
 from backup_api.storage.base import Storage
 
 MAX_STEM = 80
@@ -106,14 +110,6 @@ _LISTINGS = {
     for own in (False, True)
     for of_database in (False, True)
 }
-_COUNT_PENDING = (
-    select(func.count())
-    .select_from(_BACKUPS)
-    .where(
-        _BACKUPS.c.user_id == bindparam("user_id"),
-        _BACKUPS.c.status == JobStatus.PENDING.value,
-    )
-)
 _NAMES_TAKEN = select(_BACKUPS.c.filename).where(
     _BACKUPS.c.db_type == bindparam("db_type"),
     _BACKUPS.c.filename.startswith(bindparam("stem")),
@@ -221,12 +217,8 @@ def _startable_database(
     database = _owned_row(connection, _DATABASES, database_id, user)
     if database["type"] not in DUMPERS:
         raise UnsupportedDatabaseType(database["type"])
-    active = connection.execute(_COUNT_PENDING, {"user_id": user.id}).scalar_one()
-    if active >= settings.max_active_backups_per_user:
-        raise TooManyRequests(
-            "Trop de sauvegardes en cours pour cet utilisateur, réessayez plus tard",
-            retry_after=30,
-        )
+    ensure_job_slot(connection, settings, user.id)
+    ensure_within_quota(connection, settings, user.id)
     return database
 
 
@@ -257,6 +249,7 @@ async def create_backup(
     *,
     transactions: TransactionRunner,
     settings: Settings,
+    storage: Storage,
     runner: Runner,
     user: Principal,
     database_id: int,
@@ -270,6 +263,7 @@ async def create_backup(
     # Checked first on the read side, so refusals (404, 403, 429) never queue behind
     # writes; checked again in the insert's own transaction, which is what counts.
     await transactions.read(lambda c: _startable_database(c, settings, user, database_id))
+    await ensure_disk_reserve(storage, settings)
 
     async def record_and_submit() -> RowMapping:
         # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
@@ -277,7 +271,7 @@ async def create_backup(
         row = await transactions.run(
             lambda c: _insert_backup(c, settings, user, database_id), exclusive=True
         )
-        runner.submit(JobKind.BACKUP, row["id"], database_id)
+        runner.submit(JobKind.BACKUP, row["id"], database_id, user.id)
         return row
 
     return to_public(await asyncio.shield(record_and_submit()))

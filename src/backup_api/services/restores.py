@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
+import asyncio
+
+from sqlalchemy import Connection, RowMapping, func, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backup_api.config import Settings
+from backup_api.db import TransactionRunner
 from backup_api.exceptions import BadRequest, Conflict, NotFound
 from backup_api.models import (
     Backup,
@@ -18,6 +22,9 @@ from backup_api.models import (
 )
 from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
+from backup_api.services.admission import ensure_job_slot
+
+_INSERT = insert(Restore.__table__).returning(*Restore.__table__.c)  # type: ignore[attr-defined]
 
 
 def to_public(restore: Restore) -> RestorePublic:
@@ -55,7 +62,13 @@ async def load_target(
 
 
 async def create_restore(
-    *, session: AsyncSession, runner: Runner, user: Principal, backup: Backup, target: Database
+    *,
+    transactions: TransactionRunner,
+    settings: Settings,
+    runner: Runner,
+    user: Principal,
+    backup: Backup,
+    target: Database,
 ) -> Restore:
     if target.type != backup.db_type:
         raise BadRequest(
@@ -69,20 +82,29 @@ async def create_restore(
     if runner.database_busy(target.id):
         raise Conflict("Une sauvegarde ou restauration de la base cible est déjà en cours")
     created = utcnow()
-    restore = Restore(
-        backup_id=backup.id,
-        database_id=target.id,
-        status=JobStatus.PENDING.value,
-        user_id=user.id,
-        created_at=created,
-        updated_at=created,
-    )
-    session.add(restore)
-    # The job reads the record in its own session: commit before handing it over.
-    await session.commit()
-    assert restore.id is not None
-    runner.submit(JobKind.RESTORE, restore.id, target.id)
-    return restore
+    values = {
+        "backup_id": backup.id,
+        "database_id": target.id,
+        "status": JobStatus.PENDING.value,
+        "user_id": user.id,
+        "created_at": created,
+        "updated_at": created,
+    }
+
+    def insert_restore(connection: Connection) -> RowMapping:
+        # Counted and inserted in one exclusive unit, as backups are: concurrent requests
+        # cannot both take a user's last place.
+        ensure_job_slot(connection, settings, user.id)
+        return connection.execute(_INSERT, values).mappings().one()
+
+    async def record_and_submit() -> RowMapping:
+        # Committed before the job reads it; submitted even if the request is cancelled.
+        row = await transactions.run(insert_restore, exclusive=True)
+        runner.submit(JobKind.RESTORE, row["id"], target.id, user.id)
+        return row
+
+    row = await asyncio.shield(record_and_submit())
+    return Restore(**row)
 
 
 async def list_restores(
