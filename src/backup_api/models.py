@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
@@ -17,11 +18,12 @@ from pydantic import (
     PlainSerializer,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from backup_api.dumpers.registry import supported_types
+from backup_api.dumpers.registry import accepted_types, canonical_type
 
 
 def utcnow() -> datetime:
@@ -88,10 +90,22 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# Self-hosted teams use addresses on private names (ops@corp.local, root@localhost).
+# email-validator refuses special-use names from a list that its documentation says to
+# edit for this; the others (.invalid, .onion, .arpa, .test) stay refused.
+for _private in ("local", "localhost"):
+    if _private in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(_private)
+
+
 def normalize_email(value: str) -> str:
-    """Lower-cased, validated address: uniqueness is case-insensitive."""
+    """Lower-cased, validated address: uniqueness is case-insensitive.
+
+    The syntax is checked in full; the domain need not be deliverable from the internet
+    (no DNS lookup, a name without a dot such as ``localhost`` is fine).
+    """
     try:
-        result = validate_email(value, check_deliverability=False)
+        result = validate_email(value, check_deliverability=False, globally_deliverable=False)
     except EmailNotValidError:
         raise ValueError("adresse e-mail invalide") from None
     return result.normalized.lower()
@@ -206,6 +220,12 @@ def _check_type(value: object) -> str:
     return value
 
 
+def _db_type(value: object) -> str:
+    # "mariadb" is stored as "mysql"; an unsupported type is refused by the service, with
+    # the list of supported ones.
+    return canonical_type(_check_type(value))
+
+
 def _check_name(value: str) -> str:
     value = _no_nul(value)
     if not value.strip():
@@ -219,7 +239,11 @@ PortValue = Annotated[
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 DbPassword = Annotated[str, Field(max_length=1024)]
-DbType = Annotated[str, Field(max_length=32, json_schema_extra={"enum": supported_types()})]
+DbType = Annotated[
+    str,
+    BeforeValidator(_db_type),
+    Field(max_length=32, json_schema_extra={"enum": accepted_types()}),
+]
 
 
 class DatabaseFields(StrictBody):
@@ -254,16 +278,33 @@ class DatabaseCreate(DatabaseFields):
     db_name: Identifier
 
 
-class DatabaseUpdate(DatabaseFields):
-    """A PUT may omit fields; a missing ``password`` keeps the stored one."""
+def _without_null_defaults(schema: dict[str, Any]) -> None:
+    # The fields' None default means "omitted"; the document must not offer null.
+    for field in schema.get("properties", {}).values():
+        if field.get("default", ...) is None:
+            del field["default"]
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    type: DbType | None = None
-    host: Host | None = None
-    port: PortValue | None = None
-    username: Identifier | None = None
-    password: DbPassword | None = None
-    db_name: Identifier | None = None
+
+class DatabaseUpdate(DatabaseFields):
+    """A PUT may omit fields, which keeps them (a missing ``password`` keeps the stored
+    one); ``null`` is refused rather than read as "keep" or "clear"."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
+
+    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=255)
+    type: DbType | SkipJsonSchema[None] = None
+    host: Host | SkipJsonSchema[None] = None
+    port: PortValue | SkipJsonSchema[None] = None
+    username: Identifier | SkipJsonSchema[None] = None
+    password: DbPassword | SkipJsonSchema[None] = None
+    db_name: Identifier | SkipJsonSchema[None] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("null refusé: omettez le champ pour garder sa valeur")
+        return value
 
 
 class DatabasePublic(BaseModel):
