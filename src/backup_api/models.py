@@ -339,6 +339,11 @@ class Backup(SQLModel, table=True):
     checksum: str | None = SQLField(default=None, sa_column=Column(String(64), nullable=True))
     db_type: str = SQLField(sa_column=Column(String(32), nullable=False))
     db_name: str = SQLField(sa_column=Column(String(128), nullable=False))
+    # The source as it was at backup time, so that a listing still says what a backup is
+    # once its database is deleted (null only for backups older than these columns).
+    database_name: str | None = SQLField(default=None, sa_column=Column(String(255), nullable=True))
+    db_host: str | None = SQLField(default=None, sa_column=Column(String(255), nullable=True))
+    db_port: str | None = SQLField(default=None, sa_column=Column(String(5), nullable=True))
     user_id: int = SQLField(
         sa_column=Column(
             Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
@@ -375,6 +380,12 @@ class BackupPublic(BaseModel):
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     duration_seconds: float | None
+    database_name: str | None = Field(
+        description="Nom de la base source au moment de la sauvegarde"
+    )
+    db_name: str = Field(description="Nom de la base sur le serveur source")
+    db_host: str | None = Field(description="Hôte du serveur source")
+    db_port: str | None = Field(description="Port du serveur source")
 
 
 # --------------------------------------------------------------------------- restores
@@ -409,10 +420,35 @@ class Restore(SQLModel, table=True):
     finished_at: datetime | None = _tz_column(nullable=True)
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # The backup of the target taken first, when the restore asked for one.
+    safety_backup_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey(
+                "backups.id", ondelete="SET NULL", name="fk_restores_safety_backup_id_backups"
+            ),
+            nullable=True,
+            index=True,
+        ),
+    )
 
 
 class RestoreCreate(StrictBody):
-    database_id: int | None = Field(default=None, ge=1)
+    database_id: int = Field(ge=1, le=2**31 - 1, description="Base cible de la restauration")
+    confirm: str | SkipJsonSchema[None] = Field(
+        default=None,
+        max_length=128,
+        description="Le db_name de la base cible, exigé quand elle est la source de la "
+        "sauvegarde (la restauration l'écrase)",
+    )
+    backup_target_first: bool = Field(
+        default=False,
+        description="Sauvegarder d'abord la base cible; la restauration attend cette "
+        "sauvegarde et échoue, sans rien modifier, si elle échoue",
+    )
+
+    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
 
 
 class RestorePublic(BaseModel):
@@ -427,6 +463,9 @@ class RestorePublic(BaseModel):
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     duration_seconds: float | None
+    safety_backup_id: int | None = Field(
+        description="La sauvegarde de la base cible faite avant la restauration, si demandée"
+    )
 
 
 def duration_seconds(started: datetime | None, finished: datetime | None) -> float | None:
