@@ -18,7 +18,6 @@ from pydantic import (
     PlainSerializer,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -278,9 +277,19 @@ class DatabaseCreate(DatabaseFields):
     db_name: Identifier
 
 
-def _without_null_defaults(schema: dict[str, Any]) -> None:
-    # The fields' None default means "omitted"; the document must not offer null.
+def _without_null(schema: dict[str, Any]) -> None:
+    """JSON schema hook for bodies whose optional fields may be omitted but not null: the
+    fields stay ``X | None`` (so errors name them plainly), the document offers no null."""
+    null = {"type": "null"}
     for field in schema.get("properties", {}).values():
+        branches = field.get("anyOf")
+        if branches and null in branches:
+            rest = [branch for branch in branches if branch != null]
+            del field["anyOf"]
+            if len(rest) == 1:
+                field.update(rest[0])
+            else:
+                field["anyOf"] = rest
         if field.get("default", ...) is None:
             del field["default"]
 
@@ -289,15 +298,15 @@ class DatabaseUpdate(DatabaseFields):
     """A PUT may omit fields, which keeps them (a missing ``password`` keeps the stored
     one); ``null`` is refused rather than read as "keep" or "clear"."""
 
-    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
-    name: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=255)
-    type: DbType | SkipJsonSchema[None] = None
-    host: Host | SkipJsonSchema[None] = None
-    port: PortValue | SkipJsonSchema[None] = None
-    username: Identifier | SkipJsonSchema[None] = None
-    password: DbPassword | SkipJsonSchema[None] = None
-    db_name: Identifier | SkipJsonSchema[None] = None
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    type: DbType | None = None
+    host: Host | None = None
+    port: PortValue | None = None
+    username: Identifier | None = None
+    password: DbPassword | None = None
+    db_name: Identifier | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -436,7 +445,7 @@ class Restore(SQLModel, table=True):
 
 class RestoreCreate(StrictBody):
     database_id: int = Field(ge=1, le=2**31 - 1, description="Base cible de la restauration")
-    confirm: str | SkipJsonSchema[None] = Field(
+    confirm: str | None = Field(
         default=None,
         max_length=128,
         description="Le db_name de la base cible, exigé quand elle est la source de la "
@@ -448,7 +457,7 @@ class RestoreCreate(StrictBody):
         "sauvegarde et échoue, sans rien modifier, si elle échoue",
     )
 
-    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
 
 class RestorePublic(BaseModel):
