@@ -19,7 +19,7 @@ ROUTES = [
     ("GET", "/api/backups/{backup}", None),
     ("GET", "/api/backups/{backup}/download", None),
     ("POST", "/api/backups/{backup}/verify", None),
-    ("POST", "/api/backups/{backup}/restore", None),
+    ("POST", "/api/backups/{backup}/restore", {"database_id": "{database}"}),
     ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
     ("DELETE", "/api/backups/{backup}", None),
     ("GET", "/api/restores/{restore}", None),
@@ -56,7 +56,10 @@ async def test_second_user_gets_403_everywhere(
     database = await alice.add_database(pg_server, source)
     backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
     assert backup["status"] == "completed", backup
-    response = await alice.post(f"/api/backups/{backup['id']}/restore")
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore",
+        json={"database_id": database["id"], "confirm": source},
+    )
     assert response.status_code == 202, response.text
     restore = await alice.wait_restore(response.json()["restore"]["id"])
     bob_database = await bob.add_database(pg_server, source)

@@ -54,7 +54,7 @@ async def test_register_validation(client: httpx.AsyncClient, body: Any, field: 
 async def test_validation_messages_say_what_is_wrong(client: httpx.AsyncClient) -> None:
     response = await client.post("/auth/register", json={"email": "a@example.com", "password": "x"})
     assert response.json() == {"error": "Données invalides: password: au moins 8 caractères"}
-    response = await client.post("/auth/register", json={"email": "a@b", "password": PASSWORD})
+    response = await client.post("/auth/register", json={"email": "a@-b", "password": PASSWORD})
     assert response.json() == {"error": "Données invalides: email: adresse e-mail invalide"}
 
 
@@ -123,10 +123,16 @@ async def test_long_password_and_login_errors(client: httpx.AsyncClient) -> None
     assert wrong.status_code == unknown.status_code
 
 
+UNSUPPORTED_ORACLE = {
+    "error": "type de base de données non supporté: oracle",
+    "supported_types": ["mysql", "postgresql"],
+}
+
+
 async def test_database_router_errors(alice: Api, bob: Api) -> None:
     response = await alice.post("/api/databases", json={**VALID_DB, "type": "oracle"})
     assert response.status_code == 400
-    assert response.json() == {"error": "type de base de données non supporté: oracle"}
+    assert response.json() == UNSUPPORTED_ORACLE
     for field, value in [
         ("port", "70000"),
         ("port", "abc"),
@@ -156,7 +162,7 @@ async def test_database_router_errors(alice: Api, bob: Api) -> None:
     assert_error(response, 400, "limit")
     created = (await alice.post("/api/databases", json=VALID_DB)).json()["database"]
     response = await alice.put(f"/api/databases/{created['id']}", json={"type": "oracle"})
-    assert response.json() == {"error": "type de base de données non supporté: oracle"}
+    assert response.json() == UNSUPPORTED_ORACLE
     response = await alice.put(f"/api/databases/{created['id']}", json={"user_id": 2})
     assert_error(response, 400, "user_id")
     assert (await alice.get(f"/api/databases/{created['id']}")).json()["database"][

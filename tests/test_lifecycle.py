@@ -176,7 +176,11 @@ def test_sigkill_mid_restore(pg_server: Any, source: str, tmp_path: Path) -> Non
             backup = client.call("POST", f"/api/backups/database/{database}").json()
             assert client.wait_done("backup", backup["backup"]["id"])["status"] == "completed"
             with table_locked(pg_server, source):
-                response = client.call("POST", f"/api/backups/{backup['backup']['id']}/restore")
+                response = client.call(
+                    "POST",
+                    f"/api/backups/{backup['backup']['id']}/restore",
+                    json={"database_id": database, "confirm": source},
+                )
                 restore_id = response.json()["restore"]["id"]
                 pids = wait_for(lambda: tool_processes("psql", f"restore:{restore_id}@"))
                 server.signal(signal.SIGKILL)

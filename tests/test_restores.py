@@ -43,7 +43,10 @@ async def test_restore_brings_back_the_state_at_backup_time(
         source,
     )
     assert server.query("SELECT COUNT(*) FROM items", source) == [("400",)]
-    response = await alice.post(f"/api/backups/{backup['id']}/restore")
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore",
+        json={"database_id": database["id"], "confirm": source},
+    )
     assert response.status_code == 202
     body = response.json()
     assert body["message"]
@@ -172,7 +175,10 @@ async def test_untrustworthy_archive_executes_nothing(
             _rewrite_archive(settings, backup, lambda z: z.writestr("../evil.sql", EVIL))
         else:
             _rewrite_archive(settings, backup, lambda z: z.writestr("evil.txt", EVIL))
-        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        response = await api.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": source},
+        )
         restore = await api.wait_restore(response.json()["restore"]["id"])
     assert restore["status"] == "failed"
     assert reason in restore["error_msg"], restore["error_msg"]
@@ -193,6 +199,7 @@ async def test_restore_error_statuses(
     bob_db = await bob.add_database(pg_server, source)
     backup = await alice.wait_backup((await alice.start_backup(pg_db["id"]))["id"])
     url = f"/api/backups/{backup['id']}/restore"
+    over_source = {"database_id": pg_db["id"], "confirm": source}
 
     response = await alice.post(url, json={"database_id": my_db["id"]})
     assert response.status_code == 400
@@ -207,9 +214,9 @@ async def test_restore_error_statuses(
     with table_locked(pg_server, source):
         pending = await alice.start_backup(pg_db["id"])
         # Not completed yet: 409. The target is busy with that backup: 409 too.
-        response = await alice.post(f"/api/backups/{pending['id']}/restore")
+        response = await alice.post(f"/api/backups/{pending['id']}/restore", json=over_source)
         assert response.status_code == 409
-        response = await alice.post(url)
+        response = await alice.post(url, json=over_source)
         assert response.status_code == 409
         assert "en cours" in response.json()["error"]
     assert (await alice.wait_backup(pending["id"]))["status"] == "completed"
@@ -228,7 +235,10 @@ async def test_restore_client_never_sees_the_password_on_argv(
     backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
     client_tool = "psql" if engine == "postgresql" else "mysql"
     with table_locked(server, source):
-        response = await alice.post(f"/api/backups/{backup['id']}/restore")
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": source},
+        )
         restore_id = response.json()["restore"]["id"]
         marker = f"restore:{restore_id}@"
         pids = await wait_until(
@@ -253,7 +263,10 @@ async def test_deleting_a_running_restore_stops_it_and_rolls_back(
     backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
     pg_server.execute("UPDATE items SET name = 'after the backup' WHERE id = 1;", source)
     with table_locked(pg_server, source):
-        response = await alice.post(f"/api/backups/{backup['id']}/restore")
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": source},
+        )
         restore_id = response.json()["restore"]["id"]
         pids = await wait_until(lambda: tool_processes("psql", f"restore:{restore_id}@"))
         response = await alice.delete(f"/api/restores/{restore_id}")

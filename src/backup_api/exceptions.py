@@ -30,6 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backup_api.dumpers.registry import supported_types
+
 logger = logging.getLogger("backup_api.errors")
 
 
@@ -37,9 +39,17 @@ class AppError(Exception):
     status_code = 500
     default_message = "Erreur interne du serveur"
 
-    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         self.message = message or self.default_message
         self.headers = headers
+        # Rendered beside "error", for a client to act on without parsing the message.
+        self.details = details
         super().__init__(self.message)
 
 
@@ -50,7 +60,10 @@ class BadRequest(AppError):
 
 class UnsupportedDatabaseType(BadRequest):
     def __init__(self, db_type: str):
-        super().__init__(f"type de base de données non supporté: {db_type}")
+        super().__init__(
+            f"type de base de données non supporté: {db_type}",
+            details={"supported_types": supported_types()},
+        )
 
 
 class PayloadTooLarge(BadRequest):
@@ -97,9 +110,12 @@ class InsufficientStorage(AppError):
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message, **(details or {})}, status_code=status, headers=headers)
 
 
 def _field_path(loc: Sequence[Any]) -> str:
@@ -129,8 +145,25 @@ _VALIDATION_MESSAGES = {
 }
 
 
+def _detail(error: Any) -> str:
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "string_too_short" and "min_length" in ctx:
+        return f"au moins {ctx['min_length']} caractères"
+    if kind == "string_too_long" and "max_length" in ctx:
+        return f"au plus {ctx['max_length']} caractères"
+    if kind == "value_error":
+        # Our own validators raise ValueError with a French message: show it as is.
+        return str(ctx.get("error", "")) or _VALIDATION_MESSAGES["value_error"]
+    return _VALIDATION_MESSAGES.get(kind, "valeur invalide")
+
+
 def validation_message(errors: Sequence[Any]) -> str:
-    """French message naming the first invalid field, e.g. ``Données invalides: port: ...``."""
+    """French message naming every invalid field, e.g. ``Données invalides: port: ...``.
+
+    Missing fields come first, together (``champs requis: name, host``), so a client
+    learns them all from one answer; then each other invalid field, once.
+    """
     if not errors:
         return "Données invalides"
     first = errors[0]
@@ -140,17 +173,23 @@ def validation_message(errors: Sequence[Any]) -> str:
         return "Données invalides: JSON invalide"
     if kind in ("model_attributes_type", "dict_type") and len(loc) <= 1:
         return "Données invalides: objet JSON attendu"
-    ctx = first.get("ctx") or {}
-    if kind == "string_too_short" and "min_length" in ctx:
-        return f"Données invalides: {_field_path(loc)}: au moins {ctx['min_length']} caractères"
-    if kind == "string_too_long" and "max_length" in ctx:
-        return f"Données invalides: {_field_path(loc)}: au plus {ctx['max_length']} caractères"
-    if kind == "value_error":
-        # Our own validators raise ValueError with a French message: show it as is.
-        detail = str(ctx.get("error", "")) or _VALIDATION_MESSAGES["value_error"]
-    else:
-        detail = _VALIDATION_MESSAGES.get(kind, "valeur invalide")
-    return f"Données invalides: {_field_path(loc)}: {detail}"
+    missing: list[str] = []
+    for error in errors:
+        field = _field_path(error.get("loc", ()))
+        if error.get("type") == "missing" and field not in missing:
+            missing.append(field)
+    parts = []
+    if len(missing) == 1:
+        parts.append(f"{missing[0]}: {_VALIDATION_MESSAGES['missing']}")
+    elif missing:
+        parts.append(f"champs requis: {', '.join(missing)}")
+    seen = set(missing)
+    for error in errors:
+        field = _field_path(error.get("loc", ()))
+        if field not in seen:
+            seen.add(field)
+            parts.append(f"{field}: {_detail(error)}")
+    return "Données invalides: " + "; ".join(parts)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -158,7 +197,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         if exc.status_code >= 500:
             logger.error("application error: %s", exc.message)
-        return error_response(exc.status_code, exc.message, exc.headers)
+        return error_response(exc.status_code, exc.message, exc.headers, exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

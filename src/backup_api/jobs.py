@@ -388,6 +388,34 @@ def _restore_worker(
     return feed
 
 
+SAFETY_BACKUP_CANCELLED = "restauration supprimée pendant cette sauvegarde préalable"
+
+
+async def _back_up_target_first(
+    ctx: JobContext, job: Job, backup_id: int, target: Database
+) -> str | None:
+    """Run the backup of a restore's target that the restore asked for; the reason the
+    restore must stop there, if that backup did not complete.
+
+    It runs inside the restore's job, so nothing else touches the target in between.
+    """
+    backup_job = Job(kind=JobKind.BACKUP, id=backup_id, database_id=target.id)
+    try:
+        await run_backup(ctx, backup_job)
+    except asyncio.CancelledError:
+        if job.cancel_reason is CancelReason.DELETED:
+            await asyncio.shield(fail_backup(ctx, backup_id, SAFETY_BACKUP_CANCELLED))
+        raise
+    async with ctx.sessions() as session:
+        backup = await session.get(Backup, backup_id)
+    if backup is not None and backup.status == JobStatus.COMPLETED.value:
+        return None
+    return (
+        f"la sauvegarde préalable de la base cible a échoué (sauvegarde {backup_id}): "
+        "restauration annulée, la base cible n'a pas été modifiée"
+    )
+
+
 async def run_restore(ctx: JobContext, job: Job) -> None:
     async with ctx.sessions() as session:
         restore = await session.get(Restore, job.id)
@@ -410,6 +438,11 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
         await fail_restore(ctx, job.id, "la base de données cible a été supprimée")
         return
     await _set_restore(ctx, job.id, started_at=now_utc())
+    if restore.safety_backup_id is not None:
+        problem = await _back_up_target_first(ctx, job, restore.safety_backup_id, target)
+        if problem is not None:
+            await fail_restore(ctx, job.id, problem)
+            return
 
     secret = ""
     try:

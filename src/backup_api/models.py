@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     BaseModel,
@@ -23,7 +24,7 @@ from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer,
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from backup_api.dumpers.registry import supported_types
+from backup_api.dumpers.registry import accepted_types, canonical_type
 
 
 def utcnow() -> datetime:
@@ -134,11 +135,27 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# Self-hosted teams use addresses on private names (ops@corp.local, root@localhost).
+# email-validator refuses special-use names from a list that its documentation says to
+# edit for this; the others (.invalid, .onion, .arpa, .test) stay refused.
+for _private in ("local", "localhost"):
+    if _private in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(_private)
+
+
 def normalize_email(value: str) -> str:
     """Lower-cased, validated address after NFKC: uniqueness ignores case and compatibility
-    forms (a full-width letter is the letter)."""
+    forms (a full-width letter is the letter).
+
+    The syntax is checked in full; the domain need not be deliverable from the internet
+    (no DNS lookup, a name without a dot such as ``localhost`` is fine).
+    """
     try:
-        result = validate_email(unicodedata.normalize("NFKC", value), check_deliverability=False)
+        result = validate_email(
+            unicodedata.normalize("NFKC", value),
+            check_deliverability=False,
+            globally_deliverable=False,
+        )
     except EmailNotValidError:
         raise ValueError("adresse e-mail invalide") from None
     return result.normalized.lower()
@@ -263,6 +280,12 @@ def _check_type(value: object) -> str:
     return value
 
 
+def _db_type(value: object) -> str:
+    # "mariadb" is stored as "mysql"; an unsupported type is refused by the service, with
+    # the list of supported ones.
+    return canonical_type(_check_type(value))
+
+
 def _check_name(value: str) -> str:
     value = _no_nul(value)
     if not value.strip():
@@ -276,7 +299,11 @@ PortValue = Annotated[
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 DbPassword = Annotated[str, Field(max_length=1024)]
-DbType = Annotated[str, Field(max_length=32, json_schema_extra={"enum": supported_types()})]
+DbType = Annotated[
+    str,
+    BeforeValidator(_db_type),
+    Field(max_length=32, json_schema_extra={"enum": accepted_types()}),
+]
 
 
 class DatabaseFields(StrictBody):
@@ -311,8 +338,28 @@ class DatabaseCreate(DatabaseFields):
     db_name: Identifier
 
 
+def _without_null(schema: dict[str, Any]) -> None:
+    """JSON schema hook for bodies whose optional fields may be omitted but not null: the
+    fields stay ``X | None`` (so errors name them plainly), the document offers no null."""
+    null = {"type": "null"}
+    for field in schema.get("properties", {}).values():
+        branches = field.get("anyOf")
+        if branches and null in branches:
+            rest = [branch for branch in branches if branch != null]
+            del field["anyOf"]
+            if len(rest) == 1:
+                field.update(rest[0])
+            else:
+                field["anyOf"] = rest
+        if field.get("default", ...) is None:
+            del field["default"]
+
+
 class DatabaseUpdate(DatabaseFields):
-    """A PUT may omit fields; a missing ``password`` keeps the stored one."""
+    """A PUT may omit fields, which keeps them (a missing ``password`` keeps the stored
+    one); ``null`` is refused rather than read as "keep" or "clear"."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
     name: str | None = Field(default=None, min_length=1, max_length=255)
     type: DbType | None = None
@@ -321,6 +368,13 @@ class DatabaseUpdate(DatabaseFields):
     username: Identifier | None = None
     password: DbPassword | None = None
     db_name: Identifier | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("null refusé: omettez le champ pour garder sa valeur")
+        return value
 
 
 class DatabasePublic(BaseModel):
@@ -355,6 +409,11 @@ class Backup(SQLModel, table=True):
     checksum: str | None = SQLField(default=None, sa_column=Column(String(64), nullable=True))
     db_type: str = SQLField(sa_column=Column(String(32), nullable=False))
     db_name: str = SQLField(sa_column=Column(String(128), nullable=False))
+    # The source as it was at backup time, so that a listing still says what a backup is
+    # once its database is deleted (null only for backups older than these columns).
+    database_name: str | None = SQLField(default=None, sa_column=Column(String(255), nullable=True))
+    db_host: str | None = SQLField(default=None, sa_column=Column(String(255), nullable=True))
+    db_port: str | None = SQLField(default=None, sa_column=Column(String(5), nullable=True))
     user_id: int = SQLField(
         sa_column=Column(
             Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
@@ -391,6 +450,12 @@ class BackupPublic(BaseModel):
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     duration_seconds: float | None
+    database_name: str | None = Field(
+        description="Nom de la base source au moment de la sauvegarde"
+    )
+    db_name: str = Field(description="Nom de la base sur le serveur source")
+    db_host: str | None = Field(description="Hôte du serveur source")
+    db_port: str | None = Field(description="Port du serveur source")
 
 
 # --------------------------------------------------------------------------- restores
@@ -426,10 +491,35 @@ class Restore(SQLModel, table=True):
     finished_at: datetime | None = _tz_column(nullable=True)
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # The backup of the target taken first, when the restore asked for one.
+    safety_backup_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey(
+                "backups.id", ondelete="SET NULL", name="fk_restores_safety_backup_id_backups"
+            ),
+            nullable=True,
+            index=True,
+        ),
+    )
 
 
 class RestoreCreate(StrictBody):
-    database_id: IdValue | None = None
+    database_id: IdValue = Field(description="Base cible de la restauration")
+    confirm: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Le db_name de la base cible, exigé quand elle est la source de la "
+        "sauvegarde (la restauration l'écrase)",
+    )
+    backup_target_first: bool = Field(
+        default=False,
+        description="Sauvegarder d'abord la base cible; la restauration attend cette "
+        "sauvegarde et échoue, sans rien modifier, si elle échoue",
+    )
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
 
 
 class RestorePublic(BaseModel):
@@ -444,6 +534,9 @@ class RestorePublic(BaseModel):
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     duration_seconds: float | None
+    safety_backup_id: int | None = Field(
+        description="La sauvegarde de la base cible faite avant la restauration, si demandée"
+    )
 
 
 def duration_seconds(started: datetime | None, finished: datetime | None) -> float | None:

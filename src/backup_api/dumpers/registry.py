@@ -34,8 +34,22 @@ DUMPERS: dict[str, Callable[[Settings], Dumper]] = {
 }
 
 
+# Other names users give an engine, and the type they are stored as.
+ALIASES: dict[str, str] = {"mariadb": "mysql"}
+
+
 def supported_types() -> list[str]:
     return sorted(DUMPERS)
+
+
+def accepted_types() -> list[str]:
+    """Every ``type`` a request may carry: the supported ones and their aliases."""
+    return sorted({*DUMPERS, *ALIASES})
+
+
+def canonical_type(db_type: str) -> str:
+    """The stored name of ``db_type`` (an alias becomes its engine's type)."""
+    return ALIASES.get(db_type, db_type)
 
 
 def get_dumper(db_type: str, settings: Settings) -> Dumper:

@@ -138,7 +138,7 @@ async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep)
     """Delete a backup and its file; a running dump is stopped first."""
     assert backup.id is not None
     if await restores_service.backup_in_use(session, backup.id):
-        raise Conflict("Une restauration depuis cette sauvegarde est en cours")
+        raise Conflict("Une restauration en cours ou en attente utilise cette sauvegarde")
     await backups_service.delete_backup(
         session=session, storage=state.storage, runner=state.runner, backup=backup
     )

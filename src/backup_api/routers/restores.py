@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, status
 
 from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, SessionDep, StateDep
+from backup_api.exceptions import BadRequest
 from backup_api.models import (
     MessageResponse,
     RestoreCreate,
@@ -25,29 +26,43 @@ router = APIRouter(tags=["restores"])
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RestoreEnvelope,
     responses=errors(*AUTHENTICATED, 404, 409),
+    # The body is required. The parameter defaults to None only so that a request without
+    # one gets the message naming database_id; typed without "| None", its schema stays
+    # the model's and its errors name the fields plainly (no union branch in their path).
+    openapi_extra={"requestBody": {"required": True}},
 )
 async def create_restore(
     backup: BackupDep,
     user: CurrentUser,
     session: SessionDep,
     state: StateDep,
-    data: Annotated[RestoreCreate | None, Body()] = None,
+    data: Annotated[RestoreCreate, Body()] = None,  # type: ignore[assignment]
 ) -> RestoreEnvelope:
-    """Restore a backup into its own database, or into `database_id` (same type)."""
+    """Restore a backup into the database `database_id` (same type, yours).
+
+    Over the backup's own source, `confirm` must hold that database's `db_name`. With
+    `backup_target_first`, the target is backed up first (`safety_backup_id`), and the
+    restore only goes on if that backup completes.
+    """
+    if data is None:
+        raise BadRequest(restores_service.MISSING_TARGET)
     target = await restores_service.load_target(
-        session=session, user=user, backup=backup, database_id=data.database_id if data else None
+        session=session, user=user, database_id=data.database_id
     )
     restore = await restores_service.create_restore(
         transactions=state.transactions,
         settings=state.settings,
+        storage=state.storage,
         runner=state.runner,
         user=user,
         backup=backup,
         target=target,
+        confirm=data.confirm,
+        backup_target_first=data.backup_target_first,
     )
     return RestoreEnvelope(
         message="Restauration créée avec succès. Le processus de restauration a commencé.",
-        restore=restores_service.to_public(restore),
+        restore=restore,
     )
 
 

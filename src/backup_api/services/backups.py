@@ -83,6 +83,10 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
         started_at=fields["started_at"],
         finished_at=fields["finished_at"],
         duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
+        database_name=fields["database_name"],
+        db_name=fields["db_name"],
+        db_host=fields["db_host"],
+        db_port=fields["db_port"],
     )
 
 
@@ -149,7 +153,7 @@ async def get_backup_json(
 class RenderedRows:
     """The JSON of backup rows, rendered once per state of each row.
 
-    Listings are what clients poll, and rendering a row (sixteen fields, four timestamps)
+    Listings are what clients poll, and rendering a row (twenty fields, four timestamps)
     cost more than reading it. The key is the row's whole content, so any change to a
     record (status, size, timestamps) is a new entry, never a stale one.
     """
@@ -222,9 +226,11 @@ def _startable_database(
     return database
 
 
-def _insert_backup(
+def insert_backup(
     connection: Connection, settings: Settings, user: Principal, database_id: int
 ) -> RowMapping:
+    """Record a ``pending`` backup of ``database_id`` in the caller's unit of work (not
+    submitted to the runner; refusals raise as ``create_backup`` documents)."""
     database = _startable_database(connection, settings, user, database_id)
     created = utcnow()
     stem = f"{safe_stem(database['db_name'])}_{created:%Y%m%d_%H%M%S}"
@@ -237,6 +243,9 @@ def _insert_backup(
         "status": JobStatus.PENDING.value,
         "db_type": database["type"],
         "db_name": database["db_name"],
+        "database_name": database["name"],
+        "db_host": database["host"],
+        "db_port": database["port"],
         "user_id": user.id,
         "database_id": database_id,
         "created_at": created,
@@ -269,7 +278,7 @@ async def create_backup(
         # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
         # atomic (the unique filepath would refuse a duplicate anyway).
         row = await transactions.run(
-            lambda c: _insert_backup(c, settings, user, database_id), exclusive=True
+            lambda c: insert_backup(c, settings, user, database_id), exclusive=True
         )
         runner.submit(JobKind.BACKUP, row["id"], database_id, user.id)
         return row

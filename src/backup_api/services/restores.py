@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
-from sqlalchemy import Connection, RowMapping, func, insert
+from sqlalchemy import Connection, RowMapping, func, insert, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,54 +23,92 @@ from backup_api.models import (
 )
 from backup_api.principals import Principal, ensure_owner
 from backup_api.runner import CancelReason, JobKind, Runner
-from backup_api.services.admission import ensure_job_slot
+from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
+from backup_api.services.backups import insert_backup
+from backup_api.storage.base import Storage
 
-_INSERT = insert(Restore.__table__).returning(*Restore.__table__.c)  # type: ignore[attr-defined]
+MISSING_TARGET = (
+    "Données invalides: database_id: champ requis (la base de données à restaurer, "
+    'par exemple {"database_id": 1})'
+)
+
+_RESTORES = Restore.__table__  # type: ignore[attr-defined]
+_COLUMNS = tuple(_RESTORES.columns.keys())
+_INSERT = insert(_RESTORES).returning(*_RESTORES.c)
 
 
-def to_public(restore: Restore) -> RestorePublic:
-    assert restore.id is not None
+def to_public(restore: Restore | RowMapping) -> RestorePublic:
+    """The public shape of a record, from the ORM object or a Core row alike."""
+    fields = (
+        restore
+        if isinstance(restore, RowMapping)
+        else {name: getattr(restore, name) for name in _COLUMNS}
+    )
     return RestorePublic(
-        id=restore.id,
-        backup_id=restore.backup_id,
-        database_id=restore.database_id,
-        status=JobStatus(restore.status),
-        error_msg=restore.error_msg,
-        created_at=restore.created_at,
-        updated_at=restore.updated_at,
-        user_id=restore.user_id,
-        started_at=restore.started_at,
-        finished_at=restore.finished_at,
-        duration_seconds=duration_seconds(restore.started_at, restore.finished_at),
+        id=fields["id"],
+        backup_id=fields["backup_id"],
+        database_id=fields["database_id"],
+        status=JobStatus(fields["status"]),
+        error_msg=fields["error_msg"],
+        created_at=fields["created_at"],
+        updated_at=fields["updated_at"],
+        user_id=fields["user_id"],
+        started_at=fields["started_at"],
+        finished_at=fields["finished_at"],
+        duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
+        safety_backup_id=fields["safety_backup_id"],
     )
 
 
-async def load_target(
-    *, session: AsyncSession, user: Principal, backup: Backup, database_id: int | None
-) -> Database:
-    """The target database: the backup's own by default; it must be the caller's."""
-    target_id = database_id if database_id is not None else backup.database_id
-    if target_id is None:
-        raise BadRequest(
-            "Données invalides: database_id: la base d'origine a été supprimée, "
-            "indiquez une base cible"
-        )
-    target = await session.get(Database, target_id)
+async def load_target(*, session: AsyncSession, user: Principal, database_id: int) -> Database:
+    """The target database, named by the request; it must be the caller's."""
+    target = await session.get(Database, database_id)
     if target is None:
         raise NotFound("Base de données cible introuvable")
     ensure_owner(user, target.user_id)
     return target
 
 
+def overwrites_source(backup: Backup, target: Database) -> bool:
+    """Whether restoring ``backup`` into ``target`` writes over the database it came from:
+    the same registration, or another one of the same database on the same server."""
+    if backup.database_id is not None and backup.database_id == target.id:
+        return True
+    return backup.db_host is not None and (
+        backup.db_type,
+        backup.db_host,
+        backup.db_port,
+        backup.db_name,
+    ) == (target.type, target.host, target.port, target.db_name)
+
+
+def _check_confirmation(backup: Backup, target: Database, confirm: str | None) -> None:
+    if not overwrites_source(backup, target) or confirm == target.db_name:
+        return
+    expected = json.dumps({"database_id": target.id, "confirm": target.db_name}, ensure_ascii=False)
+    raise BadRequest(
+        "Données invalides: confirm: la base cible est la base d'origine de cette sauvegarde "
+        f"et sera écrasée; pour confirmer, envoyez {expected}"
+    )
+
+
 async def create_restore(
     *,
     transactions: TransactionRunner,
     settings: Settings,
+    storage: Storage,
     runner: Runner,
     user: Principal,
     backup: Backup,
     target: Database,
-) -> Restore:
+    confirm: str | None = None,
+    backup_target_first: bool = False,
+) -> RestorePublic:
+    """Record a ``pending`` restore (and, when asked, the backup of the target that it
+    runs first) and hand it to the runner.
+
+    Shielded like ``create_backup``: once committed, the job is submitted.
+    """
     if target.type != backup.db_type:
         raise BadRequest(
             f"Données invalides: database_id: la base cible est de type {target.type}, "
@@ -77,34 +116,41 @@ async def create_restore(
         )
     if backup.status != JobStatus.COMPLETED.value:
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
+    _check_confirmation(backup, target, confirm)
     assert target.id is not None
-    assert user.id is not None
-    if runner.database_busy(target.id):
+    target_id = target.id
+    if runner.database_busy(target_id):
         raise Conflict("Une sauvegarde ou restauration de la base cible est déjà en cours")
-    created = utcnow()
-    values = {
-        "backup_id": backup.id,
-        "database_id": target.id,
-        "status": JobStatus.PENDING.value,
-        "user_id": user.id,
-        "created_at": created,
-        "updated_at": created,
-    }
 
-    def insert_restore(connection: Connection) -> RowMapping:
+    if backup_target_first:
+        await ensure_disk_reserve(storage, settings)
+
+    def record(connection: Connection) -> RowMapping:
         # Counted and inserted in one exclusive unit, as backups are: concurrent requests
         # cannot both take a user's last place.
         ensure_job_slot(connection, settings, user.id)
+        safety_backup_id = None
+        if backup_target_first:
+            # The restore job runs this backup before anything else (see jobs.run_restore).
+            safety_backup_id = insert_backup(connection, settings, user, target_id)["id"]
+        created = utcnow()
+        values = {
+            "backup_id": backup.id,
+            "database_id": target_id,
+            "status": JobStatus.PENDING.value,
+            "user_id": user.id,
+            "safety_backup_id": safety_backup_id,
+            "created_at": created,
+            "updated_at": created,
+        }
         return connection.execute(_INSERT, values).mappings().one()
 
     async def record_and_submit() -> RowMapping:
-        # Committed before the job reads it; submitted even if the request is cancelled.
-        row = await transactions.run(insert_restore, exclusive=True)
-        runner.submit(JobKind.RESTORE, row["id"], target.id, user.id)
+        row = await transactions.run(record, exclusive=True)
+        runner.submit(JobKind.RESTORE, row["id"], target_id, user.id)
         return row
 
-    row = await asyncio.shield(record_and_submit())
-    return Restore(**row)
+    return to_public(await asyncio.shield(record_and_submit()))
 
 
 async def list_restores(
@@ -126,9 +172,13 @@ async def delete_restore(*, session: AsyncSession, runner: Runner, restore: Rest
 
 
 async def backup_in_use(session: AsyncSession, backup_id: int) -> bool:
+    """Whether a pending restore reads this backup, or runs it first (its target's)."""
     result = await session.exec(
         select(func.count())
         .select_from(Restore)
-        .where(Restore.backup_id == backup_id, Restore.status == JobStatus.PENDING.value)
+        .where(
+            or_(col(Restore.backup_id) == backup_id, col(Restore.safety_backup_id) == backup_id),
+            Restore.status == JobStatus.PENDING.value,
+        )
     )
     return int(result.one()) > 0
