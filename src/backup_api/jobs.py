@@ -399,7 +399,7 @@ async def _back_up_target_first(
 
     It runs inside the restore's job, so nothing else touches the target in between.
     """
-    backup_job = Job(kind=JobKind.BACKUP, id=backup_id, database_id=target.id)
+    backup_job = Job(kind=JobKind.BACKUP, id=backup_id, database_id=target.id, user_id=job.user_id)
     try:
         await run_backup(ctx, backup_job)
     except asyncio.CancelledError:
