@@ -129,6 +129,9 @@ async def test_admin_routes_deny_by_default(client: httpx.AsyncClient) -> None:
     assert "password" not in response.text
     response = await admin.put(f"/api/users/{alice_id}/role", json={"role": "admin"})
     assert response.json()["user"]["role"] == "admin"
+    # The role change ended the token issued before; a new one carries the new role.
+    assert (await alice.get("/api/users")).status_code == 401
+    await alice.login("alice@example.com")
     assert (await alice.get("/api/users")).status_code == 200
     response = await admin.delete(f"/api/users/{alice_id}")
     assert response.status_code == 200
