@@ -45,7 +45,8 @@ async def test_concurrency_cap_fifo_and_one_dump_per_database(
 ) -> None:
     other = unique_name("other")
     create_filled(pg_server, other)
-    settings = make_settings(tmp_path, max_concurrent_jobs=2)
+    # One user here: let them have both slots (the per-user share is test_fairness's).
+    settings = make_settings(tmp_path, max_concurrent_jobs=2, max_running_jobs_per_user=2)
     async with running_app(settings) as (_, client):
         api = await Api(client).signup()
         first = await api.add_database(pg_server, pg_source)
