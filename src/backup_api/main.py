@@ -19,7 +19,7 @@ from backup_api.jobs import JobContext, archiver_launcher, job_body, recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
-from backup_api.routers import auth, backups, databases, health, restores, users
+from backup_api.routers import auth, backups, databases, docs, health, restores, users
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
@@ -94,10 +94,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI is served from the package (routers/docs.py), ReDoc not at all.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, health):
+    for router in (auth, databases, backups, restores, users, health, docs):
         app.include_router(router.router)
     _document_errors_as_400(app)
     return app
