@@ -16,8 +16,9 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/health",
     response_model=HealthResponse,
+    summary="Service health",
     responses={
-        503: {"model": HealthResponse, "description": "Base de métadonnées indisponible"},
+        503: {"model": HealthResponse, "description": "The metadata database is unreachable"},
         **errors(),
     },
 )

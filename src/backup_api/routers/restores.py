@@ -14,17 +14,38 @@ from backup_api.models import (
     RestoreItem,
     RestoreList,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import (
+    BACKUP_NOT_COMPLETED,
+    BACKUP_NOT_FOUND,
+    OWNER_ONLY,
+    RESTORE_NOT_FOUND,
+    SOURCE_DELETED,
+    TARGET_BUSY,
+    TARGET_NOT_FOUND,
+    TARGET_TYPE_MISMATCH,
+    errors,
+)
 from backup_api.services import restores as restores_service
 
 router = APIRouter(tags=["restores"])
+
+ONE_RESTORE = (OWNER_ONLY, RESTORE_NOT_FOUND)
 
 
 @router.post(
     "/api/backups/{backup_id}/restore",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RestoreEnvelope,
-    responses=errors(*AUTHENTICATED, 404, 409),
+    summary="Restore a backup",
+    responses=errors(
+        SOURCE_DELETED,
+        TARGET_TYPE_MISMATCH,
+        OWNER_ONLY,
+        BACKUP_NOT_FOUND,
+        TARGET_NOT_FOUND,
+        BACKUP_NOT_COMPLETED,
+        TARGET_BUSY,
+    ),
 )
 async def create_restore(
     backup: BackupDep,
@@ -46,7 +67,9 @@ async def create_restore(
     )
 
 
-@router.get("/api/restores", response_model=RestoreList, responses=errors(*AUTHENTICATED))
+@router.get(
+    "/api/restores", response_model=RestoreList, summary="List restores", responses=errors()
+)
 async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -> RestoreList:
     """List your restores, newest first (an admin sees all)."""
     restores = await restores_service.list_restores(
@@ -56,7 +79,10 @@ async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -
 
 
 @router.get(
-    "/api/restores/{restore_id}", response_model=RestoreItem, responses=errors(*AUTHENTICATED, 404)
+    "/api/restores/{restore_id}",
+    response_model=RestoreItem,
+    summary="Get a restore",
+    responses=errors(*ONE_RESTORE),
 )
 async def get_restore(restore: RestoreDep) -> RestoreItem:
     """One restore, with its status and, when failed, the reason in `error_msg`."""
@@ -66,7 +92,8 @@ async def get_restore(restore: RestoreDep) -> RestoreItem:
 @router.delete(
     "/api/restores/{restore_id}",
     response_model=MessageResponse,
-    responses=errors(*AUTHENTICATED, 404),
+    summary="Delete a restore",
+    responses=errors(*ONE_RESTORE),
 )
 async def delete_restore(
     restore: RestoreDep, session: SessionDep, state: StateDep

@@ -43,10 +43,8 @@ async def load_target(
     """The target database: the backup's own by default; it must be the caller's."""
     target_id = database_id if database_id is not None else backup.database_id
     if target_id is None:
-        raise BadRequest(
-            "Données invalides: database_id: la base d'origine a été supprimée, "
-            "indiquez une base cible"
-        )
+        # The request is well formed; the backup's state (no source left) is what fails it.
+        raise Conflict("La base d'origine a été supprimée, indiquez une base cible")
     target = await session.get(Database, target_id)
     if target is None:
         raise NotFound("Base de données cible introuvable")
