@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from backup_api.config import Settings
+from backup_api.main import create_app
 from backup_api.models import DatabaseCreate, UserRegister
 from tests.apphelpers import Api, make_settings, running_app, unique_name
 from tests.sample_data import create_filled
@@ -272,9 +274,6 @@ _SPEC: dict[str, Any] = {}
 
 def _field_validator(model: str, field: str) -> Any:
     if not _SPEC:
-        from backup_api.config import Settings
-        from backup_api.main import create_app
-
         settings = Settings(database_url="sqlite+aiosqlite:///:memory:")
         _SPEC.update(create_app(settings).openapi())
     schema = _SPEC["components"]["schemas"][model]["properties"][field]

@@ -247,7 +247,7 @@ Host = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": _HOSTNAME_PATTERN},
+                {"type": "string", "minLength": 1, "pattern": _HOSTNAME_PATTERN},
                 {"type": "string", "format": "ipv6", "maxLength": 255},
             ],
             "description": "Host name, IPv4 or IPv6 address",
