@@ -19,6 +19,7 @@ from backup_api.config import Settings
 from backup_api.deps import current_user, optional_user
 from backup_api.routers.responses import HEADLINES, ErrorCase, examples
 
+ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
 REQUEST_ID = "0123456789abcdef0123456789abcdef"
 INTERNAL_ERROR = ErrorCase(
     500,
@@ -85,7 +86,7 @@ def build(app: FastAPI, settings: Settings) -> dict[str, Any]:
             for case in shared:
                 _add_case(responses, case)
             for status, response in responses.items():
-                if status.isdigit() and int(status) in HEADLINES:
+                if _is_error(response) and int(status) in HEADLINES:
                     _describe(int(status), response)
             operation["responses"] = dict(sorted(responses.items()))
     return schema
@@ -154,7 +155,8 @@ def _shared_errors(
                 "Données invalides: user_id: champ non autorisé",
                 "the body has a field this route does not take",
             )
-        yield BODY_TOO_LARGE
+    # Checked before any route, on every request.
+    yield BODY_TOO_LARGE
     yield INTERNAL_ERROR
 
 
@@ -176,15 +178,18 @@ def _add_case(responses: dict[str, Any], case: ErrorCase) -> None:
         str(case.status),
         {
             "description": HEADLINES[case.status],
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
-            },
+            "content": {"application/json": {"schema": {"$ref": ERROR_SCHEMA}}},
         },
     )
     content = response.setdefault("content", {}).setdefault("application/json", {})
     existing = content.setdefault("examples", {})
     for key, example in examples([case]).items():
         existing.setdefault(key, example)
+
+
+def _is_error(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    return bool(schema.get("$ref") == ERROR_SCHEMA)
 
 
 def _describe(status: int, response: dict[str, Any]) -> None:
