@@ -19,4 +19,8 @@ ENV BACKUP_API_HOST=0.0.0.0 \
     BACKUP_API_SECRETS_DIR=/data/secrets
 EXPOSE 3000
 VOLUME ["/data"]
+# GET /health on the service's own port: 200 healthy; 503 (metadata database unreachable)
+# or no answer, unhealthy.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "backup_api.healthcheck"]
 CMD ["backup-api", "serve"]

@@ -67,7 +67,7 @@ async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClien
     assert schemes["HTTPBearer"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "Token JWT obtenu par /auth/login",
+        "description": "The `token` answered by `POST /auth/login`",
     }
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
@@ -76,7 +76,7 @@ async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClien
             assert "422" not in operation["responses"], (method, path)
             if path.startswith("/api/"):
                 assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
-                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+                assert "401" in operation["responses"], (method, path)
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()

@@ -191,8 +191,8 @@ async def test_allowed_hosts_at_registration_and_at_dump_time(
         )
         api.token = response.json()["token"]
         refused = await api.post("/api/databases", json={**BASE, "host": "127.0.0.1"})
-        assert refused.status_code == 400
-        assert "non autorisé" in refused.json()["error"]
+        assert refused.status_code == 403
+        assert refused.json() == {"error": "hôte non autorisé par la configuration: 127.0.0.1"}
         # Registered while allowed, refused at dump time now: no tool ever runs.
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
         assert backup["status"] == "failed"

@@ -1,4 +1,8 @@
-"""The ``backup-api`` command: serve, migrate, create-admin."""
+"""The backup-api command: serve, migrate, create-admin.
+
+Its messages are in English (the API's are in French); failures print one ``error:`` line
+and exit with 2 for a usage problem, 1 for anything else, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,59 @@ import asyncio
 import getpass
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
-from backup_api.config import get_settings
+from pydantic import ValidationError
+
+from backup_api.config import Settings, get_settings
+
+PASSWORD_VARIABLE = "BACKUP_API_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+
+DESCRIPTION = (
+    "Self-hosted API that backs up PostgreSQL and MySQL/MariaDB databases. "
+    "Settings come from BACKUP_API_* environment variables (see the README)."
+)
+
+
+class CommandError(Exception):
+    """A failure to report in one line; ``code`` 2 for bad usage or input, 1 otherwise."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def package_version() -> str:
+    try:
+        return version("backup-api")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        # Names and reasons only: the rejected value may be a secret.
+        problems = "; ".join(
+            f"BACKUP_API_{str(error['loc'][0]).upper()}: {error['msg']}"
+            for error in exc.errors()
+            if error["loc"]
+        )
+        raise CommandError(f"invalid settings: {problems}", 2) from None
+
+
+def _database_failure(exc: Exception, settings: Settings) -> CommandError:
+    from sqlalchemy.engine import make_url
+
+    from backup_api.redact import scrub
+
+    password = make_url(settings.database_url).password
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    detail = scrub(lines[0], [str(password)] if password else [])
+    return CommandError(f"metadata database (BACKUP_API_DATABASE_URL) unusable: {detail}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -17,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
     from backup_api.httpprotocol import with_header_timeout
     from backup_api.main import create_app
 
-    settings = get_settings()
+    settings = _settings()
     proxies = settings.trusted_proxies
     uvicorn.run(
         create_app(settings),
@@ -37,23 +92,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrate() -> None:
+async def _migrate(settings: Settings) -> None:
     from backup_api import migrate
     from backup_api.db import create_engine
 
-    engine = create_engine(get_settings())
+    engine = create_engine(settings)
     try:
         await migrate.upgrade(engine)
     finally:
         await engine.dispose()
 
 
-async def _create_admin(email: str, password: str) -> str:
+async def _create_admin(settings: Settings, email: str, password: str) -> str:
     from backup_api import migrate
     from backup_api.db import create_engine, create_session_factory, session_scope
     from backup_api.services import users as users_service
 
-    engine = create_engine(get_settings())
+    engine = create_engine(settings)
     try:
         await migrate.upgrade(engine)
         async with session_scope(create_session_factory(engine)) as session:
@@ -63,38 +118,98 @@ async def _create_admin(email: str, password: str) -> str:
         await engine.dispose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="backup-api", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API (applies migrations first)")
+def _admin_email(value: str) -> str:
+    from backup_api.models import normalize_email
+
+    try:
+        return normalize_email(value)
+    except ValueError:
+        raise CommandError(f"invalid e-mail address: {value!r}", 2) from None
+
+
+def _admin_password() -> str:
+    password = os.environ.get(PASSWORD_VARIABLE)
+    if not password:
+        if not sys.stdin.isatty():
+            raise CommandError(
+                f"{PASSWORD_VARIABLE} is not set and there is no terminal to ask for the password",
+                2,
+            )
+        try:
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Password (again): ") != password:
+                raise CommandError("the two passwords differ", 2)
+        except (EOFError, KeyboardInterrupt):
+            raise CommandError("no password given", 2) from None
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise CommandError(
+            f"the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long", 2
+        )
+    if "\x00" in password:
+        raise CommandError("the password must not contain a NUL character", 2)
+    return password
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backup-api", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API (applies migrations first)",
+        description="Run the HTTP API; migrations are applied first.",
+    )
     serve.add_argument("--host", help="listen address (default: BACKUP_API_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default: BACKUP_API_PORT or 3000)")
-    commands.add_parser("migrate", help="apply database migrations and exit")
+    commands.add_parser(
+        "migrate",
+        help="apply database migrations and exit",
+        description="Bring the metadata database's schema up to date, then exit.",
+    )
     admin = commands.add_parser(
         "create-admin",
-        help="create an admin account (or promote an existing one); the password is read "
-        "from BACKUP_API_ADMIN_PASSWORD or prompted, never taken as an argument",
+        help="create an admin account, or promote an existing one",
+        description=(
+            "Create an admin account, or make an existing account admin and set its password. "
+            f"The password comes from {PASSWORD_VARIABLE}, or is asked on the terminal; it "
+            "is never an argument (arguments show in the process list)."
+        ),
     )
-    admin.add_argument("email")
-    args = parser.parse_args(argv)
+    admin.add_argument(
+        "email", metavar="EMAIL", help="e-mail address of the account (it logs in with it)"
+    )
+    return parser
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "migrate":
-        asyncio.run(_migrate())
+        settings = _settings()
+        try:
+            asyncio.run(_migrate(settings))
+        except Exception as exc:
+            raise _database_failure(exc, settings) from None
         print("migrations applied")
         return 0
-    password = os.environ.get("BACKUP_API_ADMIN_PASSWORD") or getpass.getpass("Password: ")
-    if len(password) < 8:
-        print("error: the password must be at least 8 characters long", file=sys.stderr)
-        return 2
+    email = _admin_email(args.email)
+    password = _admin_password()
+    settings = _settings()
     try:
-        email = asyncio.run(_create_admin(args.email, password))
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        email = asyncio.run(_create_admin(settings, email, password))
+    except Exception as exc:
+        raise _database_failure(exc, settings) from None
     print(f"admin account ready: {email}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except CommandError as exc:
+        print(f"backup-api: error: {exc}", file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ class BearerToken(HTTPBearer):
 
 
 bearer_scheme = BearerToken(
-    auto_error=False, scheme_name="HTTPBearer", description="Token JWT obtenu par /auth/login"
+    auto_error=False,
+    scheme_name="HTTPBearer",
+    description="The `token` answered by `POST /auth/login`",
 )
 BearerDep = Annotated[str | None, Depends(bearer_scheme)]
 
@@ -165,8 +167,12 @@ class Page:
 
 async def pagination(
     state: StateDep,
-    limit: Annotated[int | None, Query(ge=1, le=10000, description="Taille de page")] = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Décalage")] = 0,
+    # The maximum is a setting: checked below, and written into the document by openapi.py.
+    limit: Annotated[
+        int | None,
+        Query(ge=1, description="Page size (default `BACKUP_API_DEFAULT_PAGE_SIZE`)"),
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Items to skip")] = 0,
 ) -> Page:
     maximum = state.settings.max_page_size
     if limit is not None and limit > maximum:

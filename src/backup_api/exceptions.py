@@ -28,7 +28,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backup_api.dumpers.registry import supported_types
 
@@ -192,6 +194,17 @@ def validation_message(errors: Sequence[Any]) -> str:
     return "Données invalides: " + "; ".join(parts)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path answers to. Starlette's 405 names only those of the
+    first route matching the path, and a path often has one route per method."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
@@ -204,7 +217,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, validation_message(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {
             404: "Ressource introuvable",
             405: "Méthode non autorisée",
@@ -212,7 +225,10 @@ def install_error_handlers(app: FastAPI) -> None:
             403: "Accès non autorisé",
         }
         message = messages.get(exc.status_code, str(exc.detail))
-        return error_response(exc.status_code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error_response(exc.status_code, message, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

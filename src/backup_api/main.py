@@ -6,12 +6,10 @@ import gc
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
-from backup_api import logs, migrate
+from backup_api import logs, migrate, openapi
 from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.exceptions import install_error_handlers
@@ -19,7 +17,7 @@ from backup_api.jobs import JobContext, archiver_launcher, job_body, recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
-from backup_api.routers import auth, backups, databases, health, restores, users
+from backup_api.routers import auth, backups, databases, docs, health, restores, users
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
@@ -28,9 +26,12 @@ from backup_api.throttle import LoginThrottle
 from backup_api.toolversions import ToolVersions
 
 DESCRIPTION = """
-Sauvegarde de bases PostgreSQL et MySQL/MariaDB: `pg_dump` / `mysqldump` tournent en
-arrière-plan, le dump est compressé en flux dans une archive ZIP, conservée, téléchargeable
-et restaurable. Authentifiez-vous avec `/auth/login` puis le bouton **Authorize**.
+Backups of PostgreSQL and MySQL/MariaDB databases: `pg_dump` / `mysqldump` run in the
+background, the dump is streamed into a ZIP archive that can be listed, downloaded, verified
+and restored. Log in with `POST /auth/login`, then give the token to **Authorize**.
+
+Every error is `{"error": "<message>"}`, the message in French; each response below lists
+the messages a route sends and when.
 """
 
 
@@ -98,33 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Swagger UI is served from the package (routers/docs.py), ReDoc not at all.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, health):
+    for router in (auth, databases, backups, restores, users, health, docs):
         app.include_router(router.router)
-    _document_errors_as_400(app)
+    openapi.install(app, settings)
     return app
-
-
-def _document_errors_as_400(app: FastAPI) -> None:
-    """FastAPI documents a 422 on every route; this API answers 400 instead."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
-            components = schema.get("components", {}).get("schemas", {})
-            for name in ("HTTPValidationError", "ValidationError"):
-                components.pop(name, None)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -75,7 +75,9 @@ class RequestGuardMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.append((b"x-content-type-options", b"nosniff"))
-                headers.append((b"cache-control", b"no-store"))
+                # API answers are never cached; a route may allow it (Swagger UI's assets).
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
 )
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Text
@@ -43,10 +44,16 @@ def format_timestamp(value: datetime) -> str:
     return value.isoformat(timespec="seconds") + "Z"
 
 
-Timestamp = Annotated[datetime, PlainSerializer(format_timestamp, return_type=str)]
+_DATE_TIME = {"type": "string", "format": "date-time"}
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(format_timestamp, return_type=str),
+    WithJsonSchema(_DATE_TIME),
+]
 OptionalTimestamp = Annotated[
     datetime | None,
     PlainSerializer(lambda v: None if v is None else format_timestamp(v), return_type=str | None),
+    WithJsonSchema({"anyOf": [_DATE_TIME, {"type": "null"}]}),
 ]
 
 
@@ -143,6 +150,22 @@ for _private in ("local", "localhost"):
         email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(_private)
 
 
+# The patterns below tell clients (and schemathesis) exactly what the validators
+# accept; the validators stay the authority, for their French messages.
+_NO_NUL = r"^[^\x00]*$"
+# What str.strip() removes, as character classes: the controls among it, and the others.
+_CONTROL_SPACE = r"\t-\r\x1c-\x1f"
+_PRINTABLE_SPACE = r"\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_SPACE = _CONTROL_SPACE + _PRINTABLE_SPACE
+_NOT_BLANK = rf"^[^\x00]*[^\x00{_SPACE}][^\x00]*$"
+# No control character, something besides spaces, no leading '-'.
+_IDENTIFIER = rf"^(?:[^\x00-\x1f{_SPACE}-]|[{_PRINTABLE_SPACE}]+[^\x00-\x1f{_SPACE}])[^\x00-\x1f]*$"
+_PORT = (
+    r"^(?:0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}"
+    r"|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+)
+
+
 def normalize_email(value: str) -> str:
     """Lower-cased, validated address after NFKC: uniqueness ignores case and compatibility
     forms (a full-width letter is the letter).
@@ -172,7 +195,7 @@ def canonical_email(value: str) -> str:
 
 class UserRegister(StrictBody):
     email: str = Field(max_length=320, json_schema_extra={"format": "email"})
-    password: str = Field(min_length=8, max_length=1024)
+    password: str = Field(min_length=8, max_length=1024, json_schema_extra={"pattern": _NO_NUL})
     role: Role = Role.USER
 
     @field_validator("email")
@@ -226,7 +249,8 @@ class Database(SQLModel, table=True):
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
-_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+_HOSTNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$"
+_HOSTNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}")
 
 
 def _check_host(value: str) -> str:
@@ -243,7 +267,7 @@ def _check_host(value: str) -> str:
     try:
         ipaddress.ip_address(candidate)
     except ValueError:
-        if not _HOSTNAME.match(value):
+        if not _HOSTNAME.fullmatch(value):
             raise ValueError("nom d'hôte invalide") from None
         return value
     return candidate
@@ -265,6 +289,9 @@ def _check_port(value: object) -> str:
         raise ValueError("port invalide")
     if isinstance(value, int):
         number = value
+    elif isinstance(value, float) and value.is_integer():
+        # JSON has one number type: 5432.0 is the integer 5432 to JSON Schema too.
+        number = int(value)
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 5:
         number = int(value)
     else:
@@ -293,12 +320,39 @@ def _check_name(value: str) -> str:
     return value
 
 
-Host = Annotated[str, Field(max_length=255), BeforeValidator(_check_type)]
-PortValue = Annotated[
-    str, BeforeValidator(_check_port), Field(json_schema_extra={"example": "5432"})
+Host = Annotated[
+    str,
+    Field(max_length=255),
+    BeforeValidator(_check_type),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "pattern": _HOSTNAME_PATTERN},
+                {"type": "string", "format": "ipv6", "maxLength": 255},
+            ],
+            "description": "Host name, IPv4 or IPv6 address",
+            "examples": ["db.example.com"],
+        }
+    ),
 ]
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-DbPassword = Annotated[str, Field(max_length=1024)]
+PortValue = Annotated[
+    str,
+    BeforeValidator(_check_port),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _PORT},
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+            ],
+            "description": "TCP port, as a string or a number; answered as a string",
+            "examples": ["5432"],
+        }
+    ),
+]
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=128, json_schema_extra={"pattern": _IDENTIFIER})
+]
+DbPassword = Annotated[str, Field(max_length=1024, json_schema_extra={"pattern": _NO_NUL})]
 DbType = Annotated[
     str,
     BeforeValidator(_db_type),
@@ -329,7 +383,7 @@ class DatabaseFields(StrictBody):
 
 
 class DatabaseCreate(DatabaseFields):
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=255, json_schema_extra={"pattern": _NOT_BLANK})
     type: DbType
     host: Host
     port: PortValue
@@ -361,7 +415,9 @@ class DatabaseUpdate(DatabaseFields):
 
     model_config = ConfigDict(json_schema_extra=_without_null)
 
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: str | None = Field(
+        default=None, min_length=1, max_length=255, json_schema_extra={"pattern": _NOT_BLANK}
+    )
     type: DbType | None = None
     host: Host | None = None
     port: PortValue | None = None
@@ -444,9 +500,9 @@ class BackupPublic(BaseModel):
     user_id: int
     database_id: int | None
     error_msg: str | None
-    checksum: str | None = Field(description="SHA-256 de l'archive ZIP (hexadécimal)")
+    checksum: str | None = Field(description="SHA-256 of the ZIP archive (hexadecimal)")
     db_type: str
-    dump_size: int | None = Field(description="Taille du dump SQL non compressé, en octets")
+    dump_size: int | None = Field(description="Size of the uncompressed SQL dump, in bytes")
     started_at: OptionalTimestamp
     finished_at: OptionalTimestamp
     duration_seconds: float | None
@@ -572,7 +628,7 @@ class UserList(BaseModel):
 class LoginResponse(BaseModel):
     token: str
     token_type: str = "bearer"  # noqa: S105 (the scheme's name, not a secret)
-    expires_in: int = Field(description="Durée de validité du token, en secondes")
+    expires_in: int = Field(description="Lifetime of the token, in seconds")
     user: UserPublic
 
 
@@ -643,7 +699,7 @@ class HealthStatus(BaseModel):
 class HealthResponse(BaseModel):
     """The administrators' view."""
 
-    status: str = Field(description="ok, ou degraded si un élément manque")
+    status: str = Field(description="`ok`, or `degraded` when something is missing")
     database: str
     tools: dict[str, ToolStatus]
     storage: dict[str, int | str]

@@ -13,7 +13,16 @@ from backup_api.models import (
     UserPublic,
     UserRegister,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import (
+    ADMIN_ROLE_REFUSED,
+    EMAIL_TAKEN,
+    INVALID_EMAIL,
+    LOGIN_THROTTLED,
+    REGISTRATION_CLOSED,
+    SHORT_PASSWORD,
+    ErrorCase,
+    errors,
+)
 from backup_api.security import create_access_token
 from backup_api.services import users as users_service
 
@@ -24,7 +33,10 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserEnvelope,
-    responses=errors(401, 403, 409),
+    summary="Create an account",
+    responses=errors(
+        INVALID_EMAIL, SHORT_PASSWORD, REGISTRATION_CLOSED, ADMIN_ROLE_REFUSED, EMAIL_TAKEN
+    ),
 )
 async def register(
     data: UserRegister, session: SessionDep, state: StateDep, caller: OptionalUser
@@ -38,7 +50,17 @@ async def register(
     )
 
 
-@router.post("/login", response_model=LoginResponse, responses=errors(401, 429))
+BAD_CREDENTIALS = ErrorCase(
+    401, users_service.INVALID_CREDENTIALS, "unknown e-mail or wrong password (the same answer)"
+)
+
+
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    summary="Log in",
+    responses=errors(BAD_CREDENTIALS, LOGIN_THROTTLED),
+)
 async def login(
     data: UserLogin, request: Request, session: SessionDep, state: StateDep
 ) -> LoginResponse:
@@ -62,7 +84,7 @@ async def login(
     )
 
 
-@router.get("/me", response_model=UserItem, responses=errors(*AUTHENTICATED))
+@router.get("/me", response_model=UserItem, summary="Current account", responses=errors())
 async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
     """The account the token belongs to."""
     user = await users_service.get_user(session=session, user_id=caller.id)

@@ -15,20 +15,36 @@ from backup_api.models import (
     VerificationPublic,
     VerificationResponse,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors, json_response
+from backup_api.routers.responses import (
+    BACKUP_FILE_MISSING,
+    BACKUP_NOT_COMPLETED,
+    BACKUP_NOT_FOUND,
+    DATABASE_NOT_FOUND,
+    DISK_RESERVE_REACHED,
+    JOBS_THROTTLED,
+    OWNER_ONLY,
+    QUOTA_REACHED,
+    RESTORE_RUNNING,
+    errors,
+    json_response,
+)
 from backup_api.services import backups as backups_service
 from backup_api.services import restores as restores_service
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
 CREATED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a commencé."
+ONE_BACKUP = (OWNER_ONLY, BACKUP_NOT_FOUND)
 
 
 @router.post(
     "/database/{database_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BackupEnvelope,
-    responses=errors(*AUTHENTICATED, 404, 507),
+    summary="Start a backup",
+    responses=errors(
+        OWNER_ONLY, DATABASE_NOT_FOUND, JOBS_THROTTLED, QUOTA_REACHED, DISK_RESERVE_REACHED
+    ),
 )
 async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """Start a backup in the background; returns the `pending` record at once (507 when
@@ -45,7 +61,7 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
     return json_response(envelope, status.HTTP_202_ACCEPTED)
 
 
-@router.get("", response_model=BackupList, responses=errors(*AUTHENTICATED))
+@router.get("", response_model=BackupList, summary="List backups", responses=errors())
 async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     body = await backups_service.list_backups_json(
@@ -55,7 +71,10 @@ async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Res
 
 
 @router.get(
-    "/database/{database_id}", response_model=BackupList, responses=errors(*AUTHENTICATED, 404)
+    "/database/{database_id}",
+    response_model=BackupList,
+    summary="List a database's backups",
+    responses=errors(OWNER_ONLY, DATABASE_NOT_FOUND),
 )
 async def list_database_backups(
     database_id: IdPath, user: CurrentUser, page: PageDep, state: StateDep
@@ -71,7 +90,9 @@ async def list_database_backups(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{backup_id}", response_model=BackupItem, responses=errors(*AUTHENTICATED, 404))
+@router.get(
+    "/{backup_id}", response_model=BackupItem, summary="Get a backup", responses=errors(*ONE_BACKUP)
+)
 async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """One backup, with its status and, when failed, the reason in `error_msg`."""
     body = await backups_service.get_backup_json(
@@ -83,12 +104,13 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
 @router.get(
     "/{backup_id}/download",
     response_class=StreamingResponse,
+    summary="Download a backup",
     responses={
         200: {
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "L'archive ZIP",
+            "description": "The ZIP archive",
         },
-        **errors(*AUTHENTICATED, 404, 409),
+        **errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
     },
 )
 async def download_backup(backup: BackupDep, state: StateDep) -> StreamingResponse:
@@ -107,7 +129,8 @@ async def download_backup(backup: BackupDep, state: StateDep) -> StreamingRespon
 @router.post(
     "/{backup_id}/verify",
     response_model=VerificationResponse,
-    responses=errors(*AUTHENTICATED, 404, 409),
+    summary="Verify a backup",
+    responses=errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
 )
 async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationResponse:
     """Recompute the archive's SHA-256 and test the ZIP."""
@@ -132,7 +155,10 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
 
 
 @router.delete(
-    "/{backup_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+    "/{backup_id}",
+    response_model=MessageResponse,
+    summary="Delete a backup",
+    responses=errors(*ONE_BACKUP, RESTORE_RUNNING),
 )
 async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep) -> MessageResponse:
     """Delete a backup and its file; a running dump is stopped first."""

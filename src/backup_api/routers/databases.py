@@ -15,10 +15,22 @@ from backup_api.models import (
     DatabaseUpdate,
     MessageResponse,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import (
+    DATABASE_BUSY,
+    DATABASE_BUSY_DELETE,
+    DATABASE_NOT_FOUND,
+    HOST_REFUSED,
+    HOST_UNRESOLVED,
+    INVALID_PORT,
+    OWNER_ONLY,
+    UNSUPPORTED_TYPE,
+    errors,
+)
 from backup_api.services import databases as databases_service
 
 router = APIRouter(prefix="/api/databases", tags=["databases"])
+
+ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
 def _public(database: Database) -> DatabasePublic:
@@ -29,7 +41,8 @@ def _public(database: Database) -> DatabasePublic:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatabaseEnvelope,
-    responses=errors(*AUTHENTICATED),
+    summary="Register a database",
+    responses=errors(UNSUPPORTED_TYPE, INVALID_PORT, HOST_REFUSED, HOST_UNRESOLVED),
 )
 async def create_database(
     data: DatabaseCreate, user: CurrentUser, session: SessionDep, state: StateDep
@@ -43,7 +56,7 @@ async def create_database(
     )
 
 
-@router.get("", response_model=DatabaseList, responses=errors(*AUTHENTICATED))
+@router.get("", response_model=DatabaseList, summary="List databases", responses=errors())
 async def list_databases(user: CurrentUser, session: SessionDep, page: PageDep) -> DatabaseList:
     """List your registered databases (an admin sees all)."""
     databases = await databases_service.list_databases(
@@ -52,14 +65,24 @@ async def list_databases(user: CurrentUser, session: SessionDep, page: PageDep) 
     return DatabaseList(databases=[_public(d) for d in databases])
 
 
-@router.get("/{database_id}", response_model=DatabaseItem, responses=errors(*AUTHENTICATED, 404))
+@router.get(
+    "/{database_id}",
+    response_model=DatabaseItem,
+    summary="Get a database",
+    responses=errors(*ONE_DATABASE),
+)
 async def get_database(database: DatabaseDep) -> DatabaseItem:
     """One registered database (never its password)."""
     return DatabaseItem(database=_public(database))
 
 
 @router.put(
-    "/{database_id}", response_model=DatabaseEnvelope, responses=errors(*AUTHENTICATED, 404, 409)
+    "/{database_id}",
+    response_model=DatabaseEnvelope,
+    summary="Update a database",
+    responses=errors(
+        UNSUPPORTED_TYPE, INVALID_PORT, *ONE_DATABASE, HOST_REFUSED, HOST_UNRESOLVED, DATABASE_BUSY
+    ),
 )
 async def update_database(
     data: DatabaseUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
@@ -79,7 +102,10 @@ async def update_database(
 
 
 @router.delete(
-    "/{database_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+    "/{database_id}",
+    response_model=MessageResponse,
+    summary="Delete a database",
+    responses=errors(*ONE_DATABASE, DATABASE_BUSY_DELETE),
 )
 async def delete_database(
     database: DatabaseDep, session: SessionDep, state: StateDep

@@ -29,9 +29,10 @@ _BODIES = {
 @router.get(
     "/health",
     response_model=HealthStatus | HealthResponse,
+    summary="Service health",
     responses={
-        200: {"description": "En service; le détail avec un token administrateur"},
-        503: {"description": "Base de métadonnées indisponible", **_BODIES},
+        200: {"description": "Up; the details need an admin token"},
+        503: {"description": "The metadata database is unreachable", **_BODIES},
         **errors(),
     },
 )

@@ -1,35 +1,227 @@
-"""OpenAPI documentation of the error responses, shared by every router."""
+"""OpenAPI documentation of the error responses, shared by every router.
+
+A route names the errors particular to it (``errors(BACKUP_NOT_FOUND, ...)``): each is the
+message the service really sends and when. The errors every route of a kind shares (invalid
+parameters or body, missing token, unexpected failure) are added to the document from the
+route's own parameters and security by ``backup_api.openapi``.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Response
 from pydantic import BaseModel
 
+from backup_api.exceptions import Conflict, Forbidden, NotFound, TooManyRequests
 from backup_api.models import ErrorResponse
 
-_DESCRIPTIONS = {
-    400: "Données invalides",
-    401: "Non authentifié",
-    403: "Accès non autorisé",
-    404: "Ressource introuvable",
-    409: "Conflit",
-    429: "Trop de requêtes",
-    500: "Erreur serveur",
-    507: "Espace de stockage insuffisant",
+
+@dataclass(frozen=True)
+class ErrorCase:
+    """One documented error: its status, its real message, and when it is sent."""
+
+    status: int
+    message: str
+    when: str
+
+
+HEADLINES = {
+    400: "Invalid request: the message names the field and the reason",
+    401: "Not authenticated",
+    403: "Refused to this account",
+    404: "Not found",
+    409: "Conflicts with the current state of the resource",
+    429: "Too many requests; `Retry-After` says when to try again",
+    500: "Unexpected error: the message carries a request id, the log has the details",
+    503: "Unavailable",
+    507: "Insufficient storage: the account's quota or the server's free-space reserve",
 }
 
+# Statuses named by number only get the service's default message for that status.
+_DEFAULTS = {
+    403: ErrorCase(403, Forbidden.default_message, "the action is not allowed to this account"),
+    404: ErrorCase(404, NotFound.default_message, "no such resource"),
+    409: ErrorCase(409, Conflict.default_message, "the resource's state does not allow it"),
+    429: ErrorCase(429, TooManyRequests.default_message, "too many requests"),
+}
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: 400 and 500 always, plus ``codes``."""
+# --- 400
+UNSUPPORTED_TYPE = ErrorCase(
+    400, "type de base de données non supporté: oracle", "`type` is not a supported engine"
+)
+INVALID_PORT = ErrorCase(
+    400, "Données invalides: port: port invalide (1-65535)", "`port` is not a TCP port"
+)
+INVALID_EMAIL = ErrorCase(
+    400, "Données invalides: email: adresse e-mail invalide", "`email` is not an e-mail address"
+)
+SHORT_PASSWORD = ErrorCase(
+    400, "Données invalides: password: au moins 8 caractères", "`password` is too short"
+)
+MISSING_TARGET = ErrorCase(
+    400,
+    "Données invalides: database_id: champ requis (la base de données à restaurer, "
+    'par exemple {"database_id": 1})',
+    "no `database_id` names the target",
+)
+CONFIRM_REQUIRED = ErrorCase(
+    400,
+    "Données invalides: confirm: la base cible est la base d'origine de cette sauvegarde "
+    'et sera écrasée; pour confirmer, envoyez {"database_id": 1, "confirm": "ma_base"}',
+    "the target is the backup's own source and `confirm` does not hold its `db_name`",
+)
+TARGET_TYPE_MISMATCH = ErrorCase(
+    400,
+    "Données invalides: database_id: la base cible est de type mysql, "
+    "la sauvegarde de type postgresql",
+    "the target database is not of the backup's engine",
+)
+
+# --- 403
+OWNER_ONLY = ErrorCase(
+    403, Forbidden.default_message, "the resource belongs to another account (admins reach all)"
+)
+ADMIN_ONLY = ErrorCase(403, "Action réservée aux administrateurs", "the caller is not an admin")
+HOST_REFUSED = ErrorCase(
+    403,
+    "hôte non autorisé par la configuration: db.example.com",
+    "`BACKUP_API_ALLOWED_DB_HOSTS` is set and `host` resolves outside it",
+)
+HOST_UNRESOLVED = ErrorCase(
+    403,
+    "hôte introuvable: db.example.com",
+    "`BACKUP_API_ALLOWED_DB_HOSTS` is set and `host` does not resolve, so it cannot be checked",
+)
+REGISTRATION_CLOSED = ErrorCase(
+    403,
+    "Les inscriptions sont fermées",
+    "`BACKUP_API_ALLOW_REGISTRATION` is false and the caller is not an admin",
+)
+ADMIN_ROLE_REFUSED = ErrorCase(
+    403,
+    "Seul un administrateur peut créer un compte administrateur",
+    '`role` is "admin", the caller is not an admin and accounts already exist',
+)
+
+# --- 404
+DATABASE_NOT_FOUND = ErrorCase(404, "Base de données introuvable", "no database has this id")
+BACKUP_NOT_FOUND = ErrorCase(404, "Sauvegarde introuvable", "no backup has this id")
+RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
+USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
+TARGET_NOT_FOUND = ErrorCase(
+    404, "Base de données cible introuvable", "no database has the target `database_id`"
+)
+BACKUP_FILE_MISSING = ErrorCase(
+    404,
+    "Fichier de sauvegarde introuvable",
+    "the backup is completed but its file is gone from the backup root",
+)
+
+# --- 409
+EMAIL_TAKEN = ErrorCase(
+    409, "Un compte existe déjà avec cet email", "an account has this e-mail (in any case)"
+)
+BACKUP_NOT_COMPLETED = ErrorCase(
+    409,
+    "La sauvegarde n'est pas terminée (statut: pending)",
+    "the backup is not `completed` (still `pending`, or `failed`)",
+)
+DATABASE_BUSY = ErrorCase(
+    409,
+    "Une sauvegarde ou restauration de cette base est en cours",
+    "a connection field changes while a backup or restore of the database runs",
+)
+DATABASE_BUSY_DELETE = ErrorCase(
+    409,
+    "Impossible de supprimer la base: une sauvegarde ou restauration est en cours",
+    "a backup or restore of the database runs",
+)
+RESTORE_RUNNING = ErrorCase(
+    409,
+    "Une restauration depuis cette sauvegarde est en cours",
+    "a restore from this backup runs",
+)
+TARGET_BUSY = ErrorCase(
+    409,
+    "Une sauvegarde ou restauration de la base cible est déjà en cours",
+    "a backup or restore of the target database runs",
+)
+LAST_ADMIN = ErrorCase(
+    409, "Impossible de retirer le dernier administrateur", "the account is the last admin"
+)
+DELETE_SELF = ErrorCase(
+    409,
+    "Un administrateur ne peut pas se supprimer lui-même",
+    "an admin tries to delete their own account",
+)
+
+# --- 429
+LOGIN_THROTTLED = ErrorCase(
+    429,
+    TooManyRequests.default_message,
+    "too many failed logins for this e-mail or from this address "
+    "(`BACKUP_API_LOGIN_MAX_FAILURES` within `BACKUP_API_LOGIN_WINDOW_SECONDS`)",
+)
+JOBS_THROTTLED = ErrorCase(
+    429,
+    "Trop de sauvegardes et restaurations en cours pour cet utilisateur, réessayez plus tard",
+    "the account already has `BACKUP_API_MAX_ACTIVE_BACKUPS_PER_USER` backups and restores pending",
+)
+
+# --- 507
+QUOTA_REACHED = ErrorCase(
+    507,
+    "Quota de stockage atteint: vos sauvegardes occupent 1048576 octets sur 1048576 "
+    "autorisés; supprimez-en pour en créer de nouvelles",
+    "the account's completed backups fill `BACKUP_API_USER_QUOTA_BYTES`",
+)
+DISK_RESERVE_REACHED = ErrorCase(
+    507,
+    "Espace disque insuffisant sur le serveur de sauvegarde: aucune sauvegarde ne peut "
+    "démarrer pour le moment, réessayez plus tard",
+    "the backup root's free space is below `BACKUP_API_DISK_RESERVE_PERCENT`",
+)
+
+
+def errors(*cases: ErrorCase | int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: 400 and 500 always, plus the errors given.
+
+    The route's shared errors (its parameters', its body's, a missing token's) are added
+    when the document is built; see ``backup_api.openapi``.
+    """
+    by_status: dict[int, list[ErrorCase]] = {400: [], 500: []}
+    for case in cases:
+        if isinstance(case, int):
+            by_status.setdefault(case, [])
+        else:
+            by_status.setdefault(case.status, []).append(case)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(by_status):
+        listed = by_status[status] or ([_DEFAULTS[status]] if status in _DEFAULTS else [])
+        responses[status] = {
+            "model": ErrorResponse,
+            "description": HEADLINES[status],
+            "content": {"application/json": {"examples": examples(listed)}},
+        }
+    return responses
+
+
+def examples(cases: list[ErrorCase]) -> dict[str, dict[str, Any]]:
+    """OpenAPI ``examples``: one per case, named after when it happens."""
     return {
-        code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
-        for code in sorted({400, 500, *codes})
+        _slug(case.when): {"summary": case.when, "value": {"error": case.message}} for case in cases
     }
 
 
-AUTHENTICATED = (401, 403, 429)
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60]
+
+
+# Kept for routes that only name statuses; prefer the cases above, which say when.
+AUTHENTICATED = (401, 403)
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -15,17 +15,46 @@ from backup_api.models import (
     RestoreItem,
     RestoreList,
 )
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import (
+    BACKUP_NOT_COMPLETED,
+    BACKUP_NOT_FOUND,
+    CONFIRM_REQUIRED,
+    DISK_RESERVE_REACHED,
+    JOBS_THROTTLED,
+    MISSING_TARGET,
+    OWNER_ONLY,
+    QUOTA_REACHED,
+    RESTORE_NOT_FOUND,
+    TARGET_BUSY,
+    TARGET_NOT_FOUND,
+    TARGET_TYPE_MISMATCH,
+    errors,
+)
 from backup_api.services import restores as restores_service
 
 router = APIRouter(tags=["restores"])
+
+ONE_RESTORE = (OWNER_ONLY, RESTORE_NOT_FOUND)
 
 
 @router.post(
     "/api/backups/{backup_id}/restore",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RestoreEnvelope,
-    responses=errors(*AUTHENTICATED, 404, 409),
+    summary="Restore a backup",
+    responses=errors(
+        MISSING_TARGET,
+        CONFIRM_REQUIRED,
+        TARGET_TYPE_MISMATCH,
+        OWNER_ONLY,
+        BACKUP_NOT_FOUND,
+        TARGET_NOT_FOUND,
+        BACKUP_NOT_COMPLETED,
+        TARGET_BUSY,
+        JOBS_THROTTLED,
+        QUOTA_REACHED,
+        DISK_RESERVE_REACHED,
+    ),
     # The body is required. The parameter defaults to None only so that a request without
     # one gets the message naming database_id; typed without "| None", its schema stays
     # the model's and its errors name the fields plainly (no union branch in their path).
@@ -66,7 +95,9 @@ async def create_restore(
     )
 
 
-@router.get("/api/restores", response_model=RestoreList, responses=errors(*AUTHENTICATED))
+@router.get(
+    "/api/restores", response_model=RestoreList, summary="List restores", responses=errors()
+)
 async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -> RestoreList:
     """List your restores, newest first (an admin sees all)."""
     restores = await restores_service.list_restores(
@@ -76,7 +107,10 @@ async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -
 
 
 @router.get(
-    "/api/restores/{restore_id}", response_model=RestoreItem, responses=errors(*AUTHENTICATED, 404)
+    "/api/restores/{restore_id}",
+    response_model=RestoreItem,
+    summary="Get a restore",
+    responses=errors(*ONE_RESTORE),
 )
 async def get_restore(restore: RestoreDep) -> RestoreItem:
     """One restore, with its status and, when failed, the reason in `error_msg`."""
@@ -86,7 +120,8 @@ async def get_restore(restore: RestoreDep) -> RestoreItem:
 @router.delete(
     "/api/restores/{restore_id}",
     response_model=MessageResponse,
-    responses=errors(*AUTHENTICATED, 404),
+    summary="Delete a restore",
+    responses=errors(*ONE_RESTORE),
 )
 async def delete_restore(
     restore: RestoreDep, session: SessionDep, state: StateDep

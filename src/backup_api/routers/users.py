@@ -6,7 +6,13 @@ from fastapi import APIRouter
 
 from backup_api.deps import AdminUser, IdPath, PageDep, SessionDep, StateDep
 from backup_api.models import MessageResponse, UserItem, UserList, UserPublic, UserRoleUpdate
-from backup_api.routers.responses import AUTHENTICATED, errors
+from backup_api.routers.responses import (
+    ADMIN_ONLY,
+    DELETE_SELF,
+    LAST_ADMIN,
+    USER_NOT_FOUND,
+    errors,
+)
 from backup_api.services import admin as admin_service
 from backup_api.services import users as users_service
 
@@ -17,20 +23,30 @@ def _public(user: object) -> UserPublic:
     return UserPublic.model_validate(user, from_attributes=True)
 
 
-@router.get("", response_model=UserList, responses=errors(*AUTHENTICATED))
+@router.get("", response_model=UserList, summary="List accounts", responses=errors(ADMIN_ONLY))
 async def list_users(_: AdminUser, session: SessionDep, page: PageDep) -> UserList:
     """List every account."""
     users = await users_service.list_users(session=session, limit=page.limit, offset=page.offset)
     return UserList(users=[_public(u) for u in users])
 
 
-@router.get("/{user_id}", response_model=UserItem, responses=errors(*AUTHENTICATED, 404))
+@router.get(
+    "/{user_id}",
+    response_model=UserItem,
+    summary="Get an account",
+    responses=errors(ADMIN_ONLY, USER_NOT_FOUND),
+)
 async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserItem:
     """One account."""
     return UserItem(user=_public(await users_service.get_user(session=session, user_id=user_id)))
 
 
-@router.put("/{user_id}/role", response_model=UserItem, responses=errors(*AUTHENTICATED, 404, 409))
+@router.put(
+    "/{user_id}/role",
+    response_model=UserItem,
+    summary="Change an account's role",
+    responses=errors(ADMIN_ONLY, USER_NOT_FOUND, LAST_ADMIN),
+)
 async def set_role(
     user_id: IdPath, data: UserRoleUpdate, _: AdminUser, session: SessionDep, state: StateDep
 ) -> UserItem:
@@ -43,7 +59,10 @@ async def set_role(
 
 
 @router.delete(
-    "/{user_id}", response_model=MessageResponse, responses=errors(*AUTHENTICATED, 404, 409)
+    "/{user_id}",
+    response_model=MessageResponse,
+    summary="Delete an account",
+    responses=errors(ADMIN_ONLY, USER_NOT_FOUND, DELETE_SELF),
 )
 async def delete_user(
     user_id: IdPath, admin: AdminUser, session: SessionDep, state: StateDep

@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.config import Settings
 from backup_api.dumpers.registry import DUMPERS
-from backup_api.exceptions import BadRequest, Conflict, UnsupportedDatabaseType
+from backup_api.exceptions import Conflict, Forbidden, UnsupportedDatabaseType
 from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, utcnow
 from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
 from backup_api.principals import Principal
@@ -24,7 +24,8 @@ async def _check_host(settings: Settings, host: str, port: str) -> None:
     try:
         await pin_allowed_address(host, int(port), settings.allowed_db_hosts)
     except HostNotAllowedError as exc:
-        raise BadRequest(f"Données invalides: host: {exc}") from None
+        # A well-formed host that the operator's policy rules out: refused, not invalid.
+        raise Forbidden(str(exc)) from None
 
 
 async def create_database(

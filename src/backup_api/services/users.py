@@ -12,7 +12,6 @@ from backup_api import security
 from backup_api.config import Settings
 from backup_api.db import after_commit
 from backup_api.exceptions import (
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -189,4 +188,4 @@ async def create_admin(*, session: AsyncSession, email: str, password: str) -> U
 
 def ensure_not_self(caller: Principal, target: User) -> None:
     if caller.id == target.id:
-        raise BadRequest("Un administrateur ne peut pas se supprimer lui-même")
+        raise Conflict("Un administrateur ne peut pas se supprimer lui-même")

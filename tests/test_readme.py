@@ -1,0 +1,108 @@
+"""The README's curl examples, run as a reader pastes them (with bash, in order) against a
+real service process and the suite's PostgreSQL: every command succeeds, and the flow ends
+with a completed backup restored into the second database."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.apphelpers import unique_name
+from tests.sample_data import create_filled, snapshot
+from tests.serverproc import server_process
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
+# Under `set -e`, a curl that gets an HTTP error fails the script (and still shows the body).
+PRELUDE = """set -eu
+curl() { command curl --silent --show-error --fail-with-body "$@"; }
+"""
+
+
+def readme_blocks() -> list[str]:
+    """The README's bash blocks that call the API (the others start scripts)."""
+    return [block for block in BLOCK.findall((ROOT / "README.md").read_text()) if "curl" in block]
+
+
+def test_every_curl_command_of_the_readme_is_run() -> None:
+    blocks = readme_blocks()
+    assert blocks
+    commands = [
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if re.match(r"\s*(?:[A-Z]+=\$\()?curl ", line)
+    ]
+    assert len(commands) >= 15
+    for line in commands:
+        assert any(line in block for block in blocks), line
+
+
+def _bash_single_quoted_json(value: str) -> str:
+    """``value`` as it must appear inside a JSON string inside bash single quotes."""
+    return json.dumps(value)[1:-1].replace("'", "'\\''")
+
+
+def test_readme_flow_backs_up_and_restores(pg_server: Any, tmp_path: Path) -> None:
+    source, target = unique_name("readme_src"), unique_name("readme_dst")
+    expected = create_filled(pg_server, source)
+    pg_server.create_database(target)
+    try:
+        (tmp_path / "service").mkdir()
+        with server_process(tmp_path / "service", allowed_db_hosts=pg_server.host) as server:
+            server.start()
+            # The README's conventions, each replaced by the suite's value.
+            replacements = {
+                "http://localhost:3000": server.url,
+                '"host": "localhost"': f'"host": "{pg_server.host}"',
+                '"port": "5432"': f'"port": "{pg_server.port}"',
+                '"username": "postgres"': f'"username": "{pg_server.user}"',
+                '"password": "motdepasse"': (
+                    f'"password": "{_bash_single_quoted_json(pg_server.password)}"'
+                ),
+                "ma_base_de_donnees": source,
+                "ma_base_restauree": target,
+            }
+            script = "\n".join(readme_blocks())
+            for convention, value in replacements.items():
+                assert convention in script, convention
+                script = script.replace(convention, value)
+            # Nothing left pointing at a database service this test does not own.
+            assert not re.search(r"localhost|5432|3306", script), script
+            workdir = tmp_path / "reader"
+            workdir.mkdir()
+            result = subprocess.run(
+                ["bash", "-c", PRELUDE + script],
+                cwd=workdir,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+            assert "error" not in result.stderr.lower(), result.stderr
+
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                login = {"email": "user@example.com", "password": "motdepasse123"}
+                token = client.post("/auth/login", json=login).json()["token"]
+                headers = {"Authorization": f"Bearer {token}"}
+                restores = client.get("/api/restores", headers=headers).json()["restores"]
+                databases = client.get("/api/databases", headers=headers).json()["databases"]
+        assert [r["status"] for r in restores] == ["completed"], restores
+        assert restores[0]["database_id"] == 2
+        assert [(d["id"], d["db_name"]) for d in databases] == [(2, target)]
+        assert snapshot(pg_server, target) == expected
+        with zipfile.ZipFile(workdir / "ma_sauvegarde.zip") as archive:
+            names = archive.namelist()
+            assert archive.testzip() is None
+        assert len(names) == 1
+        assert names[0].startswith(source)
+        assert names[0].endswith(".sql")
+    finally:
+        pg_server.drop_database(source)
+        pg_server.drop_database(target)
