@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
+from backup_api.migrate import alembic_config
 from tests.apphelpers import make_settings, running_app
 
 
@@ -38,7 +40,7 @@ def test_migrate_command_creates_the_schema_and_is_idempotent(tmp_path: Path) ->
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         version = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert {"users", "databases", "backups", "restores", "alembic_version"} <= tables
-    assert version == [("0001_initial",)]
+    assert version == [(ScriptDirectory.from_config(alembic_config()).get_current_head(),)]
 
 
 async def test_key_files_are_generated_once_and_private(tmp_path: Path) -> None:

@@ -249,7 +249,7 @@ async def test_missing_tool(pg_server: Any, tmp_path: Path) -> None:
 
 async def test_tool_not_on_path(pg_server: Any, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, pg_client_dirs=[])
     async with running_app(settings) as (_, client):
         api = await Api(client).signup()
         database = await api.add_database(pg_server, "postgres")

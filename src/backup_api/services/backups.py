@@ -79,6 +79,7 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
         started_at=fields["started_at"],
         finished_at=fields["finished_at"],
         duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
+        dump_tool_version=fields["dump_tool_version"],
     )
 
 
