@@ -6,7 +6,14 @@ servers); a restore needs a ``psql`` at least as new as the ``pg_dump`` that wro
 Clients are looked for in the configured directories (by default Debian's
 ``/usr/lib/postgresql/*/bin``, one per major version) and on PATH, and each one's version
 is read by running it: a directory's name says nothing certain about what it holds.
-Among the suitable ones the newest runs, since a newer ``pg_dump`` dumps older servers.
+
+Among the suitable ``pg_dump``, the one of the server's own major version runs (else the
+closest above it): a newer one's dump may not load back into the server it came from
+(``pg_dump`` 17 and later start every dump with ``SET transaction_timeout``, which servers
+before 17 reject). Among the suitable ``psql``, the newest runs: it only passes the dump's
+SQL along, and knows every meta-command an older ``pg_dump`` wrote. When the server's
+version is unknown (it did not answer the probe), the newest ``pg_dump`` runs, since it
+dumps the most server versions.
 
 A tool configured by path (``pg_dump_path`` / ``psql_path`` other than the plain name) is
 the operator's choice and always runs.
@@ -69,6 +76,10 @@ def restore_requirement(dump: Version, tools: list[InstalledTool]) -> str:
         f"aucun client PostgreSQL compatible: sauvegarde écrite par {DUMP_TOOL} {dump}, "
         f"{RESTORE_TOOL} {dump} ou plus récent requis (installés: {_installed_list(tools)})"
     )
+
+
+def _newest(version: Version) -> tuple[int, int]:
+    return (version.major, version.minor)
 
 
 def _never(_: list[InstalledTool]) -> str:
@@ -153,7 +164,9 @@ class PgClients:
         name: str,
         minimum: Version | None,
         requirement: Callable[[list[InstalledTool]], str],
+        preference: Callable[[Version], tuple[int, int]] = _newest,
     ) -> ChosenTool:
+        """The suitable ``name`` that ``preference`` ranks highest (the newest by default)."""
         fixed = self.fixed(name)
         if fixed is not None:
             return ChosenTool(fixed, await self._version_of(fixed))
@@ -169,8 +182,8 @@ class PgClients:
         ]
         if not suitable:
             raise NoCompatibleClient(requirement(tools))
-        # The newest; among equals, the first found (a configured directory before PATH).
-        _, best, version = max(suitable, key=lambda item: (item[2], -item[0]))
+        # Among equals, the first found: a configured directory before PATH.
+        _, best, version = max(suitable, key=lambda item: (preference(item[2]), -item[0]))
         return ChosenTool(best.path, version)
 
     async def for_dump(self, server: Version | None) -> ChosenTool:
@@ -178,7 +191,11 @@ class PgClients:
         if server is None:
             return await self._choose(DUMP_TOOL, None, _never)
         return await self._choose(
-            DUMP_TOOL, Version(server.major, 0), lambda tools: dump_requirement(server, tools)
+            DUMP_TOOL,
+            Version(server.major, 0),
+            lambda tools: dump_requirement(server, tools),
+            # The lowest suitable major (the server's own when installed), its newest minor.
+            lambda version: (-version.major, version.minor),
         )
 
     async def for_restore(self, dump: Version | None) -> ChosenTool:
