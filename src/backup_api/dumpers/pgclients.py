@@ -78,6 +78,10 @@ def restore_requirement(dump: Version, tools: list[InstalledTool]) -> str:
     )
 
 
+def _is_pattern(entry: str) -> bool:
+    return any(char in entry for char in "*?[")
+
+
 def _newest(version: Version) -> tuple[int, int]:
     return (version.major, version.minor)
 
@@ -121,7 +125,8 @@ class PgClients:
         """Paths where ``name`` exists: configured directories first, then PATH."""
         paths: list[str] = []
         for pattern in self._settings.pg_client_dirs:
-            for directory in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+            directories = sorted(glob.glob(pattern)) if _is_pattern(pattern) else [pattern]
+            for directory in directories:
                 path = os.path.join(directory, name)
                 if os.path.isfile(path) and os.access(path, os.X_OK):
                     paths.append(path)
