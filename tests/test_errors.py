@@ -24,7 +24,9 @@ VALID_DB: dict[str, Any] = {
     "name": "Ma Base",
     "type": "postgresql",
     "host": "localhost",
-    "port": "5432",
+    # Registration reads the server's version: a port nothing listens on, never the
+    # machine's own PostgreSQL.
+    "port": "1",
     "username": "postgres",
     "password": "motdepasse",
     "db_name": "ma_base",

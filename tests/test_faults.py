@@ -251,7 +251,7 @@ async def test_missing_tool(pg_server: Any, tmp_path: Path) -> None:
 
 async def test_tool_not_on_path(pg_server: Any, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, pg_client_dirs=[])
     async with running_app(settings) as (_, client):
         admin = await Api(client).signup("root@example.com", role="admin")
         api = await Api(client).signup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -99,6 +100,11 @@ class Settings(BaseSettings):
     psql_path: str = "psql"
     mysqldump_path: str = "mysqldump"
     mysql_path: str = "mysql"
+    # Where PostgreSQL clients of several major versions are looked for (glob patterns
+    # allowed), besides PATH; used when pg_dump_path / psql_path keep their default name.
+    pg_client_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["/usr/lib/postgresql/*/bin"]
+    )
 
     # --- listing
     default_page_size: int = Field(default=100, ge=1)
@@ -109,6 +115,13 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("pg_client_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in re.split(r"[,:]", value) if part.strip()]
         return value
 
     @field_validator("allowed_db_hosts")

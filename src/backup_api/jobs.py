@@ -36,6 +36,13 @@ from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.diskspace import within_reserve
 from backup_api.dumpers.base import ConnectionInfo, Dumper
+from backup_api.dumpers.pgclients import (
+    JobTools,
+    NoCompatibleClient,
+    PgClients,
+    tools_for_backup,
+    tools_for_restore,
+)
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.models import Backup, Database, JobStatus, Restore
 from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
@@ -74,6 +81,7 @@ class JobContext:
     keys: Keys
     executor: ThreadPoolExecutor
     archivers: ArchiverLauncher
+    pg_clients: PgClients
 
     @property
     def marker_suffix(self) -> str:
@@ -126,6 +134,16 @@ async def _connection_for(ctx: JobContext, database: Database) -> ConnectionInfo
         pinned_address=pinned,
         connect_timeout=ctx.settings.connect_timeout_seconds,
     )
+
+
+async def _record_server_version(ctx: JobContext, database: Database, tools: JobTools) -> None:
+    """Keep the version the server just reported on its record (not an edit: no updated_at)."""
+    version = None if tools.server_version is None else str(tools.server_version)
+    if version is None or version == database.server_version:
+        return
+    table = Database.__table__  # type: ignore[attr-defined]
+    statement = update(table).where(table.c.id == database.id).values(server_version=version)
+    await ctx.transactions.run(lambda connection: connection.execute(statement))
 
 
 def _dumper_for(ctx: JobContext, db_type: str) -> Dumper:
@@ -278,6 +296,9 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         conn = await _connection_for(ctx, database)
         secret = conn.password
         live_secrets.add(secret)
+        tools = await tools_for_backup(ctx.pg_clients, dumper, conn)
+        await _record_server_version(ctx, database, tools)
+        dumper = tools.dumper
         tool = Path(dumper.dump_tool).name
         with _PrivateWorkdir() as workdir:
             command = dumper.dump_command(conn, workdir)
@@ -311,6 +332,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             size=result.size,
             checksum=result.sha256,
             dump_size=result.uncompressed_size,
+            dump_tool_version=None if tools.tool_version is None else str(tools.tool_version),
             error_msg=None,
             finished_at=now_utc(),
         )
@@ -331,7 +353,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
 
 def failure_reason(exc: Exception, job: Job, action: str) -> str:
     """The owner-facing reason for a job that raised ``exc`` (never its raw text)."""
-    if isinstance(exc, JobFailed):
+    if isinstance(exc, JobFailed | NoCompatibleClient):
         logger.info("%s %s failed", job.kind, job.id)
         return str(exc)
     if isinstance(exc, ToolNotFoundError):
@@ -450,6 +472,9 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
         conn = await _connection_for(ctx, target)
         secret = conn.password
         live_secrets.add(secret)
+        tools = await tools_for_restore(ctx.pg_clients, dumper, conn, backup.dump_tool_version)
+        await _record_server_version(ctx, target, tools)
+        dumper = tools.dumper
         tool = Path(dumper.restore_tool).name
         with _PrivateWorkdir() as workdir:
             command = dumper.restore_command(conn, workdir)

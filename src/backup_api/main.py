@@ -12,8 +12,15 @@ from fastapi import FastAPI
 from backup_api import logs, migrate, openapi
 from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
+from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
-from backup_api.jobs import JobContext, archiver_launcher, job_body, recover
+from backup_api.jobs import (
+    JobContext,
+    archiver_launcher,
+    instance_marker_suffix,
+    job_body,
+    recover,
+)
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
@@ -52,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
         )
+        tool_versions = ToolVersions(
+            executor, child_env({}, "health" + instance_marker_suffix(settings))
+        )
         jobs = JobContext(
             settings=settings,
             sessions=sessions,
@@ -60,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys=keys,
             executor=executor,
             archivers=archiver_launcher(settings),
+            pg_clients=PgClients(settings, tool_versions),
         )
         runner = Runner(
             settings.max_concurrent_jobs,
@@ -77,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
-            tool_versions=ToolVersions(executor, child_env({}, "health" + jobs.marker_suffix)),
+            tool_versions=tool_versions,
         )
         await recover(jobs, runner)
         # Everything built so far lives as long as the process: move it out of the

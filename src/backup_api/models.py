@@ -247,6 +247,8 @@ class Database(SQLModel, table=True):
     )
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # Last version the server reported (PostgreSQL), at registration or before a job.
+    server_version: str | None = SQLField(default=None, sa_column=Column(String(32), nullable=True))
 
 
 _HOSTNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$"
@@ -444,6 +446,11 @@ class DatabasePublic(BaseModel):
     user_id: int
     created_at: Timestamp
     updated_at: Timestamp
+    server_version: str | None = Field(
+        default=None,
+        description="Version du serveur PostgreSQL détectée à l'enregistrement et avant "
+        "chaque sauvegarde ou restauration (null: inconnue, ou MySQL)",
+    )
 
 
 # --------------------------------------------------------------------------- backups
@@ -482,6 +489,10 @@ class Backup(SQLModel, table=True):
         ),
     )
     dump_size: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    # Version of the pg_dump that wrote the dump: a restore needs a psql at least as new.
+    dump_tool_version: str | None = SQLField(
+        default=None, sa_column=Column(String(32), nullable=True)
+    )
     started_at: datetime | None = _tz_column(nullable=True)
     finished_at: datetime | None = _tz_column(nullable=True)
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
@@ -512,6 +523,11 @@ class BackupPublic(BaseModel):
     db_name: str = Field(description="Nom de la base sur le serveur source")
     db_host: str | None = Field(description="Hôte du serveur source")
     db_port: str | None = Field(description="Port du serveur source")
+    dump_tool_version: str | None = Field(
+        default=None,
+        description="Version de pg_dump qui a écrit le dump (PostgreSQL); une restauration "
+        "utilise un psql au moins aussi récent",
+    )
 
 
 # --------------------------------------------------------------------------- restores
@@ -635,6 +651,10 @@ class LoginResponse(BaseModel):
 class DatabaseEnvelope(BaseModel):
     message: str
     database: DatabasePublic
+    warning: str | None = Field(
+        default=None,
+        description="Présent quand aucun client installé ne peut sauvegarder ce serveur",
+    )
 
 
 class DatabaseItem(BaseModel):
@@ -696,11 +716,22 @@ class HealthStatus(BaseModel):
     status: str = Field(description="ok, ou degraded (503) si la base de métadonnées manque")
 
 
+class ClientStatus(BaseModel):
+    tool: str
+    path: str
+    version: str | None = Field(description="null: ne répond pas comme un client PostgreSQL")
+
+
 class HealthResponse(BaseModel):
     """The administrators' view."""
 
     status: str = Field(description="`ok`, or `degraded` when something is missing")
     database: str
     tools: dict[str, ToolStatus]
+    pg_clients: list[ClientStatus] = Field(
+        default_factory=list,
+        description="Clients PostgreSQL trouvés (pg_dump, psql); chaque tâche prend le plus "
+        "récent qui convient",
+    )
     storage: dict[str, int | str]
     jobs: dict[str, int]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
 from backup_api.runner import Runner
@@ -52,3 +53,7 @@ class AppState:
     @property
     def executor(self) -> ThreadPoolExecutor:
         return self.jobs.executor
+
+    @property
+    def pg_clients(self) -> PgClients:
+        return self.jobs.pg_clients

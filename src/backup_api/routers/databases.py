@@ -48,11 +48,16 @@ async def create_database(
     data: DatabaseCreate, user: CurrentUser, session: SessionDep, state: StateDep
 ) -> DatabaseEnvelope:
     """Register a PostgreSQL or MySQL/MariaDB database to back up."""
-    database = await databases_service.create_database(
-        session=session, settings=state.settings, keys=state.keys, owner=user, data=data
+    database, warning = await databases_service.create_database(
+        session=session,
+        settings=state.settings,
+        keys=state.keys,
+        clients=state.pg_clients,
+        owner=user,
+        data=data,
     )
     return DatabaseEnvelope(
-        message="Base de données ajoutée avec succès", database=_public(database)
+        message="Base de données ajoutée avec succès", database=_public(database), warning=warning
     )
 
 
@@ -88,16 +93,19 @@ async def update_database(
     data: DatabaseUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
 ) -> DatabaseEnvelope:
     """Update a registered database; without `password` the stored one is kept."""
-    database = await databases_service.update_database(
+    database, warning = await databases_service.update_database(
         session=session,
         settings=state.settings,
         keys=state.keys,
+        clients=state.pg_clients,
         runner=state.runner,
         database=database,
         data=data,
     )
     return DatabaseEnvelope(
-        message="Base de données mise à jour avec succès", database=_public(database)
+        message="Base de données mise à jour avec succès",
+        database=_public(database),
+        warning=warning,
     )
 
 

@@ -87,6 +87,7 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
         db_name=fields["db_name"],
         db_host=fields["db_host"],
         db_port=fields["db_port"],
+        dump_tool_version=fields["dump_tool_version"],
     )
 
 

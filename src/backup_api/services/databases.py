@@ -6,13 +6,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.config import Settings
+from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import Conflict, Forbidden, UnsupportedDatabaseType
 from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, utcnow
 from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
 from backup_api.principals import Principal
 from backup_api.runner import Runner
-from backup_api.security import Keys, encrypt_secret
+from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
+from backup_api.services import serverversions
 
 
 def _check_type(db_type: str) -> None:
@@ -29,8 +31,15 @@ async def _check_host(settings: Settings, host: str, port: str) -> None:
 
 
 async def create_database(
-    *, session: AsyncSession, settings: Settings, keys: Keys, owner: Principal, data: DatabaseCreate
-) -> Database:
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    keys: Keys,
+    clients: PgClients,
+    owner: Principal,
+    data: DatabaseCreate,
+) -> tuple[Database, str | None]:
+    """The new record, and a warning when no installed client can back it up."""
     _check_type(data.type)
     await _check_host(settings, data.host, data.port)
     database = Database(
@@ -43,9 +52,11 @@ async def create_database(
         db_name=data.db_name,
         user_id=owner.id,
     )
+    # Before the insert: no write lock is held while the server answers (or not).
+    warning = await serverversions.detect(settings, clients, database, data.password)
     session.add(database)
     await session.flush()
-    return database
+    return database, warning
 
 
 async def list_databases(
@@ -63,10 +74,12 @@ async def update_database(
     session: AsyncSession,
     settings: Settings,
     keys: Keys,
+    clients: PgClients,
     runner: Runner,
     database: Database,
     data: DatabaseUpdate,
-) -> Database:
+) -> tuple[Database, str | None]:
+    """The updated record, and a warning when no installed client can back it up."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "type" in changes:
         _check_type(changes["type"])
@@ -78,15 +91,26 @@ async def update_database(
     connection_fields = {"type", "host", "port", "username", "password", "db_name"}
     if connection_fields & changes.keys() and runner.database_busy(database.id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")
+    reconnect = bool(connection_fields & changes.keys())
     password = changes.pop("password", None)
     if password is not None:
         database.password_encrypted = encrypt_secret(keys, password)
     for name, value in changes.items():
         setattr(database, name, value)
+    warning = None
+    if reconnect:
+        try:
+            if password is None:
+                password = decrypt_secret(keys, database.password_encrypted)
+        except CredentialError:
+            # Undecipherable (the key changed): the jobs will say so; nothing to probe with.
+            database.server_version = None
+        else:
+            warning = await serverversions.detect(settings, clients, database, password)
     database.updated_at = utcnow()
     session.add(database)
     await session.flush()
-    return database
+    return database, warning
 
 
 async def delete_database(*, session: AsyncSession, runner: Runner, database: Database) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 
 from backup_api.dumpers.registry import DUMPERS, get_dumper
-from backup_api.models import HealthResponse, HealthStatus
+from backup_api.models import ClientStatus, HealthResponse, HealthStatus
 from backup_api.state import AppState
 
 
@@ -36,6 +36,7 @@ async def report(state: AppState) -> tuple[bool, HealthResponse]:
             commands[tool] = dumper.version_command(tool)
     statuses = await asyncio.gather(*map(state.tool_versions.status, commands.values()))
     tools = dict(zip(commands, statuses, strict=True))
+    clients = await state.pg_clients.all_installed()
     try:
         space = await state.storage.space()
         storage: dict[str, int | str] = {
@@ -51,6 +52,14 @@ async def report(state: AppState) -> tuple[bool, HealthResponse]:
         status="ok" if healthy_db and not degraded else "degraded",
         database=database,
         tools=tools,
+        pg_clients=[
+            ClientStatus(
+                tool=client.name,
+                path=client.path,
+                version=None if client.version is None else str(client.version),
+            )
+            for client in clients
+        ],
         storage=storage,
         jobs={"running": state.runner.running_count, "queued": state.runner.queued_count},
     )
