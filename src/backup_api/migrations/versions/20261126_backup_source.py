@@ -35,7 +35,10 @@ def upgrade() -> None:
         )
 
     # Nothing references "restores": a batch copy (SQLite's way to add a foreign key) is safe.
-    with op.batch_alter_table("restores", schema=None) as batch_op:
+    # The copy must keep AUTOINCREMENT (ids never reused), which reflection does not see.
+    with op.batch_alter_table(
+        "restores", schema=None, table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.add_column(sa.Column("safety_backup_id", sa.Integer(), nullable=True))
         batch_op.create_index(
             batch_op.f("ix_restores_safety_backup_id"), ["safety_backup_id"], unique=False
@@ -46,7 +49,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("restores", schema=None) as batch_op:
+    with op.batch_alter_table(
+        "restores", schema=None, table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.drop_constraint(SAFETY_FK, type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_restores_safety_backup_id"))
         batch_op.drop_column("safety_backup_id")
