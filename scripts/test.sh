@@ -17,7 +17,7 @@ if [ "$#" -eq 0 ]; then
     echo "== pytest (PostgreSQL metadata)"
     BACKUP_API_TEST_METADATA=postgresql .venv/bin/pytest \
         tests/test_errors.py tests/test_authorization.py tests/test_backup_failures.py \
-        tests/test_faults.py tests/test_restores.py tests/test_security_injection.py \
-        tests/test_security_limits.py tests/test_security_ids.py tests/test_fairness.py \
-        tests/test_disk_limits.py
+        tests/test_faults.py tests/test_restores.py tests/test_restore_targets.py \
+        tests/test_security_injection.py tests/test_security_limits.py \
+        tests/test_security_ids.py tests/test_fairness.py tests/test_disk_limits.py
 fi
