@@ -37,6 +37,7 @@ HEADLINES = {
     429: "Too many requests; `Retry-After` says when to try again",
     500: "Unexpected error: the message carries a request id, the log has the details",
     503: "Unavailable",
+    507: "Not enough storage for the backup",
 }
 
 # Statuses named by number only get the service's default message for that status.
