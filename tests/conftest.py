@@ -34,6 +34,13 @@ def mysql_server() -> Iterator[MariaDBServer]:
 import os  # noqa: E402
 
 import tests.apphelpers  # noqa: E402
+import tests.locks  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Process checks see only this session's jobs (see ``tests.locks.SESSION_ROOT``)."""
+    tests.locks.SESSION_ROOT = str(tmp_path_factory.getbasetemp().resolve())
 
 
 @pytest.fixture(scope="session", autouse=True)

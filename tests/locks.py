@@ -103,9 +103,22 @@ async def wait_until(predicate: Any, timeout: float = 20, interval: float = 0.05
     return value
 
 
+#: This test session's temporary root (set by conftest). Every backup root of the session,
+#: hence every job marker, lies under it; other sessions on the same machine use the same
+#: job ids ("backup:1@...") under roots of their own, and their processes are not ours.
+SESSION_ROOT: str | None = None
+
+
+def _marked(environ: bytes, marker: str) -> bool:
+    for item in environ.split(b"\0"):
+        if item.startswith(b"BACKUP_API_JOB=") and marker.encode() in item:
+            return SESSION_ROOT is None or SESSION_ROOT.encode() in item
+    return False
+
+
 def tool_processes(name: str, marker: str | None = None) -> list[int]:
     """Pids of running processes that run ``name`` (a tool, or a module run with ``-m``),
-    optionally with an env marker."""
+    optionally with a job marker of this test session."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -115,7 +128,7 @@ def tool_processes(name: str, marker: str | None = None) -> list[int]:
             # The tool itself, behind its launchers (setpriv, stdbuf), or a Python module.
             if name not in {Path(a.decode(errors="replace")).name for a in cmdline[:5]}:
                 continue
-            if marker is not None and marker.encode() not in (entry / "environ").read_bytes():
+            if marker is not None and not _marked((entry / "environ").read_bytes(), marker):
                 continue
             stat = (entry / "stat").read_text()
             if ") Z" in stat:
