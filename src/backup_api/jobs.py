@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from backup_api.redact import live_secrets, scrub
 from backup_api.runner import CancelReason, Job, JobKind, Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret
 from backup_api.storage.base import ArchiveWriter, Storage, StorageFullError
+from backup_api.workdirs import clear_job_workdirs, job_workdir, jobs_root
 
 logger = logging.getLogger("backup_api.jobs")
 
@@ -182,17 +181,6 @@ def describe_failure(
     return scrub(message, [secret])[: settings.error_tail_bytes + 512]
 
 
-class _PrivateWorkdir:
-    """A 0700 directory for one job's credentials files, always removed."""
-
-    def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix="backup-api-job-"))
-        return self.path
-
-    def __exit__(self, *_: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------- backups
 
 
@@ -278,7 +266,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         secret = conn.password
         live_secrets.add(secret)
         tool = Path(dumper.dump_tool).name
-        with _PrivateWorkdir() as workdir:
+        with job_workdir(jobs_root(ctx.settings), f"backup-{job.id}") as workdir:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
             archiver = _DumpArchiver(ctx, backup, writer)
@@ -415,7 +403,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
         secret = conn.password
         live_secrets.add(secret)
         tool = Path(dumper.restore_tool).name
-        with _PrivateWorkdir() as workdir:
+        with job_workdir(jobs_root(ctx.settings), f"restore-{job.id}") as workdir:
             command = dumper.restore_command(conn, workdir)
             outcome = await run_tool(
                 command,
@@ -498,6 +486,11 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
     removed = await ctx.storage.cleanup_staged()
     if removed:
         logger.warning("removed %d partial archive(s) left by a previous run", removed)
+    cleared = await asyncio.get_running_loop().run_in_executor(
+        ctx.executor, clear_job_workdirs, jobs_root(ctx.settings)
+    )
+    if cleared:
+        logger.warning("removed %d job directory(ies) left by a previous run", cleared)
     stamp = now_utc()
     interrupted: tuple[tuple[type[JobRecord], JobKind, str], ...] = (
         (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),
