@@ -350,7 +350,7 @@ async def fail_restore(ctx: JobContext, restore_id: int, reason: str) -> None:
 
 
 def _restore_worker(
-    ctx: JobContext, key: str, expected_sha256: str | None
+    ctx: JobContext, key: str, expected_sha256: str | None, db_type: str
 ) -> Callable[[int, Progress], None]:
     def feed(fd: int, progress: Progress) -> None:
         # The archive writer's process, run backwards: it checks the archive, then streams
@@ -364,7 +364,9 @@ def _restore_worker(
             extract_in_process(
                 archive.fileno(),
                 fd,
-                ExtractOptions(expected_sha256=expected_sha256, nice=ctx.settings.job_nice),
+                ExtractOptions(
+                    expected_sha256=expected_sha256, db_type=db_type, nice=ctx.settings.job_nice
+                ),
                 on_write=progress.advance,
                 launcher=ctx.archivers,
             )
@@ -408,7 +410,10 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
             outcome = await run_tool(
                 command,
                 worker=_restore_worker(
-                    ctx, storage_key(backup.db_type, backup.filename), backup.checksum
+                    ctx,
+                    storage_key(backup.db_type, backup.filename),
+                    backup.checksum,
+                    backup.db_type,
                 ),
                 direction="in",
                 executor=ctx.executor,

@@ -272,6 +272,11 @@ async def run_tool(
     if tool_nice:
         set_session_niceness(process.pid, tool_nice)
 
+    # A restore tool reading its input to the end commits what it read (psql's
+    # --single-transaction does on EOF): while this copy of the pipe's write end is open,
+    # no end comes unless the worker finished. A worker that fails has the tool killed
+    # first, so a refused or broken archive never applies half-way.
+    input_hold = os.dup(own_fd) if direction == "in" else None
     progress = Progress()
     io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
     assert process.stderr is not None
@@ -291,10 +296,14 @@ async def run_tool(
             done, pending = await asyncio.wait(
                 pending, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED
             )
-            if io_future in done and io_future.exception() is not None and failure is None:
-                io_error = io_future.exception()
-                failure = FailureKind.IO_ERROR
-                kill_group(process.pid)
+            if io_future in done:
+                if io_future.exception() is not None and failure is None:
+                    io_error = io_future.exception()
+                    failure = FailureKind.IO_ERROR
+                    kill_group(process.pid)
+                if input_hold is not None:
+                    os.close(input_hold)
+                    input_hold = None
             now = time.monotonic()
             if failure is None and process.returncode is None:
                 first_output = command.first_output_timeout
@@ -318,6 +327,8 @@ async def run_tool(
     finally:
         if process.returncode is None:
             kill_group(process.pid)
+        if input_hold is not None:
+            os.close(input_hold)
 
     stderr = await stderr_task
     stderr_transport.close()
