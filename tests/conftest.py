@@ -30,10 +30,16 @@ def mysql_server() -> Iterator[MariaDBServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tests.locks.SESSION_ROOT = tmp_path_factory.getbasetemp().resolve()
+
+
 # --- the application, in-process ---
 import os  # noqa: E402
 
 import tests.apphelpers  # noqa: E402
+import tests.locks  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

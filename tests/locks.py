@@ -103,9 +103,26 @@ async def wait_until(predicate: Any, timeout: float = 20, interval: float = 0.05
     return value
 
 
+#: This test session's temporary directory (set by conftest). The services the tests start
+#: keep their backups under it, and their processes' markers name that place: with a
+#: marker, only processes of this session count (other sessions may run on the machine,
+#: with the same job ids).
+SESSION_ROOT: Path | None = None
+
+
+def _of_this_session(environ: bytes) -> bool:
+    if SESSION_ROOT is None:
+        return True
+    prefix = b"BACKUP_API_JOB="
+    for item in environ.split(b"\0"):
+        if item.startswith(prefix):
+            return str(SESSION_ROOT).encode() in item
+    return False
+
+
 def tool_processes(name: str, marker: str | None = None) -> list[int]:
     """Pids of running processes that run ``name`` (a tool, or a module run with ``-m``),
-    optionally with an env marker."""
+    optionally with an env marker (then of this test session only)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -115,8 +132,10 @@ def tool_processes(name: str, marker: str | None = None) -> list[int]:
             # The tool itself, behind its launchers (setpriv, stdbuf), or a Python module.
             if name not in {Path(a.decode(errors="replace")).name for a in cmdline[:5]}:
                 continue
-            if marker is not None and marker.encode() not in (entry / "environ").read_bytes():
-                continue
+            if marker is not None:
+                environ = (entry / "environ").read_bytes()
+                if marker.encode() not in environ or not _of_this_session(environ):
+                    continue
             stat = (entry / "stat").read_text()
             if ") Z" in stat:
                 continue
