@@ -143,7 +143,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def secret_path(fd: int) -> str:
     # Relative to the process that opens it: the tool's own copy of the descriptor (the
-    # same number, through pass_fds). Opening it gives a fresh read from the start.
+    # same number, through pass_fds). Opening a memfd there reads it from its start.
     return f"/proc/self/fd/{fd}"
 
 
