@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from isal import isal_zlib
@@ -33,7 +34,15 @@ from backup_api.archive import (
     open_sql_entry,
 )
 
-check_archive = archive_module.test_archive  # not named test_*: pytest would collect it
+
+def check_archive(source: Path | BinaryIO) -> None:
+    """What a verification and a restore both do with an archive: the one validator
+    (``open_sql_entry``), then the SQL read to the end (every CRC checked)."""
+    _, stream = open_sql_entry(source)
+    with stream:
+        while stream.read(1 << 20):
+            pass
+
 
 ENGINES = [
     (Compression.ISAL, 0),
@@ -745,8 +754,6 @@ def test_reader_rejects_what_is_not_a_zip(tmp_path: Path, content: bytes) -> Non
     path.write_bytes(content)
     with pytest.raises(ArchiveError, match=r"^archive invalide: fichier ZIP illisible$"):
         open_sql_entry(path)
-    with pytest.raises(ArchiveError, match=r"^archive corrompue: fichier ZIP illisible$"):
-        check_archive(path)
 
 
 def test_missing_file_is_not_an_archive_error(tmp_path: Path) -> None:
@@ -826,21 +833,9 @@ def test_damaged_archives_only_ever_raise_archive_error(tmp_path: Path) -> None:
 def test_archive_check_passes_good_archives(tmp_path: Path) -> None:
     path = build(tmp_path / "good.zip", mixed_payload())
     check_archive(path)
-    with path.open("rb") as handle:  # what the verification endpoint passes
+    with path.open("rb") as handle:  # what the archive process is given
         check_archive(handle)
         assert not handle.closed
-    several = zip_with(tmp_path / "two.zip", [("a.sql", b"a" * 1000), ("b.txt", b"b" * 1000)])
-    check_archive(several)  # integrity only: every entry, whatever its name
-
-
-def test_archive_check_finds_damage_in_any_entry(tmp_path: Path) -> None:
-    path = zip_with(tmp_path / "two.zip", [("a.sql", sql_like(50_000)), ("b.sql", b"b" * 50_000)])
-    raw = bytearray(path.read_bytes())
-    second = raw.index(b"PK\x03\x04", 10) + 30 + len("b.sql") + 20
-    raw[second] ^= 0xFF
-    path.write_bytes(bytes(raw))
-    with pytest.raises(ArchiveError, match=r"^archive corrompue: "):
-        check_archive(path)
 
 
 # ---------------------------------------------------------------------------- speed

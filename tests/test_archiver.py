@@ -43,6 +43,14 @@ def sample_sql(size: int) -> bytes:
     return bytes(out[:size])
 
 
+MYSQLDUMP_HEAD = b"-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu\n"
+
+
+def dump_sql(size: int) -> bytes:
+    """``size`` bytes of SQL as mysqldump writes it: what a restore accepts as such."""
+    return MYSQLDUMP_HEAD + sample_sql(size - len(MYSQLDUMP_HEAD))
+
+
 def options(**overrides: object) -> ArchiverOptions:
     values: dict[str, object] = {
         "entry_name": "shop_20261125_065511.sql",
@@ -398,7 +406,7 @@ def extract(
         result = extract_in_process(
             handle.fileno(),
             drain.write_fd,
-            ExtractOptions(expected_sha256=expected, nice=0),
+            ExtractOptions(expected_sha256=expected, db_type="mysql", nice=0),
             on_write=writes.append,
             launcher=launcher,
         )
@@ -406,7 +414,7 @@ def extract(
 
 
 def test_extract_streams_the_checked_sql(tmp_path: Path, launcher: ArchiverLauncher) -> None:
-    data = sample_sql(3 * 1024 * 1024 + 17)
+    data = dump_sql(3 * 1024 * 1024 + 17)
     path, sha256 = stored_archive(tmp_path, data)
     drain = Drain()
     result, writes = extract(path, sha256, drain, launcher)
@@ -421,7 +429,7 @@ def test_extract_streams_the_checked_sql(tmp_path: Path, launcher: ArchiverLaunc
 def test_extract_refuses_a_mismatching_checksum_before_writing(
     tmp_path: Path, launcher: ArchiverLauncher
 ) -> None:
-    path, _ = stored_archive(tmp_path, sample_sql(512 * 1024))
+    path, _ = stored_archive(tmp_path, dump_sql(512 * 1024))
     drain = Drain()
     with pytest.raises(ArchiveError, match="SHA-256 ne correspond pas"):
         extract(path, "0" * 64, drain, launcher)
@@ -438,7 +446,7 @@ def test_extract_refuses_a_mismatching_checksum_before_writing(
 def test_extract_reports_a_damaged_archive(
     tmp_path: Path, launcher: ArchiverLauncher, damage: str, message: str
 ) -> None:
-    path, _ = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
+    path, _ = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     damage_archive(path, damage)
     drain = Drain()
     # No checksum to compare (an archive from elsewhere): the reader's own checks hold.
@@ -450,7 +458,7 @@ def test_extract_reports_a_damaged_archive(
 def test_extract_stops_quietly_when_the_tool_stops_reading(
     tmp_path: Path, launcher: ArchiverLauncher
 ) -> None:
-    data = sample_sql(8 * 1024 * 1024)
+    data = dump_sql(8 * 1024 * 1024)
     path, sha256 = stored_archive(tmp_path, data)
     drain = Drain(limit=64 * 1024)
     result, _ = extract(path, sha256, drain, launcher)
@@ -463,7 +471,7 @@ def test_extract_stops_quietly_when_the_tool_stops_reading(
 def test_extract_by_a_child_killed_midway_is_a_crash(
     tmp_path: Path, launcher: ArchiverLauncher
 ) -> None:
-    path, sha256 = stored_archive(tmp_path, sample_sql(4 * 1024 * 1024))
+    path, sha256 = stored_archive(tmp_path, dump_sql(4 * 1024 * 1024))
     read_fd, write_fd = os.pipe()  # nobody reads: the child blocks on the full pipe
     killed: list[int] = []
 
@@ -485,7 +493,7 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
             extract_in_process(
                 handle.fileno(),
                 write_fd,
-                ExtractOptions(expected_sha256=sha256, nice=0),
+                ExtractOptions(expected_sha256=sha256, db_type="mysql", nice=0),
                 on_write=lambda _: None,
                 launcher=launcher,
             )
@@ -500,13 +508,14 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
 
 def verify(path: Path, launcher: ArchiverLauncher) -> VerifyResult:
     with path.open("rb") as handle:
-        return verify_in_process(handle.fileno(), VerifyOptions(nice=0), launcher=launcher)
+        checks = VerifyOptions(expected_sha256=None, db_type="mysql", nice=0)
+        return verify_in_process(handle.fileno(), checks, launcher=launcher)
 
 
 def test_verify_hashes_and_tests_a_sound_archive(
     tmp_path: Path, launcher: ArchiverLauncher
 ) -> None:
-    path, sha256 = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
+    path, sha256 = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     assert verify(path, launcher) == VerifyResult(sha256=sha256, problem=None)
 
 
@@ -514,15 +523,117 @@ def test_verify_hashes_and_tests_a_sound_archive(
     ("damage", "problem"),
     [
         ("middle", ZEROED_DEFLATE),
-        ("not-a-zip", r"archive corrompue: fichier ZIP illisible"),
+        ("not-a-zip", r"archive invalide: fichier ZIP illisible"),
     ],
 )
 def test_verify_reports_damage_with_the_actual_checksum(
     tmp_path: Path, launcher: ArchiverLauncher, damage: str, problem: str
 ) -> None:
-    path, _ = stored_archive(tmp_path, sample_sql(2 * 1024 * 1024))
+    path, _ = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     content = damage_archive(path, damage)
     result = verify(path, launcher)
     assert result.sha256 == hashlib.sha256(content).hexdigest()
     assert result.problem is not None
     assert re.match(problem, result.problem), result.problem
+
+
+# ---------------------------------------------------------------------------- one validator
+
+PG_KEY = b"Zgpo" * 15 + b"abc"  # 63 alphanumerics, as pg_dump draws them
+PG_HEAD = b"--\n-- PostgreSQL database dump\n--\n\n\\restrict " + PG_KEY + b"\n\nSET a = 1;\n"
+PG_END = b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict " + PG_KEY + b"\n\n"
+
+
+def zip_of(tmp_path: Path, entries: list[tuple[str, bytes]]) -> tuple[Path, str]:
+    """An archive as someone else could make it, and its SHA-256 (the record's, once
+    replaced along with the archive)."""
+    path = tmp_path / "made.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as made:
+        for name, data in entries:
+            made.writestr(name, data)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_and_extract(
+    path: Path, sha256: str, db_type: str, launcher: ArchiverLauncher
+) -> tuple[str | None, str | None, bytes]:
+    """The problem a verification finds, the error a restore's extraction raises, and
+    what that extraction let through to the restore tool."""
+    with path.open("rb") as handle:
+        checks = VerifyOptions(expected_sha256=sha256, db_type=db_type, nice=0)
+        problem = verify_in_process(handle.fileno(), checks, launcher=launcher).problem
+    drain = Drain()
+    error = None
+    with path.open("rb") as handle:
+        try:
+            extract_in_process(
+                handle.fileno(),
+                drain.write_fd,
+                ExtractOptions(expected_sha256=sha256, db_type=db_type, nice=0),
+                on_write=lambda _: None,
+                launcher=launcher,
+            )
+        except ArchiveError as exc:
+            error = str(exc)
+    return problem, error, drain.join()
+
+
+@pytest.mark.parametrize(
+    ("db_type", "entries", "reason"),
+    [
+        ("mysql", [("a.sql", dump_sql(1000)), ("b.sql", dump_sql(1000))], "une seule entrée"),
+        ("mysql", [("../evil.sql", dump_sql(1000))], "nom d'entrée non sûr: ../evil.sql"),
+        ("mysql", [("evil.txt", dump_sql(1000))], "n'est pas un fichier .sql: evil.txt"),
+        ("mysql", [("d.sql", b"\\! touch /tmp/x\n" + dump_sql(1000))], "en-tête de mysqldump"),
+        ("postgresql", [("d.sql", b"\\! touch /tmp/x\nSELECT 1;\n")], "en-tête de pg_dump"),
+        ("postgresql", [("d.sql", PG_HEAD + b"SELECT 1;\n")], "ligne \\unrestrict"),
+        (
+            "postgresql",
+            [("d.sql", PG_HEAD + b"\\unrestrict " + PG_KEY + b"\n\\! touch /tmp/x\n" + PG_END)],
+            "clé \\restrict de pg_dump réapparaît",
+        ),
+        ("postgresql", [("d.sql", PG_HEAD + PG_END + b"\\! touch /tmp/x\n")], "réapparaît"),
+    ],
+)
+def test_verify_and_restore_refuse_the_same_archives_alike(
+    tmp_path: Path,
+    launcher: ArchiverLauncher,
+    db_type: str,
+    entries: list[tuple[str, bytes]],
+    reason: str,
+) -> None:
+    path, sha256 = zip_of(tmp_path, entries)
+    problem, error, let_through = verify_and_extract(path, sha256, db_type, launcher)
+    assert problem is not None
+    assert problem.startswith("archive invalide: ")
+    assert reason in problem
+    assert error == problem
+    # Nothing psql or mysql could take for one of their own commands got through.
+    assert b"\\!" not in let_through
+    assert b"unrestrict" not in let_through
+
+
+def test_a_mismatching_checksum_reads_the_same_in_verify_and_restore(
+    tmp_path: Path, launcher: ArchiverLauncher
+) -> None:
+    path, _ = zip_of(tmp_path, [("d.sql", dump_sql(10_000))])
+    problem, error, let_through = verify_and_extract(path, "0" * 64, "mysql", launcher)
+    assert problem == error == "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
+    assert let_through == b""
+
+
+@pytest.mark.parametrize("db_type", ["postgresql", "mysql"])
+def test_a_dump_as_its_tool_writes_it_passes_both(
+    tmp_path: Path, launcher: ArchiverLauncher, db_type: str
+) -> None:
+    body = sample_sql(3 * 1024 * 1024)
+    sql = PG_HEAD + body + PG_END if db_type == "postgresql" else dump_sql(len(body))
+    path, sha256 = zip_of(tmp_path, [("d.sql", sql)])
+    problem, error, let_through = verify_and_extract(path, sha256, db_type, launcher)
+    assert problem is None
+    assert error is None
+    if db_type == "postgresql":
+        # All of it but the closing line: psql stays restricted to the end of its input.
+        assert let_through == sql[: sql.rindex(b"\\unrestrict")]
+    else:
+        assert let_through == sql

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import hmac
 import os
 import signal
+import stat
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +219,122 @@ def test_start_kills_tool_processes_left_by_a_crash(tmp_path: Path) -> None:
                 if process.poll() is None:
                     process.kill()
                 process.wait()
+
+
+def scram_verifier(password: str) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802, 7677): the server is
+    given this, never the password itself, so its files cannot hold it."""
+    salt, iterations = os.urandom(16), 4096
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    b64 = base64.b64encode
+    return (
+        f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+        f"${b64(stored_key).decode()}:{b64(server_key).decode()}"
+    )
+
+
+@contextlib.contextmanager
+def account_of_its_own(server: Any, database: str) -> Iterator[tuple[str, str]]:
+    """A database account whose password appears nowhere but in the service's hands."""
+    user, password = unique_name("crash"), "Crash-" + uuid.uuid4().hex
+    if server.kind == "postgresql":
+        server.execute(
+            f"CREATE ROLE {user} LOGIN PASSWORD '{scram_verifier(password)}';"
+            f"GRANT {server.user} TO {user};",
+            "postgres",
+        )
+        drop = f"DROP ROLE {user}"
+    else:
+        # mysql_native_password's stored form, SHA1(SHA1(password)): the server's own scheme.
+        inner = hashlib.sha1(password.encode(), usedforsecurity=False).digest()
+        native = "*" + hashlib.sha1(inner, usedforsecurity=False).hexdigest().upper()
+        account = f"'{user}'@'{server.host}'"
+        server.execute(
+            f"CREATE USER {account} IDENTIFIED BY PASSWORD '{native}';"
+            f"GRANT ALL ON `{database}`.* TO {account};",
+            database,
+        )
+        drop = f"DROP USER {account}"
+    try:
+        yield user, password
+    finally:
+        server.execute(drop, "postgres" if server.kind == "postgresql" else database)
+
+
+def files_holding(secret: bytes, roots: list[Path], since: float) -> list[Path]:
+    """Regular files under ``roots``, written since ``since``, whose content holds
+    ``secret`` (a credentials file is small: larger files are not read)."""
+    found = []
+    for root in roots:
+        for directory, _, names in os.walk(root):
+            for name in names:
+                path = Path(directory, name)
+                with contextlib.suppress(OSError):
+                    info = path.lstat()
+                    recent = info.st_mtime >= since or info.st_ctime >= since
+                    small = stat.S_ISREG(info.st_mode) and info.st_size < 1 << 20
+                    if recent and small and secret in path.read_bytes():
+                        found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_sigkill_mid_dump_leaves_no_credentials_behind(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    server: Any = request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
+    began = time.time() - 1  # file times are coarser than the clock
+    source = unique_name("crashcred")
+    create_filled(server, source)
+    tool = "pg_dump" if engine == "postgresql" else "mysqldump"
+    with account_of_its_own(server, source) as (user, password), server_process(tmp_path) as api:
+        jobs_dir = Path(api.env["BACKUP_API_SECRETS_DIR"]) / ".jobs"
+        api.start()
+        client = Client(api.url)
+        try:
+            client.login("crashcred@example.com", register=True)
+            response = client.call(
+                "POST",
+                "/api/databases",
+                json={
+                    "name": source,
+                    "type": engine,
+                    "host": server.host,
+                    "port": server.port,
+                    "username": user,
+                    "password": password,
+                    "db_name": source,
+                },
+            )
+            assert response.status_code == 201, response.text
+            database_id = response.json()["database"]["id"]
+            with table_locked(server, source):
+                backup = client.call("POST", f"/api/backups/database/{database_id}").json()
+                backup_id = backup["backup"]["id"]
+                marker = f"backup:{backup_id}@{api.backup_root.resolve()}"
+                pids = wait_for(
+                    lambda: tool_processes(tool, marker) or tool_processes("mariadb-dump", marker)
+                )
+                api.signal(signal.SIGKILL)
+                api.wait(10)
+                wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
+            roots = {Path(tempfile.gettempdir()).resolve(), Path("/tmp"), tmp_path.resolve()}
+            assert files_holding(password.encode(), sorted(roots), began) == []
+            # What stayed on disk is the job's directory, under the service's own, empty.
+            (left,) = jobs_dir.iterdir()
+            assert list(left.iterdir()) == []
+            api.start()
+            assert list(jobs_dir.iterdir()) == [], "recovery left a job directory"
+            record = client.record("backup", backup_id)
+            assert record["status"] == "failed"
+            assert record["error_msg"] == BACKUP_STOPPED
+            # The account works: the same backup, uninterrupted, completes.
+            again = client.call("POST", f"/api/backups/database/{database_id}").json()
+            assert client.wait_done("backup", again["backup"]["id"])["status"] == "completed"
+            assert list(jobs_dir.iterdir()) == []
+        finally:
+            client.close()
+    server.drop_database(source)

@@ -155,6 +155,7 @@ EVIL = "CREATE TABLE pwned (v int);\n"
 async def test_untrustworthy_archive_executes_nothing(
     pg_server: Any, tmp_path: Path, case: str, reason: str
 ) -> None:
+    """Verify and restore use one validator: what one refuses, the other does, alike."""
     settings = make_settings(tmp_path)
     source = unique_name("src")
     create_filled(pg_server, source)
@@ -175,6 +176,7 @@ async def test_untrustworthy_archive_executes_nothing(
             _rewrite_archive(settings, backup, lambda z: z.writestr("../evil.sql", EVIL))
         else:
             _rewrite_archive(settings, backup, lambda z: z.writestr("evil.txt", EVIL))
+        verification = (await api.post(f"/api/backups/{backup['id']}/verify")).json()
         response = await api.post(
             f"/api/backups/{backup['id']}/restore",
             json={"database_id": database["id"], "confirm": source},
@@ -182,9 +184,108 @@ async def test_untrustworthy_archive_executes_nothing(
         restore = await api.wait_restore(response.json()["restore"]["id"])
     assert restore["status"] == "failed"
     assert reason in restore["error_msg"], restore["error_msg"]
+    assert verification["verification"]["valid"] is False
+    assert verification["verification"]["error"] == restore["error_msg"]
     tables = pg_server.query("SELECT count(*) FROM pg_tables WHERE tablename = 'pwned'", source)
     assert tables == [("0",)]
     pg_server.drop_database(source)
+
+
+def _sql_of(backup: dict[str, Any]) -> tuple[str, bytes]:
+    with zipfile.ZipFile(backup["filepath"]) as archive:
+        (name,) = archive.namelist()
+        return name, archive.read(name)
+
+
+# Over one read of the archive's entry (1 MiB): what comes before is already with psql.
+PADDING = b"-- " + b"x" * 76 + b"\n"
+PADDING_LINES = 20_000
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no-header", "ne commence pas par l'en-tête de pg_dump et sa clé \\restrict"),
+        ("unrestrict", "la clé \\restrict de pg_dump réapparaît"),
+        ("restricted", "backslash commands are restricted"),
+    ],
+)
+async def test_a_replaced_postgresql_archive_runs_no_meta_command(
+    pg_server: Any, tmp_path: Path, case: str, reason: str
+) -> None:
+    """An archive replaced along with its checksum: psql's ``\\!`` never runs, and what
+    SQL got to psql before the refusal is rolled back."""
+    settings = make_settings(tmp_path)
+    source = unique_name("src")
+    create_filled(pg_server, source)
+    marker = tmp_path / "pwned-marker"
+    shell = f"\\! touch {marker}\n".encode()
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(pg_server, source)
+        backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+        name, sql = _sql_of(backup)
+        head_end = sql.index(b"\n", sql.index(b"\\restrict ")) + 1
+        head, key = sql[:head_end], sql[sql.index(b"\\restrict ") + 10 : head_end - 1]
+        closing = b"\n\\unrestrict " + key + b"\n\n"
+        evil = EVIL.encode() + PADDING * PADDING_LINES
+        if case == "no-header":
+            replaced = shell + evil
+        elif case == "unrestrict":
+            replaced = head + evil + b"\\unrestrict " + key + b"\n" + shell + closing
+        else:
+            replaced = head + evil + shell + closing
+        _rewrite_archive(settings, backup, lambda z: z.writestr(name, replaced))
+        verification = (await api.post(f"/api/backups/{backup['id']}/verify")).json()
+        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        restore = await api.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "failed"
+    assert reason in restore["error_msg"], restore["error_msg"]
+    if case != "restricted":  # an archive shaped as pg_dump's: psql itself refuses
+        assert verification["verification"]["error"] == restore["error_msg"]
+    assert not marker.exists(), "a meta-command ran on the service's host"
+    tables = pg_server.query("SELECT count(*) FROM pg_tables WHERE tablename = 'pwned'", source)
+    assert tables == [("0",)], "a refused archive was applied in part"
+    pg_server.drop_database(source)
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no-header", "ne commence pas par l'en-tête de mysqldump"),
+        ("system", "sandbox"),
+        ("bang", "sandbox"),
+    ],
+)
+async def test_a_replaced_mysql_archive_runs_no_client_command(
+    mysql_server: Any, tmp_path: Path, case: str, reason: str
+) -> None:
+    settings = make_settings(tmp_path)
+    source = unique_name("src")
+    create_filled(mysql_server, source)
+    marker = tmp_path / "pwned-marker"
+    async with running_app(settings) as (_, client):
+        api = await Api(client).signup()
+        database = await api.add_database(mysql_server, source)
+        backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
+        name, sql = _sql_of(backup)
+        # mysqldump's header line alone: without the line before it, with which MariaDB's
+        # own dumps turn sandbox mode on, only the client's --sandbox stands in the way.
+        start = sql.index(b"-- MariaDB dump")
+        head = sql[start : sql.index(b"\n", start) + 1]
+        command = {"system": b"system", "bang": b"\\!"}.get(case, b"system")
+        shell = command + f" touch {marker}\n".encode()
+        replaced = shell + EVIL.encode() if case == "no-header" else head + shell
+        _rewrite_archive(settings, backup, lambda z: z.writestr(name, replaced))
+        verification = (await api.post(f"/api/backups/{backup['id']}/verify")).json()
+        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        restore = await api.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "failed"
+    assert reason in restore["error_msg"], restore["error_msg"]
+    if case == "no-header":
+        assert verification["verification"]["error"] == restore["error_msg"]
+    assert not marker.exists(), "a client command ran on the service's host"
+    mysql_server.drop_database(source)
 
 
 async def test_restore_error_statuses(

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import re
 import sqlite3
 import stat
-import tempfile
+import struct
+import termios
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
 
+from backup_api.workdirs import jobs_root
 from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.fakes import fake_tool
 from tests.locks import table_locked, tool_processes, wait_until
@@ -51,43 +58,115 @@ async def test_passwords_are_encrypted_at_rest(pg_server: Any, tmp_path: Path) -
     pg_server.drop_database(source)
 
 
-def credential_files(pid: int) -> list[Path]:
-    """The credentials files a running tool was pointed to (argv option or PGPASSFILE)."""
+def credential_descriptors(pid: int) -> list[Path]:
+    """Where a running tool was told to read its credentials (``--defaults-extra-file`` or
+    ``PGPASSFILE``), seen from outside: ``/proc/<pid>/fd/<n>``. Anything but a path to one
+    of its own descriptors fails."""
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    files = [
-        Path(word.split(b"=", 1)[1].decode())
+    values = [
+        word.split(b"=", 1)[1].decode()
         for word in argv
         if word.startswith(b"--defaults-extra-file=")
     ]
-    files += [
-        Path(item.split(b"=", 1)[1].decode()) for item in environ if item.startswith(b"PGPASSFILE=")
+    values += [
+        item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"PGPASSFILE=")
     ]
-    return files
+    found = []
+    for value in values:
+        match = re.fullmatch(r"/proc/self/fd/(\d+)", value)
+        assert match, f"credentials read from {value}, not from a descriptor"
+        found.append(Path(f"/proc/{pid}/fd/{match[1]}"))
+    return found
+
+
+def held_here(descriptor: Path) -> bool:
+    """Whether this process (the service runs in it) has the file behind ``descriptor``
+    open too."""
+    info = descriptor.stat()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            mine = fd.stat()
+            if (mine.st_dev, mine.st_ino) == (info.st_dev, info.st_ino):
+                return True
+    return False
+
+
+def unread(descriptor: Path) -> int:
+    fd = os.open(descriptor, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    finally:
+        os.close(fd)
+
+
+async def check_credentials(pid: int, engine: str, password: str) -> None:
+    """The tool reads its credentials from a descriptor open on no file system, readable
+    by its owner alone, and the service keeps no copy of it."""
+    descriptors = credential_descriptors(pid)
+    assert len(descriptors) == 1
+    descriptor = descriptors[0]
+    target = os.readlink(descriptor)
+    info = descriptor.stat()  # the open file itself, not the /proc link
+    assert stat.S_IMODE(info.st_mode) == 0o600
+    # The service closes its copy once the start returns, a moment after the tool exists.
+    await wait_until(lambda: not held_here(descriptor))
+    if engine == "postgresql":
+        # libpq reads a plain file: an anonymous memory file, written once and sealed.
+        assert target.startswith("/memfd:"), target
+        assert stat.S_ISREG(info.st_mode)
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+        assert descriptor.read_text() == f"*:*:*:*:{escaped}\n"
+        fd = os.open(descriptor, os.O_WRONLY | os.O_APPEND)
+        try:
+            with pytest.raises(PermissionError):  # sealed: the tool cannot change it
+                os.write(fd, b"*:*:*:*:other\n")
+        finally:
+            os.close(fd)
+    else:
+        # The option file came through a pipe, which the tool reads once connecting; then,
+        # opened without waiting for a writer, it reads as ended: nothing holds its write
+        # end, nobody else can read what it carried.
+        assert target.startswith("pipe:["), target
+        assert stat.S_ISFIFO(info.st_mode)
+        await wait_until(lambda: unread(descriptor) == 0)
+        fd = os.open(descriptor, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            assert os.read(fd, 4096) == b""
+        finally:
+            os.close(fd)
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 async def test_password_never_on_argv_nor_in_env(
-    engine: str, request: pytest.FixtureRequest, alice: Api, monkeypatch: pytest.MonkeyPatch
+    engine: str,
+    request: pytest.FixtureRequest,
+    app: FastAPI,
+    alice: Api,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server: Any = request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
     # The service's own secrets, as an operator passes them, must not reach its children.
     service_secret = "service-key-" + "7" * 40
     monkeypatch.setenv("BACKUP_API_ENCRYPTION_KEY", service_secret)
+    jobs = app.state.backup_api.jobs
+    workdirs = jobs_root(jobs.settings)
     source = unique_name("argv")
     create_filled(server, source)
     database = await alice.add_database(server, source)
     tool = "pg_dump" if engine == "postgresql" else "mysqldump"
-    seen: list[Path] = []
     for outcome in ("completed", "cancelled"):
         with table_locked(server, source):
             backup = await alice.start_backup(database["id"])
-            marker = f"backup:{backup['id']}@"
+            # This instance's processes only: other services may run on this machine.
+            marker = f"backup:{backup['id']}{jobs.marker_suffix}"
             pids = await wait_until(
                 lambda m=marker: tool_processes(tool, m) or tool_processes("mariadb-dump", m)
             )
             # The archive writers (the job's and the spare) carry the instance's marker.
-            archivers = await wait_until(lambda: tool_processes("backup_api.archiver", "archiver@"))
+            archivers = await wait_until(
+                lambda: tool_processes("backup_api.archiver", "archiver" + jobs.marker_suffix)
+            )
             for pid in [*pids, *archivers]:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
@@ -97,34 +176,29 @@ async def test_password_never_on_argv_nor_in_env(
                 assert b"BACKUP_API_ENCRYPTION_KEY" not in environ
             for pid in pids:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-                files = credential_files(pid)
-                assert len(files) == 1
-                assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-                assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
-                content = files[0].read_text()
-                assert content.startswith(("*:*:*:*:", "[client]"))
-                seen += files
+                await check_credentials(pid, engine, server.password)
                 if engine == "mysql":
                     words = [w.decode() for w in argv.split(b"\0")]
                     tool_index = next(
                         i for i, w in enumerate(words) if w.endswith(("mysqldump", "mariadb-dump"))
                     )
                     assert words[tool_index + 1].startswith("--defaults-extra-file=")
+            # What the tool may look for on disk is a directory of the job's own, empty.
+            (workdir,) = workdirs.iterdir()
+            assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+            assert list(workdir.iterdir()) == []
             if outcome == "cancelled":
                 assert (await alice.delete(f"/api/backups/{backup['id']}")).status_code == 200
         if outcome == "completed":
             # The tricky password (: \ ' " # = space) went through the file's escaping.
             assert (await alice.wait_backup(backup["id"]))["status"] == "completed"
-    for path in seen:
-        assert not path.exists(), f"{path} outlived its job"
-        assert not path.parent.exists()
+        assert list(workdirs.iterdir()) == [], "a job directory outlived its job"
 
-    # A failing dump removes its credentials file too.
-    before = set(Path(tempfile.gettempdir()).glob("backup-api-job-*"))
+    # A failing dump removes its directory too.
     failing = await alice.add_database(server, source, password="wrong password")
     backup = await alice.wait_backup((await alice.start_backup(failing["id"]))["id"])
     assert backup["status"] == "failed"
-    assert set(Path(tempfile.gettempdir()).glob("backup-api-job-*")) <= before
+    assert list(workdirs.iterdir()) == []
     server.drop_database(source)
 
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from backup_api.dumpers.base import ConnectionInfo
+from backup_api.dumpers.base import ConnectionInfo, SecretPath, ToolCommand
 from backup_api.dumpers.mysql import MySQLDumper
 from backup_api.dumpers.postgresql import PostgreSQLDumper, build_conninfo
+from backup_api.process import open_secret, rendered
 from backup_api.services.backups import safe_stem
 from tests.apphelpers import Api, make_settings, running_app, unique_name
 from tests.sample_data import create_filled
@@ -51,14 +52,23 @@ async def test_option_like_and_unsafe_fields_are_400(alice: Api, field: str, val
     assert (await alice.get("/api/databases")).json()["databases"] == []
 
 
-def _run(command: Any) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ)
-    for key, value in command.env.items():
-        if value == "":
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return subprocess.run(command.argv, env=env, capture_output=True, check=False, timeout=30)
+def _run(command: ToolCommand) -> subprocess.CompletedProcess[bytes]:
+    """The dumper's command, run as the service runs it (credentials as a descriptor)."""
+    assert command.secret is not None
+    fd = open_secret(command.secret)
+    try:
+        argv, extra = rendered(command, fd)
+        env = dict(os.environ)
+        for key, value in extra.items():
+            if value == "":
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return subprocess.run(
+            argv, env=env, pass_fds=(fd,), capture_output=True, check=False, timeout=30
+        )
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
@@ -139,8 +149,10 @@ async def test_mysql_localhost_goes_over_tcp(mysql_server: Any, alice: Api, tmp_
     workdir.mkdir()
     conn = ConnectionInfo("localhost", 3306, "u", "p", "d")
     command = MySQLDumper().dump_command(conn, workdir)
-    assert "protocol=TCP" in (workdir / "my.cnf").read_text()
-    assert command.argv[1] == f"--defaults-extra-file={workdir / 'my.cnf'}"
+    assert command.secret is not None
+    assert "protocol=TCP" in command.secret.content.decode()
+    assert command.argv[1] == SecretPath("--defaults-extra-file=")
+    assert list(workdir.iterdir()) == [], "nothing written to disk"
     mysql_server.drop_database(source)
 
 

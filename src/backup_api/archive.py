@@ -42,7 +42,6 @@ __all__ = [
     "ZipStreamWriter",
     "check_entry_name",
     "open_sql_entry",
-    "test_archive",
 ]
 
 _Data = bytes | bytearray | memoryview
@@ -558,20 +557,3 @@ def open_sql_entry(source: str | os.PathLike[str] | BinaryIO) -> tuple[str, SqlE
             raise _data_error(exc) from None
         raise
     return info.orig_filename, SqlEntryStream(archive, entry, info.orig_filename)
-
-
-def test_archive(source: str | os.PathLike[str] | BinaryIO) -> None:
-    """Decompress every entry and check its CRC, in constant memory (like ``testzip``)."""
-    with _open_zip(source, "archive corrompue") as archive:
-        for info in archive.infolist():
-            try:
-                with archive.open(info) as entry:
-                    while entry.read(_READ_CHUNK):
-                        pass
-            except (*_STRUCTURE_ERRORS, OSError) as exc:
-                if not _is_malformed(exc):
-                    raise
-                raise _data_error(exc) from None
-
-
-test_archive.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

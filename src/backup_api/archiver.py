@@ -11,8 +11,8 @@ passes through the service at all.
 
 Restores take the same road backwards: the child checks the archive's SHA-256, validates it
 and streams the decompressed SQL into the restore tool's stdin (``extract_in_process``).
-A verification hashes the archive and decompresses it to test every CRC, writing nothing
-(``verify_in_process``).
+A verification makes the very same checks (``_validated_sql``), writing nothing
+(``verify_in_process``): an archive passes both or neither, for the same reason.
 
 Both ends of the protocol live here. A child (``python -m backup_api.archiver``) starts
 ahead of need and waits on a control socket for its one job: the options as JSON, with the
@@ -38,6 +38,7 @@ raises what the error line says. The child never sees a credential.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -47,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import datetime
 from typing import Any, BinaryIO, NamedTuple
 
@@ -57,10 +58,10 @@ from backup_api.archive import (
     Compression,
     ZipStreamWriter,
     open_sql_entry,
-    test_archive,
 )
 from backup_api.priority import lower_priority, set_group_niceness
 from backup_api.readahead import PipeReadAhead
+from backup_api.sqlguard import sql_guard
 from backup_api.storage.base import FULL_ERRNOS, StorageFullError
 
 __all__ = [
@@ -118,21 +119,19 @@ class ArchiverOptions(NamedTuple):
 
 
 class ExtractOptions(NamedTuple):
-    """A restore's job: the archive's expected SHA-256 (None: not checked) and niceness."""
+    """A restore's job: the archive's expected SHA-256 (None: not checked), the backup's
+    database type (whose dump tool's SQL alone is accepted) and niceness."""
 
     expected_sha256: str | None
+    db_type: str
     nice: int
 
     def to_json(self) -> bytes:
-        values = {"kind": "extract", "expected_sha256": self.expected_sha256, "nice": self.nice}
-        return json.dumps(values).encode()
+        return _checks_json("extract", self.expected_sha256, self.db_type, self.nice)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ExtractOptions:
-        expected = values["expected_sha256"]
-        return cls(
-            expected_sha256=None if expected is None else str(expected), nice=int(values["nice"])
-        )
+        return cls(*_checks_from(values))
 
 
 class ExtractResult(NamedTuple):
@@ -141,19 +140,37 @@ class ExtractResult(NamedTuple):
 
 
 class VerifyOptions(NamedTuple):
+    """A verification's job: the same checks as a restore's."""
+
+    expected_sha256: str | None
+    db_type: str
     nice: int
 
     def to_json(self) -> bytes:
-        return json.dumps({"kind": "verify", "nice": self.nice}).encode()
+        return _checks_json("verify", self.expected_sha256, self.db_type, self.nice)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> VerifyOptions:
-        return cls(nice=int(values["nice"]))
+        return cls(*_checks_from(values))
+
+
+def _checks_json(kind: str, expected_sha256: str | None, db_type: str, nice: int) -> bytes:
+    values = {"kind": kind, "expected_sha256": expected_sha256, "db_type": db_type, "nice": nice}
+    return json.dumps(values).encode()
+
+
+def _checks_from(values: Mapping[str, Any]) -> tuple[str | None, str, int]:
+    expected = values["expected_sha256"]
+    return (
+        None if expected is None else str(expected),
+        str(values["db_type"]),
+        int(values["nice"]),
+    )
 
 
 class VerifyResult(NamedTuple):
     sha256: str  # of the archive file as it is now
-    problem: str | None  # why its content cannot be trusted (French), None if sound
+    problem: str | None  # why a restore would refuse it (French), None if sound
 
 
 _Options = ArchiverOptions | ExtractOptions | VerifyOptions
@@ -491,36 +508,50 @@ def _sha256_of(archive: BinaryIO, reporter: _Reporter) -> str:
     return digest.hexdigest()
 
 
+def _validated_sql(
+    archive: BinaryIO, sha256: str | None, options: ExtractOptions | VerifyOptions
+) -> Generator[bytes | memoryview, None, None]:
+    """The one validator of restores and verifications: the archive's SHA-256 (``sha256``,
+    just computed, against the expected one), its structure (a single plain ``.sql``
+    entry), and its SQL (its dump tool's own, see ``sqlguard``). Yields the SQL as far as
+    it is checked; raises ``ArchiveError`` (French) at the first problem."""
+    if options.expected_sha256 is not None and sha256 != options.expected_sha256:
+        raise ArchiveError(SHA256_MISMATCH)
+    guard = sql_guard(options.db_type)
+    _, entry = open_sql_entry(archive)
+    with entry:
+        while chunk := entry.read(CHUNK):
+            yield from guard.feed(chunk)
+    yield from guard.finish()
+
+
 def _extract(
     options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
 ) -> ExtractResult:
     # Nothing reaches the restore tool before the archive is proven intact.
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
-        if (
-            options.expected_sha256 is not None
-            and _sha256_of(archive, reporter) != options.expected_sha256
-        ):
-            raise ArchiveError(SHA256_MISMATCH)
-        _, entry = open_sql_entry(archive)
+        sha256 = None if options.expected_sha256 is None else _sha256_of(archive, reporter)
         written = 0
-        with entry:
-            while chunk := entry.read(CHUNK):
-                view = memoryview(chunk)
+        with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+            for piece in pieces:
+                view = memoryview(piece)
                 try:
                     while view:
                         view = view[os.write(output_fd, view) :]
                 except BrokenPipeError:
                     return ExtractResult(written=written, complete=False)
-                written += len(chunk)
-                reporter.read(len(chunk))
+                written += len(piece)
+                reporter.read(len(piece))
     return ExtractResult(written=written, complete=True)
 
 
-def _verify(archive_fd: int, reporter: _Reporter) -> VerifyResult:
+def _verify(options: VerifyOptions, archive_fd: int, reporter: _Reporter) -> VerifyResult:
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
         sha256 = _sha256_of(archive, reporter)
         try:
-            test_archive(archive)
+            with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+                for _ in pieces:
+                    reporter.busy()
         except ArchiveError as exc:
             return VerifyResult(sha256=sha256, problem=str(exc))
     return VerifyResult(sha256=sha256, problem=None)
@@ -562,7 +593,7 @@ def main(argv: list[str]) -> int:
     try:
         result: ArchiveResult | ExtractResult | VerifyResult
         if isinstance(options, VerifyOptions):
-            result = _verify(fds[0], reporter)
+            result = _verify(options, fds[0], reporter)
         elif isinstance(options, ExtractOptions):
             result = _extract(options, fds[0], fds[1], reporter)
         else:

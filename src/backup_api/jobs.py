@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +58,7 @@ from backup_api.redact import live_secrets, scrub
 from backup_api.runner import CancelReason, Job, JobKind, Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret
 from backup_api.storage.base import ArchiveWriter, Storage, StorageFullError
+from backup_api.workdirs import clear_job_workdirs, job_workdir, jobs_root
 
 logger = logging.getLogger("backup_api.jobs")
 
@@ -201,17 +200,6 @@ def describe_failure(
     return scrub(message, [secret])[: settings.error_tail_bytes + 512]
 
 
-class _PrivateWorkdir:
-    """A 0700 directory for one job's credentials files, always removed."""
-
-    def __enter__(self) -> Path:
-        self.path = Path(tempfile.mkdtemp(prefix="backup-api-job-"))
-        return self.path
-
-    def __exit__(self, *_: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------- backups
 
 
@@ -300,7 +288,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
         await _record_server_version(ctx, database, tools)
         dumper = tools.dumper
         tool = Path(dumper.dump_tool).name
-        with _PrivateWorkdir() as workdir:
+        with job_workdir(jobs_root(ctx.settings), f"backup-{job.id}") as workdir:
             command = dumper.dump_command(conn, workdir)
             writer = await ctx.storage.create_writer(storage_key(backup.db_type, backup.filename))
             archiver = _DumpArchiver(ctx, backup, writer)
@@ -387,7 +375,7 @@ async def fail_restore(ctx: JobContext, restore_id: int, reason: str) -> None:
 
 
 def _restore_worker(
-    ctx: JobContext, key: str, expected_sha256: str | None
+    ctx: JobContext, key: str, expected_sha256: str | None, db_type: str
 ) -> Callable[[int, Progress], None]:
     def feed(fd: int, progress: Progress) -> None:
         # The archive writer's process, run backwards: it checks the archive, then streams
@@ -401,7 +389,9 @@ def _restore_worker(
             extract_in_process(
                 archive.fileno(),
                 fd,
-                ExtractOptions(expected_sha256=expected_sha256, nice=ctx.settings.job_nice),
+                ExtractOptions(
+                    expected_sha256=expected_sha256, db_type=db_type, nice=ctx.settings.job_nice
+                ),
                 on_write=progress.advance,
                 launcher=ctx.archivers,
             )
@@ -476,12 +466,15 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
         await _record_server_version(ctx, target, tools)
         dumper = tools.dumper
         tool = Path(dumper.restore_tool).name
-        with _PrivateWorkdir() as workdir:
+        with job_workdir(jobs_root(ctx.settings), f"restore-{job.id}") as workdir:
             command = dumper.restore_command(conn, workdir)
             outcome = await run_tool(
                 command,
                 worker=_restore_worker(
-                    ctx, storage_key(backup.db_type, backup.filename), backup.checksum
+                    ctx,
+                    storage_key(backup.db_type, backup.filename),
+                    backup.checksum,
+                    backup.db_type,
                 ),
                 direction="in",
                 executor=ctx.executor,
@@ -559,6 +552,11 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
     removed = await ctx.storage.cleanup_staged()
     if removed:
         logger.warning("removed %d partial archive(s) left by a previous run", removed)
+    cleared = await asyncio.get_running_loop().run_in_executor(
+        ctx.executor, clear_job_workdirs, jobs_root(ctx.settings)
+    )
+    if cleared:
+        logger.warning("removed %d job directory(ies) left by a previous run", cleared)
     stamp = now_utc()
     interrupted: tuple[tuple[type[JobRecord], JobKind, str], ...] = (
         (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),

@@ -3,10 +3,11 @@
 The tool runs in its own process group (so a kill reaches anything it forks), dies with
 the service when the platform allows it (``setpriv --pdeathsig``), and carries a marker in
 its environment so a restarted service can find and kill what a crash left behind. Its
-stdout (dump) or stdin (restore) is a pipe served by a worker in a thread (for a dump, the
-worker hands the pipe to the archive writer process and relays its progress), so
-compression and file I/O never run on the event loop; stderr is read on the loop into a
-bounded tail.
+credentials reach it as a descriptor open in its process (``SecretFile``), never as a file
+on disk that a crash could leave behind. Its stdout (dump) or stdin (restore) is a pipe
+served by a worker in a thread (for a dump, the worker hands the pipe to the archive writer
+process and relays its progress), so compression and file I/O never run on the event loop;
+stderr is read on the loop into a bounded tail.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from backup_api.dumpers.base import ToolCommand
+from backup_api.dumpers.base import SecretFile, SecretPath, ToolCommand
 from backup_api.priority import lower_priority, set_session_niceness
 
 JOB_MARKER_ENV = "BACKUP_API_JOB"
@@ -37,6 +38,7 @@ PIPE_SIZE = 1 << 20
 _SETPRIV = shutil.which("setpriv")
 _STDBUF = shutil.which("stdbuf")
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
 
 
 class ToolNotFoundError(Exception):
@@ -105,6 +107,62 @@ def child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
     return env
 
 
+def open_secret(secret: SecretFile) -> int:
+    """A descriptor from which the tool reads ``secret``; the caller closes it once the
+    tool has started (the tool keeps its own copy, which dies with it)."""
+    if secret.regular:
+        fd = os.memfd_create("backup-api-secret", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            # libpq ignores a password file that its group or others may read.
+            os.fchmod(fd, 0o600)
+            _write_all(fd, secret.content)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    read_fd, write_fd = os.pipe()
+    try:
+        # Written whole before the tool starts, so it reads up to the end without us:
+        # non-blocking, so content larger than the pipe fails instead of hanging.
+        os.set_blocking(write_fd, False)
+        _write_all(write_fd, secret.content)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def secret_path(fd: int) -> str:
+    # Relative to the process that opens it: the tool's own copy of the descriptor (the
+    # same number, through pass_fds). Opening a memfd there reads it from its start.
+    return f"/proc/self/fd/{fd}"
+
+
+def rendered(command: ToolCommand, fd: int | None) -> tuple[list[str], dict[str, str]]:
+    """``command``'s argv and env with each ``SecretPath`` replaced by the secret's path."""
+    path = secret_path(fd) if fd is not None else None
+
+    def render(value: str | SecretPath) -> str:
+        if isinstance(value, str):
+            return value
+        if path is None:
+            raise ValueError("a secret path in a command without a secret")
+        return value.prefix + path
+
+    return [render(word) for word in command.argv], {
+        key: render(value) for key, value in command.env.items()
+    }
+
+
 def dying_with_service(argv: list[str]) -> list[str]:
     """``argv`` wrapped so the process is killed when the service dies (``setpriv``)."""
     if _SETPRIV is None:
@@ -162,15 +220,27 @@ async def run_tool(
     """
     if direction not in ("in", "out"):
         raise ValueError(direction)
-    executable = resolve_tool(command.argv[0])
-    argv = [executable, *command.argv[1:]]
+    secret_fd = open_secret(command.secret) if command.secret is not None else None
+    try:
+        words, env = rendered(command, secret_fd)
+        executable = resolve_tool(words[0])
+    except BaseException:
+        if secret_fd is not None:
+            os.close(secret_fd)
+        raise
+    passed = () if secret_fd is None else (secret_fd,)
+    argv = [executable, *words[1:]]
     if direction == "out" and _STDBUF is not None:
         # The tools write through stdio, 4 KiB at a time into a pipe: a 1 MiB stdout buffer
         # turns ~200 small reads per MiB into one, which is what keeps us at the tool's pace.
         argv = [_STDBUF, f"--output={PIPE_SIZE}", *argv]
     argv = dying_with_service(argv)
 
-    read_fd, write_fd = os.pipe()
+    try:
+        read_fd, write_fd = os.pipe()
+    except BaseException:
+        _close_all(passed)
+        raise
     child_fd, own_fd = (write_fd, read_fd) if direction == "out" else (read_fd, write_fd)
     _grow_pipe(write_fd)
     loop = asyncio.get_running_loop()
@@ -183,24 +253,30 @@ async def run_tool(
         argv,
         child_fd if direction == "in" else subprocess.DEVNULL,
         child_fd if direction == "out" else subprocess.DEVNULL,
-        child_env(command.env, marker),
+        child_env(env, marker),
+        passed,
     )
     try:
         process = await asyncio.shield(spawn)
     except asyncio.CancelledError:
         # The start goes on in its thread: the pipe stays open until it is done (its fd
         # numbers must not be reused meanwhile), then whatever it started is killed.
-        spawn.add_done_callback(functools.partial(_discard_spawned, (read_fd, write_fd)))
+        spawn.add_done_callback(functools.partial(_discard_spawned, (read_fd, write_fd, *passed)))
         raise
     except BaseException:
-        os.close(read_fd)
-        os.close(write_fd)
+        _close_all((read_fd, write_fd, *passed))
         raise
-    # Our copy of the child's end must go, or the worker never sees EOF / EPIPE.
-    os.close(child_fd)
+    # Our copy of the child's end must go, or the worker never sees EOF / EPIPE; the
+    # secret's copy too: the tool holds its own, which nothing on disk outlives.
+    _close_all((child_fd, *passed))
     if tool_nice:
         set_session_niceness(process.pid, tool_nice)
 
+    # A restore tool reading its input to the end commits what it read (psql's
+    # --single-transaction does on EOF): while this copy of the pipe's write end is open,
+    # no end comes unless the worker finished. A worker that fails has the tool killed
+    # first, so a refused or broken archive never applies half-way.
+    input_hold = os.dup(own_fd) if direction == "in" else None
     progress = Progress()
     io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
     assert process.stderr is not None
@@ -220,10 +296,14 @@ async def run_tool(
             done, pending = await asyncio.wait(
                 pending, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED
             )
-            if io_future in done and io_future.exception() is not None and failure is None:
-                io_error = io_future.exception()
-                failure = FailureKind.IO_ERROR
-                kill_group(process.pid)
+            if io_future in done:
+                if io_future.exception() is not None and failure is None:
+                    io_error = io_future.exception()
+                    failure = FailureKind.IO_ERROR
+                    kill_group(process.pid)
+                if input_hold is not None:
+                    os.close(input_hold)
+                    input_hold = None
             now = time.monotonic()
             if failure is None and process.returncode is None:
                 first_output = command.first_output_timeout
@@ -247,6 +327,8 @@ async def run_tool(
     finally:
         if process.returncode is None:
             kill_group(process.pid)
+        if input_hold is not None:
+            os.close(input_hold)
 
     stderr = await stderr_task
     stderr_transport.close()
@@ -258,15 +340,26 @@ async def run_tool(
     )
 
 
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def _start(
-    argv: list[str], stdin: int, stdout: int, env: dict[str, str]
+    argv: list[str], stdin: int, stdout: int, env: dict[str, str], pass_fds: tuple[int, ...]
 ) -> subprocess.Popen[bytes]:
     # Its own session (and process group), so one signal reaches whatever the tool forks,
     # and a terminal's Ctrl-C does not. With the kernel's autogroup scheduling (on by
     # default), a session is also a scheduling group: the tool gets a share of the CPU of
     # its own instead of taking it from the service's group, where the event loop runs.
     return subprocess.Popen(
-        argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, start_new_session=True
+        argv,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        env=env,
+        pass_fds=pass_fds,
+        start_new_session=True,
     )
 
 
@@ -288,8 +381,7 @@ def _exit_future(process: subprocess.Popen[bytes], loop: asyncio.AbstractEventLo
 
 
 def _discard_spawned(fds: tuple[int, ...], spawn: Future[subprocess.Popen[bytes]]) -> None:
-    for fd in fds:
-        os.close(fd)
+    _close_all(fds)
     if spawn.cancelled() or spawn.exception() is not None:
         return
     process = spawn.result()

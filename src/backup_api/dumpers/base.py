@@ -1,14 +1,15 @@
 """What a dumper is: the engine-specific half of a backup or a restore.
 
 A dumper knows how to turn a registered database into the argv, environment and
-credentials file of its engine's own tools (``pg_dump``/``psql``, ``mysqldump``/``mysql``).
-It runs nothing itself: the runner spawns the command, streams its output, enforces the
-timeouts and decides success by the exit code. Nothing here knows about users or HTTP.
+credentials of its engine's own tools (``pg_dump``/``psql``, ``mysqldump``/``mysql``).
+It runs nothing itself: the runner spawns the command, hands the credentials over as an
+open descriptor, streams its output, enforces the timeouts and decides success by the exit
+code. Nothing here knows about users or HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -35,12 +36,34 @@ class ConnectionInfo:
         )
 
 
+@dataclass(frozen=True, repr=False)
+class SecretFile:
+    """What a tool reads as a file (its credentials), never written to any file system.
+
+    The runner hands it over as a descriptor open in the tool's process: a sealed-off
+    ``memfd`` when ``regular`` (libpq refuses anything but a plain 0600 file as
+    ``PGPASSFILE``), else a pipe written and closed before the tool starts.
+    """
+
+    content: bytes
+    regular: bool
+
+
+@dataclass(frozen=True)
+class SecretPath:
+    """Stands, in ``ToolCommand.argv`` or ``env``, for the path under which the tool opens
+    the command's ``secret``; an argv word becomes ``prefix`` followed by that path."""
+
+    prefix: str = ""
+
+
 @dataclass(frozen=True)
 class ToolCommand:
     """A command ready to spawn: ``env`` is merged into ``os.environ``, never replaces it."""
 
-    argv: list[str]
-    env: Mapping[str, str] = field(default_factory=dict)
+    argv: Sequence[str | SecretPath]
+    env: Mapping[str, str | SecretPath] = field(default_factory=dict)
+    secret: SecretFile | None = None
     # For tools with no connect timeout of their own (mysqldump): seconds within which the
     # first output byte must arrive, since they print a header as soon as they connect.
     first_output_timeout: float | None = None
@@ -49,8 +72,10 @@ class ToolCommand:
 class Dumper(Protocol):
     """The strategy interface each engine implements.
 
-    ``workdir`` is a private (0700) directory created for one job and removed by the runner
-    in ``finally``: credentials files go there, never on the command line.
+    ``workdir`` is a private (0700) directory created for one job under the service's own
+    directory and removed when the job ends (or by recovery after a crash): what the tools
+    look for on disk (a home, a configuration directory) points there. It never holds
+    credentials: those travel in ``ToolCommand.secret``.
     """
 
     #: The ``type`` value of a registered database, e.g. ``"postgresql"``.
@@ -70,12 +95,3 @@ class Dumper(Protocol):
     def version_command(self, tool: str) -> list[str]:
         """argv printing the version of ``tool`` (for the health report)."""
         ...
-
-
-def write_private_file(path: Path, content: str) -> None:
-    """Create ``path`` readable by its owner only, failing if it already exists."""
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backup_api.dumpers.base import ConnectionInfo, ToolCommand, write_private_file
+from backup_api.dumpers.base import ConnectionInfo, SecretFile, SecretPath, ToolCommand
 
 
 def option_value(value: str) -> str:
@@ -19,9 +19,9 @@ def option_value(value: str) -> str:
     return f'"{escaped}"'
 
 
-def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
-    """A per-job 0600 option file: the password never reaches argv or the environment."""
-    path = workdir / "my.cnf"
+def defaults_file(conn: ConnectionInfo) -> SecretFile:
+    """The option file read through ``--defaults-extra-file``: the password never reaches
+    argv, the environment or a file system."""
     host = conn.pinned_address or conn.host
     lines = [
         "[client]",
@@ -37,8 +37,7 @@ def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
         f"connect-timeout={conn.connect_timeout}",
         "default-character-set=utf8mb4",
     ]
-    write_private_file(path, "\n".join(lines) + "\n")
-    return path
+    return SecretFile(("\n".join(lines) + "\n").encode("utf-8"), regular=False)
 
 
 class MySQLDumper:
@@ -59,11 +58,10 @@ class MySQLDumper:
         }
 
     def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        defaults = write_defaults_file(conn, workdir)
-        argv = [
+        argv: list[str | SecretPath] = [
             self.dump_tool,
             # Must be the very first option, or the client ignores it.
-            f"--defaults-extra-file={defaults}",
+            SecretPath("--defaults-extra-file="),
             "--single-transaction",
             "--quick",
             "--hex-blob",
@@ -79,20 +77,25 @@ class MySQLDumper:
             conn.db_name,
         ]
         return ToolCommand(
-            argv=argv, env=self._env(workdir), first_output_timeout=conn.connect_timeout
+            argv=argv,
+            env=self._env(workdir),
+            secret=defaults_file(conn),
+            first_output_timeout=conn.connect_timeout,
         )
 
     def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        defaults = write_defaults_file(conn, workdir)
-        argv = [
+        argv: list[str | SecretPath] = [
             self.restore_tool,
-            f"--defaults-extra-file={defaults}",
+            SecretPath("--defaults-extra-file="),
+            # Refuses the client's own commands that reach the service's host (system,
+            # source, tee...), whatever the SQL holds.
+            "--sandbox",
             "--batch",
             "--silent",
             "--",
             conn.db_name,
         ]
-        return ToolCommand(argv=argv, env=self._env(workdir))
+        return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn))
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backup_api.dumpers.base import ConnectionInfo, ToolCommand, write_private_file
+from backup_api.dumpers.base import ConnectionInfo, SecretFile, SecretPath, ToolCommand
 
 
 def conninfo_quote(value: str) -> str:
@@ -36,6 +36,11 @@ def build_conninfo(conn: ConnectionInfo) -> str:
     return " ".join(f"{key}={conninfo_quote(value)}" for key, value in params.items())
 
 
+def _passfile(conn: ConnectionInfo) -> SecretFile:
+    content = f"*:*:*:*:{pgpass_escape(conn.password)}\n"
+    return SecretFile(content.encode("utf-8"), regular=True)
+
+
 class PostgreSQLDumper:
     type = "postgresql"
 
@@ -43,11 +48,9 @@ class PostgreSQLDumper:
         self.dump_tool = dump_tool
         self.restore_tool = restore_tool
 
-    def _env(self, conn: ConnectionInfo, workdir: Path) -> dict[str, str]:
-        passfile = workdir / "pgpass"
-        write_private_file(passfile, f"*:*:*:*:{pgpass_escape(conn.password)}\n")
+    def _env(self, conn: ConnectionInfo, workdir: Path) -> dict[str, str | SecretPath]:
         return {
-            "PGPASSFILE": str(passfile),
+            "PGPASSFILE": SecretPath(),
             # Whatever the service's own environment says, these must not leak in.
             "PGPASSWORD": "",
             "PGSERVICEFILE": str(workdir / "no-service-file"),
@@ -70,7 +73,7 @@ class PostgreSQLDumper:
             "--no-privileges",
             f"--dbname={build_conninfo(conn)}",
         ]
-        return ToolCommand(argv=argv, env=self._env(conn, workdir))
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
     def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         argv = [
@@ -83,7 +86,7 @@ class PostgreSQLDumper:
             "--output=/dev/null",
             f"--dbname={build_conninfo(conn)}",
         ]
-        return ToolCommand(argv=argv, env=self._env(conn, workdir))
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]

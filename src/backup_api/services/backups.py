@@ -332,16 +332,11 @@ async def verify_backup(
         return Verification(False, backup.checksum, None, "fichier de sauvegarde introuvable")
 
     def _verify() -> Verification:
-        # Hashing and decompressing happen in an archive process, not in this one's threads.
+        # Hashing and decompressing happen in an archive process, not in this one's threads;
+        # it makes a restore's own checks, so what passes here is what a restore accepts.
+        options = VerifyOptions(expected_sha256=backup.checksum, db_type=backup.db_type, nice=nice)
         with storage.open_sync(key) as handle:
-            result = verify_in_process(handle.fileno(), VerifyOptions(nice=nice), launcher=launcher)
-        if backup.checksum is not None and result.sha256 != backup.checksum:
-            return Verification(
-                False,
-                backup.checksum,
-                result.sha256,
-                "somme de contrôle différente: l'archive a été modifiée ou corrompue",
-            )
+            result = verify_in_process(handle.fileno(), options, launcher=launcher)
         return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
 
     return await asyncio.get_running_loop().run_in_executor(executor, _verify)
