@@ -182,7 +182,7 @@ async def test_idle_timeout_kills_a_silent_dump(pg_server: Any, tmp_path: Path) 
         tmp_path, dump_idle_timeout_seconds=1, connect_timeout_seconds=60, dump_timeout_seconds=120
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")  # no pre-flight: the tool meets the silence
         with stalled_server() as port:
             database = await api.add_database(pg_server, "stalled", port=str(port))
             began = time.monotonic()
@@ -200,7 +200,7 @@ async def test_total_timeout_kills_a_long_dump(pg_server: Any, tmp_path: Path) -
         tmp_path, dump_timeout_seconds=1.5, dump_idle_timeout_seconds=60, connect_timeout_seconds=60
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")
         with stalled_server() as port:
             database = await api.add_database(pg_server, "stalled", port=str(port))
             backup = await api.wait_backup((await api.start_backup(database["id"]))["id"], 30)
@@ -218,7 +218,7 @@ async def test_unreachable_host_fails_within_connect_timeout(
         tmp_path, connect_timeout_seconds=2, dump_idle_timeout_seconds=60, dump_timeout_seconds=120
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")
         with stalled_server() as port:
             database = await api.add_database(server, "stalled", port=str(port))
             began = time.monotonic()
@@ -273,7 +273,7 @@ async def test_noisy_failing_tool_error_is_bounded_and_scrubbed(
     settings = make_settings(tmp_path, pg_dump_path=str(tool), log_level="debug")
     caplog.set_level(logging.DEBUG)
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")  # admins read the stderr tail
         database = await api.add_database(pg_server, "postgres", password="S3cret-Echoed!")
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
         listing = (await api.get("/api/backups")).text

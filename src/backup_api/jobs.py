@@ -23,6 +23,7 @@ from typing import cast
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archive import ArchiveError, ArchiveResult, Compression
 from backup_api.archiver import (
@@ -34,9 +35,9 @@ from backup_api.archiver import (
 )
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
-from backup_api.dumpers.base import ConnectionInfo, Dumper
+from backup_api.dumpers.base import ConnectionInfo, Diagnosis, Dumper, ToolDiagnosis
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
-from backup_api.models import Backup, Database, JobStatus, Restore
+from backup_api.models import Backup, Database, JobStatus, Restore, Role, User
 from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
 from backup_api.process import (
     JOB_MARKER_ENV,
@@ -58,6 +59,17 @@ logger = logging.getLogger("backup_api.jobs")
 SHUTDOWN_BACKUP = "le serveur s'est arrêté pendant la sauvegarde"
 SHUTDOWN_RESTORE = "le serveur s'est arrêté pendant la restauration"
 DISK_FULL = "espace disque insuffisant"
+
+
+#: What the owner of a database reads when a connection failed, unless they are an admin:
+#: a category, never what the peer sent (any service on any port may have answered) nor
+#: a local path; a refused and a timed-out connection read the same.
+CONNECTION_REASONS: dict[Diagnosis, str] = {
+    Diagnosis.UNREACHABLE: "connexion impossible: serveur de base de données injoignable",
+    Diagnosis.UNKNOWN_HOST: "connexion impossible: hôte introuvable",
+    Diagnosis.AUTH_FAILED: "connexion impossible: authentification refusée par le serveur",
+    Diagnosis.DATABASE_MISSING: "base de données introuvable sur le serveur",
+}
 
 
 class JobFailed(Exception):
@@ -127,6 +139,11 @@ async def _connection_for(ctx: JobContext, database: Database) -> ConnectionInfo
     )
 
 
+async def _owner_is_admin(session: AsyncSession, database: Database) -> bool:
+    owner = await session.get(User, database.user_id)
+    return owner is not None and owner.role == Role.ADMIN.value
+
+
 def _dumper_for(ctx: JobContext, db_type: str) -> Dumper:
     try:
         return get_dumper(db_type, ctx.settings)
@@ -146,9 +163,55 @@ def _tail_lines(text: str, limit: int) -> str:
 
 
 def describe_failure(
-    outcome: ProcessOutcome, tool: str, action: str, settings: Settings, secret: str
+    outcome: ProcessOutcome,
+    tool: str,
+    action: str,
+    settings: Settings,
+    secret: str,
+    *,
+    diagnose: Callable[[str], ToolDiagnosis] | None = None,
+    detailed: bool = True,
+    private_paths: Sequence[str] = (),
 ) -> str:
-    """A French, secret-free reason for a failed tool run."""
+    """A French, secret-free reason for a failed tool run.
+
+    ``detailed`` (an admin owner) keeps the tool's stderr tail; otherwise the owner reads
+    the category ``diagnose`` finds, with the server's own error line for a statement
+    that failed, and nothing of the stderr beyond that.
+    """
+    if not detailed:
+        return scrub(_brief_failure(outcome, tool, action, settings, diagnose), [secret])
+    message = _failure_head(outcome, tool, action, settings)
+    stderr = _tail_lines(scrub(outcome.stderr_tail, [secret]), settings.error_tail_bytes)
+    if stderr:
+        message = f"{message}: {stderr}"
+    for path in private_paths:
+        message = message.replace(path, "…")
+    # The whole message is bounded and scrubbed again, whatever its parts held.
+    return scrub(message, [secret])[: settings.error_tail_bytes + 512]
+
+
+def _brief_failure(
+    outcome: ProcessOutcome,
+    tool: str,
+    action: str,
+    settings: Settings,
+    diagnose: Callable[[str], ToolDiagnosis] | None,
+) -> str:
+    if outcome.failure is FailureKind.CONNECT:
+        return CONNECTION_REASONS[Diagnosis.UNREACHABLE]
+    if outcome.failure is not None or diagnose is None:
+        return _failure_head(outcome, tool, action, settings)
+    diagnosis = diagnose(outcome.stderr_tail)
+    if diagnosis.kind in CONNECTION_REASONS:
+        return CONNECTION_REASONS[diagnosis.kind]
+    head = _failure_head(outcome, tool, action, settings)
+    if diagnosis.kind is Diagnosis.SQL_ERROR and diagnosis.line:
+        return f"{head}: {diagnosis.line}"
+    return head
+
+
+def _failure_head(outcome: ProcessOutcome, tool: str, action: str, settings: Settings) -> str:
     if outcome.failure is FailureKind.TIMEOUT:
         message = (
             f"délai maximal dépassé ({settings.dump_timeout_seconds:g} s): {action} interrompue"
@@ -175,11 +238,7 @@ def describe_failure(
             message = f"erreur interne pendant la {action}"
     else:
         message = f"{tool} a échoué (code {outcome.returncode})"
-    stderr = _tail_lines(scrub(outcome.stderr_tail, [secret]), settings.error_tail_bytes)
-    if stderr:
-        message = f"{message}: {stderr}"
-    # The whole message is bounded and scrubbed again, whatever its parts held.
-    return scrub(message, [secret])[: settings.error_tail_bytes + 512]
+    return message
 
 
 class _PrivateWorkdir:
@@ -263,6 +322,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             if backup is not None and backup.database_id is not None
             else None
         )
+        owner_is_admin = database is not None and await _owner_is_admin(session, database)
     if backup is None or backup.status != JobStatus.PENDING.value:
         return
     if database is None:
@@ -295,7 +355,18 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
                 tool_nice=ctx.settings.tool_nice,
             )
         if not outcome.ok:
-            raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
+            raise JobFailed(
+                describe_failure(
+                    outcome,
+                    tool,
+                    "sauvegarde",
+                    ctx.settings,
+                    secret,
+                    diagnose=dumper.diagnose,
+                    detailed=owner_is_admin,
+                    private_paths=[str(workdir)],
+                )
+            )
         result = archiver.result
         if result is None:  # the tool succeeded, so the archiver did or raised
             raise RuntimeError("archive writer returned no result")
@@ -398,6 +469,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
             if restore is not None and restore.database_id is not None
             else None
         )
+        owner_is_admin = target is not None and await _owner_is_admin(session, target)
     if restore is None or restore.status != JobStatus.PENDING.value:
         return
     if backup is None or backup.status != JobStatus.COMPLETED.value:
@@ -432,7 +504,18 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
                 tool_nice=ctx.settings.tool_nice,
             )
         if not outcome.ok:
-            raise JobFailed(describe_failure(outcome, tool, "restauration", ctx.settings, secret))
+            raise JobFailed(
+                describe_failure(
+                    outcome,
+                    tool,
+                    "restauration",
+                    ctx.settings,
+                    secret,
+                    diagnose=dumper.diagnose,
+                    detailed=owner_is_admin,
+                    private_paths=[str(workdir)],
+                )
+            )
         await _set_restore(
             ctx, job.id, status=JobStatus.COMPLETED.value, error_msg=None, finished_at=now_utc()
         )

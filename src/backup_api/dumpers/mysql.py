@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from backup_api.dumpers.base import ConnectionInfo, ToolCommand, write_private_file
+from backup_api.dumpers.base import (
+    MAX_ERROR_LINE,
+    ConnectionInfo,
+    Diagnosis,
+    ToolCommand,
+    ToolDiagnosis,
+    write_private_file,
+)
 
 
 def option_value(value: str) -> str:
@@ -92,3 +100,44 @@ class MySQLDumper:
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]
+
+    def diagnose(self, stderr: str) -> ToolDiagnosis:
+        return diagnose_mysql(stderr)
+
+
+# mysqldump: 'Got error: 2002: "..." when trying to connect'; the restore client:
+# 'ERROR 1045 (28000): ...' (a statement's error says "at line N" after the SQLSTATE).
+# The peer's message may span lines, hence DOTALL up to the closing words.
+_CONNECT_ERROR = re.compile(
+    r"Got error: (\d+): .*? when (?:trying to connect|selecting the database)"
+    r"|^ERROR (\d+) \([0-9A-Z]{5}\): ",
+    re.MULTILINE | re.DOTALL,
+)
+_STATEMENT_ERROR = re.compile(
+    r"^(ERROR \d+ \([0-9A-Z]{5}\) at line \d+: .*)"
+    r"|^[\w.-]+: ((?:Couldn't execute|Error|Got error).*)",
+    re.MULTILINE,
+)
+_UNKNOWN_HOST = {2005}
+_DATABASE_MISSING = {1049}
+#: Access denied (to the server or the database), no password, host not allowed,
+#: authentication method refused or not loadable, account locked or expired.
+_AUTH_FAILED = {1044, 1045, 1698, 1130, 1251, 2049, 2059, 1862, 3118, 4151}
+
+
+def diagnose_mysql(stderr: str) -> ToolDiagnosis:
+    connect = _CONNECT_ERROR.search(stderr)
+    if connect is not None:
+        code = int(connect.group(1) or connect.group(2))
+        if code in _UNKNOWN_HOST:
+            return ToolDiagnosis(Diagnosis.UNKNOWN_HOST)
+        if code in _DATABASE_MISSING:
+            return ToolDiagnosis(Diagnosis.DATABASE_MISSING)
+        if code in _AUTH_FAILED:
+            return ToolDiagnosis(Diagnosis.AUTH_FAILED)
+        return ToolDiagnosis(Diagnosis.UNREACHABLE)
+    statement = _STATEMENT_ERROR.search(stderr)
+    if statement is not None:
+        line = (statement.group(1) or statement.group(2)).strip()
+        return ToolDiagnosis(Diagnosis.SQL_ERROR, line[:MAX_ERROR_LINE])
+    return ToolDiagnosis(Diagnosis.OTHER)
