@@ -24,7 +24,7 @@ BASE = {
     "name": "x",
     "type": "postgresql",
     "host": "127.0.0.1",
-    "port": "5432",
+    "port": "1",
     "username": "u",
     "password": "p",
     "db_name": "d",

@@ -33,12 +33,13 @@ from backup_api.archiver import (
     extract_in_process,
     write_archive_in_process,
 )
+from backup_api.authcheck import Verdict, check_server, first_reachable
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.base import ConnectionInfo, Diagnosis, Dumper, ToolDiagnosis
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.models import Backup, Database, JobStatus, Restore, Role, User
-from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 from backup_api.process import (
     JOB_MARKER_ENV,
     FailureKind,
@@ -70,10 +71,25 @@ CONNECTION_REASONS: dict[Diagnosis, str] = {
     Diagnosis.AUTH_FAILED: "connexion impossible: authentification refusée par le serveur",
     Diagnosis.DATABASE_MISSING: "base de données introuvable sur le serveur",
 }
+UNCHECKED_SERVER = (
+    "ce serveur accepte les connexions sans vérifier le mot de passe (méthode trust, "
+    "compte sans mot de passe...): seul un administrateur peut s'y connecter"
+)
+CREDENTIALS_REQUIRED = (
+    "mot de passe requis: seul un administrateur peut se connecter sans mot de passe"
+)
 
 
 class JobFailed(Exception):
     """A failure whose message is safe to show the owner (already scrubbed)."""
+
+
+class ConnectionRefused(JobFailed):
+    """A connection the service must not make; ``field`` names the setting at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -117,31 +133,86 @@ def storage_key(db_type: str, filename: str) -> str:
 # ---------------------------------------------------------------------------- helpers
 
 
-async def _connection_for(ctx: JobContext, database: Database) -> ConnectionInfo:
+def must_prove_credentials(settings: Settings, owner_is_admin: bool) -> bool:
+    """Whether the owner may only reach servers that check the password they supplied."""
+    return not owner_is_admin and not settings.unsafe_allow_unauthenticated_db_for_all_users
+
+
+async def connection_address(
+    settings: Settings,
+    *,
+    db_type: str,
+    host: str,
+    port: int,
+    username: str,
+    has_password: bool,
+    db_name: str,
+    owner_is_admin: bool,
+    registering: bool = False,
+) -> str | None:
+    """Every check a connection needs, and the one address the tool is then given.
+
+    The host is resolved once; its addresses are checked (allow-list, link-local and
+    friends); for a non-admin owner the server must refuse a wrong password at the very
+    address returned. Raises ``ConnectionRefused``. When ``registering``, a server that
+    cannot be reached or a name that does not resolve yet is no reason to refuse (it may
+    be down for a while, and every job checks again): ``None`` is returned then.
+    """
+    prove = must_prove_credentials(settings, owner_is_admin)
+    if prove and not has_password:
+        raise ConnectionRefused(CREDENTIALS_REQUIRED, "password")
+    try:
+        addresses = await allowed_addresses(host, port, settings.allowed_db_hosts)
+    except UnknownHostError as exc:
+        if registering and not settings.allowed_db_hosts:
+            return None
+        raise ConnectionRefused(str(exc), "host") from None
+    except HostNotAllowedError as exc:
+        raise ConnectionRefused(str(exc), "host") from None
+    timeout = settings.connect_timeout_seconds
+    if not prove:
+        return addresses[0] if registering else await first_reachable(addresses, port, timeout)
+    address, verdict = await check_server(db_type, addresses, port, username, db_name, timeout)
+    if verdict is Verdict.NOT_CHECKED:
+        raise ConnectionRefused(UNCHECKED_SERVER)
+    if verdict is Verdict.UNREACHABLE:
+        if registering:
+            return None
+        raise ConnectionRefused(CONNECTION_REASONS[Diagnosis.UNREACHABLE])
+    return address
+
+
+async def _owner_is_admin(session: AsyncSession, database: Database) -> bool:
+    owner = await session.get(User, database.user_id)
+    return owner is not None and owner.role == Role.ADMIN.value
+
+
+async def _connection_for(
+    ctx: JobContext, database: Database, owner_is_admin: bool
+) -> ConnectionInfo:
     try:
         password = decrypt_secret(ctx.keys, database.password_encrypted)
     except CredentialError as exc:
         raise JobFailed(str(exc)) from None
-    try:
-        pinned = await pin_allowed_address(
-            database.host, int(database.port), ctx.settings.allowed_db_hosts
-        )
-    except HostNotAllowedError as exc:
-        raise JobFailed(str(exc)) from None
+    address = await connection_address(
+        ctx.settings,
+        db_type=database.type,
+        host=database.host,
+        port=int(database.port),
+        username=database.username,
+        has_password=bool(password),
+        db_name=database.db_name,
+        owner_is_admin=owner_is_admin,
+    )
     return ConnectionInfo(
         host=database.host,
         port=int(database.port),
         username=database.username,
         password=password,
         db_name=database.db_name,
-        pinned_address=pinned,
+        pinned_address=address,
         connect_timeout=ctx.settings.connect_timeout_seconds,
     )
-
-
-async def _owner_is_admin(session: AsyncSession, database: Database) -> bool:
-    owner = await session.get(User, database.user_id)
-    return owner is not None and owner.role == Role.ADMIN.value
 
 
 def _dumper_for(ctx: JobContext, db_type: str) -> Dumper:
@@ -334,7 +405,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
     writer: ArchiveWriter | None = None
     try:
         dumper = _dumper_for(ctx, database.type)
-        conn = await _connection_for(ctx, database)
+        conn = await _connection_for(ctx, database, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tool = Path(dumper.dump_tool).name
@@ -483,7 +554,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
     secret = ""
     try:
         dumper = _dumper_for(ctx, target.type)
-        conn = await _connection_for(ctx, target)
+        conn = await _connection_for(ctx, target, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tool = Path(dumper.restore_tool).name
