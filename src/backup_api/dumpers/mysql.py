@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from backup_api.dumpers.base import (
@@ -13,6 +16,48 @@ from backup_api.dumpers.base import (
     ToolDiagnosis,
     write_private_file,
 )
+
+#: Client authentication plugins the tools may load. The others are left out on purpose:
+#: ``mysql_clear_password`` and ``dialog`` send the password as typed to whichever server
+#: asks (a server the user pointed the service to), and ``auth_gssapi_client`` proves the
+#: service's own Kerberos identity instead of the credentials the user supplied.
+#: ``mysql_native_password`` and ``mysql_old_password`` are built into the clients.
+SAFE_AUTH_PLUGINS = ("client_ed25519.so", "caching_sha2_password.so", "sha256_password.so")
+
+_SYSTEM_PLUGIN_DIRS = (
+    "/usr/lib/*/libmariadb3/plugin",
+    "/usr/lib/mysql/plugin",
+    "/usr/lib64/mariadb/plugin",
+    "/usr/lib64/mysql/plugin",
+    "/usr/lib/mariadb/plugin",
+    "/usr/local/mysql/lib/plugin",
+)
+
+
+@lru_cache(maxsize=1)
+def system_auth_plugins() -> dict[str, str]:
+    """Where the clients' own copies of ``SAFE_AUTH_PLUGINS`` are installed."""
+    found: dict[str, str] = {}
+    for pattern in _SYSTEM_PLUGIN_DIRS:
+        for directory in sorted(glob.glob(pattern)):
+            for name in SAFE_AUTH_PLUGINS:
+                path = os.path.join(directory, name)
+                if name not in found and os.path.isfile(path):
+                    found[name] = path
+    return found
+
+
+def safe_plugin_dir(workdir: Path) -> Path:
+    """A plugin directory holding only the safe authentication plugins (as links).
+
+    Given as ``plugin-dir``, it is where the clients look for any plugin a server asks
+    for, so a server switching the client to a cleartext method gets an error instead.
+    """
+    directory = workdir / "plugins"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    for name, path in system_auth_plugins().items():
+        os.symlink(path, directory / name)
+    return directory
 
 
 def option_value(value: str) -> str:
@@ -39,6 +84,7 @@ def write_defaults_file(conn: ConnectionInfo, workdir: Path) -> Path:
         f"port={conn.port}",
         # TCP even for "localhost": the user registered a host and port, not a socket.
         "protocol=TCP",
+        f"plugin-dir={option_value(str(safe_plugin_dir(workdir)))}",
         # mysqldump rejects connect-timeout, and already dumps in utf8mb4; the restore
         # client alone reads this group (its own default charset is the locale's).
         "[mysql]",
@@ -64,6 +110,10 @@ class MySQLDumper:
             "MYSQL_PWD": "",
             "MYSQL_HOST": "",
             "MYSQL_TCP_PORT": "",
+            # These would point the clients to another plugin directory, or preload plugins.
+            "MARIADB_PLUGIN_DIR": "",
+            "LIBMYSQL_PLUGIN_DIR": "",
+            "LIBMYSQL_PLUGINS": "",
         }
 
     def dump_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:

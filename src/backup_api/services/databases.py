@@ -14,6 +14,10 @@ from backup_api.principals import Principal
 from backup_api.runner import Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 
+#: Where a database is: changing any of these sends the password somewhere else, so the
+#: password must come with the change (the stored one is never sent to a new place).
+PLACE_FIELDS = ("type", "host", "port", "username")
+
 
 def _check_type(db_type: str) -> None:
     if db_type not in DUMPERS:
@@ -109,6 +113,13 @@ async def update_database(
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "type" in changes:
         _check_type(changes["type"])
+    moved = [
+        name
+        for name in PLACE_FIELDS
+        if changes.get(name, getattr(database, name)) != getattr(database, name)
+    ]
+    if moved and "password" not in changes:
+        raise BadRequest(f"Données invalides: password: requis pour modifier {', '.join(moved)}")
     connection_fields = {"type", "host", "port", "username", "password", "db_name"}
     if connection_fields & changes.keys():
         owner = await session.get(User, database.user_id)
