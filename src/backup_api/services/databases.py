@@ -121,7 +121,10 @@ async def update_database(
     if moved and "password" not in changes:
         raise BadRequest(f"Données invalides: password: requis pour modifier {', '.join(moved)}")
     connection_fields = {"type", "host", "port", "username", "password", "db_name"}
-    if connection_fields & changes.keys():
+    if any(
+        name == "password" or changes[name] != getattr(database, name)
+        for name in connection_fields & changes.keys()
+    ):
         owner = await session.get(User, database.user_id)
         await _check_connection(
             settings,
