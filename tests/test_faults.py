@@ -139,8 +139,10 @@ async def test_archive_writer_killed_mid_backup_fails_it(
         with table_locked(pg_server, pg_source):
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
+            # The tool starts after the pre-flight check of the server, which may take
+            # longer than the archive writer's start.
+            await wait_until(lambda: tool_processes("pg_dump", marker))
             (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
-            assert tool_processes("pg_dump", marker)
             os.kill(archiver, signal.SIGKILL)
             failed = await api.wait_backup(backup["id"])
         assert failed["status"] == "failed"
