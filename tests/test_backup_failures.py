@@ -1,4 +1,7 @@
-"""A dump that fails ends `failed` with a useful reason and leaves no archive behind."""
+"""A dump that fails ends `failed` with a useful reason and leaves no archive behind.
+
+The owner here is an admin, who reads the tool's own stderr; what a non-admin reads is
+in test_error_categories.py."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -34,8 +38,9 @@ CASES = [
 @pytest.mark.parametrize("engine", ["postgresql", "mysql"])
 @pytest.mark.parametrize("case", CASES)
 async def test_failed_dump(
-    engine: str, case: str, alice: Api, app: FastAPI, request: pytest.FixtureRequest
+    engine: str, case: str, client: httpx.AsyncClient, app: FastAPI, request: pytest.FixtureRequest
 ) -> None:
+    admin = await Api(client).signup(role="admin")
     server: Any = request.getfixturevalue("pg_server" if engine == "postgresql" else "mysql_server")
     db_name = "postgres" if engine == "postgresql" else "mysql"
     expected: tuple[str, ...]
@@ -49,9 +54,9 @@ async def test_failed_dump(
     else:
         overrides = {"port": str(_free_port())}
         expected = ("Connection refused", "connect", "Can't connect")
-    database = await alice.add_database(server, db_name, **overrides)
-    backup = await alice.start_backup(database["id"])
-    backup = await alice.wait_backup(backup["id"])
+    database = await admin.add_database(server, db_name, **overrides)
+    backup = await admin.start_backup(database["id"])
+    backup = await admin.wait_backup(backup["id"])
 
     assert backup["status"] == "failed"
     message = backup["error_msg"]
@@ -59,9 +64,10 @@ async def test_failed_dump(
     assert message.startswith(f"{tool} a échoué (code ")
     assert any(fragment in message for fragment in expected), message
     assert server.password not in message
+    assert "backup-api-job" not in message, "the credentials file's path must not show"
     assert backup["size"] == 0
     assert backup["checksum"] is None
     assert archives(app) == [], "a failed dump must leave no file, final or partial"
-    response = await alice.get(f"/api/backups/{backup['id']}/download")
+    response = await admin.get(f"/api/backups/{backup['id']}/download")
     assert response.status_code == 409
     assert "error" in response.json()

@@ -24,8 +24,8 @@ VALID_DB: dict[str, Any] = {
     "name": "Ma Base",
     "type": "postgresql",
     "host": "localhost",
-    # Registration reads the server's version: a port nothing listens on, never the
-    # machine's own PostgreSQL.
+    # Nothing listens there: registering checks the server when it answers, and the
+    # machine's own database services must not be the ones answering.
     "port": "1",
     "username": "postgres",
     "password": "motdepasse",

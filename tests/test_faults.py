@@ -140,8 +140,10 @@ async def test_archive_writer_killed_mid_backup_fails_it(
         with table_locked(pg_server, pg_source):
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
+            # The tool starts after the pre-flight check of the server, which may take
+            # longer than the archive writer's start.
+            await wait_until(lambda: tool_processes("pg_dump", marker))
             (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
-            assert tool_processes("pg_dump", marker)
             os.kill(archiver, signal.SIGKILL)
             failed = await api.wait_backup(backup["id"])
         assert failed["status"] == "failed"
@@ -183,7 +185,7 @@ async def test_idle_timeout_kills_a_silent_dump(pg_server: Any, tmp_path: Path) 
         tmp_path, dump_idle_timeout_seconds=1, connect_timeout_seconds=60, dump_timeout_seconds=120
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")  # no pre-flight: the tool meets the silence
         with stalled_server() as port:
             database = await api.add_database(pg_server, "stalled", port=str(port))
             began = time.monotonic()
@@ -201,7 +203,7 @@ async def test_total_timeout_kills_a_long_dump(pg_server: Any, tmp_path: Path) -
         tmp_path, dump_timeout_seconds=1.5, dump_idle_timeout_seconds=60, connect_timeout_seconds=60
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")
         with stalled_server() as port:
             database = await api.add_database(pg_server, "stalled", port=str(port))
             backup = await api.wait_backup((await api.start_backup(database["id"]))["id"], 30)
@@ -219,7 +221,7 @@ async def test_unreachable_host_fails_within_connect_timeout(
         tmp_path, connect_timeout_seconds=2, dump_idle_timeout_seconds=60, dump_timeout_seconds=120
     )
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")
         with stalled_server() as port:
             database = await api.add_database(server, "stalled", port=str(port))
             began = time.monotonic()
@@ -276,7 +278,7 @@ async def test_noisy_failing_tool_error_is_bounded_and_scrubbed(
     settings = make_settings(tmp_path, pg_dump_path=str(tool), log_level="debug")
     caplog.set_level(logging.DEBUG)
     async with running_app(settings) as (_, client):
-        api = await Api(client).signup()
+        api = await Api(client).signup(role="admin")  # admins read the stderr tail
         database = await api.add_database(pg_server, "postgres", password="S3cret-Echoed!")
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
         listing = (await api.get("/api/backups")).text

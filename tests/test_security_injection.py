@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from backup_api.dumpers.base import ConnectionInfo, SecretPath, ToolCommand
@@ -24,7 +25,7 @@ BASE = {
     "name": "x",
     "type": "postgresql",
     "host": "127.0.0.1",
-    "port": "5432",
+    "port": "1",
     "username": "u",
     "password": "p",
     "db_name": "d",
@@ -113,10 +114,12 @@ def test_conninfo_is_quoted_and_pinned() -> None:
     "db_name", ["host=127.0.0.2 dbname=x", "postgresql://127.0.0.2/x", "dbname=postgres port=1"]
 )
 async def test_conninfo_injection_never_leaves_the_registered_server(
-    pg_server: Any, alice: Api, db_name: str
+    pg_server: Any, client: httpx.AsyncClient, db_name: str
 ) -> None:
-    database = await alice.add_database(pg_server, db_name)
-    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    # An admin, who reads the server's own answer (a non-admin reads a category).
+    admin = await Api(client).signup(role="admin")
+    database = await admin.add_database(pg_server, db_name)
+    backup = await admin.wait_backup((await admin.start_backup(database["id"]))["id"])
     assert backup["status"] == "failed"
     # It reached the registered server, which answered about the literal name.
     assert f'database "{db_name}" does not exist' in backup["error_msg"]

@@ -16,7 +16,9 @@ VALID = {
     "name": "Ma Base",
     "type": "postgresql",
     "host": "localhost",
-    "port": "5432",
+    # Nothing listens there: registering checks the server when it answers, and the
+    # machine's own database services must not be the ones answering.
+    "port": "1",
     "username": "postgres",
     "password": "motdepasse",
     "db_name": "ma_base",

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # --- credentials of the registered databases
     encryption_key: SecretStr | None = None
     allowed_db_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Lets every account, not only admins, reach servers that do not check the password
+    # they are given (PostgreSQL trust, MySQL accounts without a password): they then
+    # connect with the service's own network position, as the operator would.
+    unsafe_allow_unauthenticated_db_for_all_users: bool = False
 
     # --- background jobs
     max_concurrent_jobs: int = Field(default_factory=_default_concurrency, ge=1)

@@ -21,6 +21,7 @@ from typing import cast
 
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archive import ArchiveError, ArchiveResult, Compression
 from backup_api.archiver import (
@@ -30,10 +31,11 @@ from backup_api.archiver import (
     extract_in_process,
     write_archive_in_process,
 )
+from backup_api.authcheck import Verdict, check_server, first_reachable
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.diskspace import within_reserve
-from backup_api.dumpers.base import ConnectionInfo, Dumper
+from backup_api.dumpers.base import ConnectionInfo, Diagnosis, Dumper, ToolDiagnosis
 from backup_api.dumpers.pgclients import (
     JobTools,
     NoCompatibleClient,
@@ -42,8 +44,8 @@ from backup_api.dumpers.pgclients import (
     tools_for_restore,
 )
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
-from backup_api.models import Backup, Database, JobStatus, Restore
-from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.models import Backup, Database, JobStatus, Restore, Role, User
+from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 from backup_api.process import (
     JOB_MARKER_ENV,
     FailureKind,
@@ -67,8 +69,34 @@ SHUTDOWN_RESTORE = "le serveur s'est arrêté pendant la restauration"
 DISK_FULL = "espace disque insuffisant"
 
 
+#: What the owner of a database reads when a connection failed, unless they are an admin:
+#: a category, never what the peer sent (any service on any port may have answered) nor
+#: a local path; a refused and a timed-out connection read the same.
+CONNECTION_REASONS: dict[Diagnosis, str] = {
+    Diagnosis.UNREACHABLE: "connexion impossible: serveur de base de données injoignable",
+    Diagnosis.UNKNOWN_HOST: "connexion impossible: hôte introuvable",
+    Diagnosis.AUTH_FAILED: "connexion impossible: authentification refusée par le serveur",
+    Diagnosis.DATABASE_MISSING: "base de données introuvable sur le serveur",
+}
+UNCHECKED_SERVER = (
+    "ce serveur accepte les connexions sans vérifier le mot de passe (méthode trust, "
+    "compte sans mot de passe...): seul un administrateur peut s'y connecter"
+)
+CREDENTIALS_REQUIRED = (
+    "mot de passe requis: seul un administrateur peut se connecter sans mot de passe"
+)
+
+
 class JobFailed(Exception):
     """A failure whose message is safe to show the owner (already scrubbed)."""
+
+
+class ConnectionRefused(JobFailed):
+    """A connection the service must not make; ``field`` names the setting at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass
@@ -113,24 +141,84 @@ def storage_key(db_type: str, filename: str) -> str:
 # ---------------------------------------------------------------------------- helpers
 
 
-async def _connection_for(ctx: JobContext, database: Database) -> ConnectionInfo:
+def must_prove_credentials(settings: Settings, owner_is_admin: bool) -> bool:
+    """Whether the owner may only reach servers that check the password they supplied."""
+    return not owner_is_admin and not settings.unsafe_allow_unauthenticated_db_for_all_users
+
+
+async def connection_address(
+    settings: Settings,
+    *,
+    db_type: str,
+    host: str,
+    port: int,
+    username: str,
+    has_password: bool,
+    db_name: str,
+    owner_is_admin: bool,
+    registering: bool = False,
+) -> str | None:
+    """Every check a connection needs, and the one address the tool is then given.
+
+    The host is resolved once; its addresses are checked (allow-list, link-local and
+    friends); for a non-admin owner the server must refuse a wrong password at the very
+    address returned. Raises ``ConnectionRefused``. When ``registering``, a server that
+    cannot be reached or a name that does not resolve yet is no reason to refuse (it may
+    be down for a while, and every job checks again): ``None`` is returned then.
+    """
+    prove = must_prove_credentials(settings, owner_is_admin)
+    if prove and not has_password:
+        raise ConnectionRefused(CREDENTIALS_REQUIRED, "password")
+    try:
+        addresses = await allowed_addresses(host, port, settings.allowed_db_hosts)
+    except UnknownHostError as exc:
+        if registering and not settings.allowed_db_hosts:
+            return None
+        raise ConnectionRefused(str(exc), "host") from None
+    except HostNotAllowedError as exc:
+        raise ConnectionRefused(str(exc), "host") from None
+    timeout = settings.connect_timeout_seconds
+    if not prove:
+        return addresses[0] if registering else await first_reachable(addresses, port, timeout)
+    address, verdict = await check_server(db_type, addresses, port, username, db_name, timeout)
+    if verdict is Verdict.NOT_CHECKED:
+        raise ConnectionRefused(UNCHECKED_SERVER)
+    if verdict is Verdict.UNREACHABLE:
+        if registering:
+            return None
+        raise ConnectionRefused(CONNECTION_REASONS[Diagnosis.UNREACHABLE])
+    return address
+
+
+async def _owner_is_admin(session: AsyncSession, database: Database) -> bool:
+    owner = await session.get(User, database.user_id)
+    return owner is not None and owner.role == Role.ADMIN.value
+
+
+async def _connection_for(
+    ctx: JobContext, database: Database, owner_is_admin: bool
+) -> ConnectionInfo:
     try:
         password = decrypt_secret(ctx.keys, database.password_encrypted)
     except CredentialError as exc:
         raise JobFailed(str(exc)) from None
-    try:
-        pinned = await pin_allowed_address(
-            database.host, int(database.port), ctx.settings.allowed_db_hosts
-        )
-    except HostNotAllowedError as exc:
-        raise JobFailed(str(exc)) from None
+    address = await connection_address(
+        ctx.settings,
+        db_type=database.type,
+        host=database.host,
+        port=int(database.port),
+        username=database.username,
+        has_password=bool(password),
+        db_name=database.db_name,
+        owner_is_admin=owner_is_admin,
+    )
     return ConnectionInfo(
         host=database.host,
         port=int(database.port),
         username=database.username,
         password=password,
         db_name=database.db_name,
-        pinned_address=pinned,
+        pinned_address=address,
         connect_timeout=ctx.settings.connect_timeout_seconds,
     )
 
@@ -164,9 +252,55 @@ def _tail_lines(text: str, limit: int) -> str:
 
 
 def describe_failure(
-    outcome: ProcessOutcome, tool: str, action: str, settings: Settings, secret: str
+    outcome: ProcessOutcome,
+    tool: str,
+    action: str,
+    settings: Settings,
+    secret: str,
+    *,
+    diagnose: Callable[[str], ToolDiagnosis] | None = None,
+    detailed: bool = True,
+    private_paths: Sequence[str] = (),
 ) -> str:
-    """A French, secret-free reason for a failed tool run."""
+    """A French, secret-free reason for a failed tool run.
+
+    ``detailed`` (an admin owner) keeps the tool's stderr tail; otherwise the owner reads
+    the category ``diagnose`` finds, with the server's own error line for a statement
+    that failed, and nothing of the stderr beyond that.
+    """
+    if not detailed:
+        return scrub(_brief_failure(outcome, tool, action, settings, diagnose), [secret])
+    message = _failure_head(outcome, tool, action, settings)
+    stderr = _tail_lines(scrub(outcome.stderr_tail, [secret]), settings.error_tail_bytes)
+    if stderr:
+        message = f"{message}: {stderr}"
+    for path in private_paths:
+        message = message.replace(path, "…")
+    # The whole message is bounded and scrubbed again, whatever its parts held.
+    return scrub(message, [secret])[: settings.error_tail_bytes + 512]
+
+
+def _brief_failure(
+    outcome: ProcessOutcome,
+    tool: str,
+    action: str,
+    settings: Settings,
+    diagnose: Callable[[str], ToolDiagnosis] | None,
+) -> str:
+    if outcome.failure is FailureKind.CONNECT:
+        return CONNECTION_REASONS[Diagnosis.UNREACHABLE]
+    if outcome.failure is not None or diagnose is None:
+        return _failure_head(outcome, tool, action, settings)
+    diagnosis = diagnose(outcome.stderr_tail)
+    if diagnosis.kind in CONNECTION_REASONS:
+        return CONNECTION_REASONS[diagnosis.kind]
+    head = _failure_head(outcome, tool, action, settings)
+    if diagnosis.kind is Diagnosis.SQL_ERROR and diagnosis.line:
+        return f"{head}: {diagnosis.line}"
+    return head
+
+
+def _failure_head(outcome: ProcessOutcome, tool: str, action: str, settings: Settings) -> str:
     if outcome.failure is FailureKind.TIMEOUT:
         message = (
             f"délai maximal dépassé ({settings.dump_timeout_seconds:g} s): {action} interrompue"
@@ -193,11 +327,7 @@ def describe_failure(
             message = f"erreur interne pendant la {action}"
     else:
         message = f"{tool} a échoué (code {outcome.returncode})"
-    stderr = _tail_lines(scrub(outcome.stderr_tail, [secret]), settings.error_tail_bytes)
-    if stderr:
-        message = f"{message}: {stderr}"
-    # The whole message is bounded and scrubbed again, whatever its parts held.
-    return scrub(message, [secret])[: settings.error_tail_bytes + 512]
+    return message
 
 
 # ---------------------------------------------------------------------------- backups
@@ -270,6 +400,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             if backup is not None and backup.database_id is not None
             else None
         )
+        owner_is_admin = database is not None and await _owner_is_admin(session, database)
     if backup is None or backup.status != JobStatus.PENDING.value:
         return
     if database is None:
@@ -281,7 +412,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
     writer: ArchiveWriter | None = None
     try:
         dumper = _dumper_for(ctx, database.type)
-        conn = await _connection_for(ctx, database)
+        conn = await _connection_for(ctx, database, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tools = await tools_for_backup(ctx.pg_clients, dumper, conn)
@@ -307,7 +438,18 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             # Stopped (the tool killed) if the disk's free space drops below the reserve.
             outcome = await within_reserve(dumping, ctx.storage, ctx.settings.disk_reserve_percent)
         if not outcome.ok:
-            raise JobFailed(describe_failure(outcome, tool, "sauvegarde", ctx.settings, secret))
+            raise JobFailed(
+                describe_failure(
+                    outcome,
+                    tool,
+                    "sauvegarde",
+                    ctx.settings,
+                    secret,
+                    diagnose=dumper.diagnose,
+                    detailed=owner_is_admin,
+                    private_paths=[str(workdir)],
+                )
+            )
         result = archiver.result
         if result is None:  # the tool succeeded, so the archiver did or raised
             raise RuntimeError("archive writer returned no result")
@@ -441,6 +583,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
             if restore is not None and restore.database_id is not None
             else None
         )
+        owner_is_admin = target is not None and await _owner_is_admin(session, target)
     if restore is None or restore.status != JobStatus.PENDING.value:
         return
     if backup is None or backup.status != JobStatus.COMPLETED.value:
@@ -459,7 +602,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
     secret = ""
     try:
         dumper = _dumper_for(ctx, target.type)
-        conn = await _connection_for(ctx, target)
+        conn = await _connection_for(ctx, target, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tools = await tools_for_restore(ctx.pg_clients, dumper, conn, backup.dump_tool_version)
@@ -486,7 +629,18 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
                 tool_nice=ctx.settings.tool_nice,
             )
         if not outcome.ok:
-            raise JobFailed(describe_failure(outcome, tool, "restauration", ctx.settings, secret))
+            raise JobFailed(
+                describe_failure(
+                    outcome,
+                    tool,
+                    "restauration",
+                    ctx.settings,
+                    secret,
+                    diagnose=dumper.diagnose,
+                    detailed=owner_is_admin,
+                    private_paths=[str(workdir)],
+                )
+            )
         await _set_restore(
             ctx, job.id, status=JobStatus.COMPLETED.value, error_msg=None, finished_at=now_utc()
         )

@@ -1,4 +1,6 @@
-"""Where the service may connect: ``BACKUP_API_ALLOWED_DB_HOSTS`` (names and CIDRs)."""
+"""Where the service may connect: ``BACKUP_API_ALLOWED_DB_HOSTS`` (names and CIDRs), and
+addresses nobody may reach unless the operator lists them (link-local, multicast,
+unspecified)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,14 @@ import asyncio
 import ipaddress
 import socket
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
 
 class HostNotAllowedError(Exception):
+    pass
+
+
+class UnknownHostError(HostNotAllowedError):
     pass
 
 
@@ -26,7 +34,7 @@ async def resolve_addresses(host: str, port: int) -> list[str]:
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
-        raise HostNotAllowedError(f"hôte introuvable: {host}") from None
+        raise UnknownHostError(f"hôte introuvable: {host}") from None
     seen: list[str] = []
     for info in infos:
         address = str(info[4][0])
@@ -35,25 +43,53 @@ async def resolve_addresses(host: str, port: int) -> list[str]:
     return seen
 
 
-async def pin_allowed_address(host: str, port: int, allowed: list[str]) -> str | None:
-    """The address to connect to, checked against the allow-list; ``None`` when unrestricted.
+def _plain(address: str) -> IPAddress:
+    ip = ipaddress.ip_address(address)
+    # ::ffff:169.254.169.254 reaches the same place as 169.254.169.254.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
-    A listed name is allowed whatever it resolves to; otherwise the resolved address must
-    fall in a listed network. Either way the tool is then given that address, so a name
+
+def is_special(address: str) -> bool:
+    """Link-local (cloud metadata services live there), multicast or unspecified
+    (``0.0.0.0`` reaches this very host)."""
+    ip = _plain(address)
+    return ip.is_link_local or ip.is_multicast or ip.is_unspecified
+
+
+def allowed_among(host: str, addresses: list[str], allowed: list[str]) -> list[str]:
+    """The addresses of ``host`` the service may connect to, in resolution order.
+
+    A listed name is allowed whatever it resolves to; otherwise an address must fall in a
+    listed network. Without a list every address is allowed but the special ones, which
+    need listing in any case.
+    """
+    names = {entry.lower() for entry in allowed if "/" not in entry and not _is_ip(entry)}
+    networks = _networks([e if "/" in e else f"{e}/{_full(e)}" for e in allowed if _is_net(e)])
+    name_listed = host.lower() in names
+    result = []
+    for address in addresses:
+        ip = _plain(address)
+        listed = name_listed or any(ip.version == net.version and ip in net for net in networks)
+        if listed or (not allowed and not is_special(address)):
+            result.append(address)
+    if result:
+        return result
+    if allowed:
+        raise HostNotAllowedError(f"hôte non autorisé par la configuration: {host}")
+    raise HostNotAllowedError(
+        f"adresse non autorisée (lien local, multicast ou non spécifiée): {host}"
+    )
+
+
+async def allowed_addresses(host: str, port: int, allowed: list[str]) -> list[str]:
+    """Resolve ``host`` once and keep the addresses the service may connect to.
+
+    The caller connects to one of these and gives the tool that same address, so a name
     that resolves elsewhere a moment later cannot redirect the connection.
     """
-    if not allowed:
-        return None
-    addresses = await resolve_addresses(host, port)
-    names = {entry.lower() for entry in allowed if "/" not in entry and not _is_ip(entry)}
-    if host.lower() in names:
-        return addresses[0]
-    networks = _networks([e if "/" in e else f"{e}/{_full(e)}" for e in allowed if _is_net(e)])
-    for address in addresses:
-        ip = ipaddress.ip_address(address)
-        if any(ip.version == net.version and ip in net for net in networks):
-            return address
-    raise HostNotAllowedError(f"hôte non autorisé par la configuration: {host}")
+    return allowed_among(host, await resolve_addresses(host, port), allowed)
 
 
 def _is_ip(entry: str) -> bool:

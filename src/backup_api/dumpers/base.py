@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -69,6 +70,28 @@ class ToolCommand:
     first_output_timeout: float | None = None
 
 
+class Diagnosis(StrEnum):
+    """What a failed tool's stderr shows, in categories that quote nothing of the peer."""
+
+    UNREACHABLE = "unreachable"
+    UNKNOWN_HOST = "unknown_host"
+    AUTH_FAILED = "auth_failed"
+    DATABASE_MISSING = "database_missing"
+    #: The server, once connected, refused a statement: ``line`` holds its error.
+    SQL_ERROR = "sql_error"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ToolDiagnosis:
+    kind: Diagnosis
+    line: str | None = None
+
+
+#: Longest server error line kept in a diagnosis.
+MAX_ERROR_LINE = 500
+
+
 class Dumper(Protocol):
     """The strategy interface each engine implements.
 
@@ -94,4 +117,13 @@ class Dumper(Protocol):
 
     def version_command(self, tool: str) -> list[str]:
         """argv printing the version of ``tool`` (for the health report)."""
+        ...
+
+    def diagnose(self, stderr: str) -> ToolDiagnosis:
+        """Classify a failed run from its stderr.
+
+        A failure while connecting is only ever a category: what the peer sent then may
+        come from any service on any port. Once connected, the server's own error line
+        (``ERROR: ...``) is kept.
+        """
         ...

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from backup_api.dumpers.base import ConnectionInfo, SecretFile, SecretPath, ToolCommand
+from backup_api.dumpers.base import (
+    MAX_ERROR_LINE,
+    ConnectionInfo,
+    Diagnosis,
+    SecretFile,
+    SecretPath,
+    ToolCommand,
+    ToolDiagnosis,
+)
 
 
 def conninfo_quote(value: str) -> str:
@@ -90,3 +99,36 @@ class PostgreSQLDumper:
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]
+
+    def diagnose(self, stderr: str) -> ToolDiagnosis:
+        return diagnose_postgresql(stderr)
+
+
+# libpq: 'connection to server at "h", port p failed: <why>', possibly once per address.
+_CONNECT_FAILED = re.compile(
+    r"connection to server (?:at|on) .*? failed:|could not connect to server", re.DOTALL
+)
+_UNKNOWN_HOST = re.compile(r"could not translate host name")
+_DATABASE_MISSING = re.compile(r'FATAL:\s+database ".*?" does not exist', re.DOTALL)
+_AUTH_FAILED = re.compile(
+    r"FATAL:\s+(?:password authentication failed|no pg_hba\.conf entry|role \".*?\" "
+    r"(?:does not exist|is not permitted to log in)|\w+ authentication failed)"
+    r"|no password supplied|SSL authentication",
+    re.DOTALL,
+)
+_SERVER_ERROR = re.compile(r"\b((?:ERROR|FATAL|PANIC):\s+.*)")
+
+
+def diagnose_postgresql(stderr: str) -> ToolDiagnosis:
+    if _UNKNOWN_HOST.search(stderr):
+        return ToolDiagnosis(Diagnosis.UNKNOWN_HOST)
+    if _CONNECT_FAILED.search(stderr):
+        if _DATABASE_MISSING.search(stderr):
+            return ToolDiagnosis(Diagnosis.DATABASE_MISSING)
+        if _AUTH_FAILED.search(stderr):
+            return ToolDiagnosis(Diagnosis.AUTH_FAILED)
+        return ToolDiagnosis(Diagnosis.UNREACHABLE)
+    error = _SERVER_ERROR.search(stderr)
+    if error is not None:
+        return ToolDiagnosis(Diagnosis.SQL_ERROR, error.group(1).strip()[:MAX_ERROR_LINE])
+    return ToolDiagnosis(Diagnosis.OTHER)

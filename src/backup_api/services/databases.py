@@ -8,13 +8,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.config import Settings
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.registry import DUMPERS
-from backup_api.exceptions import Conflict, Forbidden, UnsupportedDatabaseType
-from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, utcnow
-from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.exceptions import BadRequest, Conflict, Forbidden, UnsupportedDatabaseType
+from backup_api.jobs import ConnectionRefused, connection_address
+from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, Role, User, utcnow
 from backup_api.principals import Principal
 from backup_api.runner import Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
+
+#: Where a database is: changing any of these sends the password somewhere else, so the
+#: password must come with the change (the stored one is never sent to a new place).
+PLACE_FIELDS = ("type", "host", "port", "username")
 
 
 def _check_type(db_type: str) -> None:
@@ -22,12 +26,45 @@ def _check_type(db_type: str) -> None:
         raise UnsupportedDatabaseType(db_type)
 
 
-async def _check_host(settings: Settings, host: str, port: str) -> None:
+def _has_password(keys: Keys, database: Database) -> bool:
     try:
-        await pin_allowed_address(host, int(port), settings.allowed_db_hosts)
-    except HostNotAllowedError as exc:
-        # A well-formed host that the operator's policy rules out: refused, not invalid.
-        raise Forbidden(str(exc)) from None
+        return bool(decrypt_secret(keys, database.password_encrypted))
+    except CredentialError:
+        return True  # unreadable, hence not empty: the job will say it cannot decrypt it
+
+
+async def _check_connection(
+    settings: Settings,
+    *,
+    owner_is_admin: bool,
+    db_type: str,
+    host: str,
+    port: str,
+    username: str,
+    has_password: bool,
+    db_name: str,
+) -> None:
+    """Refuse what the jobs would refuse, as far as can be told now (see
+    ``jobs.connection_address``): a server out of reach is accepted, for it may be down."""
+    try:
+        await connection_address(
+            settings,
+            db_type=db_type,
+            host=host,
+            port=int(port),
+            username=username,
+            has_password=has_password,
+            db_name=db_name,
+            owner_is_admin=owner_is_admin,
+            registering=True,
+        )
+    except ConnectionRefused as exc:
+        if exc.field == "host":
+            # A well-formed host that the operator's policy rules out: refused, not invalid.
+            raise Forbidden(str(exc)) from None
+        if exc.field is None:
+            raise BadRequest(str(exc)) from None
+        raise BadRequest(f"Données invalides: {exc.field}: {exc}") from None
 
 
 async def create_database(
@@ -41,7 +78,16 @@ async def create_database(
 ) -> tuple[Database, str | None]:
     """The new record, and a warning when no installed client can back it up."""
     _check_type(data.type)
-    await _check_host(settings, data.host, data.port)
+    await _check_connection(
+        settings,
+        owner_is_admin=owner.is_admin,
+        db_type=data.type,
+        host=data.host,
+        port=data.port,
+        username=data.username,
+        has_password=bool(data.password),
+        db_name=data.db_name,
+    )
     database = Database(
         name=data.name,
         type=data.type,
@@ -83,12 +129,32 @@ async def update_database(
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "type" in changes:
         _check_type(changes["type"])
-    if {"host", "port"} & changes.keys():
-        await _check_host(
-            settings, changes.get("host", database.host), changes.get("port", database.port)
+    moved = [
+        name
+        for name in PLACE_FIELDS
+        if changes.get(name, getattr(database, name)) != getattr(database, name)
+    ]
+    if moved and "password" not in changes:
+        raise BadRequest(f"Données invalides: password: requis pour modifier {', '.join(moved)}")
+    connection_fields = {"type", "host", "port", "username", "password", "db_name"}
+    if any(
+        name == "password" or changes[name] != getattr(database, name)
+        for name in connection_fields & changes.keys()
+    ):
+        owner = await session.get(User, database.user_id)
+        await _check_connection(
+            settings,
+            owner_is_admin=owner is not None and owner.role == Role.ADMIN.value,
+            db_type=changes.get("type", database.type),
+            host=changes.get("host", database.host),
+            port=changes.get("port", database.port),
+            username=changes.get("username", database.username),
+            has_password=bool(changes["password"])
+            if "password" in changes
+            else _has_password(keys, database),
+            db_name=changes.get("db_name", database.db_name),
         )
     assert database.id is not None
-    connection_fields = {"type", "host", "port", "username", "password", "db_name"}
     if connection_fields & changes.keys() and runner.database_busy(database.id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")
     reconnect = bool(connection_fields & changes.keys())

@@ -13,7 +13,7 @@ from backup_api.dumpers.base import ConnectionInfo
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.pgversions import probe_server_version
 from backup_api.models import Database
-from backup_api.netpolicy import HostNotAllowedError, pin_allowed_address
+from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 
 # A registration waits this long at most for a silent server (it is accepted anyway).
 REGISTRATION_PROBE_SECONDS = 5
@@ -27,11 +27,14 @@ async def detect(
     if database.type != "postgresql":
         return None
     try:
-        pinned = await pin_allowed_address(
+        addresses = await allowed_addresses(
             database.host, int(database.port), settings.allowed_db_hosts
         )
-    except HostNotAllowedError:
+    except (HostNotAllowedError, UnknownHostError):
         return None
+    if not addresses:
+        return None
+    pinned = addresses[0]
     version = await probe_server_version(
         ConnectionInfo(
             host=database.host,
