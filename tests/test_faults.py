@@ -140,7 +140,8 @@ async def test_archive_writer_killed_mid_backup_fails_it(
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
             (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
-            assert tool_processes("pg_dump", marker)
+            # The tool may still be on its way through setpriv and stdbuf to pg_dump.
+            await wait_until(lambda: tool_processes("pg_dump", marker))
             os.kill(archiver, signal.SIGKILL)
             failed = await api.wait_backup(backup["id"])
         assert failed["status"] == "failed"
