@@ -155,3 +155,19 @@ def archive_writers(backup_root: Path) -> list[int]:
         if any(t.startswith(root) and t.endswith(".part") for t in targets):
             pids.append(int(entry.name))
     return pids
+
+
+def job_workdir_contents(workdir: Path) -> list[str]:
+    """What a job's directory holds, beside the MySQL clients' plugin directory: that one
+    may only hold links to the safe authentication plugins (no file of the job's own)."""
+    from backup_api.dumpers.mysql import SAFE_AUTH_PLUGINS
+
+    entries = []
+    for entry in sorted(workdir.iterdir()):
+        if entry.name == "plugins" and entry.is_dir():
+            for plugin in entry.iterdir():
+                assert plugin.is_symlink(), plugin
+                assert plugin.name in SAFE_AUTH_PLUGINS, plugin
+            continue
+        entries.append(entry.name)
+    return entries

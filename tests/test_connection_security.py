@@ -327,7 +327,9 @@ async def test_jobs_are_refused_when_the_server_stops_checking(
         assert refused["status"] == "failed"
         assert refused["error_msg"] == UNCHECKED_SERVER
         response = await user.post(
-            f"/api/backups/{backup['id']}/restore", json={"database_id": trusting["id"]}
+            # The same server and database as the backup's source: confirmed, as a user must.
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": trusting["id"], "confirm": pg_source},
         )
         assert response.status_code == 202, response.text
         restore = await user.wait_restore(response.json()["restore"]["id"])
@@ -362,6 +364,8 @@ async def test_the_owner_role_at_job_time_is_what_counts(
 
         response = await root.put(f"/api/users/{ops.user['id']}/role", json={"role": "user"})
         assert response.status_code == 200, response.text
+        # The role change ended the earlier token.
+        ops = await login(client, "ops@example.com")
         backup = await ops.wait_backup((await ops.start_backup(database["id"]))["id"])
         assert backup["status"] == "failed"
         assert backup["error_msg"] == CREDENTIALS_REQUIRED

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.apphelpers import PASSWORD, unique_name
-from tests.locks import archive_writers, table_locked, tool_processes
+from tests.locks import archive_writers, job_workdir_contents, table_locked, tool_processes
 from tests.sample_data import create_filled
 from tests.serverproc import server_process
 
@@ -325,7 +325,7 @@ def test_sigkill_mid_dump_leaves_no_credentials_behind(
             assert files_holding(password.encode(), sorted(roots), began) == []
             # What stayed on disk is the job's directory, under the service's own, empty.
             (left,) = jobs_dir.iterdir()
-            assert list(left.iterdir()) == []
+            assert job_workdir_contents(left) == []
             api.start()
             assert list(jobs_dir.iterdir()) == [], "recovery left a job directory"
             record = client.record("backup", backup_id)

@@ -17,8 +17,8 @@ from backup_api.migrate import alembic_config
 REVISION = "0003_backup_source"
 
 EXISTING = [
-    "INSERT INTO users (id, email, password_hash, role, created_at, updated_at)"
-    " VALUES (1, 'a@example.com', 'x', 'user', '2026-01-01', '2026-01-01')",
+    "INSERT INTO users (id, email, password_hash, role, token_key, created_at, updated_at)"
+    " VALUES (1, 'a@example.com', 'x', 'user', 'k', '2026-01-01', '2026-01-01')",
     "INSERT INTO databases (id, name, type, host, port, username, password_encrypted,"
     " db_name, user_id, created_at, updated_at) VALUES (1, 'Ma Base', 'postgresql',"
     " 'db.example.com', '5432', 'u', 'x', 'ma_base', 1, '2026-01-01', '2026-01-01')",

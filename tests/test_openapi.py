@@ -194,7 +194,8 @@ async def test_errors_the_server_sends_are_the_documented_ones(
         backup = await owner.wait_backup((await owner.start_backup(database["id"]))["id"])
         assert backup["status"] == "completed", backup["error_msg"]
         response = await owner.post(
-            f"/api/backups/{backup['id']}/restore", json={"database_id": database["id"]}
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": source},
         )
         restore = await owner.wait_restore(response.json()["restore"]["id"])
         ids = {

@@ -290,7 +290,8 @@ async def test_health_lists_every_client_found(
 ) -> None:
     pattern = lay_out(tmp_path, {"15": system_bindir, "18": pg18_bindir})
     async with running_app(make_settings(tmp_path, pg_client_dirs=[pattern])) as (_, client):
-        body = (await client.get("/health")).json()
+        admin = await Api(client).signup(role="admin")
+        body = (await admin.get("/health")).json()
     listed = {(entry["tool"], entry["path"]): entry["version"] for entry in body["pg_clients"]}
     for tool in ("pg_dump", "psql"):
         assert listed[(tool, tree_tool(tmp_path, "15", tool))] == str(system_version)
@@ -486,7 +487,8 @@ async def test_the_version_is_read_at_registration_and_before_each_job(
         assert database["server_version"] is None
         # Pointed at the running server: read again.
         response = await api.put(
-            f"/api/databases/{database['id']}", json={"port": str(pg_server.port)}
+            f"/api/databases/{database['id']}",
+            json={"port": str(pg_server.port), "password": pg_server.password},
         )
         assert response.status_code == 200, response.text
         assert response.json()["warning"] is None

@@ -237,7 +237,10 @@ async def test_a_replaced_postgresql_archive_runs_no_meta_command(
             replaced = head + evil + shell + closing
         _rewrite_archive(settings, backup, lambda z: z.writestr(name, replaced))
         verification = (await api.post(f"/api/backups/{backup['id']}/verify")).json()
-        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        response = await api.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": database["db_name"]},
+        )
         restore = await api.wait_restore(response.json()["restore"]["id"])
     assert restore["status"] == "failed"
     assert reason in restore["error_msg"], restore["error_msg"]
@@ -278,7 +281,10 @@ async def test_a_replaced_mysql_archive_runs_no_client_command(
         replaced = shell + EVIL.encode() if case == "no-header" else head + shell
         _rewrite_archive(settings, backup, lambda z: z.writestr(name, replaced))
         verification = (await api.post(f"/api/backups/{backup['id']}/verify")).json()
-        response = await api.post(f"/api/backups/{backup['id']}/restore")
+        response = await api.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": database["db_name"]},
+        )
         restore = await api.wait_restore(response.json()["restore"]["id"])
     assert restore["status"] == "failed"
     assert reason in restore["error_msg"], restore["error_msg"]

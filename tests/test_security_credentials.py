@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from backup_api.workdirs import jobs_root
 from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.fakes import fake_tool
-from tests.locks import table_locked, tool_processes, wait_until
+from tests.locks import job_workdir_contents, table_locked, tool_processes, wait_until
 from tests.sample_data import create_filled
 
 
@@ -186,7 +186,7 @@ async def test_password_never_on_argv_nor_in_env(
             # What the tool may look for on disk is a directory of the job's own, empty.
             (workdir,) = workdirs.iterdir()
             assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
-            assert list(workdir.iterdir()) == []
+            assert job_workdir_contents(workdir) == []
             if outcome == "cancelled":
                 assert (await alice.delete(f"/api/backups/{backup['id']}")).status_code == 200
         if outcome == "completed":

@@ -19,6 +19,7 @@ from backup_api.dumpers.postgresql import PostgreSQLDumper, build_conninfo
 from backup_api.process import open_secret, rendered
 from backup_api.services.backups import safe_stem
 from tests.apphelpers import Api, make_settings, running_app, unique_name
+from tests.locks import job_workdir_contents
 from tests.sample_data import create_filled
 
 BASE = {
@@ -155,7 +156,7 @@ async def test_mysql_localhost_goes_over_tcp(mysql_server: Any, alice: Api, tmp_
     assert command.secret is not None
     assert "protocol=TCP" in command.secret.content.decode()
     assert command.argv[1] == SecretPath("--defaults-extra-file=")
-    assert list(workdir.iterdir()) == [], "nothing written to disk"
+    assert job_workdir_contents(workdir) == [], "nothing written to disk"
     mysql_server.drop_database(source)
 
 

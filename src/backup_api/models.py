@@ -448,8 +448,8 @@ class DatabasePublic(BaseModel):
     updated_at: Timestamp
     server_version: str | None = Field(
         default=None,
-        description="Version du serveur PostgreSQL détectée à l'enregistrement et avant "
-        "chaque sauvegarde ou restauration (null: inconnue, ou MySQL)",
+        description="PostgreSQL server version, read at registration and before each "
+        "backup or restore (null: unknown, or MySQL)",
     )
 
 
@@ -518,15 +518,15 @@ class BackupPublic(BaseModel):
     finished_at: OptionalTimestamp
     duration_seconds: float | None
     database_name: str | None = Field(
-        description="Nom de la base source au moment de la sauvegarde"
+        description="Name of the source database's registration when the backup was taken"
     )
-    db_name: str = Field(description="Nom de la base sur le serveur source")
-    db_host: str | None = Field(description="Hôte du serveur source")
-    db_port: str | None = Field(description="Port du serveur source")
+    db_name: str = Field(description="Name of the database on the source server")
+    db_host: str | None = Field(description="Host of the source server")
+    db_port: str | None = Field(description="Port of the source server")
     dump_tool_version: str | None = Field(
         default=None,
-        description="Version de pg_dump qui a écrit le dump (PostgreSQL); une restauration "
-        "utilise un psql au moins aussi récent",
+        description="Version of the pg_dump that wrote the dump (PostgreSQL); a restore "
+        "uses a psql at least as new",
     )
 
 
@@ -578,17 +578,17 @@ class Restore(SQLModel, table=True):
 
 
 class RestoreCreate(StrictBody):
-    database_id: IdValue = Field(description="Base cible de la restauration")
+    database_id: IdValue = Field(ge=1, le=MAX_ID, description="Target database of the restore")
     confirm: str | None = Field(
         default=None,
         max_length=128,
-        description="Le db_name de la base cible, exigé quand elle est la source de la "
-        "sauvegarde (la restauration l'écrase)",
+        description="The target's db_name, required when the target is the backup's own "
+        "source (the restore overwrites it)",
     )
     backup_target_first: bool = Field(
         default=False,
-        description="Sauvegarder d'abord la base cible; la restauration attend cette "
-        "sauvegarde et échoue, sans rien modifier, si elle échoue",
+        description="Back the target up first; the restore waits for that backup and "
+        "fails, changing nothing, if it fails",
     )
 
     model_config = ConfigDict(json_schema_extra=_without_null)
@@ -607,7 +607,7 @@ class RestorePublic(BaseModel):
     finished_at: OptionalTimestamp
     duration_seconds: float | None
     safety_backup_id: int | None = Field(
-        description="La sauvegarde de la base cible faite avant la restauration, si demandée"
+        description="The backup of the target taken before the restore, when asked for"
     )
 
 
@@ -653,7 +653,7 @@ class DatabaseEnvelope(BaseModel):
     database: DatabasePublic
     warning: str | None = Field(
         default=None,
-        description="Présent quand aucun client installé ne peut sauvegarder ce serveur",
+        description="Present when no installed client can back this server up",
     )
 
 
@@ -713,13 +713,15 @@ class ToolStatus(BaseModel):
 class HealthStatus(BaseModel):
     """What anyone may know: whether the service answers."""
 
-    status: str = Field(description="ok, ou degraded (503) si la base de métadonnées manque")
+    status: str = Field(
+        description="`ok`, or `degraded` (503) when the metadata database is unreachable"
+    )
 
 
 class ClientStatus(BaseModel):
     tool: str
     path: str
-    version: str | None = Field(description="null: ne répond pas comme un client PostgreSQL")
+    version: str | None = Field(description="null: does not answer as a PostgreSQL client")
 
 
 class HealthResponse(BaseModel):
@@ -730,8 +732,7 @@ class HealthResponse(BaseModel):
     tools: dict[str, ToolStatus]
     pg_clients: list[ClientStatus] = Field(
         default_factory=list,
-        description="Clients PostgreSQL trouvés (pg_dump, psql); chaque tâche prend le plus "
-        "récent qui convient",
+        description="PostgreSQL clients found (pg_dump, psql); each job takes the one that fits",
     )
     storage: dict[str, int | str]
     jobs: dict[str, int]

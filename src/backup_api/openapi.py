@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import iter_route_contexts
 
 from backup_api.config import Settings
-from backup_api.deps import current_user, optional_user
+from backup_api.deps import bearer_scheme, current_user, optional_user
 from backup_api.routers.responses import HEADLINES, ErrorCase, examples
 
 ERROR_SCHEMA = "#/components/schemas/ErrorResponse"
@@ -105,7 +105,7 @@ def _optional_auth_operations(app: FastAPI) -> Iterator[tuple[str, str]]:
         if not isinstance(dependant, Dependant) or route.path_format is None:
             continue
         calls = set(_dependencies(dependant))
-        if optional_user in calls and current_user not in calls:
+        if (optional_user in calls or bearer_scheme in calls) and current_user not in calls:
             for method in route.methods or ():
                 yield method.lower(), route.path_format
 

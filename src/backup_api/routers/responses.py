@@ -141,7 +141,7 @@ DATABASE_BUSY_DELETE = ErrorCase(
 )
 RESTORE_RUNNING = ErrorCase(
     409,
-    "Une restauration depuis cette sauvegarde est en cours",
+    "Une restauration en cours ou en attente utilise cette sauvegarde",
     "a restore from this backup runs",
 )
 TARGET_BUSY = ErrorCase(
