@@ -172,7 +172,7 @@ _CONNECT_ERROR = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 _STATEMENT_ERROR = re.compile(
-    r"^(ERROR \d+ \([0-9A-Z]{5}\) at line \d+: .*)"
+    r"^(ERROR \d+ \([0-9A-Z]{5}\) at line \d+: .*|ERROR at line \d+: .*)"
     r"|^[\w.-]+: ((?:Couldn't execute|Error|Got error).*)",
     re.MULTILINE,
 )

@@ -117,6 +117,13 @@ _AUTH_FAILED = re.compile(
     re.DOTALL,
 )
 _SERVER_ERROR = re.compile(r"\b((?:ERROR|FATAL|PANIC):\s+.*)")
+# psql's own refusal of a line of its input (a meta-command while restricted, say): it reads
+# the SQL on stdin, so the line names no file.
+_CLIENT_ERROR = re.compile(
+    r"^(?:psql:<stdin>:\d+: )?((?:error: )?(?:backslash commands are restricted|invalid "
+    r"command \\).*)$",
+    re.MULTILINE,
+)
 
 
 def diagnose_postgresql(stderr: str) -> ToolDiagnosis:
@@ -131,4 +138,7 @@ def diagnose_postgresql(stderr: str) -> ToolDiagnosis:
     error = _SERVER_ERROR.search(stderr)
     if error is not None:
         return ToolDiagnosis(Diagnosis.SQL_ERROR, error.group(1).strip()[:MAX_ERROR_LINE])
+    client = _CLIENT_ERROR.search(stderr)
+    if client is not None:
+        return ToolDiagnosis(Diagnosis.SQL_ERROR, client.group(1).strip()[:MAX_ERROR_LINE])
     return ToolDiagnosis(Diagnosis.OTHER)
