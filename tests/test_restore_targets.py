@@ -57,8 +57,8 @@ async def test_restoring_over_the_source_needs_its_db_name(pg_server: Any, alice
     url = f"/api/backups/{backup['id']}/restore"
     expected_body = json.dumps({"database_id": database["id"], "confirm": source})
     refusal = {
-        "error": "Données invalides: confirm: la base cible est la base d'origine de cette "
-        f"sauvegarde et sera écrasée; pour confirmer, envoyez {expected_body}"
+        "error": "La base cible est la base d'origine de cette sauvegarde et sera écrasée; "
+        f"pour confirmer, envoyez {expected_body}"
     }
 
     for body in (
@@ -67,12 +67,12 @@ async def test_restoring_over_the_source_needs_its_db_name(pg_server: Any, alice
         {"database_id": database["id"], "confirm": source.upper()},
     ):
         response = await alice.post(url, json=body)
-        assert response.status_code == 400
+        assert response.status_code == 409
         assert response.json() == refusal
     # The same database registered a second time is the source all the same.
     twin = await alice.add_database(pg_server, source, name="la même")
     response = await alice.post(url, json={"database_id": twin["id"]})
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert f'"confirm": "{source}"' in response.json()["error"]
     assert (await alice.get("/api/restores")).json()["restores"] == []
     assert pg_server.query("SELECT DISTINCT name FROM items", source) == [("after the backup",)]
@@ -122,7 +122,7 @@ async def test_a_backup_keeps_its_source_once_the_database_is_deleted(
     again = await alice.add_database(pg_server, source)
     url = f"/api/backups/{backup['id']}/restore"
     response = await alice.post(url, json={"database_id": again["id"]})
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert "confirm" in response.json()["error"]
     pg_server.execute("DELETE FROM notes; DELETE FROM items", source)
     response = await alice.post(url, json={"database_id": again["id"], "confirm": source})

@@ -68,9 +68,9 @@ MISSING_TARGET = ErrorCase(
     "no `database_id` names the target",
 )
 CONFIRM_REQUIRED = ErrorCase(
-    400,
-    "Données invalides: confirm: la base cible est la base d'origine de cette sauvegarde "
-    'et sera écrasée; pour confirmer, envoyez {"database_id": 1, "confirm": "ma_base"}',
+    409,
+    "La base cible est la base d'origine de cette sauvegarde et sera écrasée; "
+    'pour confirmer, envoyez {"database_id": 1, "confirm": "ma_base"}',
     "the target is the backup's own source and `confirm` does not hold its `db_name`",
 )
 TARGET_TYPE_MISMATCH = ErrorCase(

@@ -86,9 +86,10 @@ def _check_confirmation(backup: Backup, target: Database, confirm: str | None) -
     if not overwrites_source(backup, target) or confirm == target.db_name:
         return
     expected = json.dumps({"database_id": target.id, "confirm": target.db_name}, ensure_ascii=False)
-    raise BadRequest(
-        "Données invalides: confirm: la base cible est la base d'origine de cette sauvegarde "
-        f"et sera écrasée; pour confirmer, envoyez {expected}"
+    # The body is well formed; what refuses it is the target's relation to the backup.
+    raise Conflict(
+        "La base cible est la base d'origine de cette sauvegarde et sera écrasée; "
+        f"pour confirmer, envoyez {expected}"
     )
 
 
