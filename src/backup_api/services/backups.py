@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archiver import ArchiverLauncher, VerifyOptions, verify_in_process
 from backup_api.config import Settings
-from backup_api.db import TransactionRunner
+from backup_api.db import TransactionRunner, record_fields
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import (
     Conflict,
@@ -60,11 +60,7 @@ _COLUMNS = tuple(_BACKUPS.columns.keys())
 
 def to_public(backup: Backup | RowMapping) -> BackupPublic:
     """The public shape of a record, from the ORM object or a Core row alike."""
-    fields = (
-        backup
-        if isinstance(backup, RowMapping)
-        else {name: getattr(backup, name) for name in _COLUMNS}
-    )
+    fields = record_fields(backup, _COLUMNS)
     # The record is ours and already valid: construct without re-validating (hot path).
     return BackupPublic.model_construct(
         id=fields["id"],

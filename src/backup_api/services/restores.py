@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.config import Settings
-from backup_api.db import TransactionRunner
+from backup_api.db import TransactionRunner, record_fields
 from backup_api.exceptions import BadRequest, Conflict, NotFound
 from backup_api.models import (
     Backup,
@@ -39,11 +39,7 @@ _INSERT = insert(_RESTORES).returning(*_RESTORES.c)
 
 def to_public(restore: Restore | RowMapping) -> RestorePublic:
     """The public shape of a record, from the ORM object or a Core row alike."""
-    fields = (
-        restore
-        if isinstance(restore, RowMapping)
-        else {name: getattr(restore, name) for name in _COLUMNS}
-    )
+    fields = record_fields(restore, _COLUMNS)
     return RestorePublic(
         id=fields["id"],
         backup_id=fields["backup_id"],
