@@ -40,8 +40,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.serverproc import ServerProcess  # noqa: E402
-from tests.servers import DbServer, start_mariadb, start_postgresql  # noqa: E402
+from tests.support.serverproc import ServerProcess  # noqa: E402
+from tests.support.servers import DbServer, start_mariadb, start_postgresql  # noqa: E402
 
 PASSWORD = "bench-password-123"
 ROOT_KEY = "db/backups/postgresql"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the test-suite needs (Debian/Ubuntu, apt-get):
-# PostgreSQL and MariaDB servers + clients for the throwaway test servers (tests/servers.py),
+# PostgreSQL and MariaDB servers + clients for the throwaway test servers (tests/support/servers/),
 # zip/unzip, and util-linux (runuser, setpriv).
 #
 # Only what is missing is installed; when everything is present this is a no-op that runs in

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import MariaDBServer, PostgresServer, start_mariadb, start_postgresql
+from tests.support.servers import MariaDBServer, PostgresServer, start_mariadb, start_postgresql
 
 # --- throwaway database servers ---
 # Started once per test session (only if a test asks for them) and stopped at the end.
@@ -33,24 +33,34 @@ def mysql_server() -> Iterator[MariaDBServer]:
 # --- the application, in-process ---
 import os  # noqa: E402
 
-import tests.apphelpers  # noqa: E402
-import tests.locks  # noqa: E402
+import tests.support.apphelpers  # noqa: E402
+import tests.support.locks  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Process checks see only this session's jobs (see ``tests.locks.SESSION_ROOT``)."""
-    tests.locks.SESSION_ROOT = str(tmp_path_factory.getbasetemp().resolve())
+    """Process checks see only this session's jobs (see ``tests.support.locks.SESSION_ROOT``)."""
+    tests.support.locks.SESSION_ROOT = str(tmp_path_factory.getbasetemp().resolve())
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _metadata_backend(request: pytest.FixtureRequest) -> None:
     """BACKUP_API_TEST_METADATA=postgresql runs the app tests on PostgreSQL metadata."""
     if os.environ.get("BACKUP_API_TEST_METADATA") == "postgresql":
-        tests.apphelpers.METADATA_SERVER = request.getfixturevalue("pg_server")
+        tests.support.apphelpers.METADATA_SERVER = request.getfixturevalue("pg_server")
 
 
-from tests.apphelpers import (  # noqa: E402
+@pytest.fixture(autouse=True)
+def _metadata_databases_dropped() -> Iterator[None]:
+    """Each test's PostgreSQL metadata databases go with it (a long run would pile them up).
+
+    Autouse, so it is set up before the test's other fixtures and torn down after them.
+    """
+    yield
+    tests.support.apphelpers.drop_metadata_databases()
+
+
+from tests.support.apphelpers import (  # noqa: E402
     alice,
     app,
     app_client,

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api import migrate
 from backup_api.models import User
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 
 
 async def test_a_deleted_accounts_token_never_reaches_the_next_account(

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
 from backup_api.migrate import alembic_config
-from tests.apphelpers import Api, make_settings, pg_metadata_url, running_app, unique_name
+from tests.support.apphelpers import Api, make_settings, pg_metadata_url, running_app, unique_name
 
 
 def _cli_env(tmp_path: Path) -> dict[str, str]:

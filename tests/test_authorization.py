@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from tests.apphelpers import Api, unique_name
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, unique_name
+from tests.support.sample_data import create_filled
 
 ROUTES = [
     ("GET", "/api/databases/{database}", None),

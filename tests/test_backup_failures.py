@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.apphelpers import Api
+from tests.support.apphelpers import Api
 
 
 def _free_port() -> int:

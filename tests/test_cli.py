@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.apphelpers import PASSWORD
+from tests.support.apphelpers import PASSWORD
 
 COMMAND = str(Path(sys.executable).with_name("backup-api"))
 

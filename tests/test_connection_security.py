@@ -22,10 +22,10 @@ import pytest
 
 from backup_api.jobs import CREDENTIALS_REQUIRED, UNCHECKED_SERVER
 from backup_api.netpolicy import HostNotAllowedError, allowed_among
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
-from tests.fakes import fake_tool
-from tests.fakeservers import mysql_accept_all, serving
-from tests.sample_data import create_filled
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
+from tests.support.fakes import fake_tool
+from tests.support.fakeservers import mysql_accept_all, serving
+from tests.support.sample_data import create_filled
 
 
 async def _wait_for(check: Any, deadline: float = 20) -> None:

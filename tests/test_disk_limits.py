@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.locks import table_locked, tool_processes
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.locks import table_locked, tool_processes
+from tests.support.sample_data import create_filled
 
 MIB = 1 << 20
 

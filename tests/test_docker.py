@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from backup_api.healthcheck import health_url
-from tests.serverproc import free_port, server_process
+from tests.support.serverproc import free_port, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ["python", "-m", "backup_api.healthcheck"]

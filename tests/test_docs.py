@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from backup_api.routers.docs import ASSETS_DIR
-from tests.serverproc import ServerProcess
+from tests.support.serverproc import ServerProcess
 
 ABSOLUTE_URL = re.compile(r"\b(?:https?:)?//[A-Za-z0-9.-]", re.IGNORECASE)
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.apphelpers import PASSWORD, Api
+from tests.support.apphelpers import PASSWORD, Api
 
 
 def assert_error(response: httpx.Response, status: int, contains: str = "") -> None:

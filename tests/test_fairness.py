@@ -12,9 +12,9 @@ import pytest
 
 from backup_api.config import Settings
 from backup_api.runner import Job, JobKind, Runner
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.locks import table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.locks import table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled
 
 CAP_MESSAGE = (
     "Trop de sauvegardes et restaurations en cours pour cet utilisateur, réessayez plus tard"

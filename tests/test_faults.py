@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.fakes import fake_tool, stalled_server
-from tests.locks import archive_writers, table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.fakes import fake_tool, stalled_server
+from tests.support.locks import archive_writers, table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled
 
 
 @pytest.fixture
@@ -174,10 +174,14 @@ async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_
             await wait_until(lambda: os.getpriority(os.PRIO_PROCESS, archiver) == 12)
             assert os.getsid(tool) == tool  # a session of its own
             assert os.getsid(archiver) == archiver
-            if Path("/proc/self/autogroup").exists():
+            autogroup = Path("/proc/self/autogroup").exists()
+            if autogroup:
                 assert Path(f"/proc/{tool}/autogroup").read_text().split()[-1] == "5"
                 assert Path(f"/proc/{archiver}/autogroup").read_text().split()[-1] == "12"
         assert (await api.wait_backup(backup["id"]))["status"] == "completed"
+    if not autogroup:
+        # Everything else was checked; the README's claim about scheduling groups was not.
+        pytest.skip("no /proc/self/autogroup on this kernel: the groups' niceness is unchecked")
 
 
 async def test_idle_timeout_kills_a_silent_dump(pg_server: Any, tmp_path: Path) -> None:

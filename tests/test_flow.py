@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
-from tests.sample_data import create_filled, snapshot
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
+from tests.support.sample_data import create_filled, snapshot
 
 SEED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a commencé."
 SEED_BACKUP_KEYS = [

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apphelpers import PASSWORD, unique_name
-from tests.locks import archive_writers, job_workdir_contents, table_locked, tool_processes
-from tests.sample_data import create_filled
-from tests.serverproc import server_process
+from tests.support.apphelpers import PASSWORD, unique_name
+from tests.support.locks import archive_writers, job_workdir_contents, table_locked, tool_processes
+from tests.support.sample_data import create_filled
+from tests.support.serverproc import server_process
 
 BACKUP_STOPPED = "le serveur s'est arrêté pendant la sauvegarde"
 RESTORE_STOPPED = "le serveur s'est arrêté pendant la restauration"

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from backup_api.config import Settings
 from backup_api.main import create_app
 from backup_api.models import DatabaseCreate, UserRegister
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.sample_data import create_filled
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "backup_api"
 DOCUMENTATION_MODULES = {SRC / "routers" / "responses.py", SRC / "openapi.py"}

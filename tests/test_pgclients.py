@@ -28,11 +28,11 @@ from backup_api.config import Settings
 from backup_api.dumpers.pgclients import NoCompatibleClient, PgClients
 from backup_api.dumpers.pgversions import Version, from_version_num
 from backup_api.toolversions import ToolVersions
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
-from tests.locks import table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled, snapshot
-from tests.serverproc import free_port
-from tests.servers import PostgresServer, start_postgresql
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
+from tests.support.locks import table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled, snapshot
+from tests.support.serverproc import free_port
+from tests.support.servers import PostgresServer, start_postgresql
 
 # --------------------------------------------------------------------------- fixtures
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tests.apphelpers import unique_name
-from tests.sample_data import create_filled, snapshot
-from tests.serverproc import server_process
+from tests.support.apphelpers import unique_name
+from tests.support.sample_data import create_filled, snapshot
+from tests.support.serverproc import server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)

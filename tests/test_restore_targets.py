@@ -11,9 +11,9 @@ import pytest
 
 from backup_api.jobs import SAFETY_BACKUP_CANCELLED
 from backup_api.services.restores import MISSING_TARGET
-from tests.apphelpers import Api, unique_name
-from tests.locks import table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled, snapshot
+from tests.support.apphelpers import Api, unique_name
+from tests.support.locks import table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled, snapshot
 from tests.test_flow import SEED_BACKUP_KEYS
 
 

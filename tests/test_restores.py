@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-import tests.apphelpers
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.locks import table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled, snapshot
+import tests.support.apphelpers
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.locks import table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled, snapshot
 
 ENGINES = ["postgresql", "mysql"]
 
@@ -137,7 +137,7 @@ def _rewrite_archive(app_settings: Any, backup: dict[str, Any], build: Any) -> N
             )
     else:
         sql = f"UPDATE backups SET checksum = '{digest}' WHERE id = {int(backup['id'])}"
-        tests.apphelpers.METADATA_SERVER.execute(sql, url.rsplit("/", 1)[1])
+        tests.support.apphelpers.METADATA_SERVER.execute(sql, url.rsplit("/", 1)[1])
 
 
 EVIL = "CREATE TABLE pwned (v int);\n"

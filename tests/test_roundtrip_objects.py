@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.apphelpers import Api, unique_name
+from tests.support.apphelpers import Api, unique_name
 
 PG_OBJECTS = r"""
 CREATE SCHEMA sales;

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apphelpers import PASSWORD, unique_name
-from tests.sample_data import create_filled
-from tests.serverproc import ServerProcess
+from tests.support.apphelpers import PASSWORD, unique_name
+from tests.support.sample_data import create_filled
+from tests.support.serverproc import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
@@ -88,7 +88,7 @@ def test_api_passes_schemathesis_default_checks(live: dict[str, Any]) -> None:
         **os.environ,
         # The token goes through the environment, never a command line.
         "BACKUP_API_FUZZ_TOKEN": live["token"],
-        "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+        "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     command = [

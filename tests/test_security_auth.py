@@ -18,7 +18,7 @@ import jwt
 import pytest
 from fastapi import FastAPI
 
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 
 
 async def test_passwords_are_argon2_hashes(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from backup_api.workdirs import jobs_root
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
-from tests.fakes import fake_tool
-from tests.locks import job_workdir_contents, table_locked, tool_processes, wait_until
-from tests.sample_data import create_filled
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
+from tests.support.fakes import fake_tool
+from tests.support.locks import job_workdir_contents, table_locked, tool_processes, wait_until
+from tests.support.sample_data import create_filled
 
 
 async def test_passwords_are_encrypted_at_rest(pg_server: Any, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 from backup_api.config import Settings
 from backup_api.main import create_app
 from backup_api.models import MAX_ID
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.sample_data import create_filled
 
 OUT_OF_RANGE = {
     "zero": "0",

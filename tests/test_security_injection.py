@@ -18,9 +18,9 @@ from backup_api.dumpers.mysql import MySQLDumper
 from backup_api.dumpers.postgresql import PostgreSQLDumper, build_conninfo
 from backup_api.process import open_secret, rendered
 from backup_api.services.backups import safe_stem
-from tests.apphelpers import Api, make_settings, running_app, unique_name
-from tests.locks import job_workdir_contents
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.locks import job_workdir_contents
+from tests.support.sample_data import create_filled
 
 BASE = {
     "name": "x",

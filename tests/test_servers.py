@@ -1,4 +1,4 @@
-"""Sanity checks for the throwaway database servers in tests/servers.py."""
+"""Sanity checks for the throwaway database servers in tests/support/servers/."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from tests.servers import (
+from tests.support.servers import (
     APP_PASSWORD,
     ClientError,
     DbServer,

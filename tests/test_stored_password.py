@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apphelpers import Api, unique_name
-from tests.fakeservers import mysql_clear_switch, pg_cleartext, serving
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, unique_name
+from tests.support.fakeservers import mysql_clear_switch, pg_cleartext, serving
+from tests.support.sample_data import create_filled
 
 AUTH_FAILED = "connexion impossible: authentification refusée par le serveur"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from backup_api.throttle import LoginThrottle
-from tests.apphelpers import PASSWORD, Api, make_settings, running_app
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 
 OWNER = "owner@example.com"
 HOME = "198.51.100.10"

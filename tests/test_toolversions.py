@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from backup_api.toolversions import ToolVersions
-from tests.apphelpers import Api, make_settings, running_app
-from tests.fakes import fake_tool
+from tests.support.apphelpers import Api, make_settings, running_app
+from tests.support.fakes import fake_tool
 
 
 @pytest.fixture

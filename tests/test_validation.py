@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apphelpers import PASSWORD, Api
+from tests.support.apphelpers import PASSWORD, Api
 from tests.test_errors import UNSUPPORTED_ORACLE, VALID_DB, assert_error
 
 

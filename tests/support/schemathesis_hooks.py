@@ -8,7 +8,7 @@ from typing import Any
 import schemathesis
 
 from backup_api.services.databases import PLACE_FIELDS
-from tests.servers import RESERVED_PORTS
+from tests.support.servers import RESERVED_PORTS
 
 # email_validator refuses addresses on special-use domains (RFC 6761), which hypothesis
 # generates as valid e-mails; the document cannot say so with `format: email`.

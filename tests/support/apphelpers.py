@@ -24,6 +24,9 @@ PASSWORD = "motdepasse123"
 #: Set by conftest when BACKUP_API_TEST_METADATA=postgresql: the server that then holds
 #: every test app's metadata (a fresh database each time) instead of a SQLite file.
 METADATA_SERVER: Any = None
+#: The metadata databases made on METADATA_SERVER for the running test, dropped when it
+#: ends (see :func:`drop_metadata_databases`).
+_metadata_databases: list[str] = []
 
 
 def default_metadata_url(tmp_path: Path) -> str:
@@ -31,7 +34,14 @@ def default_metadata_url(tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}"
     name = unique_name("meta")
     METADATA_SERVER.create_database(name)
+    _metadata_databases.append(name)
     return pg_metadata_url(METADATA_SERVER, name)
+
+
+def drop_metadata_databases() -> None:
+    """Drop the metadata databases the test made (its apps have stopped by then)."""
+    while _metadata_databases:
+        METADATA_SERVER.drop_database(_metadata_databases.pop())
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
