@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_benchmark(tmp_path: Path, *options: str) -> str:
     """A ``--quick`` run with ``options``; its report."""
     report = tmp_path / "report.md"
-    script = str(ROOT / "bench" / "benchmark.py")
     result = subprocess.run(
-        [sys.executable, script, "--quick", *options, "--output", str(report)],
+        [sys.executable, "-m", "bench.benchmark", "--quick", *options, "--output", str(report)],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,

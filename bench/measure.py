@@ -1,0 +1,126 @@
+"""What the benchmark measures besides wall time: busy CPU, the cores' steadiness, the
+service's peak memory, and percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psutil
+
+T = TypeVar("T")
+
+
+class BusyCpu:
+    """CPU seconds the whole machine spent busy (every process) between start and stop.
+
+    The bare dump's own processes (tool and database server) already keep the cores busy;
+    this shows how much room is left, and how much the service adds, in the same run.
+    """
+
+    @staticmethod
+    def now() -> float:
+        # The busy fields only: on Linux "guest" time is already inside "user" (summing
+        # every field counted it twice), and "steal" is time the hypervisor gave to others.
+        times = psutil.cpu_times()
+        busy = ("user", "nice", "system", "irq", "softirq")
+        return float(sum(getattr(times, name, 0.0) for name in busy))
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def measure(self, work: Callable[[], T]) -> T:
+        began = self.now()
+        result = work()
+        self.samples.append(self.now() - began)
+        return result
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+
+class CpuSteadiness:
+    """Times the same pure-CPU loop between measurements, with nothing else running.
+
+    On a virtual machine whose host is busy, a core's speed changes from one second to
+    the next; every ratio in the report is only as steady as this.
+    """
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def probe(self) -> None:
+        began = time.perf_counter()
+        total = 0
+        for value in range(2_000_000):
+            total += value
+        self.samples.append(time.perf_counter() - began)
+
+    def line(self) -> str:
+        low, high = min(self.samples), max(self.samples)
+        return (
+            f"- CPU steadiness: the same pure-Python loop, timed {len(self.samples)} times "
+            f"between measurements with nothing else running, took {low * 1e3:.0f} to "
+            f"{high * 1e3:.0f} ms (median {statistics.median(self.samples) * 1e3:.0f} ms, "
+            f"spread {high / low - 1:.0%}): the cores' speed varies that much during the run"
+        )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def service_rss(service: psutil.Process, archivers: list[psutil.Process]) -> int:
+    total = service.memory_info().rss
+    for archiver in archivers:
+        with contextlib.suppress(psutil.Error):
+            total += archiver.memory_info().rss
+    return total
+
+
+def archive_writers(service: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for child in service.children():
+        with contextlib.suppress(psutil.Error):
+            if "backup_api.archiver" in child.cmdline():
+                found.append(child)
+    return found
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS of the service plus its archive writer processes (``backup_api.archiver``:
+    the one at work and the spare waiting for the next job), which do the compression out
+    of the service's process and so count as its memory."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        archivers: list[psutil.Process] = []
+        next_scan = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_scan:
+                # Listing children reads every process's stat: a few ms, so not every time.
+                archivers = archive_writers(self.process)
+                next_scan = now + 0.2
+            try:
+                self.peak = max(self.peak, service_rss(self.process, archivers))
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self.stop_event.set()
+        self.join()
+        return self.peak

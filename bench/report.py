@@ -1,0 +1,229 @@
+"""The report's wording: table rows, the lines under the table, and the verdicts.
+
+Tests and earlier results rely on this wording (tests/test_bench_smoke.py, RESULTS.md);
+change it only on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench.measure import BusyCpu, percentile
+
+# The targets, each printed beside its measure with PASS or FAIL.
+MAX_API_RATIO = 1.25  # API backup / bare dump
+MIN_ZIP_SPEEDUP = 3.0  # `dump | zip` / API backup
+MAX_SIZE_RATIO = 1.05  # API archive / `dump | zip` archive
+MAX_RSS_MIB = 64.0  # the service's peak RSS over idle during a backup
+MAX_P99_SECONDS = 0.05  # latency under load, and of listing pages
+
+TABLE_HEAD = [
+    "| database (plain SQL) | dump > /dev/null | API backup | dump \\| zip "
+    f"| API / bare dump (≤ {MAX_API_RATIO:g}) | zip / API (≥ {MIN_ZIP_SPEEDUP:g}x) "
+    f"| archive API vs zip (≤ {MAX_SIZE_RATIO:g}) | peak RSS over idle (≤ {MAX_RSS_MIB:g} MiB) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+@dataclass
+class DatabaseResult:
+    """One database's line in the table and under it, and whether it met its targets."""
+
+    name: str  # named among the missed targets
+    engine: str
+    row: str
+    cpu_line: str
+    rss_delta: float
+    ok: bool
+
+
+@dataclass
+class LatencyResult:
+    load: dict[str, list[float]]
+    seconds: float
+    accepted: int  # backups the load's POSTs started (the others got 429)
+    throughout: bool  # both big backups still ran when the load ended
+
+    @property
+    def ok(self) -> bool:
+        return self.throughout and all(
+            percentile(values, 0.99) < MAX_P99_SECONDS for values in self.load.values()
+        )
+
+
+@dataclass
+class ListingResult:
+    records: int
+    samples: list[float]
+
+    @property
+    def ok(self) -> bool:
+        return percentile(self.samples, 0.99) < MAX_P99_SECONDS
+
+
+@dataclass
+class Report:
+    repeat: int
+    databases: list[DatabaseResult] = field(default_factory=list)
+    steadiness_line: str = ""
+    latency: LatencyResult | None = None
+    listing: ListingResult | None = None
+    archives: int = 0
+    reference_revision: str | None = None
+    reference_lines: list[str] = field(default_factory=list)
+
+    def failures(self) -> list[str]:
+        """The names of the missed targets, in the order of the report."""
+        missed = [database.name for database in self.databases if not database.ok]
+        if self.latency is not None and not self.latency.ok:
+            missed.append("latency")
+        if self.listing is not None and not self.listing.ok:
+            missed.append("listing")
+        return missed
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def mb(value: float) -> str:
+    return f"{value / 1e6:.0f} MB"
+
+
+def machine_line() -> str:
+    cpu = "unknown CPU"
+    with Path("/proc/cpuinfo").open() as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = psutil.virtual_memory().total / 2**30
+
+    def version(tool: str) -> str:
+        return subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip()
+
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {memory:.0f} GiB RAM; {version('pg_dump')}; "
+        f"{version('mysqldump')}; Python {platform.python_version()}"
+    )
+
+
+def cpu_line(
+    label: str, bare: list[float], bare_cpu: BusyCpu, api: list[float], api_cpu: BusyCpu
+) -> str:
+    cores = psutil.cpu_count() or 1
+    wall = statistics.median(bare)
+    added = api_cpu.median - bare_cpu.median
+    # With every core fully used, the backup can take no less than all the CPU work
+    # (the bare dump's plus the service's) spread over the cores.
+    floor = max(1.0, (bare_cpu.median + added) / cores / wall)
+    return (
+        f"- {label}: the bare dump kept the machine {bare_cpu.median:.2f} CPU-s busy in "
+        f"{wall:.2f} s ({bare_cpu.median / cores / wall:.0%} of {cores} cores); the API "
+        f"backup {api_cpu.median:.2f} CPU-s (+{added:.2f} s: the service's work, "
+        f"with the benchmark client's). Lowest possible API / bare ratio here: "
+        f"{floor:.2f}; measured {statistics.median(api) / wall:.2f}"
+    )
+
+
+def latency_lines(load: dict[str, list[float]], seconds: float, throughout: bool) -> list[str]:
+    lines = []
+    for kind, values in load.items():
+        label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
+        lines.append(
+            f"- {label} while two backups run, 20 clients, {len(values)} requests in "
+            f"{seconds:g} s: p50 {percentile(values, 0.5) * 1e3:.1f} ms, "
+            f"p99 {percentile(values, 0.99) * 1e3:.1f} ms "
+            f"({mark(throughout and percentile(values, 0.99) < 0.05)})"
+        )
+    if not throughout:
+        lines.append("- (a backup ended before the load did: the latency lines do not count)")
+    return lines
+
+
+def postgresql_row(
+    label: str,
+    bare: list[float],
+    api: list[float],
+    piped: list[float],
+    sizes: tuple[int, int],
+    rss_delta: float,
+) -> tuple[str, bool]:
+    """The table row of a PostgreSQL database, and whether it met every target.
+
+    ``sizes`` are the API's archive and the shell pipeline's, in bytes.
+    """
+    api_size, zip_size = sizes
+    ratio = statistics.median(api) / statistics.median(bare)
+    speedup = statistics.median(piped) / statistics.median(api)
+    size_ratio = api_size / zip_size
+    ratio_ok, speedup_ok = ratio <= MAX_API_RATIO, speedup >= MIN_ZIP_SPEEDUP
+    size_ok, rss_ok = size_ratio <= MAX_SIZE_RATIO, rss_delta <= MAX_RSS_MIB
+    row = (
+        f"| {label} | {statistics.median(bare):.2f} s "
+        f"| {statistics.median(api):.2f} s | {statistics.median(piped):.2f} s "
+        f"| {ratio:.2f} ({mark(ratio_ok)}) | {speedup:.1f}x ({mark(speedup_ok)}) "
+        f"| {mb(api_size)} vs {mb(zip_size)}: {size_ratio:.3f} "
+        f"({mark(size_ok)}) | {rss_delta:.1f} MiB ({mark(rss_ok)}) |"
+    )
+    return row, ratio_ok and speedup_ok and size_ok and rss_ok
+
+
+def mysql_row(
+    label: str, bare: list[float], api: list[float], api_size: int, rss_delta: float
+) -> tuple[str, bool]:
+    """The table row of a MariaDB database (no shell pipeline), and whether it met its targets."""
+    ratio = statistics.median(api) / statistics.median(bare)
+    ratio_ok, rss_ok = ratio <= MAX_API_RATIO, rss_delta <= MAX_RSS_MIB
+    row = (
+        f"| {label} | {statistics.median(bare):.2f} s "
+        f"| {statistics.median(api):.2f} s | - | {ratio:.2f} "
+        f"({mark(ratio_ok)}) | - | {mb(api_size)} | {rss_delta:.1f} MiB "
+        f"({mark(rss_ok)}) |"
+    )
+    return row, ratio_ok and rss_ok
+
+
+def render(report: Report) -> str:
+    """The whole report, as markdown."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    pg_deltas = [d.rss_delta for d in report.databases if d.engine == "postgresql"]
+    lines = [
+        f"Benchmark of {stamp}, {report.repeat} alternated runs each, medians.",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        *TABLE_HEAD,
+        *(database.row for database in report.databases),
+        "",
+        f"- Peak RSS over idle by database size: "
+        f"{', '.join(f'{d:.1f} MiB' for d in pg_deltas)} (does not grow with size)",
+        *(database.cpu_line for database in report.databases),
+        report.steadiness_line,
+    ]
+    if report.latency is not None:
+        latency = report.latency
+        lines += latency_lines(latency.load, latency.seconds, latency.throughout)
+    if report.listing is not None:
+        listing = report.listing
+        lines.append(
+            f"- GET /api/backups?limit=100 over {listing.records} records, "
+            f"{len(listing.samples)} pages: "
+            f"p50 {percentile(listing.samples, 0.5) * 1e3:.1f} ms, "
+            f"p99 {percentile(listing.samples, 0.99) * 1e3:.1f} ms ({mark(listing.ok)})"
+        )
+    lines.append(
+        f"- {report.archives} archives: all pass `unzip -t` and `zipfile.testzip()` (PASS)"
+    )
+    if report.reference_revision is not None:
+        lines += ["", f"Compared with {report.reference_revision} (alternated, same run):", ""]
+        lines += report.reference_lines
+    return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The benchmark's measurements, one function each: a PostgreSQL database, the MariaDB
+database, latency under load, listing over many records.
+
+Every API backup alternates with the bare dump (and with the reference's backup under
+``--compare``), so that all of them meet the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from tests.support.servers import DbServer
+
+from bench import report
+from bench.client import Api, latency_under_load, listing_latency, seed_backup_records
+from bench.measure import BusyCpu, CpuSteadiness
+from bench.reference import ApiSeries, Reference
+from bench.tools import Credentials, dump_size, mysqldump_argv, pg_dump_argv, timed
+
+#: The database the latency load's backups dump: registered by the scenario, one row.
+TINY_DATABASE = "bench_tiny"
+LISTING_PAGES = 200
+
+
+@dataclass
+class Bench:
+    """What the measurements run against, and what they collect across each other."""
+
+    workdir: Path
+    pg: DbServer
+    my: DbServer | None  # None: --skip-mysql
+    api: Api
+    pid: int  # the service's
+    reference: Reference | None
+    steadiness: CpuSteadiness = field(default_factory=CpuSteadiness)
+    archives: list[Path] = field(default_factory=list)  # every archive made, checked at the end
+
+    def series(self, server: DbServer, name: str) -> ApiSeries:
+        return ApiSeries(self.api, self.pid, self.reference, server, name, self.archives)
+
+    def compare(self, label: str, bare: list[float], series: ApiSeries) -> None:
+        if self.reference is not None:
+            self.reference.compare(label, bare, series.times, series.reference_times)
+
+
+def postgresql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
+    """Bare ``pg_dump``, the API backup and ``pg_dump | zip``, by turns."""
+    series = bench.series(bench.pg, name)
+    env = Credentials(bench.workdir, bench.pg).pg_env()
+    argv = pg_dump_argv(bench.pg, name)
+    label = f"PostgreSQL {report.mb(dump_size(argv, env))}"
+    bare: list[float] = []
+    piped: list[float] = []
+    bare_cpu = BusyCpu()
+    zip_path = bench.workdir / "pipeline.zip"
+    for turn in range(repeat):
+        bench.steadiness.probe()
+        bare.append(bare_cpu.measure(partial(timed, argv, env)))
+        series.run(turn)
+        zip_path.unlink(missing_ok=True)
+        piped.append(timed(argv, env, f"zip -q '{zip_path}' -"))
+    delta = max(series.rss_deltas)
+    bench.compare(label, bare, series)
+    row, ok = report.postgresql_row(
+        label, bare, series.times, piped, (series.size, zip_path.stat().st_size), delta
+    )
+    cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
+    return report.DatabaseResult(name, "postgresql", row, cpu, delta, ok)
+
+
+def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
+    """Bare ``mysqldump`` and the API backup, by turns."""
+    server = bench.my
+    assert server is not None
+    credentials = Credentials(bench.workdir / "my", server)
+    credentials.workdir.mkdir()
+    defaults = credentials.my_defaults()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MYSQL")}
+    env["HOME"] = str(credentials.workdir)
+    series = bench.series(server, name)
+    argv = mysqldump_argv(defaults, name)
+    label = f"MariaDB {report.mb(dump_size(argv, env))}"
+    bare: list[float] = []
+    bare_cpu = BusyCpu()
+    for turn in range(repeat):
+        bench.steadiness.probe()
+        bare.append(bare_cpu.measure(partial(timed, argv, env)))
+        series.run(turn)
+    delta = max(series.rss_deltas)
+    bench.compare(label, bare, series)
+    row, ok = report.mysql_row(label, bare, series.times, series.size, delta)
+    cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
+    return report.DatabaseResult("mysql", "mysql", row, cpu, delta, ok)
+
+
+def create_tiny_database(server: DbServer) -> None:
+    server.create_database(TINY_DATABASE)
+    server.execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1);", TINY_DATABASE)
+
+
+def latency_window(
+    api: Api, pg: DbServer, big: str, seconds: float
+) -> tuple[dict[str, list[float]], int, bool, list[Path]]:
+    """Latency while two backups of ``big`` run (registered twice, so both run at once)."""
+    tiny = api.add_database(pg, TINY_DATABASE)
+    running = [api.start(api.add_database(pg, big)) for _ in range(2)]
+    load, accepted = asyncio.run(latency_under_load(api, tiny, seconds))
+    throughout = all(api.status(backup_id) == "pending" for backup_id in running)
+    archives = [Path(api.wait(backup_id)["filepath"]) for backup_id in running]
+    return load, accepted, throughout, archives
+
+
+def latency(bench: Bench, big: str, seconds: float) -> report.LatencyResult:
+    """Latency while two big backups run (the largest database, registered twice so that
+    both dumps run at once), measured for the whole load window; then the reference's."""
+    load, accepted, throughout, archives = latency_window(bench.api, bench.pg, big, seconds)
+    bench.archives += archives
+    if bench.reference is not None:
+        reference = bench.reference
+        theirs, _, their_throughout, their_archives = latency_window(
+            reference.api, bench.pg, big, seconds
+        )
+        bench.archives += their_archives
+        reference.lines.append(f"- Latency with {reference.revision}, in the same conditions:")
+        reference.lines += [
+            "  " + line for line in report.latency_lines(theirs, seconds, their_throughout)
+        ]
+    return report.LatencyResult(load, seconds, accepted, throughout)
+
+
+def listing(bench: Bench, meta: Path, seeded: int, accepted: int) -> report.ListingResult:
+    """Pages of ``GET /api/backups`` over ``seeded`` records written straight into the
+    service's metadata ``meta``, beside those the run made."""
+    seed_backup_records(meta, seeded)
+    total = seeded + len(bench.archives) + accepted
+    return report.ListingResult(total, listing_latency(bench.api, LISTING_PAGES, total))

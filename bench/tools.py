@@ -1,0 +1,103 @@
+"""The dump tools run bare (the baseline every API backup is compared with), and the check
+every archive gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.servers import DbServer
+
+
+@dataclass
+class Credentials:
+    workdir: Path
+    server: DbServer
+
+    def pg_env(self) -> dict[str, str]:
+        passfile = self.workdir / "pgpass"
+        if not passfile.exists():
+            escaped = self.server.password.replace("\\", "\\\\").replace(":", "\\:")
+            passfile.write_text(f"*:*:*:*:{escaped}\n")
+            passfile.chmod(0o600)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSFILE"] = str(passfile)
+        return env
+
+    def my_defaults(self) -> Path:
+        path = self.workdir / "my.cnf"
+        if not path.exists():
+            escaped = self.server.password.replace("\\", "\\\\").replace('"', '\\"')
+            path.write_text(
+                f'[client]\nuser="{self.server.user}"\npassword="{escaped}"\n'
+                f"host={self.server.host}\nport={self.server.port}\nprotocol=TCP\n"
+            )
+            path.chmod(0o600)
+        return path
+
+
+def pg_dump_argv(server: DbServer, name: str) -> list[str]:
+    return [
+        "pg_dump",
+        "--no-password",
+        "--format=plain",
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        "-h",
+        server.host,
+        "-p",
+        str(server.port),
+        "-U",
+        server.user,
+        "-d",
+        name,
+    ]
+
+
+def mysqldump_argv(defaults: Path, name: str) -> list[str]:
+    return [
+        "mysqldump",
+        f"--defaults-extra-file={defaults}",
+        "--single-transaction",
+        "--quick",
+        "--hex-blob",
+        "--triggers",
+        "--no-tablespaces",
+        "--skip-dump-date",
+        "--",
+        name,
+    ]
+
+
+def timed(argv: list[str], env: dict[str, str], shell_tail: str | None = None) -> float:
+    began = time.perf_counter()
+    if shell_tail is None:
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+    else:
+        command = " ".join(f"'{a}'" for a in argv) + " | " + shell_tail
+        subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True)
+    return time.perf_counter() - began
+
+
+def dump_size(argv: list[str], env: dict[str, str]) -> int:
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        total = 0
+        while chunk := process.stdout.read(1 << 20):
+            total += len(chunk)
+    return total
+
+
+def check_archive(path: Path) -> None:
+    result = subprocess.run(["unzip", "-tq", str(path)], capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"unzip -t failed for {path}: {result.stdout!r}")
+    with zipfile.ZipFile(path) as archive:
+        if archive.testzip() is not None:
+            raise RuntimeError(f"zipfile.testzip failed for {path}")
