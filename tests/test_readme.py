@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from backup_api.config import Settings
 from tests.support.apphelpers import unique_name
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import server_process
@@ -111,3 +112,41 @@ def test_readme_flow_backs_up_and_restores(pg_server: Any, tmp_path: Path) -> No
     finally:
         pg_server.drop_database(source)
         pg_server.drop_database(target)
+
+
+def configuration_table() -> list[tuple[list[str], list[str]]]:
+    """The README's configuration rows: the settings each names, and its default column's
+    backquoted values."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows.append((re.findall(r"`([A-Z_]+)`", cells[0]), re.findall(r"`([^`]*)`", cells[1])))
+    return rows
+
+
+def _as_written(value: Any) -> str:
+    """A default as the README writes it (``true``, ``10``, ``db/backups``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def test_the_configuration_table_matches_the_settings() -> None:
+    """Every setting is in the README's table, nothing else is, and every default the
+    table writes as a plain value is the code's."""
+    rows = configuration_table()
+    listed = [name.lower() for names, _ in rows for name in names]
+    assert sorted(listed) == sorted(Settings.model_fields), "README table vs config.py"
+    for names, defaults in rows:
+        if len(defaults) != len(names):
+            continue  # a default in words ("number of cores", "generated into jwt.key")
+        for name, written in zip(names, defaults, strict=True):
+            field = Settings.model_fields[name.lower()]
+            if field.default is None or field.default_factory is not None:
+                continue  # computed at start, described in words beside its example
+            assert written == _as_written(field.default), name
