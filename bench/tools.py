@@ -10,19 +10,20 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.servers import DbServer
+from tests.support.servers import DbServer, mysql_option_value, pgpass_escape
 
 
 @dataclass
 class Credentials:
+    """The bare tools' password files (0600), as the service's own tools would read them."""
+
     workdir: Path
     server: DbServer
 
     def pg_env(self) -> dict[str, str]:
         passfile = self.workdir / "pgpass"
         if not passfile.exists():
-            escaped = self.server.password.replace("\\", "\\\\").replace(":", "\\:")
-            passfile.write_text(f"*:*:*:*:{escaped}\n")
+            passfile.write_text(f"*:*:*:*:{pgpass_escape(self.server.password)}\n")
             passfile.chmod(0o600)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["PGPASSFILE"] = str(passfile)
@@ -31,9 +32,9 @@ class Credentials:
     def my_defaults(self) -> Path:
         path = self.workdir / "my.cnf"
         if not path.exists():
-            escaped = self.server.password.replace("\\", "\\\\").replace('"', '\\"')
             path.write_text(
-                f'[client]\nuser="{self.server.user}"\npassword="{escaped}"\n'
+                f'[client]\nuser="{self.server.user}"\n'
+                f"password={mysql_option_value(self.server.password)}\n"
                 f"host={self.server.host}\nport={self.server.port}\nprotocol=TCP\n"
             )
             path.chmod(0o600)
