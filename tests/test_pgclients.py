@@ -333,6 +333,9 @@ async def test_a_newer_server_fails_clearly_without_a_new_enough_client(
         assert response.json()["warning"] == expected
         database = response.json()["database"]
         assert database["server_version"] == str(server_version)
+        # The connection test says the same, before any backup fails.
+        tested = await api.post(f"/api/databases/{database['id']}/test")
+        assert tested.json() == {"ok": False, "error": expected}
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
     assert backup["status"] == "failed"
     assert backup["error_msg"] == expected
