@@ -14,6 +14,7 @@ ROUTES = [
     ("GET", "/api/databases/{database}", None),
     ("PUT", "/api/databases/{database}", {"name": "pris par bob"}),
     ("DELETE", "/api/databases/{database}", None),
+    ("POST", "/api/databases/{database}/test", None),
     ("POST", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/{backup}", None),

@@ -25,8 +25,11 @@ from typing import Any
 import pytest
 
 from backup_api.config import Settings
+from backup_api.dumpers.base import Diagnosis
 from backup_api.dumpers.pgclients import NoCompatibleClient, PgClients
 from backup_api.dumpers.pgversions import Version, from_version_num
+from backup_api.jobs import CONNECTION_REASONS
+from backup_api.services.serverversions import unreachable_warning
 from backup_api.toolversions import ToolVersions
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.support.locks import table_locked, tool_processes, wait_until
@@ -330,6 +333,9 @@ async def test_a_newer_server_fails_clearly_without_a_new_enough_client(
         assert response.json()["warning"] == expected
         database = response.json()["database"]
         assert database["server_version"] == str(server_version)
+        # The connection test says the same, before any backup fails.
+        tested = await api.post(f"/api/databases/{database['id']}/test")
+        assert tested.json() == {"ok": False, "error": expected}
         backup = await api.wait_backup((await api.start_backup(database["id"]))["id"])
     assert backup["status"] == "failed"
     assert backup["error_msg"] == expected
@@ -468,7 +474,7 @@ async def test_the_version_is_read_at_registration_and_before_each_job(
     settings = make_settings(tmp_path)
     async with running_app(settings) as (_, client):
         api = await Api(client).signup()
-        # Nothing listens there: registered all the same, version unknown, no warning.
+        # Nothing listens there: registered all the same, version unknown, and said so.
         response = await api.post(
             "/api/databases",
             json={
@@ -482,7 +488,9 @@ async def test_the_version_is_read_at_registration_and_before_each_job(
             },
         )
         assert response.status_code == 201, response.text
-        assert response.json()["warning"] is None
+        assert response.json()["warning"] == unreachable_warning(
+            CONNECTION_REASONS[Diagnosis.UNREACHABLE]
+        )
         database = response.json()["database"]
         assert database["server_version"] is None
         # Pointed at the running server: read again.

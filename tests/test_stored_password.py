@@ -126,11 +126,12 @@ async def test_mysql_tools_never_send_a_password_in_clear(
         restore = await api.wait_restore(response.json()["restore"]["id"])
     assert dump["status"] == "failed"
     assert restore["status"] == "failed"
-    # Both tools connected (besides a non-admin's pre-flights, at registration and before
-    # each job, which answered the switch with a random wrong password of their own)...
+    # The registration's connection (the mysql client) and both tools connected (besides
+    # a non-admin's pre-flights, at registration and before each job, which answered the
+    # switch with a random wrong password of their own)...
     handshakes = [c for c in fake.connections if mysql_server.user.encode() in c]
     probes = 3 if role == "user" else 0
-    assert len(handshakes) == 2 + probes
+    assert len(handshakes) == 3 + probes
     answers = [p for p in fake.passwords if p]  # a tool that cannot comply answers nothing
     assert len(answers) == probes
     assert all(p.startswith(b"backup-api-probe-") for p in answers)

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     dump_timeout_seconds: float = Field(default=6 * 3600, gt=0)
     dump_idle_timeout_seconds: float = Field(default=300, gt=0)
     connect_timeout_seconds: int = Field(default=10, ge=1)
+    # Connection tests (POST /api/databases/{id}/test) one user may run within the window:
+    # each makes the service connect where the user's database points.
+    connection_tests_per_user: int = Field(default=10, ge=1)
+    connection_tests_window_seconds: int = Field(default=60, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
     # Niceness of the archive processes (compression, archive writes, restores' reading) and
     # of the job threads: the lowest of all, since compression can lag into the read-ahead

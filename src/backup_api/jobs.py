@@ -99,6 +99,15 @@ class ConnectionRefused(JobFailed):
         self.field = field
 
 
+class ServerUnavailable(ConnectionRefused):
+    """The server cannot be reached now (its name does not resolve, nothing answers): no
+    reason to refuse a registration, since it may be down for a while, but one to warn."""
+
+
+def tool_missing(tool: str) -> str:
+    return f"{tool} introuvable: outil non installé sur le serveur"
+
+
 @dataclass
 class JobContext:
     settings: Settings
@@ -157,14 +166,16 @@ async def connection_address(
     db_name: str,
     owner_is_admin: bool,
     registering: bool = False,
-) -> str | None:
+) -> str:
     """Every check a connection needs, and the one address the tool is then given.
 
     The host is resolved once; its addresses are checked (allow-list, link-local and
     friends); for a non-admin owner the server must refuse a wrong password at the very
-    address returned. Raises ``ConnectionRefused``. When ``registering``, a server that
-    cannot be reached or a name that does not resolve yet is no reason to refuse (it may
-    be down for a while, and every job checks again): ``None`` is returned then.
+    address returned. Raises ``ConnectionRefused``, or its ``ServerUnavailable`` when a
+    name that no allow-list needs to check does not resolve, or nothing answers the
+    pre-flight (a registration accepts those: the server may be down for a while, and
+    every job checks again). ``registering`` spares an admin's registration the search
+    for a reachable address among several.
     """
     prove = must_prove_credentials(settings, owner_is_admin)
     if prove and not has_password:
@@ -172,8 +183,8 @@ async def connection_address(
     try:
         addresses = await allowed_addresses(host, port, settings.allowed_db_hosts)
     except UnknownHostError as exc:
-        if registering and not settings.allowed_db_hosts:
-            return None
+        if not settings.allowed_db_hosts:
+            raise ServerUnavailable(str(exc), "host") from None
         raise ConnectionRefused(str(exc), "host") from None
     except HostNotAllowedError as exc:
         raise ConnectionRefused(str(exc), "host") from None
@@ -184,20 +195,19 @@ async def connection_address(
     if verdict is Verdict.NOT_CHECKED:
         raise ConnectionRefused(UNCHECKED_SERVER)
     if verdict is Verdict.UNREACHABLE:
-        if registering:
-            return None
-        raise ConnectionRefused(CONNECTION_REASONS[Diagnosis.UNREACHABLE])
+        raise ServerUnavailable(CONNECTION_REASONS[Diagnosis.UNREACHABLE])
     return address
 
 
-async def _owner_is_admin(session: AsyncSession, database: Database) -> bool:
+async def database_owner_is_admin(session: AsyncSession, database: Database) -> bool:
     owner = await session.get(User, database.user_id)
     return owner is not None and owner.role == Role.ADMIN.value
 
 
-async def _connection_for(
+async def connection_for(
     ctx: JobContext, database: Database, owner_is_admin: bool
 ) -> ConnectionInfo:
+    """Where and how a job connects to ``database``, every check made (``JobFailed``)."""
     try:
         password = decrypt_secret(ctx.keys, database.password_encrypted)
     except CredentialError as exc:
@@ -400,7 +410,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             if backup is not None and backup.database_id is not None
             else None
         )
-        owner_is_admin = database is not None and await _owner_is_admin(session, database)
+        owner_is_admin = database is not None and await database_owner_is_admin(session, database)
     if backup is None or backup.status != JobStatus.PENDING.value:
         return
     if database is None:
@@ -412,7 +422,7 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
     writer: ArchiveWriter | None = None
     try:
         dumper = _dumper_for(ctx, database.type)
-        conn = await _connection_for(ctx, database, owner_is_admin)
+        conn = await connection_for(ctx, database, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tools = await tools_for_backup(ctx.pg_clients, dumper, conn)
@@ -487,7 +497,7 @@ def failure_reason(exc: Exception, job: Job, action: str) -> str:
         logger.info("%s %s failed", job.kind, job.id)
         return str(exc)
     if isinstance(exc, ToolNotFoundError):
-        return f"{exc.tool} introuvable: outil non installé sur le serveur"
+        return tool_missing(exc.tool)
     if isinstance(exc, StorageFullError):
         return DISK_FULL
     if isinstance(exc, FileNotFoundError):
@@ -583,7 +593,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
             if restore is not None and restore.database_id is not None
             else None
         )
-        owner_is_admin = target is not None and await _owner_is_admin(session, target)
+        owner_is_admin = target is not None and await database_owner_is_admin(session, target)
     if restore is None or restore.status != JobStatus.PENDING.value:
         return
     if backup is None or backup.status != JobStatus.COMPLETED.value:
@@ -602,7 +612,7 @@ async def run_restore(ctx: JobContext, job: Job) -> None:
     secret = ""
     try:
         dumper = _dumper_for(ctx, target.type)
-        conn = await _connection_for(ctx, target, owner_is_admin)
+        conn = await connection_for(ctx, target, owner_is_admin)
         secret = conn.password
         live_secrets.add(secret)
         tools = await tools_for_restore(ctx.pg_clients, dumper, conn, backup.dump_tool_version)

@@ -24,6 +24,7 @@ from backup_api.jobs import (
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
+from backup_api.ratelimit import RateLimiter
 from backup_api.routers import auth, backups, databases, docs, health, restores, users
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
@@ -89,6 +90,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
             tool_versions=tool_versions,
+            connection_tests=RateLimiter(
+                settings.connection_tests_per_user, settings.connection_tests_window_seconds
+            ),
         )
         await recover(jobs, runner)
         # Everything built so far lives as long as the process: move it out of the

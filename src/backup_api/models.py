@@ -653,7 +653,33 @@ class DatabaseEnvelope(BaseModel):
     database: DatabasePublic
     warning: str | None = Field(
         default=None,
-        description="Present when no installed client can back this server up",
+        description="Present when a backup would fail as things stand: the server could "
+        "not be reached (the reason's category follows; the database is registered all the "
+        "same), or no installed client can back it up",
+    )
+
+
+class DumpClientPublic(BaseModel):
+    path: str = Field(description="The dump tool a backup would run")
+    version: str = Field(description="Its version, as it reports it")
+
+
+class ConnectionTestResult(BaseModel):
+    ok: bool
+    server_version: str | None = Field(
+        default=None,
+        description="PostgreSQL: `major.minor`; MySQL/MariaDB: as `VERSION()` reports it",
+    )
+    size_bytes: int | None = Field(
+        default=None,
+        description="The database's size: `pg_database_size`, or the data and indexes of "
+        "its tables in `information_schema` (estimates for InnoDB)",
+    )
+    client: DumpClientPublic | None = None
+    error: str | None = Field(
+        default=None,
+        description="Why a backup would fail (when `ok` is false): the failure's category, "
+        "with the tool's own message for an admin",
     )
 
 

@@ -12,8 +12,10 @@ from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
+from backup_api.ratelimit import RateLimiter
 from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
+from backup_api.services.serverprobe import ServerProbe
 from backup_api.storage.base import Storage
 from backup_api.throttle import LoginThrottle
 from backup_api.toolversions import ToolVersions
@@ -28,6 +30,7 @@ class AppState:
     principals: PrincipalCache
     tokens: VerifiedTokens
     tool_versions: ToolVersions
+    connection_tests: RateLimiter
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property
@@ -57,3 +60,7 @@ class AppState:
     @property
     def pg_clients(self) -> PgClients:
         return self.jobs.pg_clients
+
+    @property
+    def server_probe(self) -> ServerProbe:
+        return ServerProbe(self.settings, self.pg_clients, self.tool_versions, self.executor)

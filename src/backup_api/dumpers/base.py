@@ -83,6 +83,15 @@ class Diagnosis(StrEnum):
 
 
 @dataclass(frozen=True)
+class ServerFacts:
+    """What a connection test reads from a server: its version (PostgreSQL: ``major.minor``;
+    MySQL/MariaDB: as ``VERSION()`` reports it) and the database's size in bytes."""
+
+    version: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class ToolDiagnosis:
     kind: Diagnosis
     line: str | None = None
@@ -113,6 +122,15 @@ class Dumper(Protocol):
 
     def restore_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         """Command that reads SQL on stdin and applies it, stopping at the first error."""
+        ...
+
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """Command that connects as the dump would and prints what ``parse_probe`` reads:
+        the server's version and the database's size (a connection test)."""
+        ...
+
+    def parse_probe(self, stdout: str) -> ServerFacts | None:
+        """The facts in ``probe_command``'s output; None if it is not what was asked for."""
         ...
 
     def version_command(self, tool: str) -> list[str]:

@@ -14,6 +14,7 @@ from backup_api.dumpers.base import (
     Diagnosis,
     SecretFile,
     SecretPath,
+    ServerFacts,
     ToolCommand,
     ToolDiagnosis,
 )
@@ -95,6 +96,15 @@ def defaults_file(conn: ConnectionInfo, workdir: Path) -> SecretFile:
     return SecretFile(("\n".join(lines) + "\n").encode("utf-8"), regular=False)
 
 
+# The data and indexes of the database's tables, as the server accounts for them (InnoDB's
+# figures are estimates, refreshed by ANALYZE TABLE).
+_PROBE_QUERY = (
+    "SELECT VERSION(), (SELECT COALESCE(SUM(data_length + index_length), 0) "
+    "FROM information_schema.tables WHERE table_schema = DATABASE())"
+)
+_PROBE_ANSWER = re.compile(r"([0-9][\w.+~-]{0,31})\t(\d{1,20})")
+
+
 class MySQLDumper:
     type = "mysql"
 
@@ -155,6 +165,25 @@ class MySQLDumper:
             conn.db_name,
         ]
         return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
+
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        argv: list[str | SecretPath] = [
+            self.restore_tool,
+            SecretPath("--defaults-extra-file="),
+            "--sandbox",
+            "--batch",
+            "--skip-column-names",
+            f"--execute={_PROBE_QUERY}",
+            "--",
+            conn.db_name,
+        ]
+        return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
+
+    def parse_probe(self, stdout: str) -> ServerFacts | None:
+        match = _PROBE_ANSWER.fullmatch(stdout.strip())
+        if match is None:
+            return None
+        return ServerFacts(version=match.group(1), size_bytes=int(match.group(2)))
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]

@@ -11,9 +11,14 @@ from backup_api.dumpers.base import (
     Diagnosis,
     SecretFile,
     SecretPath,
+    ServerFacts,
     ToolCommand,
     ToolDiagnosis,
 )
+from backup_api.dumpers.pgversions import from_version_num
+
+_PROBE_QUERY = "SELECT current_setting('server_version_num'), pg_database_size(current_database())"
+_PROBE_ANSWER = re.compile(r"(\d{1,9})\|(\d{1,20})")
 
 
 def conninfo_quote(value: str) -> str:
@@ -96,6 +101,27 @@ class PostgreSQLDumper:
             f"--dbname={build_conninfo(conn)}",
         ]
         return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
+
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        argv = [
+            self.restore_tool,
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            "--field-separator=|",
+            f"--command={_PROBE_QUERY}",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
+
+    def parse_probe(self, stdout: str) -> ServerFacts | None:
+        match = _PROBE_ANSWER.fullmatch(stdout.strip())
+        if match is None:
+            return None
+        version = from_version_num(int(match.group(1)))
+        return ServerFacts(version=str(version), size_bytes=int(match.group(2)))
 
     def version_command(self, tool: str) -> list[str]:
         return [tool, "--version"]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from backup_api.deps import CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
 from backup_api.models import (
+    ConnectionTestResult,
     Database,
     DatabaseCreate,
     DatabaseEnvelope,
@@ -16,6 +17,7 @@ from backup_api.models import (
     MessageResponse,
 )
 from backup_api.routers.responses import (
+    CONNECTION_TESTS_THROTTLED,
     DATABASE_BUSY,
     DATABASE_BUSY_DELETE,
     DATABASE_NOT_FOUND,
@@ -26,6 +28,7 @@ from backup_api.routers.responses import (
     UNSUPPORTED_TYPE,
     errors,
 )
+from backup_api.services import connectiontests
 from backup_api.services import databases as databases_service
 
 router = APIRouter(prefix="/api/databases", tags=["databases"])
@@ -52,7 +55,7 @@ async def create_database(
         session=session,
         settings=state.settings,
         keys=state.keys,
-        clients=state.pg_clients,
+        probe=state.server_probe,
         owner=user,
         data=data,
     )
@@ -97,7 +100,7 @@ async def update_database(
         session=session,
         settings=state.settings,
         keys=state.keys,
-        clients=state.pg_clients,
+        probe=state.server_probe,
         runner=state.runner,
         database=database,
         data=data,
@@ -121,3 +124,27 @@ async def delete_database(
     """Delete a registered database; its backups are kept."""
     await databases_service.delete_database(session=session, runner=state.runner, database=database)
     return MessageResponse(message="Base de données supprimée avec succès")
+
+
+@router.post(
+    "/{database_id}/test",
+    response_model=ConnectionTestResult,
+    response_model_exclude_none=True,
+    summary="Test a database's connection",
+    responses=errors(*ONE_DATABASE, CONNECTION_TESTS_THROTTLED),
+)
+async def test_database(
+    database: DatabaseDep, user: CurrentUser, session: SessionDep, state: StateDep
+) -> ConnectionTestResult:
+    """Connect as a backup would (same checks, same address, same credentials) and answer
+    `ok: true` with the server's version, the database's size and the dump client a backup
+    would run, or `ok: false` with why a backup would fail (its category; an admin also
+    reads the tool's message). The password is never in the answer."""
+    return await connectiontests.run_connection_test(
+        session=session,
+        jobs=state.jobs,
+        probe=state.server_probe,
+        limiter=state.connection_tests,
+        caller=user,
+        database=database,
+    )

@@ -171,6 +171,13 @@ JOBS_THROTTLED = ErrorCase(
     "the account already has `BACKUP_API_MAX_ACTIVE_BACKUPS_PER_USER` backups and restores pending",
 )
 
+CONNECTION_TESTS_THROTTLED = ErrorCase(
+    429,
+    "Trop de tests de connexion pour cet utilisateur, réessayez plus tard",
+    "the account ran `BACKUP_API_CONNECTION_TESTS_PER_USER` connection tests within "
+    "`BACKUP_API_CONNECTION_TESTS_WINDOW_SECONDS`",
+)
+
 # --- 507
 QUOTA_REACHED = ErrorCase(
     507,

@@ -6,15 +6,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.config import Settings
-from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import BadRequest, Conflict, Forbidden, UnsupportedDatabaseType
-from backup_api.jobs import ConnectionRefused, connection_address
+from backup_api.jobs import ConnectionRefused, ServerUnavailable, connection_address
 from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, Role, User, utcnow
 from backup_api.principals import Principal
 from backup_api.runner import Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
+from backup_api.services.serverprobe import ServerProbe
 
 #: Where a database is: changing any of these sends the password somewhere else, so the
 #: password must come with the change (the stored one is never sent to a new place).
@@ -43,11 +43,14 @@ async def _check_connection(
     username: str,
     has_password: bool,
     db_name: str,
-) -> None:
+) -> tuple[str | None, str | None]:
     """Refuse what the jobs would refuse, as far as can be told now (see
-    ``jobs.connection_address``): a server out of reach is accepted, for it may be down."""
+    ``jobs.connection_address``): a server out of reach is accepted, for it may be down.
+
+    The address to connect to, or why the server cannot be reached (one of the two).
+    """
     try:
-        await connection_address(
+        address = await connection_address(
             settings,
             db_type=db_type,
             host=host,
@@ -58,6 +61,8 @@ async def _check_connection(
             owner_is_admin=owner_is_admin,
             registering=True,
         )
+    except ServerUnavailable as exc:
+        return None, str(exc)
     except ConnectionRefused as exc:
         if exc.field == "host":
             # A well-formed host that the operator's policy rules out: refused, not invalid.
@@ -65,6 +70,7 @@ async def _check_connection(
         if exc.field is None:
             raise BadRequest(str(exc)) from None
         raise BadRequest(f"Données invalides: {exc.field}: {exc}") from None
+    return address, None
 
 
 async def create_database(
@@ -72,13 +78,13 @@ async def create_database(
     session: AsyncSession,
     settings: Settings,
     keys: Keys,
-    clients: PgClients,
+    probe: ServerProbe,
     owner: Principal,
     data: DatabaseCreate,
 ) -> tuple[Database, str | None]:
-    """The new record, and a warning when no installed client can back it up."""
+    """The new record, and a warning when a backup of it would fail as things stand."""
     _check_type(data.type)
-    await _check_connection(
+    address, unreachable = await _check_connection(
         settings,
         owner_is_admin=owner.is_admin,
         db_type=data.type,
@@ -99,7 +105,9 @@ async def create_database(
         user_id=owner.id,
     )
     # Before the insert: no write lock is held while the server answers (or not).
-    warning = await serverversions.detect(settings, clients, database, data.password)
+    warning = await serverversions.detect(
+        probe, database, data.password, address=address, unreachable=unreachable
+    )
     session.add(database)
     await session.flush()
     return database, warning
@@ -120,12 +128,12 @@ async def update_database(
     session: AsyncSession,
     settings: Settings,
     keys: Keys,
-    clients: PgClients,
+    probe: ServerProbe,
     runner: Runner,
     database: Database,
     data: DatabaseUpdate,
 ) -> tuple[Database, str | None]:
-    """The updated record, and a warning when no installed client can back it up."""
+    """The updated record, and a warning when a backup of it would fail as things stand."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "type" in changes:
         _check_type(changes["type"])
@@ -137,12 +145,16 @@ async def update_database(
     if moved and "password" not in changes:
         raise BadRequest(f"Données invalides: password: requis pour modifier {', '.join(moved)}")
     connection_fields = {"type", "host", "port", "username", "password", "db_name"}
-    if any(
+    # Only a real change reconnects: the same values sent again leave the record as it is.
+    reconnect = any(
         name == "password" or changes[name] != getattr(database, name)
         for name in connection_fields & changes.keys()
-    ):
+    )
+    address: str | None = None
+    unreachable: str | None = None
+    if reconnect:
         owner = await session.get(User, database.user_id)
-        await _check_connection(
+        address, unreachable = await _check_connection(
             settings,
             owner_is_admin=owner is not None and owner.role == Role.ADMIN.value,
             db_type=changes.get("type", database.type),
@@ -157,7 +169,6 @@ async def update_database(
     assert database.id is not None
     if connection_fields & changes.keys() and runner.database_busy(database.id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")
-    reconnect = bool(connection_fields & changes.keys())
     password = changes.pop("password", None)
     if password is not None:
         database.password_encrypted = encrypt_secret(keys, password)
@@ -172,7 +183,9 @@ async def update_database(
             # Undecipherable (the key changed): the jobs will say so; nothing to probe with.
             database.server_version = None
         else:
-            warning = await serverversions.detect(settings, clients, database, password)
+            warning = await serverversions.detect(
+                probe, database, password, address=address, unreachable=unreachable
+            )
     database.updated_at = utcnow()
     session.add(database)
     await session.flush()

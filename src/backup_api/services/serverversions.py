@@ -1,53 +1,86 @@
-"""A registered server's version, read when it is registered or its connection changes.
+"""What registering a database (or changing its connection) learns from its server.
 
-The version is kept on the record, and a registration is answered with a warning when no
-installed client could dump that server: the backups would fail until one is installed.
-An unreachable server is accepted as before (it may be down for a while); its version
-stays unknown until a job reaches it.
+One connection, made as a backup would (``ServerProbe``): the server's version is kept on
+the record, and the registration is answered with a warning when a backup would fail as
+things stand: the server could not be reached (with the reason's category; it is
+registered all the same, since it may be down for a while), or no installed client can
+dump it. The reason is the category alone, for every caller: a registration is not where
+a server's own words are read (``POST /api/databases/{id}/test`` is).
 """
 
 from __future__ import annotations
 
-from backup_api.config import Settings
-from backup_api.dumpers.base import ConnectionInfo
-from backup_api.dumpers.pgclients import PgClients
-from backup_api.dumpers.pgversions import probe_server_version
+from backup_api.dumpers.base import ConnectionInfo, ServerFacts
+from backup_api.dumpers.pgclients import NoCompatibleClient
+from backup_api.dumpers.postgresql import PostgreSQLDumper
+from backup_api.dumpers.registry import get_dumper
+from backup_api.jobs import JobFailed, tool_missing
 from backup_api.models import Database
-from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
+from backup_api.process import ToolNotFoundError
+from backup_api.services.serverprobe import ServerProbe
 
-# A registration waits this long at most for a silent server (it is accepted anyway).
+# A registration waits this long at most for a silent server to connect, and as long for
+# its answer (it is accepted anyway).
 REGISTRATION_PROBE_SECONDS = 5
 
 
+def unreachable_warning(reason: str) -> str:
+    return (
+        f"le serveur n'a pas pu être joint ({reason}): la base est enregistrée, mais ses "
+        "sauvegardes échoueront tant que la connexion ne réussit pas"
+    )
+
+
 async def detect(
-    settings: Settings, clients: PgClients, database: Database, password: str
+    probe: ServerProbe,
+    database: Database,
+    password: str,
+    *,
+    address: str | None,
+    unreachable: str | None,
 ) -> str | None:
-    """Set ``database.server_version``; the warning to give, if any."""
+    """Set ``database.server_version``; the warning to give, if any.
+
+    ``address`` is where the checks pinned the connection; ``unreachable`` the reason
+    they could not (then nothing more is tried).
+    """
     database.server_version = None
-    if database.type != "postgresql":
-        return None
-    try:
-        addresses = await allowed_addresses(
-            database.host, int(database.port), settings.allowed_db_hosts
-        )
-    except (HostNotAllowedError, UnknownHostError):
-        return None
-    if not addresses:
-        return None
-    pinned = addresses[0]
-    version = await probe_server_version(
-        ConnectionInfo(
+    dumper = get_dumper(database.type, probe.settings)
+    warnings: list[str] = []
+    facts: ServerFacts | None = None
+    if unreachable is not None or address is None:
+        warnings.append(unreachable_warning(unreachable or ""))
+    else:
+        timeout = min(probe.settings.connect_timeout_seconds, REGISTRATION_PROBE_SECONDS)
+        conn = ConnectionInfo(
             host=database.host,
             port=int(database.port),
             username=database.username,
             password=password,
             db_name=database.db_name,
-            pinned_address=pinned,
-            connect_timeout=settings.connect_timeout_seconds,
-        ),
-        min(settings.connect_timeout_seconds, REGISTRATION_PROBE_SECONDS),
-    )
-    if version is None:
-        return None
-    database.server_version = str(version)
-    return await clients.dump_warning(version)
+            pinned_address=address,
+            connect_timeout=timeout,
+        )
+        try:
+            facts = await probe.facts(
+                dumper,
+                conn,
+                detailed=False,
+                label="register",
+                query_seconds=REGISTRATION_PROBE_SECONDS,
+            )
+        except JobFailed as exc:
+            warnings.append(unreachable_warning(str(exc)))
+        except ToolNotFoundError as exc:
+            warnings.append(tool_missing(exc.tool))
+    if facts is not None and isinstance(dumper, PostgreSQLDumper):
+        database.server_version = facts.version
+    # PostgreSQL's client depends on the server's version: unknown, nothing to say.
+    if facts is not None or not isinstance(dumper, PostgreSQLDumper):
+        try:
+            await probe.dump_client(dumper, None if facts is None else facts.version)
+        except NoCompatibleClient as exc:
+            warnings.append(str(exc))
+        except ToolNotFoundError as exc:
+            warnings.append(tool_missing(exc.tool))
+    return "; ".join(dict.fromkeys(warnings)) or None
