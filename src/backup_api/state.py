@@ -15,7 +15,7 @@ from backup_api.principals import PrincipalCache
 from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.storage.base import Storage
-from backup_api.throttle import LoginThrottle
+from backup_api.throttle import LoginThrottle, RateLimit
 from backup_api.toolversions import ToolVersions
 
 
@@ -25,6 +25,7 @@ class AppState:
     runner: Runner
     jobs: JobContext
     throttle: LoginThrottle
+    token_creations: RateLimit
     principals: PrincipalCache
     tokens: VerifiedTokens
     tool_versions: ToolVersions

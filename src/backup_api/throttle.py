@@ -135,3 +135,31 @@ def _drop_stale(table: dict[Any, _Record], now: float, window: float) -> None:
     ]
     for key in stale:
         del table[key]
+
+
+class RateLimit:
+    """At most ``limit`` events per key within a sliding ``window`` of seconds (creation of
+    personal API tokens, per account). ``clock`` is injectable for tests."""
+
+    def __init__(
+        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self.clock = clock
+        self._events: dict[Any, deque[float]] = {}
+
+    def acquire(self, key: Any) -> int:
+        """0 and the event counted, or the seconds to wait (nothing counted)."""
+        now = self.clock()
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return max(1, math.ceil(events[0] + self.window - now))
+        events.append(now)
+        if len(self._events) > _MAX_ENTRIES:
+            stale = [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]
+            for k in stale:
+                del self._events[k]
+        return 0
