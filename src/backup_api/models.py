@@ -8,7 +8,7 @@ import secrets
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -218,14 +218,15 @@ class TokenRequest(BaseModel):
     """``POST /auth/token``'s form (RFC 6749, section 4.3.2), with the bounds of
     ``UserLogin``. Other parameters are ignored, as the RFC asks of unknown ones."""
 
-    grant_type: str | None = Field(
-        default=None, pattern="^password$", description="`password` (may be omitted)"
+    # Form fields are never null: absent ones take these defaults.
+    grant_type: str = Field(
+        default="password", pattern="^password$", description="`password` (may be omitted)"
     )
     username: str = Field(max_length=320, description="The account's e-mail")
     password: str = Field(max_length=1024)
     scope: str = Field(default="", max_length=1024, description="Not used")
-    client_id: str | None = Field(default=None, max_length=1024, description="Not used")
-    client_secret: str | None = Field(default=None, max_length=1024, description="Not used")
+    client_id: str = Field(default="", max_length=1024, description="Not used")
+    client_secret: str = Field(default="", max_length=1024, description="Not used")
 
 
 class UserPublic(BaseModel):
@@ -268,7 +269,7 @@ class OAuth2Token(BaseModel):
     """The OAuth2 password flow's answer (RFC 6749, section 5.1)."""
 
     access_token: str
-    token_type: str = "bearer"  # noqa: S105 (the scheme's name, not a secret)
+    token_type: Literal["bearer"]
     expires_in: int = Field(description="Lifetime of the token, in seconds")
 
 

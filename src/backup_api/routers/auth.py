@@ -75,10 +75,7 @@ WRONG_GRANT = ErrorCase(
     400, "Données invalides: grant_type: valeur invalide", "`grant_type` is not `password`"
 )
 WRONG_CURRENT_PASSWORD = ErrorCase(
-    400, users_service.WRONG_CURRENT_PASSWORD, "`current_password` is not the account's password"
-)
-SAME_PASSWORD = ErrorCase(
-    400, users_service.SAME_PASSWORD, "`new_password` is the current password"
+    403, users_service.WRONG_CURRENT_PASSWORD, "`current_password` is not the account's password"
 )
 SHORT_NEW_PASSWORD = ErrorCase(
     400, "Données invalides: new_password: au moins 8 caractères", "`new_password` is too short"
@@ -143,7 +140,11 @@ async def token(
     (`application/x-www-form-urlencoded`) with `username` (the e-mail) and `password`,
     answered with `access_token`. Throttled with the same counts as `/auth/login`."""
     _, access_token = await _log_in(request, session, state, data.username, data.password, "token")
-    return OAuth2Token(access_token=access_token, expires_in=state.settings.jwt_expire_minutes * 60)
+    return OAuth2Token(
+        access_token=access_token,
+        token_type="bearer",  # noqa: S106 (the scheme's name, not a secret)
+        expires_in=state.settings.jwt_expire_minutes * 60,
+    )
 
 
 @router.get("/me", response_model=UserItem, summary="Current account", responses=errors())
@@ -157,7 +158,7 @@ async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
     "/password",
     response_model=PasswordChanged,
     summary="Change one's password",
-    responses=errors(WRONG_CURRENT_PASSWORD, SAME_PASSWORD, SHORT_NEW_PASSWORD, PASSWORD_THROTTLED),
+    responses=errors(SHORT_NEW_PASSWORD, WRONG_CURRENT_PASSWORD, PASSWORD_THROTTLED),
 )
 async def change_password(
     data: PasswordChange,
@@ -168,7 +169,8 @@ async def change_password(
 ) -> PasswordChanged:
     """Check `current_password`, store `new_password` (the rules of registration) and end
     every token of the account issued before, the caller's included: the answer carries a
-    new one. Personal API tokens are revoked too unless `keep_api_tokens` is true. A wrong
+    new one. Personal API tokens are revoked too unless `keep_api_tokens` is true. The new
+    password may be the current one: that just ends the other sessions. A wrong
     `current_password` counts as a failed login (same limits, 429 past them)."""
     user = await users_service.get_user(session=session, user_id=caller.id)
     revoked = await users_service.change_password(

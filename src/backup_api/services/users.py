@@ -13,7 +13,6 @@ from backup_api.config import Settings
 from backup_api.db import after_commit
 from backup_api.exceptions import (
     AppError,
-    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -157,8 +156,9 @@ async def _check_password(
     throttle.record_success(email, client)
 
 
-WRONG_CURRENT_PASSWORD = "Données invalides: current_password: mot de passe incorrect"  # noqa: S105 (messages)
-SAME_PASSWORD = "Données invalides: new_password: identique au mot de passe actuel"  # noqa: S105
+# 403, not 401: the token is good (a client must not drop it), and the body is well
+# formed; the account refuses the change.
+WRONG_CURRENT_PASSWORD = "Mot de passe actuel incorrect"  # noqa: S105 (a message)
 
 
 async def change_password(
@@ -172,9 +172,6 @@ async def change_password(
 ) -> int:
     """Check the current password, store the new one and end every other token of the
     account (and its personal API tokens unless kept). Returns how many of those ended."""
-    # Two values of the request compared: no guess, nothing to count.
-    if data.new_password == data.current_password:
-        raise BadRequest(SAME_PASSWORD)
     await _check_password(
         throttle=throttle,
         email=user.email,
@@ -182,7 +179,7 @@ async def change_password(
         password=data.current_password,
         client=client,
         action=audit.PASSWORD_CHANGE,
-        refusal=BadRequest(WRONG_CURRENT_PASSWORD),
+        refusal=Forbidden(WRONG_CURRENT_PASSWORD),
     )
     user.password_hash = await anyio.to_thread.run_sync(security.hash_password, data.new_password)
     await rotate_token_key(session, user, principals=principals)
