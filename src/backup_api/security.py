@@ -51,7 +51,7 @@ def hash_api_token(secret: str) -> str:
     """SHA-256, hexadecimal. A slow password hash is for guessable secrets; a 256-bit random
     token cannot be guessed from its hash, and a fast one lets every request look the token
     up by an index instead of verifying a costly hash per candidate."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 # The account's token key: an id alone could name another account later (ids of deleted
