@@ -20,16 +20,15 @@ BAD_CREDENTIALS = {"error": "Email ou mot de passe incorrect"}
 async def test_the_password_flow_answers_a_bearer_token(
     client: httpx.AsyncClient, alice: Api
 ) -> None:
-    # As Swagger UI sends it: a form with grant_type, and empty client credentials.
+    # As Swagger UI sends it: a form with grant_type and an empty scope, and (its default
+    # "basic" client authentication) empty client credentials in a Basic header.
     form = {
         "grant_type": "password",
         "username": "Alice@Example.com",
         "password": PASSWORD,
         "scope": "",
-        "client_id": "",
-        "client_secret": "",
     }
-    response = await client.post("/auth/token", data=form)
+    response = await client.post("/auth/token", data=form, headers={"Authorization": "Basic Og=="})
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"access_token", "token_type", "expires_in"}
@@ -79,10 +78,11 @@ async def test_refusals_are_the_apis(client: httpx.AsyncClient, alice: Api) -> N
 
 
 async def test_token_and_login_share_one_throttle(
-    settings_factory: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture, settings_factory: Callable[..., Settings]
 ) -> None:
     settings = settings_factory(login_max_failures=3, login_lockout_seconds=60)
     async with running_app(settings) as (app, client):
+        caplog.set_level(logging.INFO, logger="backup_api.audit")
         clock = FakeClock()
         app.state.backup_api.throttle.clock = clock
         await Api(client).signup("alice@example.com")
@@ -100,6 +100,16 @@ async def test_token_and_login_share_one_throttle(
         assert (await client.post("/auth/login", json=right_json)).status_code == 429
         clock.now += 61
         assert (await client.post("/auth/token", data=right_form)).status_code == 200
+        outcomes = [
+            (e["via"], e["outcome"])
+            for record in caplog.records
+            if (e := getattr(record, "audit", None)) and e["action"] == "login"
+        ]
+        assert outcomes[-3:] == [
+            ("token", "throttled"),
+            ("login", "throttled"),
+            ("token", "success"),
+        ]
 
 
 async def test_both_login_routes_are_audited_alike(
