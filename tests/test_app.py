@@ -61,21 +61,28 @@ async def test_key_files_are_generated_once_and_private(tmp_path: Path) -> None:
     assert {name: (secrets_dir / name).read_text() for name in keys} == keys
 
 
+SECURED = [{"OAuth2Password": []}, {"HTTPBearer": []}]
+
+
 async def test_openapi_documents_bearer_auth_and_errors(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     schemes = spec["components"]["securitySchemes"]
-    assert schemes["HTTPBearer"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "The `token` answered by `POST /auth/login`",
+    # Swagger UI's Authorize offers both: e-mail and password (OAuth2 password flow, at
+    # /auth/token), or a token pasted as is (a login's or a personal API token).
+    assert schemes["OAuth2Password"]["type"] == "oauth2"
+    assert schemes["OAuth2Password"]["flows"] == {
+        "password": {"tokenUrl": "/auth/token", "scopes": {}}
     }
+    assert schemes["HTTPBearer"]["type"] == "http"
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert "POST /api/tokens" in schemes["HTTPBearer"]["description"]
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             assert operation.get("description") or operation.get("summary"), (method, path)
             assert "400" in operation["responses"], (method, path)
             assert "422" not in operation["responses"], (method, path)
             if path.startswith("/api/"):
-                assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+                assert operation.get("security") == SECURED, (method, path)
                 assert "401" in operation["responses"], (method, path)
     docs = await client.get("/docs")
     assert docs.status_code == 200

@@ -25,6 +25,8 @@ ROUTES = [
     ("DELETE", "/api/backups/{backup}", None),
     ("GET", "/api/restores/{restore}", None),
     ("DELETE", "/api/restores/{restore}", None),
+    ("GET", "/api/tokens/{token}", None),
+    ("DELETE", "/api/tokens/{token}", None),
 ]
 
 
@@ -42,7 +44,8 @@ async def _state(api: Api) -> dict[str, Any]:
     databases = (await api.get("/api/databases")).json()
     backups = (await api.get("/api/backups")).json()
     restores = (await api.get("/api/restores")).json()
-    return {"databases": databases, "backups": backups, "restores": restores}
+    tokens = (await api.get("/api/tokens")).json()
+    return {"databases": databases, "backups": backups, "restores": restores, "tokens": tokens}
 
 
 async def test_second_user_gets_403_everywhere(
@@ -65,11 +68,14 @@ async def test_second_user_gets_403_everywhere(
     restore = await alice.wait_restore(response.json()["restore"]["id"])
     bob_database = await bob.add_database(pg_server, source)
     bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
+    token = (await alice.post("/api/tokens", json={"name": "ci"})).json()["token"]
+    bob_token = (await bob.post("/api/tokens", json={"name": "ci"})).json()["token"]
     ids = {
         "database": database["id"],
         "backup": backup["id"],
         "restore": restore["id"],
         "bob_backup": bob_backup["id"],
+        "token": token["id"],
     }
     before = await _state(alice)
 
@@ -89,6 +95,7 @@ async def test_second_user_gets_403_everywhere(
         bob_backup["id"]
     ]
     assert (await bob.get("/api/restores")).json()["restores"] == []
+    assert [t["id"] for t in (await bob.get("/api/tokens")).json()["tokens"]] == [bob_token["id"]]
 
     # An admin sees and reaches everything.
     assert {b["id"] for b in (await admin.get("/api/backups")).json()["backups"]} == {
@@ -100,9 +107,14 @@ async def test_second_user_gets_403_everywhere(
         f"/api/backups/{backup['id']}",
         f"/api/backups/{backup['id']}/download",
         f"/api/restores/{restore['id']}",
+        f"/api/tokens/{token['id']}",
     ):
         response = await admin.get(url)
         assert response.status_code == 200, (url, response.text)
+    # An admin's listing holds their own tokens only; they may revoke anyone's.
+    assert (await admin.get("/api/tokens")).json() == {"tokens": []}
+    assert (await admin.delete(f"/api/tokens/{bob_token['id']}")).status_code == 200
+    assert (await bob.get("/api/tokens")).json() == {"tokens": []}
     pg_server.drop_database(source)
 
 

@@ -26,6 +26,8 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "backup_api"
 DOCUMENTATION_MODULES = {SRC / "routers" / "responses.py", SRC / "openapi.py"}
 FRENCH = re.compile(r"[àâçéèêëîïôûùüÿœæ]", re.IGNORECASE)
 MISSING_ID = 2**31 - 1
+# Either scheme: e-mail and password through the OAuth2 password flow, or a bearer token.
+SECURED = [{"OAuth2Password": []}, {"HTTPBearer": []}]
 
 
 def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -63,12 +65,12 @@ async def test_page_size_maximum_is_the_servers(tmp_path: Path) -> None:
 async def test_register_does_not_require_a_token(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     register = spec["paths"]["/auth/register"]["post"]
-    assert register["security"] == [{}, {"HTTPBearer": []}]
+    assert register["security"] == [{}, *SECURED]
     assert documented_errors(register, 401) == {"Token invalide ou expiré"}
     assert "security" not in spec["paths"]["/auth/login"]["post"]
     for method, path, operation in operations(spec):
         if path.startswith("/api/"):
-            assert operation["security"] == [{"HTTPBearer": []}], (method, path)
+            assert operation["security"] == SECURED, (method, path)
 
 
 async def test_405_names_every_method_of_the_path(client: httpx.AsyncClient) -> None:
@@ -92,7 +94,7 @@ async def test_statuses_are_listed_where_they_can_happen(client: httpx.AsyncClie
     for method, path, operation in operations(spec):
         assert "422" not in operation["responses"], (method, path)
         assert {"400", "500"} <= operation["responses"].keys(), (method, path)
-        if operation.get("security") == [{"HTTPBearer": []}]:
+        if operation.get("security") == SECURED:
             assert documented_errors(operation, 401) == {
                 "Authentification requise",
                 "Token invalide ou expiré",
@@ -198,11 +200,14 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             json={"database_id": database["id"], "confirm": source},
         )
         restore = await owner.wait_restore(response.json()["restore"]["id"])
+        token = await owner.post("/api/tokens", json={"name": "ci"})
+        assert token.status_code == 201, token.text
         ids = {
             "database_id": database["id"],
             "backup_id": backup["id"],
             "restore_id": restore["id"],
             "user_id": owner.user["id"],
+            "token_id": token.json()["token"]["id"],
         }
         checked: dict[int, int] = {}
         # A valid body where one is required, so that only the case under test can fail.
@@ -226,7 +231,7 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             method = method.upper()
             params = re.findall(r"\{([^}]+)\}", path)
             real = path.format(**ids)
-            if operation.get("security") == [{"HTTPBearer": []}]:
+            if operation.get("security") == SECURED:
                 await check(None, method, real, operation, 401)
             if not params:
                 continue

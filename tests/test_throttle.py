@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from backup_api.ratelimit import RateLimiter
 from backup_api.throttle import LoginThrottle
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 
@@ -119,3 +120,20 @@ async def test_bad_passwords_from_elsewhere_do_not_lock_the_owner_out(tmp_path: 
             again = await home.post("/auth/login", json=right)
             assert again.status_code == 200, again.text
             assert again.json()["user"]["id"] == owner.user["id"]
+
+
+def test_rate_limit_slides_per_key() -> None:
+    clock = Clock()
+    limit = RateLimiter(3, window_seconds=3600, clock=clock)
+    for _ in range(3):
+        assert limit.acquire("alice") == 0
+        clock.now += 100
+    # Events at 1000, 1100, 1200; now 1300: the first leaves the window at 4600.
+    assert limit.acquire("alice") == 3300
+    # A refused attempt is not counted, and other keys have their own count.
+    assert limit.acquire("alice") == 3300
+    assert limit.acquire("bob") == 0
+    clock.now = 4600
+    assert limit.acquire("alice") == 0
+    # Only the oldest left: the next waits for the second (1100 + 3600).
+    assert limit.acquire("alice") == 100

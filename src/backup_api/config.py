@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)
+    # Personal API tokens: how many an account may create per hour, and hold at once.
+    api_token_creations_per_hour: int = Field(default=20, ge=1)
+    max_api_tokens_per_user: int = Field(default=100, ge=1)
 
     # --- credentials of the registered databases
     encryption_key: SecretStr | None = None

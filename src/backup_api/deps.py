@@ -7,15 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import HTTPBearer
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Connection, bindparam, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backup_api import audit
 from backup_api.db import session_scope
 from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
-from backup_api.models import MAX_ID, Backup, Database, Restore, User
+from backup_api.models import MAX_ID, ApiToken, Backup, Database, Restore, User, utcnow
 from backup_api.principals import Principal, ensure_owner
 from backup_api.security import InvalidTokenError
+from backup_api.services import api_tokens
 from backup_api.state import AppState
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
@@ -40,8 +42,10 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-class BearerToken(HTTPBearer):
-    """``HTTPBearer`` (it declares the scheme, so Swagger UI's Authorize works) that hands
+class BearerToken(OAuth2PasswordBearer):
+    """The OAuth2 password flow as the document's scheme (Swagger UI's Authorize then takes
+    an e-mail and a password and gets its token from ``POST /auth/token``), reading any
+    bearer token: one from ``/auth/login`` or a personal API token works the same. It hands
     back the bare token, without building a credentials model on every request."""
 
     async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
@@ -51,10 +55,13 @@ class BearerToken(HTTPBearer):
         return token
 
 
+TOKEN_URL = "/auth/token"  # noqa: S105 (a path)
 bearer_scheme = BearerToken(
+    tokenUrl=TOKEN_URL,
     auto_error=False,
-    scheme_name="HTTPBearer",
-    description="The `token` answered by `POST /auth/login`",
+    scheme_name="OAuth2Password",
+    description="E-mail (`username`) and password, exchanged for a token at "
+    "`POST /auth/token`; `client_id` and `client_secret` are not used",
 )
 BearerDep = Annotated[str | None, Depends(bearer_scheme)]
 
@@ -72,9 +79,17 @@ def _load_principal(connection: Connection, user_id: int) -> Principal | None:
     return Principal(id=row.id, role=row.role, token_key=row.token_key)
 
 
-async def _principal_from_token(state: AppState, token: str | None) -> Principal | None:
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _principal_from_token(
+    state: AppState, token: str | None, client: str | None
+) -> Principal | None:
     if token is None:
         return None
+    if api_tokens.is_api_token(token):
+        return await _principal_from_api_token(state, token, client)
     try:
         claims = state.tokens.decode(token)
     except InvalidTokenError:
@@ -93,23 +108,45 @@ async def _principal_from_token(state: AppState, token: str | None) -> Principal
     return principal
 
 
+async def _principal_from_api_token(state: AppState, secret: str, client: str | None) -> Principal:
+    """A personal token's row is read on every request, never cached: its revocation and
+    its owner's role changes apply to the very next one."""
+    now = utcnow()
+    found = await state.transactions.read(lambda c: api_tokens.lookup(c, secret, now))
+    if found.principal is None:
+        audit.record(
+            audit.API_TOKEN_USE,
+            audit.FAILURE,
+            client=client,
+            token_id=found.token_id,
+            reason=found.refused or "unknown",
+        )
+        raise Unauthorized("Token invalide ou expiré")
+    token_id = found.token_id
+    if found.touch and token_id is not None:
+        await state.transactions.run(lambda c: api_tokens.touch(c, token_id, now))
+    return found.principal
+
+
 # No session here: the hot routes never open one (see ``TransactionRunner``).
-async def current_user(state: StateDep, token: BearerDep) -> Principal:
-    principal = await _principal_from_token(state, token)
+async def current_user(request: Request, state: StateDep, token: BearerDep) -> Principal:
+    principal = await _principal_from_token(state, token, client_address(request))
     if principal is None:
         raise Unauthorized("Authentification requise")
     return principal
 
 
-async def optional_user(state: StateDep, token: BearerDep) -> Principal | None:
-    return await _principal_from_token(state, token)
+async def optional_user(request: Request, state: StateDep, token: BearerDep) -> Principal | None:
+    return await _principal_from_token(state, token, client_address(request))
 
 
-async def principal_or_none(state: AppState, token: str | None) -> Principal | None:
+async def principal_or_none(
+    state: AppState, token: str | None, client: str | None = None
+) -> Principal | None:
     """The caller where the answer only adds detail (``/health``): a bad token, or a
     metadata database that cannot tell, just means the public answer."""
     try:
-        return await _principal_from_token(state, token)
+        return await _principal_from_token(state, token, client)
     except Exception:
         return None
 
@@ -154,9 +191,18 @@ async def load_restore(restore_id: IdPath, user: CurrentUser, session: SessionDe
     return restore
 
 
+async def load_api_token(token_id: IdPath, user: CurrentUser, session: SessionDep) -> ApiToken:
+    token = await session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(api_tokens.NOT_FOUND)
+    ensure_owner(user, token.user_id)
+    return token
+
+
 DatabaseDep = Annotated[Database, Depends(load_database)]
 BackupDep = Annotated[Backup, Depends(load_backup)]
 RestoreDep = Annotated[Restore, Depends(load_restore)]
+ApiTokenDep = Annotated[ApiToken, Depends(load_api_token)]
 
 
 class Page:

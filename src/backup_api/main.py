@@ -25,7 +25,16 @@ from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
 from backup_api.ratelimit import RateLimiter
-from backup_api.routers import auth, backups, databases, docs, health, restores, users
+from backup_api.routers import (
+    api_tokens,
+    auth,
+    backups,
+    databases,
+    docs,
+    health,
+    restores,
+    users,
+)
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
@@ -36,7 +45,8 @@ from backup_api.toolversions import ToolVersions
 DESCRIPTION = """
 Backups of PostgreSQL and MySQL/MariaDB databases: `pg_dump` / `mysqldump` run in the
 background, the dump is streamed into a ZIP archive that can be listed, downloaded, verified
-and restored. Log in with `POST /auth/login`, then give the token to **Authorize**.
+and restored. **Authorize** with your e-mail (as `username`) and password, or paste a token
+from `POST /auth/login` or a personal API token from `POST /api/tokens`.
 
 Every error is `{"error": "<message>"}`, the message in French; each response below lists
 the messages a route sends and when.
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.login_window_seconds,
                 settings.login_lockout_seconds,
             ),
+            token_creations=RateLimiter(settings.api_token_creations_per_hour, 3600),
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
             tool_versions=tool_versions,
@@ -120,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, health, docs):
+    for router in (auth, databases, backups, restores, users, api_tokens, health, docs):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

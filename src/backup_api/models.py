@@ -8,7 +8,7 @@ import secrets
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -32,7 +32,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     # SQLite hands datetimes back naive; they were stored as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -214,6 +214,21 @@ class UserLogin(StrictBody):
     password: str = Field(max_length=1024)
 
 
+class TokenRequest(BaseModel):
+    """``POST /auth/token``'s form (RFC 6749, section 4.3.2), with the bounds of
+    ``UserLogin``. Other parameters are ignored, as the RFC asks of unknown ones."""
+
+    # Form fields are never null: absent ones take these defaults.
+    grant_type: str = Field(
+        default="password", pattern="^password$", description="`password` (may be omitted)"
+    )
+    username: str = Field(max_length=320, description="The account's e-mail")
+    password: str = Field(max_length=1024)
+    scope: str = Field(default="", max_length=1024, description="Not used")
+    client_id: str = Field(default="", max_length=1024, description="Not used")
+    client_secret: str = Field(default="", max_length=1024, description="Not used")
+
+
 class UserPublic(BaseModel):
     id: int
     email: str
@@ -224,6 +239,101 @@ class UserPublic(BaseModel):
 
 class UserRoleUpdate(StrictBody):
     role: Role
+
+
+class PasswordChange(StrictBody):
+    current_password: str = Field(max_length=1024)
+    # The rules of registration.
+    new_password: str = Field(min_length=8, max_length=1024, json_schema_extra={"pattern": _NO_NUL})
+    keep_api_tokens: bool = Field(
+        default=False,
+        description="Keep the account's personal API tokens (by default a password change "
+        "revokes them too: whoever knew the old password may have created some)",
+    )
+
+    @field_validator("new_password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return _no_nul(value)
+
+
+class PasswordChanged(BaseModel):
+    message: str
+    token: str = Field(description="A new token for the caller: every earlier one has ended")
+    token_type: str = "bearer"  # noqa: S105 (the scheme's name, not a secret)
+    expires_in: int = Field(description="Lifetime of the token, in seconds")
+    revoked_api_tokens: int = Field(description="Personal API tokens revoked by the change")
+
+
+class OAuth2Token(BaseModel):
+    """The OAuth2 password flow's answer (RFC 6749, section 5.1)."""
+
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int = Field(description="Lifetime of the token, in seconds")
+
+
+# --------------------------------------------------------------------------- API tokens
+
+#: Personal API tokens start with this, so that they are recognised (by the service, which
+#: never tries to decode them as JWTs, and by secret scanners) at a glance.
+API_TOKEN_PREFIX = "bak_"  # noqa: S105 (the public prefix)
+MAX_API_TOKEN_DAYS = 3650
+
+
+class ApiToken(SQLModel, table=True):
+    """A personal API token: only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    user_id: int = SQLField(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = SQLField(sa_column=Column(String(100), nullable=False))
+    token_hash: str = SQLField(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    expires_at: datetime | None = _tz_column(nullable=True)
+    last_used_at: datetime | None = _tz_column(nullable=True)
+
+
+class ApiTokenCreate(StrictBody):
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"pattern": _NOT_BLANK},
+        description="What the token is for (`ci`, `nightly-export`)",
+    )
+    expires_in_days: int | None = Field(
+        default=90,
+        ge=1,
+        le=MAX_API_TOKEN_DAYS,
+        description=f"Days until the token stops working (1 to {MAX_API_TOKEN_DAYS}); "
+        "`null`: it never expires",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value)
+
+    @field_validator("expires_in_days", mode="before")
+    @classmethod
+    def _days(cls, value: object) -> object:
+        return _id_not_bool(value)
+
+
+class ApiTokenPublic(BaseModel):
+    id: int
+    name: str
+    created_at: Timestamp
+    expires_at: OptionalTimestamp = Field(description="null: never expires")
+    last_used_at: OptionalTimestamp = Field(
+        description="Last request made with the token (to the minute); null: never used"
+    )
 
 
 # --------------------------------------------------------------------------- databases
@@ -614,7 +724,7 @@ class RestorePublic(BaseModel):
 def duration_seconds(started: datetime | None, finished: datetime | None) -> float | None:
     if started is None or finished is None:
         return None
-    return round((_as_utc(finished) - _as_utc(started)).total_seconds(), 3)
+    return round((as_utc(finished) - as_utc(started)).total_seconds(), 3)
 
 
 # --------------------------------------------------------------------------- envelopes
@@ -689,6 +799,23 @@ class DatabaseItem(BaseModel):
 
 class DatabaseList(BaseModel):
     databases: list[DatabasePublic]
+
+
+class ApiTokenCreated(BaseModel):
+    message: str
+    token: ApiTokenPublic
+    secret: str = Field(
+        description="The token to send as `Authorization: Bearer <secret>`: shown this once, "
+        "only its hash is kept"
+    )
+
+
+class ApiTokenItem(BaseModel):
+    token: ApiTokenPublic
+
+
+class ApiTokenList(BaseModel):
+    tokens: list[ApiTokenPublic]
 
 
 class BackupEnvelope(BaseModel):

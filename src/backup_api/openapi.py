@@ -38,6 +38,16 @@ BODY_TOO_LARGE = ErrorCase(
     "Données invalides: corps de requête trop volumineux",
     "the body is larger than `BACKUP_API_MAX_BODY_BYTES`",
 )
+#: Beside the OAuth2 password flow, the same bearer token pasted as is: Swagger UI's
+#: Authorize then also takes a personal API token, or one from ``/auth/login``.
+PLAIN_BEARER = "HTTPBearer"
+PLAIN_BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A token as is: the `token` answered by `POST /auth/login`, the "
+    "`access_token` of `POST /auth/token`, or a personal API token (`bak_...`) from "
+    "`POST /api/tokens`",
+}
 HEADERS = {
     401: {
         "WWW-Authenticate": {
@@ -70,6 +80,8 @@ def build(app: FastAPI, settings: Settings) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    oauth2 = bearer_scheme.scheme_name
+    schema["components"].setdefault("securitySchemes", {})[PLAIN_BEARER] = PLAIN_BEARER_SCHEME
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     optional_auth = set(_optional_auth_operations(app))
@@ -77,6 +89,8 @@ def build(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            if {oauth2: []} in operation.get("security", []):
+                operation["security"] = [{oauth2: []}, {PLAIN_BEARER: []}]
             if (method, path) in optional_auth:
                 # The token is optional (an admin's lets them create admins): a client
                 # without one is not refused for lacking it.

@@ -23,11 +23,13 @@ from backup_api.models import Role
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller: an account's id, role and token key, immutable and shared between
-    requests."""
+    requests; ``api_token_id`` when the caller came with a personal API token (never
+    cached: see ``services.api_tokens``)."""
 
     id: int
     role: str
     token_key: str = field(default="", repr=False, compare=False)
+    api_token_id: int | None = field(default=None, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -3,6 +3,7 @@ registered databases' passwords (Fernet, i.e. AES-128-CBC + HMAC-SHA256)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -38,6 +39,19 @@ def verify_password(password: str, password_hash: str | None) -> bool:
 
 class InvalidTokenError(Exception):
     pass
+
+
+def new_api_token(prefix: str) -> tuple[str, str]:
+    """A personal API token and the hash to store: 256 random bits after ``prefix``."""
+    secret = prefix + secrets.token_urlsafe(32)
+    return secret, hash_api_token(secret)
+
+
+def hash_api_token(secret: str) -> str:
+    """SHA-256, hexadecimal. A slow password hash is for guessable secrets; a 256-bit random
+    token cannot be guessed from its hash, and a fast one lets every request look the token
+    up by an index instead of verifying a costly hash per candidate."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 # The account's token key: an id alone could name another account later (ids of deleted

@@ -27,6 +27,7 @@ class AppState:
     runner: Runner
     jobs: JobContext
     throttle: LoginThrottle
+    token_creations: RateLimiter
     principals: PrincipalCache
     tokens: VerifiedTokens
     tool_versions: ToolVersions

@@ -1,12 +1,26 @@
-"""Registration and login."""
+"""Registration, login (JSON, or the OAuth2 password flow for Swagger UI) and password
+change."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from typing import Annotated
 
-from backup_api.deps import CurrentUser, OptionalUser, SessionDep, StateDep
+from fastapi import APIRouter, Form, Request, status
+
+from backup_api.deps import (
+    CurrentUser,
+    OptionalUser,
+    SessionDep,
+    StateDep,
+    client_address,
+)
 from backup_api.models import (
     LoginResponse,
+    OAuth2Token,
+    PasswordChange,
+    PasswordChanged,
+    TokenRequest,
+    User,
     UserEnvelope,
     UserItem,
     UserLogin,
@@ -25,6 +39,7 @@ from backup_api.routers.responses import (
 )
 from backup_api.security import create_access_token
 from backup_api.services import users as users_service
+from backup_api.state import AppState
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -53,6 +68,45 @@ async def register(
 BAD_CREDENTIALS = ErrorCase(
     401, users_service.INVALID_CREDENTIALS, "unknown e-mail or wrong password (the same answer)"
 )
+MISSING_USERNAME = ErrorCase(
+    400, "Données invalides: username: champ requis", "the form has no `username` (the e-mail)"
+)
+WRONG_GRANT = ErrorCase(
+    400, "Données invalides: grant_type: valeur invalide", "`grant_type` is not `password`"
+)
+WRONG_CURRENT_PASSWORD = ErrorCase(
+    403, users_service.WRONG_CURRENT_PASSWORD, "`current_password` is not the account's password"
+)
+SHORT_NEW_PASSWORD = ErrorCase(
+    400, "Données invalides: new_password: au moins 8 caractères", "`new_password` is too short"
+)
+PASSWORD_THROTTLED = ErrorCase(
+    429,
+    LOGIN_THROTTLED.message,
+    "too many wrong passwords for this account or from this address (the login's limits)",
+)
+
+
+async def _log_in(
+    request: Request, session: SessionDep, state: AppState, email: str, password: str, via: str
+) -> tuple[User, str]:
+    """The account and a new token for it: both login routes, one set of checks."""
+    user = await users_service.authenticate(
+        session=session,
+        throttle=state.throttle,
+        email=email,
+        password=password,
+        client=client_address(request),
+        via=via,
+    )
+    return user, _token_for(user, state)
+
+
+def _token_for(user: User, state: AppState) -> str:
+    assert user.id is not None
+    return create_access_token(
+        user.id, state.keys.jwt_secret, state.settings.jwt_expire_minutes, token_key=user.token_key
+    )
 
 
 @router.post(
@@ -65,22 +119,31 @@ async def login(
     data: UserLogin, request: Request, session: SessionDep, state: StateDep
 ) -> LoginResponse:
     """Exchange email and password for a JWT bearer token."""
-    client = request.client.host if request.client else None
-    user = await users_service.authenticate(
-        session=session,
-        throttle=state.throttle,
-        email=data.email,
-        password=data.password,
-        client=client,
-    )
-    assert user.id is not None
-    minutes = state.settings.jwt_expire_minutes
+    user, token = await _log_in(request, session, state, data.email, data.password, "login")
     return LoginResponse(
-        token=create_access_token(
-            user.id, state.keys.jwt_secret, minutes, token_key=user.token_key
-        ),
-        expires_in=minutes * 60,
+        token=token,
+        expires_in=state.settings.jwt_expire_minutes * 60,
         user=UserPublic.model_validate(user.model_dump()),
+    )
+
+
+@router.post(
+    "/token",
+    response_model=OAuth2Token,
+    summary="Log in (OAuth2 password flow)",
+    responses=errors(MISSING_USERNAME, WRONG_GRANT, BAD_CREDENTIALS, LOGIN_THROTTLED),
+)
+async def token(
+    data: Annotated[TokenRequest, Form()], request: Request, session: SessionDep, state: StateDep
+) -> OAuth2Token:
+    """The same as `POST /auth/login` for OAuth2 clients (Swagger UI's **Authorize**): a form
+    (`application/x-www-form-urlencoded`) with `username` (the e-mail) and `password`,
+    answered with `access_token`. Throttled with the same counts as `/auth/login`."""
+    _, access_token = await _log_in(request, session, state, data.username, data.password, "token")
+    return OAuth2Token(
+        access_token=access_token,
+        token_type="bearer",  # noqa: S106 (the scheme's name, not a secret)
+        expires_in=state.settings.jwt_expire_minutes * 60,
     )
 
 
@@ -89,3 +152,38 @@ async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
     """The account the token belongs to."""
     user = await users_service.get_user(session=session, user_id=caller.id)
     return UserItem(user=UserPublic.model_validate(user.model_dump()))
+
+
+@router.put(
+    "/password",
+    response_model=PasswordChanged,
+    summary="Change one's password",
+    responses=errors(SHORT_NEW_PASSWORD, WRONG_CURRENT_PASSWORD, PASSWORD_THROTTLED),
+)
+async def change_password(
+    data: PasswordChange,
+    request: Request,
+    caller: CurrentUser,
+    session: SessionDep,
+    state: StateDep,
+) -> PasswordChanged:
+    """Check `current_password`, store `new_password` (the rules of registration) and end
+    every token of the account issued before, the caller's included: the answer carries a
+    new one. Personal API tokens are revoked too unless `keep_api_tokens` is true. The new
+    password may be the current one: that just ends the other sessions. A wrong
+    `current_password` counts as a failed login (same limits, 429 past them)."""
+    user = await users_service.get_user(session=session, user_id=caller.id)
+    revoked = await users_service.change_password(
+        session=session,
+        throttle=state.throttle,
+        principals=state.principals,
+        user=user,
+        data=data,
+        client=client_address(request),
+    )
+    return PasswordChanged(
+        message="Mot de passe modifié avec succès",
+        token=_token_for(user, state),
+        expires_in=state.settings.jwt_expire_minutes * 60,
+        revoked_api_tokens=revoked,
+    )

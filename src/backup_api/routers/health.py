@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from backup_api.deps import BearerDep, StateDep, principal_or_none
+from backup_api.deps import BearerDep, StateDep, client_address, principal_or_none
 from backup_api.models import HealthResponse, HealthStatus
 from backup_api.routers.responses import errors
 from backup_api.services import health as health_service
@@ -36,10 +36,10 @@ _BODIES = {
         **errors(),
     },
 )
-async def health(state: StateDep, token: BearerDep) -> JSONResponse:
+async def health(request: Request, state: StateDep, token: BearerDep) -> JSONResponse:
     """`{"status": "ok"}` (200) or `{"status": "degraded"}` (503); with an admin token, also
     the metadata database, dump tools with paths and versions, free space, jobs."""
-    caller = await principal_or_none(state, token)
+    caller = await principal_or_none(state, token, client_address(request))
     if caller is not None and caller.is_admin:
         healthy, report = await health_service.report(state)
         return JSONResponse(report.model_dump(), status_code=200 if healthy else 503)

@@ -6,7 +6,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.jobs import storage_key
-from backup_api.models import Backup, Database, Restore, User
+from backup_api.models import ApiToken, Backup, Database, Restore, User
 from backup_api.principals import PrincipalCache
 from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.services.users import forget_principal
@@ -36,6 +36,9 @@ async def delete_user(
     databases = (await session.exec(select(Database).where(Database.user_id == user.id))).all()
     for database in databases:
         await session.delete(database)
+    tokens = (await session.exec(select(ApiToken).where(ApiToken.user_id == user.id))).all()
+    for token in tokens:
+        await session.delete(token)
     forget_principal(session, principals, user)
     await session.delete(user)
     await session.flush()

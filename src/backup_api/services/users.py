@@ -8,10 +8,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api import security
+from backup_api import audit, security
 from backup_api.config import Settings
 from backup_api.db import after_commit
 from backup_api.exceptions import (
+    AppError,
     Conflict,
     Forbidden,
     NotFound,
@@ -21,6 +22,7 @@ from backup_api.exceptions import (
 from backup_api.models import (
     FIRST_ADMIN,
     Bootstrap,
+    PasswordChange,
     Role,
     User,
     UserRegister,
@@ -29,6 +31,7 @@ from backup_api.models import (
     utcnow,
 )
 from backup_api.principals import Principal, PrincipalCache
+from backup_api.services import api_tokens
 from backup_api.throttle import LoginThrottle
 
 INVALID_CREDENTIALS = "Email ou mot de passe incorrect"
@@ -93,21 +96,105 @@ async def authenticate(
     email: str,
     password: str,
     client: str | None,
+    via: str,
 ) -> User:
+    """The account of ``email`` if ``password`` is its own; throttled and audited.
+
+    ``via`` names the route in the audit trail (``login``, ``token``).
+    """
     email = canonical_email(email)
+    user = await get_by_email(session, email)
+    await _check_password(
+        throttle=throttle,
+        email=email,
+        user=user,
+        password=password,
+        client=client,
+        action=audit.LOGIN,
+        refusal=Unauthorized(INVALID_CREDENTIALS),
+        via=via,
+    )
+    assert user is not None
+    audit.record(audit.LOGIN, audit.SUCCESS, client=client, user_id=user.id, via=via)
+    return user
+
+
+async def _check_password(
+    *,
+    throttle: LoginThrottle,
+    email: str,
+    user: User | None,
+    password: str,
+    client: str | None,
+    action: str,
+    refusal: AppError,
+    **details: str,
+) -> None:
+    """Raise ``refusal`` unless ``password`` is ``user``'s; every guess of a password goes
+    through here, so that each counts against the same limits and leaves the same trail
+    (the caller records the success, once its action is done)."""
+    user_id = user.id if user is not None else None
     retry_after = throttle.retry_after(email, client)
     if retry_after:
+        audit.record(action, audit.THROTTLED, client=client, user_id=user_id, **details)
         raise TooManyRequests(retry_after=retry_after)
-    user = await get_by_email(session, email)
     # Unknown email and wrong password take the same path, the same time, the same answer.
     valid = await anyio.to_thread.run_sync(
         security.verify_password, password, user.password_hash if user else None
     )
     if user is None or not valid:
         throttle.record_failure(email, client)
-        raise Unauthorized(INVALID_CREDENTIALS)
+        audit.record(
+            action,
+            audit.FAILURE,
+            client=client,
+            user_id=user_id,
+            email=None if user is not None else audit.loggable_email(email),
+            **details,
+        )
+        raise refusal
     throttle.record_success(email, client)
-    return user
+
+
+# 403, not 401: the token is good (a client must not drop it), and the body is well
+# formed; the account refuses the change.
+WRONG_CURRENT_PASSWORD = "Mot de passe actuel incorrect"  # noqa: S105 (a message)
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    principals: PrincipalCache,
+    user: User,
+    data: PasswordChange,
+    client: str | None,
+) -> int:
+    """Check the current password, store the new one and end every other token of the
+    account (and its personal API tokens unless kept). Returns how many of those ended."""
+    await _check_password(
+        throttle=throttle,
+        email=user.email,
+        user=user,
+        password=data.current_password,
+        client=client,
+        action=audit.PASSWORD_CHANGE,
+        refusal=Forbidden(WRONG_CURRENT_PASSWORD),
+    )
+    user.password_hash = await anyio.to_thread.run_sync(security.hash_password, data.new_password)
+    await rotate_token_key(session, user, principals=principals)
+    assert user.id is not None
+    revoked = 0
+    if not data.keep_api_tokens:
+        revoked = await api_tokens.revoke_all(
+            session, user.id, client=client, reason=audit.PASSWORD_CHANGE
+        )
+    user_id = user.id
+    after_commit(
+        session,
+        lambda: audit.record(audit.PASSWORD_CHANGE, audit.SUCCESS, client=client, user_id=user_id),
+    )
+    return revoked
 
 
 async def list_users(*, session: AsyncSession, limit: int, offset: int) -> list[User]:
