@@ -135,4 +135,3 @@ def _drop_stale(table: dict[Any, _Record], now: float, window: float) -> None:
     ]
     for key in stale:
         del table[key]
-
