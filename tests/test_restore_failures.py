@@ -5,6 +5,7 @@ first, ``backup_target_first``, brings the target back)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,6 @@ async def test_a_restore_past_its_time_limit_is_stopped(
         assert snapshot(server, name) != before
 
 
-
 def _waiting_sessions(server: Any, database: str) -> int:
     """Server sessions waiting for a lock in ``database``."""
     rows = server.query(
@@ -158,3 +158,92 @@ async def test_a_stopped_mysql_restore_leaves_no_statement_behind(
             assert _waiting_sessions(mysql_server, name) == 0
     finally:
         mysql_server.drop_database(name)
+
+
+async def test_a_mysql_restore_failing_midway_is_undone_by_the_safety_backup(
+    mysql_server: Any, alice: Api
+) -> None:
+    """An SQL error after some tables were already replaced: the restore fails with the
+    tool's own error line, and the backup of the target taken first brings it back."""
+    source, target = unique_name("rsmid"), unique_name("rsmidt")
+    create_filled(mysql_server, source)
+    # A view, restored last: the target's account may not create views.
+    mysql_server.execute("CREATE VIEW v AS SELECT id, name FROM items;", source)
+    create_filled(mysql_server, target)
+    before = _changed_after_backup(mysql_server, target)
+    try:
+        with account_of_its_own(mysql_server, target) as (user, password):
+            account = f"'{user}'@'{mysql_server.host}'"
+            mysql_server.execute(f"REVOKE CREATE VIEW ON `{target}`.* FROM {account};", target)
+            database = await alice.add_database(mysql_server, source)
+            other = await alice.add_database(mysql_server, target, username=user, password=password)
+            backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+            assert backup["status"] == "completed"
+            response = await alice.post(
+                f"/api/backups/{backup['id']}/restore",
+                json={"database_id": other["id"], "backup_target_first": True},
+            )
+            assert response.status_code == 202, response.text
+            restore = await alice.wait_restore(response.json()["restore"]["id"])
+            assert restore["status"] == "failed"
+            # The line number is the dump's, which varies with the server's version.
+            assert re.fullmatch(
+                re.escape("mysql a échoué (code 1): ERROR 1142 (42000) at line ")
+                + r"\d+"
+                + re.escape(
+                    f": CREATE VIEW command denied to user '{user}'@'{mysql_server.host}'"
+                    f" for table `{target}`.`v`"
+                ),
+                restore["error_msg"],
+            ), restore["error_msg"]
+            assert password not in restore["error_msg"]
+            # Not one transaction: the tables before the view hold the backup's rows...
+            assert snapshot(mysql_server, target) != before
+            # ...and the safety backup, completed first, is what brings the target back.
+            safety = (await alice.get(f"/api/backups/{restore['safety_backup_id']}")).json()
+            assert safety["backup"]["status"] == "completed"
+            response = await alice.post(
+                f"/api/backups/{safety['backup']['id']}/restore",
+                json={"database_id": other["id"], "confirm": target},
+            )
+            back = await alice.wait_restore(response.json()["restore"]["id"])
+            assert back["status"] == "completed", back["error_msg"]
+            assert snapshot(mysql_server, target) == before
+    finally:
+        mysql_server.drop_database(source)
+        mysql_server.drop_database(target)
+
+
+async def test_deleting_a_running_mysql_restore_stops_it(mysql_server: Any, alice: Api) -> None:
+    name = unique_name("rscancel")
+    create_filled(mysql_server, name)
+    database = await alice.add_database(mysql_server, name)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    with table_locked(mysql_server, name):
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": name},
+        )
+        restore_id = response.json()["restore"]["id"]
+        pids = await wait_until(lambda: client_pids("mysql", restore_id))
+        # The backup being restored cannot be deleted meanwhile.
+        response = await alice.delete(f"/api/backups/{backup['id']}")
+        assert response.status_code == 409
+        assert response.json() == {
+            "error": "Une restauration en cours ou en attente utilise cette sauvegarde"
+        }
+        response = await alice.delete(f"/api/restores/{restore_id}")
+        assert response.status_code == 200, response.text
+        assert all(gone(pid) for pid in pids), "the mysql client survived the deletion"
+        assert client_pids("mysql", restore_id) == []
+    assert (await alice.get(f"/api/restores/{restore_id}")).status_code == 404
+    assert (await alice.get("/api/restores")).json()["restores"] == []
+    # The backup is free again, and intact: restoring it completes, then it can be deleted.
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore",
+        json={"database_id": database["id"], "confirm": name},
+    )
+    again = await alice.wait_restore(response.json()["restore"]["id"])
+    assert again["status"] == "completed", again["error_msg"]
+    assert (await alice.delete(f"/api/backups/{backup['id']}")).status_code == 200
+    mysql_server.drop_database(name)
