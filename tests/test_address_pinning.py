@@ -44,7 +44,7 @@ def host_recording_tool(directory: Path, name: str, log: Path) -> str:
         'content="$(cat "$file")"\n'
         f'printf "%s\\n" "$content" | grep "^host=" >> "{log}"\n'
         'exec 9< <(printf "%s\\n" "$content")\n'
-        'shift\n'
+        "shift\n"
         f'exec "{real}" --defaults-extra-file=/dev/fd/9 "$@"\n'
     )
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
