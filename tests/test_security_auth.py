@@ -17,16 +17,20 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backup_api.models import User
 from tests.apphelpers import PASSWORD, Api, make_settings, running_app
 
 
 async def test_passwords_are_argon2_hashes(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as (app, client):
         await Api(client).signup("hash@example.com")
-    with sqlite3.connect(tmp_path / "meta.sqlite3") as connection:
-        (stored,) = connection.execute("SELECT password_hash FROM users").fetchone()
+        # Read as stored, on whichever metadata database the suite runs.
+        async with AsyncSession(app.state.backup_api.engine) as session:
+            stored = (await session.exec(select(User.password_hash))).one()
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
 
