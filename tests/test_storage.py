@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from backup_api.storage.local import LocalStorage
+from tests.support.locks import wait_until
 
 
+# A loop of its own: the test waits for its default executor's threads by shutting it down.
+@pytest.mark.asyncio(loop_scope="function")
 async def test_a_writer_cancelled_while_opening_leaves_nothing(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     for attempt in range(20):
@@ -21,7 +24,10 @@ async def test_a_writer_cancelled_while_opening_leaves_nothing(tmp_path: Path) -
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    await asyncio.sleep(0.5)  # the worker threads finish, then their files are aborted
+    # Every worker thread has finished (each file is created by now)...
+    await asyncio.get_running_loop().shutdown_default_executor()
+    # ...and each file is aborted once its creation is seen done on the loop.
+    await wait_until(lambda: not any((tmp_path / "postgresql").iterdir()))
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         gc.collect()

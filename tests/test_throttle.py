@@ -137,3 +137,28 @@ def test_rate_limit_slides_per_key() -> None:
     assert limit.acquire("alice") == 0
     # Only the oldest left: the next waits for the second (1100 + 3600).
     assert limit.acquire("alice") == 100
+
+
+async def test_a_lockout_ends_after_its_time(tmp_path: Path) -> None:
+    """Through the API, on the service's own throttle driven by a clock of the test's."""
+    settings = make_settings(tmp_path, login_max_failures=3, login_lockout_seconds=60)
+    async with running_app(settings) as (app, client):
+        clock = Clock()
+        app.state.backup_api.throttle.clock = clock
+        await Api(client).signup(OWNER)
+        wrong = {"email": OWNER, "password": "wrong-password"}
+        right = {"email": OWNER, "password": PASSWORD}
+        for _ in range(3):
+            assert (await client.post("/auth/login", json=wrong)).status_code == 401
+        locked = await client.post("/auth/login", json=right)
+        assert locked.status_code == 429
+        assert locked.headers["retry-after"] == "60"
+        assert locked.json() == {"error": "Trop de tentatives, réessayez plus tard"}
+        clock.now += 59
+        still = await client.post("/auth/login", json=right)
+        assert still.status_code == 429
+        assert still.headers["retry-after"] == "1"
+        clock.now += 1
+        response = await client.post("/auth/login", json=right)
+        assert response.status_code == 200, response.text
+        assert response.json()["user"]["email"] == OWNER

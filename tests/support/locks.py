@@ -63,34 +63,54 @@ def table_locked(server: Any, database: str, table: str = "items") -> Iterator[N
             statements = f"BEGIN;\nLOCK TABLE {table} IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n"
         else:
             statements = f"LOCK TABLES {table} WRITE;\nSELECT 'locked';\n"
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        try:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            process.stdin.write(statements)
-            process.stdin.flush()
-            line = process.stdout.readline()
-            assert "locked" in line, f"lock not taken: {line!r}"
+        with _held(argv, env, statements):
             yield
-        finally:
-            if process.stdin is not None:
-                with contextlib.suppress(BrokenPipeError):
-                    process.stdin.close()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
+
+
+@contextlib.contextmanager
+def table_shared_lock(server: Any, database: str, table: str) -> Iterator[None]:
+    """Hold a shared lock on ``table`` until the block ends: reading it (a dump) goes on,
+    dropping it (a restore) waits."""
+    with tempfile.TemporaryDirectory(prefix="bk-lock-") as tmp:
+        argv, env = _client_argv(server, database, Path(tmp))
+        if server.kind == "postgresql":
+            statements = f"BEGIN;\nLOCK TABLE {table} IN ACCESS SHARE MODE;\nSELECT 'locked';\n"
+        else:
+            statements = f"LOCK TABLES {table} READ;\nSELECT 'locked';\n"
+        with _held(argv, env, statements):
+            yield
+
+
+@contextlib.contextmanager
+def _held(argv: list[str], env: dict[str, str], statements: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write(statements)
+        process.stdin.flush()
+        line = process.stdout.readline()
+        assert "locked" in line, f"lock not taken: {line!r}"
+        yield
+    finally:
+        if process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 async def wait_until(predicate: Any, timeout: float = 20, interval: float = 0.05) -> Any:

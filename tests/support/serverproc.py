@@ -24,14 +24,17 @@ def free_port() -> int:
 class ServerProcess:
     """``backup-api serve`` as users run it, with its settings in the environment."""
 
-    def __init__(self, workdir: Path, **settings: str) -> None:
+    def __init__(self, workdir: Path, database_url: str | None = None, **settings: str) -> None:
+        """``database_url`` is the metadata database (by default a SQLite file in ``workdir``;
+        the ``metadata_url`` fixture gives either engine)."""
         self.workdir = workdir
         self.port = free_port()
         self.backup_root = workdir / "backups"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("BACKUP_API_")}
         self.env.update(
             {
-                "BACKUP_API_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'meta.sqlite3'}",
+                "BACKUP_API_DATABASE_URL": database_url
+                or f"sqlite+aiosqlite:///{workdir / 'meta.sqlite3'}",
                 "BACKUP_API_BACKUP_ROOT": str(self.backup_root),
                 "BACKUP_API_SECRETS_DIR": str(workdir / "secrets"),
                 "BACKUP_API_SHUTDOWN_GRACE_SECONDS": "5",
@@ -81,8 +84,10 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def server_process(workdir: Path, **settings: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(workdir, **settings)
+def server_process(
+    workdir: Path, database_url: str | None = None, **settings: str
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(workdir, database_url, **settings)
     try:
         yield server
     finally:
