@@ -24,7 +24,17 @@ from backup_api.jobs import (
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
-from backup_api.routers import auth, backups, databases, docs, health, restores, users
+from backup_api.retention.sweep import Clock, RetentionSweeper, system_clock
+from backup_api.routers import (
+    auth,
+    backups,
+    databases,
+    docs,
+    health,
+    restores,
+    retention,
+    users,
+)
 from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
@@ -42,7 +52,8 @@ the messages a route sends and when.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    """The application; ``clock`` is the time retention reads (tests move it)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -77,6 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             job_body(jobs),
             max_per_user=settings.running_jobs_per_user,
         )
+        sweeper = RetentionSweeper(
+            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=clock
+        )
+        jobs.on_backup_completed = sweeper.request
         app.state.backup_api = AppState(
             engine=engine,
             runner=runner,
@@ -89,8 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
             tool_versions=tool_versions,
+            retention=sweeper,
         )
         await recover(jobs, runner)
+        sweeper.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (about 90 ms over the framework's, the
         # ORM's and the models' objects) stop showing up as request latency spikes.
@@ -99,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await sweeper.stop()
             await runner.shutdown()
             jobs.archivers.close()
             executor.shutdown(wait=True)
@@ -116,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, health, docs):
+    for router in (auth, databases, retention, backups, restores, users, health, docs):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

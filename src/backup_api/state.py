@@ -12,6 +12,7 @@ from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
+from backup_api.retention.sweep import RetentionSweeper
 from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.storage.base import Storage
@@ -28,6 +29,7 @@ class AppState:
     principals: PrincipalCache
     tokens: VerifiedTokens
     tool_versions: ToolVersions
+    retention: RetentionSweeper
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property
