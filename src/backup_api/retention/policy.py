@@ -13,7 +13,8 @@ Rules (grandfather-father-son, as restic's ``forget``):
 - the rules are independent (a backup kept by ``keep_last`` still counts for its day), and
   a backup is kept when any rule keeps it;
 - ``max_age_days`` (measured from now) deletes older backups whatever the ``keep_*`` rules
-  say; alone, it keeps everything younger;
+  say (they still count them when picking each bucket's newest); alone, it keeps
+  everything younger;
 - never deleted, whatever the policy: the newest completed backup, any backup younger
   than an hour, a pinned one, a pending or running one;
 - failed records (they have no file) are removed once older than ``failed_max_age``.
@@ -51,7 +52,8 @@ class Policy:
     def buckets(self) -> list[tuple[str, int, Callable[[datetime], tuple[int, ...]]]]:
         """The calendar rules: reason, count, bucket of a local time."""
         return [
-            ("hourly", self.keep_hourly, lambda t: (t.year, t.month, t.day, t.hour)),
+            # ``fold`` tells the two 01:00-02:00 of a fall-back night apart: hours elapse.
+            ("hourly", self.keep_hourly, lambda t: (t.year, t.month, t.day, t.hour, t.fold)),
             ("daily", self.keep_daily, lambda t: (t.year, t.month, t.day)),
             ("weekly", self.keep_weekly, lambda t: tuple(t.isocalendar()[:2])),
             ("monthly", self.keep_monthly, lambda t: (t.year, t.month)),
