@@ -550,7 +550,7 @@ class BackupPublic(BaseModel):
 
 
 class BackupUpdate(StrictBody):
-    pinned: bool = Field(description="true: retention never deletes this backup")
+    pinned: bool = Field(strict=True, description="true: retention never deletes this backup")
 
 
 # --------------------------------------------------------------------------- retention
@@ -603,9 +603,9 @@ class RetentionPolicyBody(StrictBody):
     keep_weekly: KeepCount = 0
     keep_monthly: KeepCount = 0
     keep_yearly: KeepCount = 0
-    max_age_days: Annotated[
-        int | None, BeforeValidator(_count_not_bool), Field(ge=1, le=MAX_AGE_DAYS)
-    ] = None
+    max_age_days: (
+        Annotated[int, BeforeValidator(_count_not_bool), Field(ge=1, le=MAX_AGE_DAYS)] | None
+    ) = None
 
 
 class RetentionPublic(BaseModel):
