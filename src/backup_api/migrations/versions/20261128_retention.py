@@ -15,6 +15,8 @@ down_revision = "0004_tool_versions"
 branch_labels = None
 depends_on = None
 
+_KEEP_IDS = {"sqlite_autoincrement": True}
+
 
 def upgrade() -> None:
     op.create_table(
@@ -32,13 +34,15 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["database_id"], ["databases.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("database_id"),
     )
-    with op.batch_alter_table("backups", schema=None) as batch_op:
+    # SQLite rebuilds the table for a NOT NULL column: it must keep AUTOINCREMENT (a deleted
+    # backup's id never names another one).
+    with op.batch_alter_table("backups", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.add_column(
             sa.Column("pinned", sa.Boolean(), nullable=False, server_default=sa.false())
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("backups", schema=None) as batch_op:
+    with op.batch_alter_table("backups", schema=None, table_kwargs=_KEEP_IDS) as batch_op:
         batch_op.drop_column("pinned")
     op.drop_table("retention_policies")
