@@ -19,6 +19,7 @@ from backup_api.config import Settings
 from backup_api.main import create_app
 from backup_api.models import Backup
 from backup_api.retention.sweep import RetentionSweeper
+from backup_api.services.backups import open_download
 from tests.apphelpers import Api, unique_name
 from tests.locks import table_locked
 from tests.sample_data import create_filled
@@ -410,3 +411,36 @@ async def test_a_backup_being_restored_waits_for_the_next_sweep(
         assert not _file(settings, old).exists()
     pg_server.drop_database(source)
     pg_server.drop_database(target)
+
+
+async def test_a_backup_being_downloaded_waits_for_the_next_sweep(
+    pg_server: Any, settings_factory: Any
+) -> None:
+    source = unique_name("ret")
+    create_filled(pg_server, source)
+    settings = settings_factory()
+    clock = Clock()
+    async with app_with_clock(settings, clock) as (app, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(pg_server, source)
+        old, _ = [await completed_backup(alice, database["id"]) for _ in range(2)]
+        await set_created_at(app, old["id"], clock.now - timedelta(days=10))
+        url = f"/api/databases/{database['id']}/retention"
+        assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
+        state = app.state.backup_api
+        async with state.sessions() as session:
+            record = await session.get(Backup, old["id"])
+            assert record is not None
+            # The download route's own stream, held after its first chunk.
+            download = await open_download(
+                storage=state.storage, backup=record, downloads=sweeper(app).downloads
+            )
+        first = await anext(download.chunks)
+        assert first.startswith(b"PK")
+        outcome = await sweeper(app).sweep(database["id"])
+        assert outcome.skipped == [old["id"]]
+        assert _file(settings, old).exists()
+        rest = b"".join([chunk async for chunk in download.chunks])
+        assert len(first + rest) == old["size"]
+        assert (await sweeper(app).sweep(database["id"])).deleted == [old["id"]]
+    pg_server.drop_database(source)

@@ -3,8 +3,9 @@
 It runs after each completed backup of a database (for that database) and every
 ``BACKUP_API_RETENTION_SWEEP_SECONDS`` (for all of them), one sweep at a time. Each
 deletion goes through the same service path as ``DELETE /api/backups/{id}`` in its own
-transaction; one that fails (a restore reads the backup, the file cannot be removed) is
-logged and left for the next sweep, and the sweep goes on. A file already gone counts as
+transaction; one that cannot happen now (a restore reads the backup, a client downloads
+it, the file cannot be removed) is logged and left for the next sweep, and the sweep goes
+on. A file already gone counts as
 deleted.
 """
 
@@ -26,7 +27,7 @@ from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
 from backup_api.runner import Runner
-from backup_api.services.backups import delete_backup
+from backup_api.services.backups import ActiveDownloads, delete_backup
 from backup_api.storage.base import Storage
 
 logger = logging.getLogger("backup_api.retention")
@@ -100,6 +101,8 @@ class RetentionSweeper:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        #: Streamed to a client now: left for the next sweep.
+        self.downloads = ActiveDownloads()
 
     # ------------------------------------------------------------------ decision
     async def plan(
@@ -135,6 +138,12 @@ class RetentionSweeper:
             return outcome
 
     async def _delete(self, database_id: int | None, item: Doomed) -> bool:
+        if item.backup_id in self.downloads:
+            logger.info(
+                "retention: backup %s is being downloaded, left for the next sweep",
+                item.backup_id,
+            )
+            return False
         try:
             async with session_scope(self._sessions) as session:
                 backup = await session.get(Backup, item.backup_id)

@@ -114,7 +114,9 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
 )
 async def download_backup(backup: BackupDep, state: StateDep) -> StreamingResponse:
     """Download the ZIP archive of a completed backup (streamed)."""
-    download = await backups_service.open_download(storage=state.storage, backup=backup)
+    download = await backups_service.open_download(
+        storage=state.storage, backup=backup, downloads=state.retention.downloads
+    )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',
         "Content-Length": str(download.size),

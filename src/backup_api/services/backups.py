@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -295,17 +295,44 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
-async def open_download(*, storage: Storage, backup: Backup) -> Download:
+class ActiveDownloads:
+    """The backups whose file is being streamed to a client, so that retention leaves
+    them for its next sweep."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+
+    def __contains__(self, backup_id: object) -> bool:
+        return self._counts[backup_id] > 0 if isinstance(backup_id, int) else False
+
+    async def stream(self, backup_id: int, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        # Counted from the first chunk asked for (a response never started leaves no
+        # trace) to the end of the stream, whether it completes or the client goes.
+        self._counts[backup_id] += 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            self._counts[backup_id] -= 1
+            if self._counts[backup_id] <= 0:
+                del self._counts[backup_id]
+
+
+async def open_download(
+    *, storage: Storage, backup: Backup, downloads: ActiveDownloads | None = None
+) -> Download:
     if backup.status != JobStatus.COMPLETED.value:
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
+    assert backup.id is not None
     key = storage_key(backup.db_type, backup.filename)
     if not await storage.exists(key):
         raise NotFound("Fichier de sauvegarde introuvable")
+    chunks = storage.iter_bytes(key)
     return Download(
         filename=backup.filename,
         size=await storage.size(key),
         checksum=backup.checksum,
-        chunks=storage.iter_bytes(key),
+        chunks=chunks if downloads is None else downloads.stream(backup.id, chunks),
     )
 
 
