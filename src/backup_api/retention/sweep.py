@@ -101,6 +101,7 @@ class RetentionSweeper:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
         #: Streamed to a client now: left for the next sweep.
         self.downloads = ActiveDownloads()
 
@@ -184,6 +185,8 @@ class RetentionSweeper:
     def request(self, database_id: int) -> None:
         """Sweep ``database_id`` soon (after one of its backups completed), in the
         background: the job that asked does not wait for it."""
+        if self._closed:
+            return  # stopping: the next start's periodic sweep covers it
         task = asyncio.create_task(self._requested(database_id), name=f"retention-{database_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -213,6 +216,7 @@ class RetentionSweeper:
             due = self.clock() + interval
 
     async def stop(self) -> None:
+        self._closed = True
         tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
