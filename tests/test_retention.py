@@ -148,6 +148,19 @@ async def test_policy_crud_and_validation(alice: Api, pg_server: Any) -> None:
         # Bad input loses nothing.
         assert (await alice.get(url)).json()["retention"] == stored
 
+    # A policy tried in a preview is checked the same way.
+    for params, message in [
+        ({"keep_daily": -1}, "Données invalides: keep_daily: valeur trop petite"),
+        ({"max_age_days": "jamais"}, "Données invalides: max_age_days: entier attendu"),
+        ({"keep_all": 1}, "Données invalides: keep_all: champ non autorisé"),
+    ]:
+        response = await alice.get(f"{url}/preview", params=params)
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": message}
+    response = await alice.post(f"{url}/preview", json={"keep_last": 0, "keep_daily": 0})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("Données invalides: keep_last: aucune règle")
+
     response = await alice.delete(url)
     assert response.status_code == 200
     assert response.json() == {"message": "Politique de rétention supprimée"}

@@ -7,8 +7,10 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
 
 from backup_api.retention.policy import Plan, Policy, Record, plan
+from backup_api.retention.zone import retention_zone
 
 FAILED_AGE = timedelta(days=30)
 HOUR = timedelta(hours=1)
@@ -274,3 +276,20 @@ def test_failed_records_expire_and_anchor_nothing() -> None:
         1: ("newest", "no_policy"),
     }
     assert [(d.backup_id, d.reason) for d in result.delete] == [(2, "failed")]
+
+
+def test_zone_is_the_schedules_when_there_is_one() -> None:
+    engine = create_engine("sqlite://")
+    with engine.begin() as connection:
+        # No schedules at all: UTC.
+        assert retention_zone(connection, 1) == ZoneInfo("UTC")
+        connection.execute(text("CREATE TABLE schedules (database_id INTEGER, timezone TEXT)"))
+        connection.execute(
+            text("INSERT INTO schedules VALUES (1, 'Europe/Paris'), (2, 'Nowhere/Land')")
+        )
+        assert retention_zone(connection, 1) == ZoneInfo("Europe/Paris")
+        # An unknown zone, no schedule for the database, or no database: UTC.
+        assert retention_zone(connection, 2) == ZoneInfo("UTC")
+        assert retention_zone(connection, 3) == ZoneInfo("UTC")
+        assert retention_zone(connection, None) == ZoneInfo("UTC")
+    engine.dispose()
