@@ -135,11 +135,6 @@ async def test_policy_crud_and_validation(alice: Api, pg_server: Any) -> None:
             {"keep_last": 1, "keep_forever": 1},
             "Données invalides: keep_forever: champ non autorisé",
         ),
-        (
-            {"keep_last": 0},
-            "Données invalides: keep_last: aucune règle donnée; indiquez au moins un keep_* "
-            "supérieur à 0 ou max_age_days",
-        ),
     ]
     for payload, message in bad:
         response = await alice.put(url, json=payload)
@@ -157,9 +152,10 @@ async def test_policy_crud_and_validation(alice: Api, pg_server: Any) -> None:
         response = await alice.get(f"{url}/preview", params=params)
         assert response.status_code == 400, response.text
         assert response.json() == {"error": message}
+    # A policy without any rule deletes nothing (restic's forget without a policy).
     response = await alice.post(f"{url}/preview", json={"keep_last": 0, "keep_daily": 0})
-    assert response.status_code == 400
-    assert response.json()["error"].startswith("Données invalides: keep_last: aucune règle")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"keep": [], "delete": []}
 
     response = await alice.delete(url)
     assert response.status_code == 200

@@ -586,16 +586,12 @@ def _count_not_bool(value: object) -> object:
     return value
 
 
-KeepCount = Annotated[
-    int,
-    BeforeValidator(_count_not_bool),
-    Field(ge=0, le=MAX_KEEP),
-]
+KeepCount = Annotated[int, Field(ge=0, le=MAX_KEEP), BeforeValidator(_count_not_bool)]
 
 
 class RetentionPolicyBody(StrictBody):
     """A policy to save or to try. Omitted counts are 0; ``max_age_days`` null is no limit.
-    At least one rule must be set: an empty policy would keep only the newest backup."""
+    A policy without any rule removes nothing (as restic's ``forget`` without one)."""
 
     keep_last: KeepCount = 0
     keep_hourly: KeepCount = 0
@@ -604,7 +600,7 @@ class RetentionPolicyBody(StrictBody):
     keep_monthly: KeepCount = 0
     keep_yearly: KeepCount = 0
     max_age_days: (
-        Annotated[int, BeforeValidator(_count_not_bool), Field(ge=1, le=MAX_AGE_DAYS)] | None
+        Annotated[int, Field(ge=1, le=MAX_AGE_DAYS), BeforeValidator(_count_not_bool)] | None
     ) = None
 
 
@@ -635,7 +631,8 @@ class PreviewKeep(BaseModel):
     reasons: list[str] = Field(
         description="Why it stays: newest, pinned, young, pending, running, last, hourly, "
         "daily, weekly, monthly, yearly, max_age (younger than max_age_days, the only rule), "
-        "no_policy, failed (a failed record not yet expired)"
+        "no_policy (no policy, or one without any rule), failed (a failed record not yet "
+        "expired)"
     )
 
 

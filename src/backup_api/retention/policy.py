@@ -12,6 +12,8 @@ Rules (grandfather-father-son, as restic's ``forget``):
   backup, never from now;
 - the rules are independent (a backup kept by ``keep_last`` still counts for its day), and
   a backup is kept when any rule keeps it;
+- a policy without any rule (every count 0, no ``max_age_days``) removes nothing, as
+  restic's ``forget`` without a policy;
 - ``max_age_days`` (measured from now) deletes older backups whatever the ``keep_*`` rules
   say (they still count them when picking each bucket's newest); alone, it keeps
   everything younger;
@@ -127,8 +129,11 @@ def plan(
 ) -> Plan:
     """What to keep (and why) and what to delete (and why) among one database's records.
 
-    ``policy`` None keeps every backup (failed records still expire).
+    ``policy`` None, or one without any rule, keeps every backup (failed records still
+    expire).
     """
+    if policy is not None and not policy.has_keep_rule and policy.max_age_days is None:
+        policy = None  # no rule at all: as restic's forget, nothing is removed
     now = _utc(now)
     records = _newest_first(history)
     completed = [r for r in records if r.status == COMPLETED]

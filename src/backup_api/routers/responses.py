@@ -84,12 +84,6 @@ INVALID_RETENTION = ErrorCase(
     "Données invalides: keep_daily: valeur trop petite",
     "a count is not an integer from 0 to 10000, or `max_age_days` not from 1 to 36500",
 )
-EMPTY_RETENTION = ErrorCase(
-    400,
-    "Données invalides: keep_last: aucune règle donnée; indiquez au moins un keep_* "
-    "supérieur à 0 ou max_age_days",
-    "every count is 0 and `max_age_days` is null",
-)
 
 # --- 403
 OWNER_ONLY = ErrorCase(

@@ -18,7 +18,6 @@ from backup_api.models import (
 )
 from backup_api.routers.responses import (
     DATABASE_NOT_FOUND,
-    EMPTY_RETENTION,
     INVALID_RETENTION,
     OWNER_ONLY,
     RETENTION_NOT_FOUND,
@@ -39,7 +38,7 @@ def _public(policy: RetentionPolicy) -> RetentionPublic:
     "/{database_id}/retention",
     response_model=RetentionEnvelope,
     summary="Set a database's retention policy",
-    responses=errors(INVALID_RETENTION, EMPTY_RETENTION, *ONE_DATABASE),
+    responses=errors(INVALID_RETENTION, *ONE_DATABASE),
 )
 async def put_retention(
     data: RetentionPolicyBody, database: DatabaseDep, session: SessionDep
@@ -81,7 +80,7 @@ async def delete_retention(database: DatabaseDep, session: SessionDep) -> Messag
     "/{database_id}/retention/preview",
     response_model=RetentionPreview,
     summary="Preview the next retention sweep",
-    responses=errors(INVALID_RETENTION, EMPTY_RETENTION, *ONE_DATABASE),
+    responses=errors(INVALID_RETENTION, *ONE_DATABASE),
 )
 async def preview_retention(
     query: Annotated[RetentionPolicyBody, Query()],
@@ -101,7 +100,7 @@ async def preview_retention(
     "/{database_id}/retention/preview",
     response_model=RetentionPreview,
     summary="Preview a retention policy before saving it",
-    responses=errors(INVALID_RETENTION, EMPTY_RETENTION, *ONE_DATABASE),
+    responses=errors(INVALID_RETENTION, *ONE_DATABASE),
 )
 async def preview_retention_body(
     data: RetentionPolicyBody, database: DatabaseDep, session: SessionDep, state: StateDep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.exceptions import BadRequest, NotFound
+from backup_api.exceptions import NotFound
 from backup_api.models import (
     Database,
     PreviewDelete,
@@ -18,19 +18,10 @@ from backup_api.retention.policy import Policy
 from backup_api.retention.sweep import SAVED, RetentionSweeper
 
 NO_POLICY = "Aucune politique de rétention pour cette base de données"
-EMPTY_POLICY = (
-    "Données invalides: keep_last: aucune règle donnée; indiquez au moins un keep_* "
-    "supérieur à 0 ou max_age_days"
-)
 
 
 def policy_from_body(body: RetentionPolicyBody) -> Policy:
-    """The policy a body describes; one without any rule is refused (it would keep only
-    the newest backup, surely not what was meant)."""
-    policy = Policy(**body.model_dump())
-    if not policy.has_keep_rule and policy.max_age_days is None:
-        raise BadRequest(EMPTY_POLICY)
-    return policy
+    return Policy(**body.model_dump())
 
 
 async def get_policy(*, session: AsyncSession, database: Database) -> RetentionPolicy:
@@ -45,7 +36,6 @@ async def put_policy(
 ) -> RetentionPolicy:
     """Create or replace the database's policy (omitted counts are 0)."""
     assert database.id is not None
-    policy_from_body(body)
     policy = await session.get(RetentionPolicy, database.id)
     if policy is None:
         policy = RetentionPolicy(database_id=database.id)
