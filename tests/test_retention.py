@@ -21,7 +21,7 @@ from backup_api.models import Backup
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.services.backups import open_download
 from tests.apphelpers import Api, unique_name
-from tests.locks import table_locked
+from tests.locks import table_locked, wait_until
 from tests.sample_data import create_filled
 
 POLICY = {
@@ -76,10 +76,17 @@ async def backups_of(api: Api, database_id: int) -> dict[int, dict[str, Any]]:
     return {b["id"]: b for b in response.json()["backups"]}
 
 
-async def completed_backup(api: Api, database_id: int) -> dict[str, Any]:
-    backup = await api.wait_backup((await api.start_backup(database_id))["id"])
-    assert backup["status"] == "completed", backup
-    return backup
+async def completed_backups(app: FastAPI, api: Api, database_id: int, count: int) -> list[Any]:
+    """``count`` real backups, once the sweep each one's completion asks for is done (so
+    that none runs later, under a policy the test sets meanwhile)."""
+    before = sweeper(app).requested_sweeps
+    backups = []
+    for _ in range(count):
+        backup = await api.wait_backup((await api.start_backup(database_id))["id"])
+        assert backup["status"] == "completed", backup
+        backups.append(backup)
+    await wait_until(lambda: sweeper(app).requested_sweeps >= before + count)
+    return backups
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 30) -> None:
@@ -177,7 +184,7 @@ async def test_preview_is_what_the_sweep_does(pg_server: Any, settings_factory: 
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        backups = [await completed_backup(alice, database["id"]) for _ in range(6)]
+        backups = await completed_backups(app, alice, database["id"], 6)
         # Newest first: 2 hours, 1 day, 1 day and 1 hour, 3 days, 20 days, 400 days old.
         ages = [timedelta(hours=2), timedelta(days=1), timedelta(days=1, hours=1)]
         ages += [timedelta(days=3), timedelta(days=20), timedelta(days=400)]
@@ -227,14 +234,14 @@ async def test_sweep_follows_each_completed_backup(pg_server: Any, settings_fact
     async with app_with_clock(settings, Clock()) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        first = await completed_backup(alice, database["id"])
+        (first,) = await completed_backups(app, alice, database["id"], 1)
         await set_created_at(app, first["id"], datetime.now(UTC) - timedelta(hours=3))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         # Saving the policy deletes nothing by itself.
         assert first["id"] in await backups_of(alice, database["id"])
 
-        second = await completed_backup(alice, database["id"])
+        (second,) = await completed_backups(app, alice, database["id"], 1)
 
         async def first_gone() -> bool:
             return first["id"] not in await backups_of(alice, database["id"])
@@ -254,7 +261,7 @@ async def test_periodic_sweep_runs_on_the_clock(pg_server: Any, settings_factory
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        old, new = [await completed_backup(alice, database["id"]) for _ in range(2)]
+        old, new = await completed_backups(app, alice, database["id"], 2)
         await set_created_at(app, old["id"], clock.now - timedelta(hours=3))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
@@ -281,7 +288,7 @@ async def test_missing_file_counts_as_deleted_and_an_error_stops_nothing(
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        oldest, stuck, newest = [await completed_backup(alice, database["id"]) for _ in range(3)]
+        oldest, stuck, newest = await completed_backups(app, alice, database["id"], 3)
         await set_created_at(app, oldest["id"], clock.now - timedelta(days=3))
         await set_created_at(app, stuck["id"], clock.now - timedelta(days=2))
         url = f"/api/databases/{database['id']}/retention"
@@ -321,7 +328,7 @@ async def test_failed_records_expire(pg_server: Any, settings_factory: Any) -> N
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        good = await completed_backup(alice, database["id"])
+        (good,) = await completed_backups(app, alice, database["id"], 1)
         pg_server.drop_database(source)
         failed = [await alice.wait_backup((await alice.start_backup(database["id"]))["id"])]
         failed.append(await alice.wait_backup((await alice.start_backup(database["id"]))["id"]))
@@ -347,7 +354,7 @@ async def test_pinned_backups_stay(pg_server: Any, settings_factory: Any) -> Non
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        old, new = [await completed_backup(alice, database["id"]) for _ in range(2)]
+        old, new = await completed_backups(app, alice, database["id"], 2)
         assert old["pinned"] is False
         await set_created_at(app, old["id"], clock.now - timedelta(days=10))
 
@@ -397,7 +404,7 @@ async def test_a_backup_being_restored_waits_for_the_next_sweep(
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         target_database = await alice.add_database(pg_server, target)
-        old, _ = [await completed_backup(alice, database["id"]) for _ in range(2)]
+        old, _ = await completed_backups(app, alice, database["id"], 2)
         await set_created_at(app, old["id"], clock.now - timedelta(days=10))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
@@ -432,7 +439,7 @@ async def test_a_backup_being_downloaded_waits_for_the_next_sweep(
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
-        old, _ = [await completed_backup(alice, database["id"]) for _ in range(2)]
+        old, _ = await completed_backups(app, alice, database["id"], 2)
         await set_created_at(app, old["id"], clock.now - timedelta(days=10))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200

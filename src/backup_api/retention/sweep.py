@@ -102,6 +102,8 @@ class RetentionSweeper:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
+        #: Sweeps made after a completed backup, so far (tests wait for theirs).
+        self.requested_sweeps = 0
         #: Streamed to a client now: left for the next sweep.
         self.downloads = ActiveDownloads()
 
@@ -196,6 +198,8 @@ class RetentionSweeper:
             await self.sweep(database_id)
         except Exception:
             logger.exception("retention: sweep of database %s failed", database_id)
+        finally:
+            self.requested_sweeps += 1
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._periodic(), name="retention-loop")
