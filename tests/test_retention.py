@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from backup_api.config import Settings
 from backup_api.main import create_app
-from backup_api.models import Backup
+from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.services.backups import open_download
 from tests.apphelpers import Api, unique_name
@@ -33,6 +33,9 @@ POLICY = {
     "keep_yearly": 3,
     "max_age_days": None,
 }
+
+
+POLICIES = RetentionPolicy.__table__  # type: ignore[attr-defined]
 
 
 class Clock:
@@ -104,7 +107,7 @@ def _file(settings: Settings, backup: dict[str, Any]) -> Path:
 # --------------------------------------------------------------------------- CRUD
 
 
-async def test_policy_crud_and_validation(alice: Api, pg_server: Any) -> None:
+async def test_policy_crud_and_validation(app: FastAPI, alice: Api, pg_server: Any) -> None:
     database = await alice.add_database(pg_server, unique_name("ret"))
     url = f"/api/databases/{database['id']}/retention"
 
@@ -169,6 +172,11 @@ async def test_policy_crud_and_validation(alice: Api, pg_server: Any) -> None:
     assert response.json() == {"message": "Politique de rétention supprimée"}
     assert (await alice.get(url)).status_code == 404
     assert (await alice.get("/api/databases/999999/retention")).status_code == 404
+    # A policy goes with its database.
+    assert (await alice.put(url, json=POLICY)).status_code == 200
+    assert (await alice.delete(f"/api/databases/{database['id']}")).status_code == 200
+    async with app.state.backup_api.engine.connect() as connection:
+        assert (await connection.execute(select(func.count()).select_from(POLICIES))).scalar() == 0
 
 
 # --------------------------------------------------------------------------- sweeps
