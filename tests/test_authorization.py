@@ -15,6 +15,11 @@ ROUTES = [
     ("PUT", "/api/databases/{database}", {"name": "pris par bob"}),
     ("DELETE", "/api/databases/{database}", None),
     ("POST", "/api/databases/{database}/test", None),
+    ("GET", "/api/databases/{database}/retention", None),
+    ("PUT", "/api/databases/{database}/retention", {"keep_last": 1}),
+    ("DELETE", "/api/databases/{database}/retention", None),
+    ("GET", "/api/databases/{database}/retention/preview", None),
+    ("POST", "/api/databases/{database}/retention/preview", {"keep_last": 1}),
     ("POST", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/{backup}", None),
@@ -22,6 +27,7 @@ ROUTES = [
     ("POST", "/api/backups/{backup}/verify", None),
     ("POST", "/api/backups/{backup}/restore", {"database_id": "{database}"}),
     ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
+    ("PUT", "/api/backups/{backup}", {"pinned": True}),
     ("DELETE", "/api/backups/{backup}", None),
     ("GET", "/api/restores/{restore}", None),
     ("DELETE", "/api/restores/{restore}", None),
@@ -45,7 +51,17 @@ async def _state(api: Api) -> dict[str, Any]:
     backups = (await api.get("/api/backups")).json()
     restores = (await api.get("/api/restores")).json()
     tokens = (await api.get("/api/tokens")).json()
-    return {"databases": databases, "backups": backups, "restores": restores, "tokens": tokens}
+    retention = {
+        d["id"]: (await api.get(f"/api/databases/{d['id']}/retention")).json()
+        for d in databases["databases"]
+    }
+    return {
+        "databases": databases,
+        "backups": backups,
+        "restores": restores,
+        "tokens": tokens,
+        "retention": retention,
+    }
 
 
 async def test_second_user_gets_403_everywhere(
@@ -77,6 +93,10 @@ async def test_second_user_gets_403_everywhere(
         "bob_backup": bob_backup["id"],
         "token": token["id"],
     }
+    response = await alice.put(
+        f"/api/databases/{database['id']}/retention", json={"keep_last": 5, "keep_daily": 7}
+    )
+    assert response.status_code == 200, response.text
     before = await _state(alice)
 
     for method, template, body in ROUTES:
@@ -108,6 +128,8 @@ async def test_second_user_gets_403_everywhere(
         f"/api/backups/{backup['id']}/download",
         f"/api/restores/{restore['id']}",
         f"/api/tokens/{token['id']}",
+        f"/api/databases/{database['id']}/retention",
+        f"/api/databases/{database['id']}/retention/preview",
     ):
         response = await admin.get(url)
         assert response.status_code == 200, (url, response.text)

@@ -211,7 +211,11 @@ async def test_errors_the_server_sends_are_the_documented_ones(
         }
         checked: dict[int, int] = {}
         # A valid body where one is required, so that only the case under test can fail.
-        bodies = {("PUT", "/api/users/{user_id}/role"): {"role": "user"}}
+        bodies = {
+            ("PUT", "/api/users/{user_id}/role"): {"role": "user"},
+            ("PUT", "/api/backups/{backup_id}"): {"pinned": True},
+            ("POST", "/api/databases/{database_id}/retention/preview"): {"keep_last": 1},
+        }
 
         async def check(
             api: Api | None, method: str, url: str, operation: Any, status: int

@@ -117,6 +117,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["/usr/lib/postgresql/*/bin"]
     )
 
+    # --- retention
+    # Failed backup records (they have no file) are removed once this old.
+    retention_failed_days: int = Field(default=30, ge=1)
+    # How often every database is swept (besides after each completed backup).
+    retention_sweep_seconds: float = Field(default=3600, gt=0)
+    # How often the sweep loop reads its clock to see whether a sweep is due.
+    retention_check_seconds: float = Field(default=60, gt=0)
+
     # --- listing
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)

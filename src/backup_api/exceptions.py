@@ -134,6 +134,8 @@ _VALIDATION_MESSAGES = {
     "string_type": "chaîne attendue",
     "int_type": "entier attendu",
     "int_parsing": "entier attendu",
+    "int_from_float": "entier attendu",
+    "bool_parsing": "booléen attendu",
     "bool_type": "booléen attendu",
     "string_too_long": "trop long",
     "string_too_short": "trop court",

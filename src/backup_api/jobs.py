@@ -118,6 +118,8 @@ class JobContext:
     executor: ThreadPoolExecutor
     archivers: ArchiverLauncher
     pg_clients: PgClients
+    # Told the database of each completed backup (retention sweeps it).
+    on_backup_completed: Callable[[int], None] | None = None
 
     @property
     def marker_suffix(self) -> str:
@@ -477,6 +479,8 @@ async def run_backup(ctx: JobContext, job: Job) -> None:
             finished_at=now_utc(),
         )
         logger.info("backup %s completed (%d bytes)", job.id, result.size)
+        if ctx.on_backup_completed is not None and database.id is not None:
+            ctx.on_backup_completed(database.id)
     except asyncio.CancelledError:
         if writer is not None:
             await asyncio.shield(writer.abort())

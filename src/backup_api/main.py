@@ -25,6 +25,7 @@ from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
 from backup_api.ratelimit import RateLimiter
+from backup_api.retention.sweep import Clock, RetentionSweeper, system_clock
 from backup_api.routers import (
     api_tokens,
     auth,
@@ -33,6 +34,7 @@ from backup_api.routers import (
     docs,
     health,
     restores,
+    retention,
     users,
 )
 from backup_api.runner import Runner
@@ -53,7 +55,8 @@ the messages a route sends and when.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    """The application; ``clock`` is the time retention reads (tests move it)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -88,6 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             job_body(jobs),
             max_per_user=settings.running_jobs_per_user,
         )
+        sweeper = RetentionSweeper(
+            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=clock
+        )
+        jobs.on_backup_completed = sweeper.request
         app.state.backup_api = AppState(
             engine=engine,
             runner=runner,
@@ -104,8 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             connection_tests=RateLimiter(
                 settings.connection_tests_per_user, settings.connection_tests_window_seconds
             ),
+            retention=sweeper,
         )
         await recover(jobs, runner)
+        sweeper.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (about 90 ms over the framework's, the
         # ORM's and the models' objects) stop showing up as request latency spikes.
@@ -114,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await sweeper.stop()
             await runner.shutdown()
             jobs.archivers.close()
             executor.shutdown(wait=True)
@@ -131,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, api_tokens, health, docs):
+    for router in (auth, databases, retention, backups, restores, users, api_tokens, health, docs):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

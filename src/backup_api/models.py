@@ -21,7 +21,18 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -607,6 +618,11 @@ class Backup(SQLModel, table=True):
     finished_at: datetime | None = _tz_column(nullable=True)
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # Kept out of retention for good (see backup_api.retention).
+    pinned: bool = SQLField(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, default=False, server_default=false()),
+    )
 
 
 class BackupPublic(BaseModel):
@@ -638,6 +654,110 @@ class BackupPublic(BaseModel):
         description="Version of the pg_dump that wrote the dump (PostgreSQL); a restore "
         "uses a psql at least as new",
     )
+    pinned: bool = Field(
+        default=False, description="Kept out of retention: no sweep ever deletes it"
+    )
+
+
+class BackupUpdate(StrictBody):
+    pinned: bool = Field(strict=True, description="true: retention never deletes this backup")
+
+
+# --------------------------------------------------------------------------- retention
+
+#: Upper bounds of a policy's counts: far beyond any real use, small enough to compute.
+MAX_KEEP = 10_000
+MAX_AGE_DAYS = 36_500
+
+
+class RetentionPolicy(SQLModel, table=True):
+    """A database's retention policy; none means every backup is kept."""
+
+    __tablename__ = "retention_policies"
+
+    database_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("databases.id", ondelete="CASCADE"), primary_key=True)
+    )
+    keep_last: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    keep_hourly: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    keep_daily: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    keep_weekly: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    keep_monthly: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    keep_yearly: int = SQLField(default=0, sa_column=Column(Integer, nullable=False))
+    max_age_days: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+def _count_not_bool(value: object) -> object:
+    # JSON ``true`` would otherwise be read as the count 1.
+    if isinstance(value, bool):
+        raise ValueError("entier positif ou nul attendu")
+    return value
+
+
+KeepCount = Annotated[int, Field(ge=0, le=MAX_KEEP), BeforeValidator(_count_not_bool)]
+
+
+class RetentionPolicyBody(StrictBody):
+    """A policy to save or to try. Omitted counts are 0; ``max_age_days`` null is no limit.
+    A policy without any rule removes nothing (as restic's ``forget`` without one)."""
+
+    keep_last: KeepCount = 0
+    keep_hourly: KeepCount = 0
+    keep_daily: KeepCount = 0
+    keep_weekly: KeepCount = 0
+    keep_monthly: KeepCount = 0
+    keep_yearly: KeepCount = 0
+    max_age_days: (
+        Annotated[int, Field(ge=1, le=MAX_AGE_DAYS), BeforeValidator(_count_not_bool)] | None
+    ) = None
+
+
+class RetentionPublic(BaseModel):
+    database_id: int
+    keep_last: int
+    keep_hourly: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    keep_yearly: int
+    max_age_days: int | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class RetentionEnvelope(BaseModel):
+    message: str
+    retention: RetentionPublic
+
+
+class RetentionItem(BaseModel):
+    retention: RetentionPublic
+
+
+class PreviewKeep(BaseModel):
+    backup_id: int
+    reasons: list[str] = Field(
+        description="Why it stays: newest, pinned, young, pending, running, last, hourly, "
+        "daily, weekly, monthly, yearly, max_age (younger than max_age_days, the only rule), "
+        "no_policy (no policy, or one without any rule), failed (a failed record not yet "
+        "expired)"
+    )
+
+
+class PreviewDelete(BaseModel):
+    backup_id: int
+    created_at: Timestamp
+    reason: str = Field(
+        description="policy (no rule keeps it), max_age (older than max_age_days) or "
+        "failed (a failed record older than BACKUP_API_RETENTION_FAILED_DAYS)"
+    )
+
+
+class RetentionPreview(BaseModel):
+    keep: list[PreviewKeep]
+    delete: list[PreviewDelete]
 
 
 # --------------------------------------------------------------------------- restores

@@ -13,6 +13,7 @@ from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
+from backup_api.retention.sweep import RetentionSweeper
 from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.services.serverprobe import ServerProbe
@@ -32,6 +33,7 @@ class AppState:
     tokens: VerifiedTokens
     tool_versions: ToolVersions
     connection_tests: RateLimiter
+    retention: RetentionSweeper
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, SessionDep, StateDep
-from backup_api.exceptions import Conflict
 from backup_api.models import (
     BackupEnvelope,
     BackupItem,
     BackupList,
+    BackupUpdate,
     MessageResponse,
     VerificationPublic,
     VerificationResponse,
@@ -29,7 +29,6 @@ from backup_api.routers.responses import (
     json_response,
 )
 from backup_api.services import backups as backups_service
-from backup_api.services import restores as restores_service
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
@@ -115,7 +114,9 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
 )
 async def download_backup(backup: BackupDep, state: StateDep) -> StreamingResponse:
     """Download the ZIP archive of a completed backup (streamed)."""
-    download = await backups_service.open_download(storage=state.storage, backup=backup)
+    download = await backups_service.open_download(
+        storage=state.storage, backup=backup, downloads=state.retention.downloads
+    )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',
         "Content-Length": str(download.size),
@@ -162,10 +163,22 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
 )
 async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep) -> MessageResponse:
     """Delete a backup and its file; a running dump is stopped first."""
-    assert backup.id is not None
-    if await restores_service.backup_in_use(session, backup.id):
-        raise Conflict("Une restauration en cours ou en attente utilise cette sauvegarde")
     await backups_service.delete_backup(
         session=session, storage=state.storage, runner=state.runner, backup=backup
     )
     return MessageResponse(message="Sauvegarde supprimée avec succès")
+
+
+@router.put(
+    "/{backup_id}",
+    response_model=BackupEnvelope,
+    summary="Pin or unpin a backup",
+    responses=errors(*ONE_BACKUP),
+)
+async def update_backup(
+    data: BackupUpdate, backup: BackupDep, session: SessionDep
+) -> BackupEnvelope:
+    """`{"pinned": true}` keeps a backup out of retention for good; `false` hands it back."""
+    backup = await backups_service.set_pinned(session=session, backup=backup, pinned=data.pinned)
+    message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
+    return BackupEnvelope(message=message, backup=backups_service.to_public(backup))

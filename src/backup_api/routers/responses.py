@@ -79,6 +79,11 @@ TARGET_TYPE_MISMATCH = ErrorCase(
     "la sauvegarde de type postgresql",
     "the target database is not of the backup's engine",
 )
+INVALID_RETENTION = ErrorCase(
+    400,
+    "Données invalides: keep_daily: valeur trop petite",
+    "a count is not an integer from 0 to 10000, or `max_age_days` not from 1 to 36500",
+)
 
 # --- 403
 OWNER_ONLY = ErrorCase(
@@ -109,6 +114,11 @@ ADMIN_ROLE_REFUSED = ErrorCase(
 # --- 404
 DATABASE_NOT_FOUND = ErrorCase(404, "Base de données introuvable", "no database has this id")
 BACKUP_NOT_FOUND = ErrorCase(404, "Sauvegarde introuvable", "no backup has this id")
+RETENTION_NOT_FOUND = ErrorCase(
+    404,
+    "Aucune politique de rétention pour cette base de données",
+    "the database has no retention policy (every backup is kept)",
+)
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
 TARGET_NOT_FOUND = ErrorCase(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, insert, select
+from sqlalchemy import Connection, Row, RowMapping, Select, bindparam, func, insert, or_, select
+from sqlmodel import col
+from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.archiver import ArchiverLauncher, VerifyOptions, verify_in_process
@@ -30,6 +32,7 @@ from backup_api.models import (
     BackupPublic,
     Database,
     JobStatus,
+    Restore,
     duration_seconds,
     utcnow,
 )
@@ -84,6 +87,7 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
         db_host=fields["db_host"],
         db_port=fields["db_port"],
         dump_tool_version=fields["dump_tool_version"],
+        pinned=bool(fields["pinned"]),
     )
 
 
@@ -291,17 +295,44 @@ class Download:
     chunks: AsyncIterator[bytes]
 
 
-async def open_download(*, storage: Storage, backup: Backup) -> Download:
+class ActiveDownloads:
+    """The backups whose file is being streamed to a client, so that retention leaves
+    them for its next sweep."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+
+    def __contains__(self, backup_id: object) -> bool:
+        return self._counts[backup_id] > 0 if isinstance(backup_id, int) else False
+
+    async def stream(self, backup_id: int, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        # Counted from the first chunk asked for (a response never started leaves no
+        # trace) to the end of the stream, whether it completes or the client goes.
+        self._counts[backup_id] += 1
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            self._counts[backup_id] -= 1
+            if self._counts[backup_id] <= 0:
+                del self._counts[backup_id]
+
+
+async def open_download(
+    *, storage: Storage, backup: Backup, downloads: ActiveDownloads | None = None
+) -> Download:
     if backup.status != JobStatus.COMPLETED.value:
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
+    assert backup.id is not None
     key = storage_key(backup.db_type, backup.filename)
     if not await storage.exists(key):
         raise NotFound("Fichier de sauvegarde introuvable")
+    chunks = storage.iter_bytes(key)
     return Download(
         filename=backup.filename,
         size=await storage.size(key),
         checksum=backup.checksum,
-        chunks=storage.iter_bytes(key),
+        chunks=chunks if downloads is None else downloads.stream(backup.id, chunks),
     )
 
 
@@ -338,12 +369,43 @@ async def verify_backup(
     return await asyncio.get_running_loop().run_in_executor(executor, _verify)
 
 
+async def backup_in_use(session: AsyncSession, backup_id: int) -> bool:
+    """Whether a pending restore reads this backup, or runs it first (its target's)."""
+    result = await session.exec(
+        sqlmodel_select(func.count())
+        .select_from(Restore)
+        .where(
+            or_(col(Restore.backup_id) == backup_id, col(Restore.safety_backup_id) == backup_id),
+            Restore.status == JobStatus.PENDING.value,
+        )
+    )
+    return int(result.one()) > 0
+
+
+BACKUP_IN_USE = "Une restauration en cours ou en attente utilise cette sauvegarde"
+
+
 async def delete_backup(
     *, session: AsyncSession, storage: Storage, runner: Runner, backup: Backup
 ) -> None:
+    """Delete a backup's file and record: the one path of ``DELETE /api/backups/{id}`` and
+    of retention. Refused (409) while a restore reads it; a file already gone is fine."""
     assert backup.id is not None
+    if await backup_in_use(session, backup.id):
+        raise Conflict(BACKUP_IN_USE)
     # A running dump is stopped first (its staged file removed), then record and file go.
     await runner.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
     await storage.delete(storage_key(backup.db_type, backup.filename))
     await session.delete(backup)
     await session.flush()
+
+
+async def set_pinned(*, session: AsyncSession, backup: Backup, pinned: bool) -> Backup:
+    """Pin (retention never deletes it) or unpin a backup; not an edit of the backup
+    itself, but its record changes, so ``updated_at`` moves."""
+    if backup.pinned != pinned:
+        backup.pinned = pinned
+        backup.updated_at = utcnow()
+        session.add(backup)
+        await session.flush()
+    return backup

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sqlalchemy import Connection, RowMapping, func, insert, or_
+from sqlalchemy import Connection, RowMapping, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -166,16 +166,3 @@ async def delete_restore(*, session: AsyncSession, runner: Runner, restore: Rest
     await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
     await session.delete(restore)
     await session.flush()
-
-
-async def backup_in_use(session: AsyncSession, backup_id: int) -> bool:
-    """Whether a pending restore reads this backup, or runs it first (its target's)."""
-    result = await session.exec(
-        select(func.count())
-        .select_from(Restore)
-        .where(
-            or_(col(Restore.backup_id) == backup_id, col(Restore.safety_backup_id) == backup_id),
-            Restore.status == JobStatus.PENDING.value,
-        )
-    )
-    return int(result.one()) > 0

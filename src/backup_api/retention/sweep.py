@@ -1,0 +1,227 @@
+"""The retention sweep: deletes what ``policy.plan`` says to delete.
+
+It runs after each completed backup of a database (for that database) and every
+``BACKUP_API_RETENTION_SWEEP_SECONDS`` (for all of them), one sweep at a time. Each
+deletion goes through the same service path as ``DELETE /api/backups/{id}`` in its own
+transaction; one that cannot happen now (a restore reads the backup, a client downloads
+it, the file cannot be removed) is logged and left for the next sweep, and the sweep goes
+on. A file already gone counts as
+deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backup_api.config import Settings
+from backup_api.db import SessionFactory, session_scope
+from backup_api.exceptions import Conflict
+from backup_api.models import Backup, RetentionPolicy
+from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
+from backup_api.retention.zone import retention_zone
+from backup_api.runner import Runner
+from backup_api.services.backups import ActiveDownloads, delete_backup
+from backup_api.storage.base import Storage
+
+logger = logging.getLogger("backup_api.retention")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def policy_of(row: RetentionPolicy) -> Policy:
+    return Policy(
+        keep_last=row.keep_last,
+        keep_hourly=row.keep_hourly,
+        keep_daily=row.keep_daily,
+        keep_weekly=row.keep_weekly,
+        keep_monthly=row.keep_monthly,
+        keep_yearly=row.keep_yearly,
+        max_age_days=row.max_age_days,
+    )
+
+
+async def _history(session: AsyncSession, database_id: int | None) -> list[Record]:
+    query = select(Backup)
+    if database_id is None:
+        query = query.where(col(Backup.database_id).is_(None))
+    else:
+        query = query.where(Backup.database_id == database_id)
+    return [
+        Record(
+            id=backup.id,
+            status=backup.status,
+            created_at=backup.created_at,
+            pinned=bool(backup.pinned),
+            started=backup.started_at is not None,
+        )
+        for backup in (await session.exec(query)).all()
+        if backup.id is not None
+    ]
+
+
+@dataclass
+class SweepOutcome:
+    deleted: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+
+
+class _Saved:
+    """Marker: the database's saved policy."""
+
+
+SAVED = _Saved()
+
+
+class RetentionSweeper:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        storage: Storage,
+        runner: Runner,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._sessions = sessions
+        self._storage = storage
+        self._runner = runner
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: Sweeps made after a completed backup, so far (tests wait for theirs).
+        self.requested_sweeps = 0
+        #: Streamed to a client now: left for the next sweep.
+        self.downloads = ActiveDownloads()
+
+    # ------------------------------------------------------------------ decision
+    async def plan(
+        self, session: AsyncSession, database_id: int | None, policy: Policy | _Saved | None = SAVED
+    ) -> Plan:
+        """What a sweep of ``database_id`` would do now, under ``policy`` (the saved one
+        by default; ``None``: no policy)."""
+        if isinstance(policy, _Saved):
+            row = None if database_id is None else await session.get(RetentionPolicy, database_id)
+            policy = None if row is None else policy_of(row)
+        zone = await session.run_sync(lambda sync: retention_zone(sync.connection(), database_id))
+        return plan(
+            await _history(session, database_id),
+            policy,
+            self.clock(),
+            zone,
+            timedelta(days=self.settings.retention_failed_days),
+        )
+
+    # ------------------------------------------------------------------ sweeping
+    async def sweep(self, database_id: int | None) -> SweepOutcome:
+        """Apply the saved policy of ``database_id`` (``None``: records of deleted databases,
+        which only lose their expired failed records)."""
+        async with self._lock:
+            async with self._sessions() as session:
+                doomed = (await self.plan(session, database_id)).delete
+            outcome = SweepOutcome()
+            for item in doomed:
+                if await self._delete(database_id, item):
+                    outcome.deleted.append(item.backup_id)
+                else:
+                    outcome.skipped.append(item.backup_id)
+            return outcome
+
+    async def _delete(self, database_id: int | None, item: Doomed) -> bool:
+        if item.backup_id in self.downloads:
+            logger.info(
+                "retention: backup %s is being downloaded, left for the next sweep",
+                item.backup_id,
+            )
+            return False
+        try:
+            async with session_scope(self._sessions) as session:
+                backup = await session.get(Backup, item.backup_id)
+                if backup is None:
+                    return True
+                if backup.pinned or backup.database_id != database_id:
+                    return False  # pinned or moved since the plan: its next sweep decides
+                await delete_backup(
+                    session=session, storage=self._storage, runner=self._runner, backup=backup
+                )
+        except Conflict:
+            logger.info(
+                "retention: backup %s is being restored, left for the next sweep", item.backup_id
+            )
+            return False
+        except Exception:
+            logger.exception("retention: could not delete backup %s", item.backup_id)
+            return False
+        logger.info(
+            "retention: backup %s of database %s deleted (%s)",
+            item.backup_id,
+            database_id,
+            item.reason,
+        )
+        return True
+
+    async def sweep_all(self) -> None:
+        async with self._sessions() as session:
+            result = await session.exec(select(Backup.database_id).distinct())
+            database_ids = list(result.all())
+        for database_id in database_ids:
+            try:
+                await self.sweep(database_id)
+            except Exception:
+                logger.exception("retention: sweep of database %s failed", database_id)
+
+    # ------------------------------------------------------------------ triggers
+    def request(self, database_id: int) -> None:
+        """Sweep ``database_id`` soon (after one of its backups completed), in the
+        background: the job that asked does not wait for it."""
+        if self._closed:
+            return  # stopping: the next start's periodic sweep covers it
+        task = asyncio.create_task(self._requested(database_id), name=f"retention-{database_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _requested(self, database_id: int) -> None:
+        try:
+            await self.sweep(database_id)
+        except Exception:
+            logger.exception("retention: sweep of database %s failed", database_id)
+        finally:
+            self.requested_sweeps += 1
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._periodic(), name="retention-loop")
+
+    async def _periodic(self) -> None:
+        # The clock is read often and the sweep made when due, so a clock moved forward
+        # (tests, a machine waking up) is noticed within one check.
+        interval = timedelta(seconds=self.settings.retention_sweep_seconds)
+        due = self.clock() + interval
+        while True:
+            await asyncio.sleep(self.settings.retention_check_seconds)
+            if self.clock() < due:
+                continue
+            try:
+                await self.sweep_all()
+            except Exception:
+                logger.exception("retention: periodic sweep failed")
+            due = self.clock() + interval
+
+    async def stop(self) -> None:
+        self._closed = True
+        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
