@@ -20,9 +20,9 @@ from backup_api.main import create_app
 from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.services.backups import open_download
-from tests.apphelpers import Api, unique_name
-from tests.locks import table_locked, wait_until
-from tests.sample_data import create_filled
+from tests.support.apphelpers import Api, unique_name
+from tests.support.locks import table_locked, wait_until
+from tests.support.sample_data import create_filled
 
 POLICY = {
     "keep_last": 3,
