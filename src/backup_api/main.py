@@ -1,4 +1,5 @@
-"""The application factory: routers, error handlers, lifespan (keys, migrations, runner)."""
+"""The application factory: routers, error handlers, lifespan (keys, migrations, the job
+engine)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,14 @@ from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
-from backup_api.jobs import (
-    JobContext,
-    archiver_launcher,
-    instance_marker_suffix,
-    job_body,
-    recover,
-)
+from backup_api.jobs import markers
+from backup_api.jobs.engine import archive_process_launcher, run_job
+from backup_api.jobs.queue import InProcessQueue, Job
+from backup_api.jobs.records import JobRecords
+from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
-from backup_api.process import child_env
 from backup_api.routers import auth, backups, databases, docs, health, restores, users
-from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
@@ -60,27 +57,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
         )
         tool_versions = ToolVersions(
-            executor, child_env({}, "health" + instance_marker_suffix(settings))
+            executor, markers.child_env({}, markers.marker("health", settings))
         )
-        jobs = JobContext(
+
+        async def run(job: Job) -> None:
+            await run_job(state, job)
+
+        state = AppState(
             settings=settings,
+            engine=engine,
             sessions=sessions,
             transactions=transactions,
             storage=storage,
             keys=keys,
             executor=executor,
-            archivers=archiver_launcher(settings),
+            archive_processes=archive_process_launcher(settings),
             pg_clients=PgClients(settings, tool_versions),
-        )
-        runner = Runner(
-            settings.max_concurrent_jobs,
-            job_body(jobs),
-            max_per_user=settings.running_jobs_per_user,
-        )
-        app.state.backup_api = AppState(
-            engine=engine,
-            runner=runner,
-            jobs=jobs,
+            tool_versions=tool_versions,
+            queue=InProcessQueue(
+                settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
+            ),
+            records=JobRecords(transactions),
             throttle=LoginThrottle(
                 settings.login_max_failures,
                 settings.login_window_seconds,
@@ -88,19 +85,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
-            tool_versions=tool_versions,
         )
-        await recover(jobs, runner)
+        app.state.backup_api = state
+        await recover(state)
         # Everything built so far lives as long as the process: move it out of the
-        # collector's sight, so full collections (about 90 ms over the framework's, the
-        # ORM's and the models' objects) stop showing up as request latency spikes.
+        # collector's sight, so full collections (over the framework's, the ORM's and the
+        # models' objects) stop showing up as request latency spikes.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
-            await runner.shutdown()
-            jobs.archivers.close()
+            await state.queue.shutdown()
+            state.archive_processes.close()
             executor.shutdown(wait=True)
             transactions.close()
             await engine.dispose()

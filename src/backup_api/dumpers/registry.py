@@ -10,12 +10,6 @@ if TYPE_CHECKING:
     from backup_api.dumpers.base import Dumper
 
 
-class UnknownDatabaseType(LookupError):
-    def __init__(self, db_type: str) -> None:
-        self.db_type = db_type
-        super().__init__(db_type)
-
-
 def _postgresql(settings: Settings) -> Dumper:
     from backup_api.dumpers.postgresql import PostgreSQLDumper
 
@@ -53,9 +47,12 @@ def canonical_type(db_type: str) -> str:
 
 
 def get_dumper(db_type: str, settings: Settings) -> Dumper:
-    """The dumper for ``db_type``; raises ``UnknownDatabaseType`` for anything else."""
+    """The dumper for ``db_type``; raises ``UnsupportedDatabaseType`` for anything else."""
     try:
         factory = DUMPERS[db_type]
     except KeyError:
-        raise UnknownDatabaseType(db_type) from None
+        # Imported here: the error module lists the supported types from this one.
+        from backup_api.exceptions import UnsupportedDatabaseType
+
+        raise UnsupportedDatabaseType(db_type) from None
     return factory(settings)

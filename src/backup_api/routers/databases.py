@@ -98,7 +98,7 @@ async def update_database(
         settings=state.settings,
         keys=state.keys,
         clients=state.pg_clients,
-        runner=state.runner,
+        queue=state.queue,
         database=database,
         data=data,
     )
@@ -119,5 +119,5 @@ async def delete_database(
     database: DatabaseDep, session: SessionDep, state: StateDep
 ) -> MessageResponse:
     """Delete a registered database; its backups are kept."""
-    await databases_service.delete_database(session=session, runner=state.runner, database=database)
+    await databases_service.delete_database(session=session, queue=state.queue, database=database)
     return MessageResponse(message="Base de données supprimée avec succès")

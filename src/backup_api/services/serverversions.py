@@ -9,9 +9,9 @@ stays unknown until a job reaches it.
 from __future__ import annotations
 
 from backup_api.config import Settings
-from backup_api.dumpers.base import ConnectionInfo
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.pgversions import probe_server_version
+from backup_api.jobs.connection import connection_info
 from backup_api.models import Database
 from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 
@@ -36,15 +36,7 @@ async def detect(
         return None
     pinned = addresses[0]
     version = await probe_server_version(
-        ConnectionInfo(
-            host=database.host,
-            port=int(database.port),
-            username=database.username,
-            password=password,
-            db_name=database.db_name,
-            pinned_address=pinned,
-            connect_timeout=settings.connect_timeout_seconds,
-        ),
+        connection_info(settings, database, password, pinned),
         min(settings.connect_timeout_seconds, REGISTRATION_PROBE_SECONDS),
     )
     if version is None:
