@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed, JobStarted
 from tests.apphelpers import Api, unique_name
+from tests.locks import wait_until
 from tests.sample_data import create_filled
 
 
@@ -40,6 +41,8 @@ async def test_listeners_hear_each_event_once_its_record_says_so(
     pg_server.drop_database(gone)
     failed = await alice.start_backup(missing["id"])
     assert (await alice.wait_backup(failed["id"]))["status"] == "failed"
+    # The record is written before the listeners are told: they may still be at work.
+    await wait_until(lambda: len(heard) == 4)
 
     kinds = [(type(event), event.kind, event.job_id) for event, _ in heard]
     assert kinds == [

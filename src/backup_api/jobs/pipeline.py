@@ -24,7 +24,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
 from backup_api.dumpers.pgclients import JobTools
-from backup_api.dumpers.registry import get_dumper
+from backup_api.dumpers.registry import DUMPERS, get_dumper
+from backup_api.exceptions import UnsupportedDatabaseType
 from backup_api.jobs import markers
 from backup_api.jobs.connection import connection_for
 from backup_api.jobs.failures import (
@@ -131,6 +132,8 @@ async def run(pipeline: Pipeline) -> None:
 
     secret = ""
     try:
+        if target.database.type not in DUMPERS:
+            raise UnsupportedDatabaseType(target.database.type)
         dumper = get_dumper(target.database.type, settings)
         conn = await connection_for(settings, state.keys, target.database, target.owner_is_admin)
         secret = conn.password

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ _TABLES: dict[JobKind, Any] = {
 class JobEvent:
     kind: JobKind
     job_id: int
+    _: KW_ONLY
     at: datetime = field(default_factory=utcnow)
 
 
@@ -47,9 +48,10 @@ class JobCompleted(JobEvent):
     results: Mapping[str, object] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobFailed(JobEvent):
-    reason: str = ""
+    #: Why, in French, for the owner (see ``failures``).
+    reason: str
 
 
 @dataclass(frozen=True)
