@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from enum import Flag, auto
+from typing import NamedTuple
 
 from backup_api.archiving.archive import ArchiveError
 from backup_api.config import Settings
@@ -72,7 +74,7 @@ def _own_message(error: BaseException, action: str) -> str:
     return str(error)
 
 
-def _os_error(error: BaseException, action: str) -> str:
+def _archive_io_error(error: BaseException, action: str) -> str:
     strerror = error.strerror if isinstance(error, OSError) else None
     return f"erreur d'écriture de l'archive: {strerror or 'erreur système'}"
 
@@ -82,32 +84,49 @@ def _tool_missing(error: BaseException, action: str) -> str:
     return f"{tool} introuvable: outil non installé sur le serveur"
 
 
-#: Error type -> the owner's reason, first match wins (so a subclass comes before its base).
-REASONS: tuple[tuple[type[BaseException], Callable[[BaseException, str], str]], ...] = (
-    (JobError, _own_message),
-    (NoCompatibleClient, _own_message),
-    (CredentialError, _own_message),
-    (UnsupportedDatabaseType, _own_message),
-    (ArchiveError, _own_message),
-    (ToolNotFoundError, _tool_missing),
-    (StorageFullError, lambda error, action: DISK_FULL),
-    (FileNotFoundError, lambda error, action: BACKUP_FILE_MISSING),
-    (OSError, _os_error),
+class Where(Flag):
+    """Where a job met an error: in its own steps (loading, connecting, choosing and
+    starting the tool), or in the archive's I/O (the worker serving the tool's pipe)."""
+
+    JOB_STEP = auto()
+    ARCHIVE_IO = auto()
+    ANYWHERE = JOB_STEP | ARCHIVE_IO
+
+
+class Reason(NamedTuple):
+    error: type[BaseException]
+    reason: Callable[[BaseException, str], str]  # (the error, the job's action) -> French
+    where: Where = Where.ANYWHERE
+
+
+#: Error type -> the owner's reason; the first row that matches wins (so a subclass comes
+#: before its base). A system error in the archive's I/O is the archive's; in a job's own
+#: steps it is unexpected (a bug, logged with its traceback), as any error not listed.
+REASONS: tuple[Reason, ...] = (
+    Reason(JobError, _own_message),
+    Reason(NoCompatibleClient, _own_message),
+    Reason(CredentialError, _own_message),
+    Reason(UnsupportedDatabaseType, _own_message),
+    Reason(ToolNotFoundError, _tool_missing),
+    Reason(StorageFullError, lambda error, action: DISK_FULL),
+    Reason(ArchiveError, _own_message, Where.ARCHIVE_IO),
+    Reason(FileNotFoundError, lambda error, action: BACKUP_FILE_MISSING, Where.JOB_STEP),
+    Reason(OSError, _archive_io_error, Where.ARCHIVE_IO),
 )
 
 
-def reason_for(error: BaseException | None, action: str) -> str | None:
-    """The owner's reason for ``error``, or None when it is unexpected (a bug)."""
-    for kind, reason in REASONS:
-        if isinstance(error, kind):
-            return reason(error, action)
+def reason_for(error: BaseException | None, action: str, where: Where) -> str | None:
+    """The owner's reason for ``error`` met ``where``, or None when it is unexpected."""
+    for row in REASONS:
+        if isinstance(error, row.error) and where in row.where:
+            return row.reason(error, action)
     return None
 
 
 def failure_reason(error: Exception, job: Job) -> str:
     """The owner-facing reason for a job that raised ``error`` (never its raw text)."""
     action = ACTIONS[job.kind]
-    reason = reason_for(error, action)
+    reason = reason_for(error, action, Where.JOB_STEP)
     if reason is None:
         logger.exception("%s %s: unexpected error", job.kind, job.id)
         return internal_error(action)
@@ -189,7 +208,7 @@ _STOPPED: dict[FailureKind, Callable[[ProcessOutcome, str, str, Settings], str]]
         f"(délai d'inactivité): {action} interrompue"
     ),
     FailureKind.IO_ERROR: lambda outcome, tool, action, settings: (
-        reason_for(outcome.io_error, action) or internal_error(action)
+        reason_for(outcome.io_error, action, Where.ARCHIVE_IO) or internal_error(action)
     ),
 }
 
