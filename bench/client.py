@@ -16,7 +16,7 @@ import httpx
 import psutil
 from tests.support.servers import DbServer
 
-from bench.measure import RssSampler, archive_writers, service_rss
+from bench.measure import RssSampler, archive_processes, service_rss
 
 PASSWORD = "bench-password-123"
 
@@ -97,7 +97,7 @@ class Api:
 
     def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int]:
         service = psutil.Process(pid)
-        idle = service_rss(service, archive_writers(service))
+        idle = service_rss(service, archive_processes(service))
         sampler = RssSampler(pid)
         sampler.start()
         began = time.perf_counter()

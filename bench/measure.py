@@ -77,26 +77,26 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def service_rss(service: psutil.Process, archivers: list[psutil.Process]) -> int:
+def service_rss(service: psutil.Process, children: list[psutil.Process]) -> int:
     total = service.memory_info().rss
-    for archiver in archivers:
+    for child in children:
         with contextlib.suppress(psutil.Error):
-            total += archiver.memory_info().rss
+            total += child.memory_info().rss
     return total
 
 
-def archive_writers(service: psutil.Process) -> list[psutil.Process]:
+def archive_processes(service: psutil.Process) -> list[psutil.Process]:
     found = []
     for child in service.children():
         with contextlib.suppress(psutil.Error):
-            if "backup_api.archiver" in child.cmdline():
+            if "backup_api.archiving.child" in child.cmdline():
                 found.append(child)
     return found
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of the service plus its archive writer processes (``backup_api.archiver``:
-    the one at work and the spare waiting for the next job), which do the compression out
+    """Peak RSS of the service plus its archive processes (``backup_api.archiving.child``:
+    the one at work and the one waiting for the next job), which do the compression out
     of the service's process and so count as its memory."""
 
     def __init__(self, pid: int) -> None:
@@ -106,16 +106,16 @@ class RssSampler(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        archivers: list[psutil.Process] = []
+        children: list[psutil.Process] = []
         next_scan = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
             if now >= next_scan:
                 # Listing children reads every process's stat: a few ms, so not every time.
-                archivers = archive_writers(self.process)
+                children = archive_processes(self.process)
                 next_scan = now + 0.2
             try:
-                self.peak = max(self.peak, service_rss(self.process, archivers))
+                self.peak = max(self.peak, service_rss(self.process, children))
             except psutil.Error:
                 return
             time.sleep(0.02)

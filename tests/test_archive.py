@@ -25,8 +25,8 @@ from typing import BinaryIO
 import pytest
 from isal import isal_zlib
 
-from backup_api import archive as archive_module
-from backup_api.archive import (
+from backup_api.archiving import archive as archive_module
+from backup_api.archiving.archive import (
     ArchiveError,
     ArchiveResult,
     Compression,
@@ -573,7 +573,7 @@ def test_constant_memory_rss(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import re, sys
-        from backup_api.archive import Compression, ZipStreamWriter
+        from backup_api.archiving.archive import Compression, ZipStreamWriter
 
         class Null:
             def write(self, data):

@@ -1,7 +1,8 @@
-"""The archive writer process, both ends: real child processes, real pipes and files."""
+"""The archive process, both ends: real child processes, real pipes and files."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -12,25 +13,75 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from backup_api.archive import ArchiveError, ArchiveResult, Compression
-from backup_api.archiver import (
-    ArchiverCrashedError,
-    ArchiverLauncher,
-    ArchiverOptions,
+from backup_api.archiving.archive import ArchiveError, ArchiveResult, Compression
+from backup_api.archiving.launcher import (
+    ArchiveProcessLauncher,
+    extract_archive,
+    verify_archive,
+    write_archive,
+)
+from backup_api.archiving.protocol import (
+    ArchiveOptions,
+    ArchiveProcessCrashedError,
     ExtractOptions,
     ExtractResult,
     VerifyOptions,
     VerifyResult,
-    extract_in_process,
-    verify_in_process,
-    write_archive_in_process,
 )
 from backup_api.storage.base import StorageFullError
+
+
+# The service calls these on its event loop; each test call runs one loop of its own.
+def write_archive_in_process(
+    dump_fd: int,
+    output_fd: int,
+    options: ArchiveOptions,
+    *,
+    on_read: Callable[[int], None],
+    launcher: ArchiveProcessLauncher,
+) -> ArchiveResult:
+    with ThreadPoolExecutor(2) as executor:
+        return asyncio.run(
+            write_archive(
+                dump_fd, output_fd, options, on_read=on_read, launcher=launcher, executor=executor
+            )
+        )
+
+
+def extract_in_process(
+    archive_fd: int,
+    output_fd: int,
+    options: ExtractOptions,
+    *,
+    on_write: Callable[[int], None],
+    launcher: ArchiveProcessLauncher,
+) -> ExtractResult:
+    with ThreadPoolExecutor(2) as executor:
+        return asyncio.run(
+            extract_archive(
+                archive_fd,
+                output_fd,
+                options,
+                on_write=on_write,
+                launcher=launcher,
+                executor=executor,
+            )
+        )
+
+
+def verify_in_process(
+    archive_fd: int, options: VerifyOptions, *, launcher: ArchiveProcessLauncher
+) -> VerifyResult:
+    with ThreadPoolExecutor(2) as executor:
+        return asyncio.run(
+            verify_archive(archive_fd, options, launcher=launcher, executor=executor)
+        )
 
 
 def sample_sql(size: int) -> bytes:
@@ -51,7 +102,7 @@ def dump_sql(size: int) -> bytes:
     return MYSQLDUMP_HEAD + sample_sql(size - len(MYSQLDUMP_HEAD))
 
 
-def options(**overrides: object) -> ArchiverOptions:
+def options(**overrides: object) -> ArchiveOptions:
     values: dict[str, object] = {
         "entry_name": "shop_20261125_065511.sql",
         "compression": Compression.ISAL,
@@ -61,7 +112,7 @@ def options(**overrides: object) -> ArchiverOptions:
         "nice": 0,
     }
     values.update(overrides)
-    return ArchiverOptions(**values)  # type: ignore[arg-type]
+    return ArchiveOptions(**values)  # type: ignore[arg-type]
 
 
 def feed(data: bytes, pause: threading.Event | None = None) -> tuple[int, threading.Thread]:
@@ -94,8 +145,8 @@ def output(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 @pytest.fixture
-def launcher() -> Iterator[ArchiverLauncher]:
-    started = ArchiverLauncher(dict(os.environ))
+def launcher() -> Iterator[ArchiveProcessLauncher]:
+    started = ArchiveProcessLauncher(dict(os.environ))
     yield started
     started.close()
 
@@ -103,14 +154,14 @@ def launcher() -> Iterator[ArchiverLauncher]:
 def archive(
     data: bytes,
     output_fd: int,
-    chosen: ArchiverOptions,
+    chosen: ArchiveOptions,
     wrap: Callable[[list[str]], list[str]] = list,
-    launcher: ArchiverLauncher | None = None,
+    launcher: ArchiveProcessLauncher | None = None,
 ) -> tuple[ArchiveResult, list[int]]:
     reads: list[int] = []
     read_fd, writer = feed(data)
     own = launcher is None
-    used = ArchiverLauncher(dict(os.environ), wrap) if launcher is None else launcher
+    used = ArchiveProcessLauncher(dict(os.environ), wrap) if launcher is None else launcher
     try:
         result = write_archive_in_process(
             read_fd, output_fd, chosen, on_read=reads.append, launcher=used
@@ -182,7 +233,7 @@ def test_unwritable_output_is_an_os_error(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert caught.value.errno == errno.EBADF
-    assert not isinstance(caught.value, StorageFullError | ArchiverCrashedError)
+    assert not isinstance(caught.value, StorageFullError | ArchiveProcessCrashedError)
     assert path.read_bytes() == b""
 
 
@@ -193,7 +244,7 @@ def test_a_child_that_dies_silently_is_a_crash(output: tuple[Path, int]) -> None
         return ["sh", "-c", 'kill -KILL "$$"', "--", *argv]
 
     # Dead before it got the job ("could not start") or after (its exit status).
-    with pytest.raises(ArchiverCrashedError, match=r"le processus d'archivage"):
+    with pytest.raises(ArchiveProcessCrashedError, match=r"le processus d'archivage"):
         archive(sample_sql(1024 * 1024), fd, options(), wrap=killed_at_start)
 
 
@@ -202,7 +253,7 @@ def test_the_dump_pipe_is_closed_even_when_the_child_cannot_start(
 ) -> None:
     _, fd = output
     read_fd, write_fd = os.pipe()
-    broken = ArchiverLauncher(
+    broken = ArchiveProcessLauncher(
         dict(os.environ), wrap=lambda argv: [str(tmp_path / "missing-launcher"), *argv]
     )
     try:
@@ -213,10 +264,10 @@ def test_the_dump_pipe_is_closed_even_when_the_child_cannot_start(
         with pytest.raises(OSError, match="Bad file descriptor") as caught:
             os.fstat(read_fd)
         assert caught.value.errno == errno.EBADF
-        # Starting the next spare is best effort: it raises nothing (in a job's cleanup it
+        # Starting the next waiting process is best effort: it raises nothing (in a job's cleanup it
         # would hide the job's own error), and leaves no process.
         broken.prepare()
-        assert archiver_children() == []
+        assert archive_children() == []
     finally:
         os.close(write_fd)
         broken.close()
@@ -229,21 +280,21 @@ def test_invalid_entry_name_fails_without_writing(output: tuple[Path, int]) -> N
     assert path.read_bytes() == b""
 
 
-def archiver_children(count: int | None = None) -> list[int]:
-    """This process's archive writer children (the working ones and the spare).
+def archive_children(count: int | None = None) -> list[int]:
+    """This process's archive process children (the working ones and the waiting one).
 
     With ``count``, waits up to 5 s for that many: a child just started may still be inside
     ``exec``, where its command line is empty for a moment after ``Popen`` has returned.
     """
     deadline = time.monotonic() + 5
     while True:
-        pids = _archiver_children()
+        pids = _archive_children()
         if count is None or len(pids) == count or time.monotonic() > deadline:
             return pids
         time.sleep(0.01)
 
 
-def _archiver_children() -> list[int]:
+def _archive_children() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -254,7 +305,7 @@ def _archiver_children() -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if b"backup_api.archiver" in argv and parent == os.getpid() and ") Z" not in stat:
+        if b"backup_api.archiving.child" in argv and parent == os.getpid() and ") Z" not in stat:
             pids.append(int(entry.name))
     return pids
 
@@ -263,7 +314,7 @@ def children_holding(target: str) -> list[int]:
     """This process's archive children with ``target`` open (a path, or ``pipe:[inode]``
     as ``/proc/<pid>/fd`` shows it)."""
     holders = []
-    for pid in archiver_children():
+    for pid in archive_children():
         with contextlib.suppress(OSError):
             if any(os.readlink(fd) == target for fd in Path(f"/proc/{pid}/fd").iterdir()):
                 holders.append(pid)
@@ -273,12 +324,12 @@ def children_holding(target: str) -> list[int]:
 def writer_of(path: Path) -> int:
     """The child process that has ``path`` open."""
     holders = children_holding(str(path))
-    assert holders, f"no archive writer has {path} open"
+    assert holders, f"no archive process has {path} open"
     return holders[0]
 
 
 def test_the_child_runs_at_the_requested_niceness(
-    output: tuple[Path, int], launcher: ArchiverLauncher
+    output: tuple[Path, int], launcher: ArchiveProcessLauncher
 ) -> None:
     path, fd = output
     seen: list[int] = []
@@ -297,18 +348,18 @@ def test_the_child_runs_at_the_requested_niceness(
     assert seen == [max(7, os.getpriority(os.PRIO_PROCESS, 0))]
 
 
-def test_a_spare_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
+def test_a_process_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
     spawned: list[list[str]] = []
 
     def counting(argv: list[str]) -> list[str]:
         spawned.append(argv)
         return argv
 
-    launcher = ArchiverLauncher(dict(os.environ), wrap=counting)
+    launcher = ArchiveProcessLauncher(dict(os.environ), wrap=counting)
     try:
         launcher.prepare()
         assert len(spawned) == 1
-        (spare,) = archiver_children(1)
+        (waiting,) = archive_children(1)
         for index in range(2):
             path = tmp_path / f"{index}.zip"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -319,22 +370,22 @@ def test_a_spare_is_started_ahead_and_ended_on_close(tmp_path: Path) -> None:
             assert result.size == path.stat().st_size
             # Each job took the waiting child and left a new one waiting.
             assert len(spawned) == index + 2
-        assert spare not in archiver_children(1)  # it did the first job and ended
-        assert len(archiver_children(1)) == 1
+        assert waiting not in archive_children(1)  # it did the first job and ended
+        assert len(archive_children(1)) == 1
     finally:
         launcher.close()
-    assert archiver_children() == []
+    assert archive_children() == []
 
 
-def test_a_spare_that_died_waiting_is_replaced(
-    output: tuple[Path, int], launcher: ArchiverLauncher
+def test_a_waiting_process_that_died_is_replaced(
+    output: tuple[Path, int], launcher: ArchiveProcessLauncher
 ) -> None:
     path, fd = output
     launcher.prepare()
-    (spare,) = archiver_children(1)
-    os.kill(spare, signal.SIGKILL)
+    (waiting,) = archive_children(1)
+    os.kill(waiting, signal.SIGKILL)
     for _ in range(100):
-        if spare not in archiver_children():
+        if waiting not in archive_children():
             break
         time.sleep(0.02)
     data = sample_sql(200_000)
@@ -399,7 +450,7 @@ def damage_archive(path: Path, how: str) -> bytes:
 
 
 def extract(
-    path: Path, expected: str | None, drain: Drain, launcher: ArchiverLauncher
+    path: Path, expected: str | None, drain: Drain, launcher: ArchiveProcessLauncher
 ) -> tuple[ExtractResult, list[int]]:
     writes: list[int] = []
     with path.open("rb") as handle:
@@ -413,7 +464,7 @@ def extract(
     return result, writes
 
 
-def test_extract_streams_the_checked_sql(tmp_path: Path, launcher: ArchiverLauncher) -> None:
+def test_extract_streams_the_checked_sql(tmp_path: Path, launcher: ArchiveProcessLauncher) -> None:
     data = dump_sql(3 * 1024 * 1024 + 17)
     path, sha256 = stored_archive(tmp_path, data)
     drain = Drain()
@@ -427,7 +478,7 @@ def test_extract_streams_the_checked_sql(tmp_path: Path, launcher: ArchiverLaunc
 
 
 def test_extract_refuses_a_mismatching_checksum_before_writing(
-    tmp_path: Path, launcher: ArchiverLauncher
+    tmp_path: Path, launcher: ArchiveProcessLauncher
 ) -> None:
     path, _ = stored_archive(tmp_path, dump_sql(512 * 1024))
     drain = Drain()
@@ -444,7 +495,7 @@ def test_extract_refuses_a_mismatching_checksum_before_writing(
     ],
 )
 def test_extract_reports_a_damaged_archive(
-    tmp_path: Path, launcher: ArchiverLauncher, damage: str, message: str
+    tmp_path: Path, launcher: ArchiveProcessLauncher, damage: str, message: str
 ) -> None:
     path, _ = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     damage_archive(path, damage)
@@ -456,7 +507,7 @@ def test_extract_reports_a_damaged_archive(
 
 
 def test_extract_stops_quietly_when_the_tool_stops_reading(
-    tmp_path: Path, launcher: ArchiverLauncher
+    tmp_path: Path, launcher: ArchiveProcessLauncher
 ) -> None:
     data = dump_sql(8 * 1024 * 1024)
     path, sha256 = stored_archive(tmp_path, data)
@@ -469,7 +520,7 @@ def test_extract_stops_quietly_when_the_tool_stops_reading(
 
 
 def test_extract_by_a_child_killed_midway_is_a_crash(
-    tmp_path: Path, launcher: ArchiverLauncher
+    tmp_path: Path, launcher: ArchiveProcessLauncher
 ) -> None:
     path, sha256 = stored_archive(tmp_path, dump_sql(4 * 1024 * 1024))
     read_fd, write_fd = os.pipe()  # nobody reads: the child blocks on the full pipe
@@ -489,7 +540,7 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
     killer = threading.Thread(target=kill_the_child, daemon=True)
     killer.start()
     try:
-        with path.open("rb") as handle, pytest.raises(ArchiverCrashedError):
+        with path.open("rb") as handle, pytest.raises(ArchiveProcessCrashedError):
             extract_in_process(
                 handle.fileno(),
                 write_fd,
@@ -506,14 +557,14 @@ def test_extract_by_a_child_killed_midway_is_a_crash(
 # ---------------------------------------------------------------------------- verification
 
 
-def verify(path: Path, launcher: ArchiverLauncher) -> VerifyResult:
+def verify(path: Path, launcher: ArchiveProcessLauncher) -> VerifyResult:
     with path.open("rb") as handle:
         checks = VerifyOptions(expected_sha256=None, db_type="mysql", nice=0)
         return verify_in_process(handle.fileno(), checks, launcher=launcher)
 
 
 def test_verify_hashes_and_tests_a_sound_archive(
-    tmp_path: Path, launcher: ArchiverLauncher
+    tmp_path: Path, launcher: ArchiveProcessLauncher
 ) -> None:
     path, sha256 = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     assert verify(path, launcher) == VerifyResult(sha256=sha256, problem=None)
@@ -527,7 +578,7 @@ def test_verify_hashes_and_tests_a_sound_archive(
     ],
 )
 def test_verify_reports_damage_with_the_actual_checksum(
-    tmp_path: Path, launcher: ArchiverLauncher, damage: str, problem: str
+    tmp_path: Path, launcher: ArchiveProcessLauncher, damage: str, problem: str
 ) -> None:
     path, _ = stored_archive(tmp_path, dump_sql(2 * 1024 * 1024))
     content = damage_archive(path, damage)
@@ -555,7 +606,7 @@ def zip_of(tmp_path: Path, entries: list[tuple[str, bytes]]) -> tuple[Path, str]
 
 
 def verify_and_extract(
-    path: Path, sha256: str, db_type: str, launcher: ArchiverLauncher
+    path: Path, sha256: str, db_type: str, launcher: ArchiveProcessLauncher
 ) -> tuple[str | None, str | None, bytes]:
     """The problem a verification finds, the error a restore's extraction raises, and
     what that extraction let through to the restore tool."""
@@ -597,7 +648,7 @@ def verify_and_extract(
 )
 def test_verify_and_restore_refuse_the_same_archives_alike(
     tmp_path: Path,
-    launcher: ArchiverLauncher,
+    launcher: ArchiveProcessLauncher,
     db_type: str,
     entries: list[tuple[str, bytes]],
     reason: str,
@@ -614,7 +665,7 @@ def test_verify_and_restore_refuse_the_same_archives_alike(
 
 
 def test_a_mismatching_checksum_reads_the_same_in_verify_and_restore(
-    tmp_path: Path, launcher: ArchiverLauncher
+    tmp_path: Path, launcher: ArchiveProcessLauncher
 ) -> None:
     path, _ = zip_of(tmp_path, [("d.sql", dump_sql(10_000))])
     problem, error, let_through = verify_and_extract(path, "0" * 64, "mysql", launcher)
@@ -624,7 +675,7 @@ def test_a_mismatching_checksum_reads_the_same_in_verify_and_restore(
 
 @pytest.mark.parametrize("db_type", ["postgresql", "mysql"])
 def test_a_dump_as_its_tool_writes_it_passes_both(
-    tmp_path: Path, launcher: ArchiverLauncher, db_type: str
+    tmp_path: Path, launcher: ArchiveProcessLauncher, db_type: str
 ) -> None:
     body = sample_sql(3 * 1024 * 1024)
     sql = PG_HEAD + body + PG_END if db_type == "postgresql" else dump_sql(len(body))

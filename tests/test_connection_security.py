@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from backup_api.jobs import CREDENTIALS_REQUIRED, UNCHECKED_SERVER
+from backup_api.jobs.failures import CREDENTIALS_REQUIRED, UNCHECKED_SERVER
 from backup_api.netpolicy import HostNotAllowedError, allowed_among
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.support.fakes import fake_tool

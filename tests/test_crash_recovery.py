@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.apphelpers import unique_name
-from tests.support.locks import archive_writers, table_locked, table_shared_lock, tool_processes
+from tests.support.locks import archive_processes, table_locked, table_shared_lock, tool_processes
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import ServerProcess, server_process
 from tests.test_lifecycle import BACKUP_STOPPED, RESTORE_STOPPED, Client, alive, leftovers, wait_for
@@ -64,7 +64,7 @@ def test_sigkill_mid_mysql_dump_then_restart(
                 backup_id = backup["backup"]["id"]
                 marker = f"backup:{backup_id}@"
                 pids = wait_for(lambda: tools(MYSQL_DUMPS, marker))
-                pids += wait_for(lambda: archive_writers(server.backup_root))
+                pids += wait_for(lambda: archive_processes(server.backup_root))
                 kill_and_check_no_orphan(server, pids)
             server.start()
             record = client.record("backup", backup_id)

@@ -14,7 +14,7 @@ import pytest
 
 from backup_api.dumpers.base import Diagnosis
 from backup_api.dumpers.pgversions import from_version_num, parse_banner
-from backup_api.jobs import CONNECTION_REASONS, UNCHECKED_SERVER
+from backup_api.jobs.failures import CONNECTION_REASONS, UNCHECKED_SERVER
 from backup_api.ratelimit import RateLimiter
 from backup_api.services.connectiontests import THROTTLED
 from backup_api.services.serverversions import unreachable_warning

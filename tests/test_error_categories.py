@@ -20,7 +20,7 @@ import pytest
 from backup_api.dumpers.base import Diagnosis
 from backup_api.dumpers.mysql import diagnose_mysql
 from backup_api.dumpers.postgresql import diagnose_postgresql
-from backup_api.jobs import CONNECTION_REASONS
+from backup_api.jobs.failures import CONNECTION_REASONS
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.fakes import stalled_server
 from tests.support.fakeservers import serving, ssh_banner

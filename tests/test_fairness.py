@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from backup_api.config import Settings
-from backup_api.runner import Job, JobKind, Runner
+from backup_api.jobs.queue import InProcessQueue, Job, JobKind
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.locks import table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled
@@ -28,7 +28,7 @@ def test_the_per_user_share_defaults_to_all_slots_but_one() -> None:
     assert Settings(max_concurrent_jobs=8, max_running_jobs_per_user=3).running_jobs_per_user == 3
 
 
-async def test_runner_keeps_a_user_to_their_share_and_lets_others_overtake() -> None:
+async def test_queue_keeps_a_user_to_their_share_and_lets_others_overtake() -> None:
     started: list[tuple[JobKind, int]] = []
     release: dict[tuple[JobKind, int], asyncio.Event] = {}
 
@@ -36,13 +36,13 @@ async def test_runner_keeps_a_user_to_their_share_and_lets_others_overtake() -> 
         started.append(job.key)
         await release.setdefault(job.key, asyncio.Event()).wait()
 
-    runner = Runner(3, body, max_per_user=2)
+    queue = InProcessQueue(3, body, max_per_user=2)
     # User 1 queues four jobs (a restore among them), then user 2 one.
-    runner.submit(JobKind.BACKUP, 1, 10, 1)
-    runner.submit(JobKind.BACKUP, 2, 11, 1)
-    runner.submit(JobKind.RESTORE, 3, 12, 1)
-    runner.submit(JobKind.BACKUP, 4, 13, 1)
-    runner.submit(JobKind.BACKUP, 5, 14, 2)
+    queue.submit(JobKind.BACKUP, 1, 10, 1)
+    queue.submit(JobKind.BACKUP, 2, 11, 1)
+    queue.submit(JobKind.RESTORE, 3, 12, 1)
+    queue.submit(JobKind.BACKUP, 4, 13, 1)
+    queue.submit(JobKind.BACKUP, 5, 14, 2)
     await asyncio.sleep(0)
     assert started == [(JobKind.BACKUP, 1), (JobKind.BACKUP, 2), (JobKind.BACKUP, 5)]
     # A slot frees: user 1's next job, in order, takes it.
@@ -51,10 +51,10 @@ async def test_runner_keeps_a_user_to_their_share_and_lets_others_overtake() -> 
     assert started[3] == (JobKind.RESTORE, 3)
     # User 2's job ends: its slot stays free, user 1 is at their share.
     release.setdefault((JobKind.BACKUP, 5), asyncio.Event()).set()
-    await wait_until(lambda: runner.running_count == 2)
-    assert runner.queued_count == 1
+    await wait_until(lambda: queue.running_count == 2)
+    assert queue.queued_count == 1
     assert len(started) == 4
-    await runner.shutdown()
+    await queue.shutdown()
 
 
 def _dumping(settings: Settings, backups: list[dict[str, Any]]) -> list[int]:

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.models import Backup
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.fakes import fake_tool, stalled_server
-from tests.support.locks import archive_writers, table_locked, tool_processes, wait_until
+from tests.support.locks import archive_processes, table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled
 
 
@@ -153,10 +153,10 @@ async def test_archive_writer_killed_mid_backup_fails_it(
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
             # The tool starts after the pre-flight check of the server, which may take
-            # longer than the archive writer's start.
+            # longer than the archive process's start.
             await wait_until(lambda: tool_processes("pg_dump", marker))
-            (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
-            os.kill(archiver, signal.SIGKILL)
+            (child,) = await wait_until(lambda: archive_processes(settings.backup_root))
+            os.kill(child, signal.SIGKILL)
             failed = await api.wait_backup(backup["id"])
         assert failed["status"] == "failed"
         assert failed["error_msg"].startswith(
@@ -168,10 +168,12 @@ async def test_archive_writer_killed_mid_backup_fails_it(
         assert again["status"] == "completed"
 
 
-async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_path: Path) -> None:
+async def test_tool_and_archive_process_priorities(
+    pg_server: Any, pg_source: str, tmp_path: Path
+) -> None:
     """TOOL_NICE reaches the tool and, under autogroup scheduling, its session's group
     (alone in its session, its own niceness would order it against nothing); the archive
-    writer runs at JOB_NICE, in a session and group of its own too."""
+    process runs at JOB_NICE, in a session and group of its own too."""
     settings = make_settings(tmp_path, tool_nice=5, job_nice=12)
     async with running_app(settings) as (_, client):
         api = await Api(client).signup()
@@ -180,16 +182,16 @@ async def test_tool_and_archiver_priorities(pg_server: Any, pg_source: str, tmp_
             backup = await api.start_backup(database["id"])
             marker = f"backup:{backup['id']}@"
             (tool,) = await wait_until(lambda: tool_processes("pg_dump", marker))
-            (archiver,) = await wait_until(lambda: archive_writers(settings.backup_root))
+            (child,) = await wait_until(lambda: archive_processes(settings.backup_root))
             assert os.getpriority(os.PRIO_PROCESS, tool) == 5
-            # The writer applies its niceness as soon as it has its job.
-            await wait_until(lambda: os.getpriority(os.PRIO_PROCESS, archiver) == 12)
+            # The archive process applies its niceness as soon as it has its job.
+            await wait_until(lambda: os.getpriority(os.PRIO_PROCESS, child) == 12)
             assert os.getsid(tool) == tool  # a session of its own
-            assert os.getsid(archiver) == archiver
+            assert os.getsid(child) == child
             autogroup = Path("/proc/self/autogroup").exists()
             if autogroup:
                 assert Path(f"/proc/{tool}/autogroup").read_text().split()[-1] == "5"
-                assert Path(f"/proc/{archiver}/autogroup").read_text().split()[-1] == "12"
+                assert Path(f"/proc/{child}/autogroup").read_text().split()[-1] == "12"
         assert (await api.wait_backup(backup["id"]))["status"] == "completed"
     if not autogroup:
         # Everything else was checked; the README's claim about scheduling groups was not.

@@ -21,7 +21,12 @@ import httpx
 import pytest
 
 from tests.support.apphelpers import PASSWORD, unique_name
-from tests.support.locks import archive_writers, job_workdir_contents, table_locked, tool_processes
+from tests.support.locks import (
+    archive_processes,
+    job_workdir_contents,
+    table_locked,
+    tool_processes,
+)
 from tests.support.sample_data import create_filled
 from tests.support.serverproc import server_process
 
@@ -123,11 +128,11 @@ def test_sigkill_mid_dump_then_restart(pg_server: Any, source: str, tmp_path: Pa
                 queued = client.call("POST", f"/api/backups/database/{queued_db}").json()
                 blocked_id, queued_id = blocked["backup"]["id"], queued["backup"]["id"]
                 pids = wait_for(lambda: tool_processes("pg_dump", f"backup:{blocked_id}@"))
-                pids += wait_for(lambda: archive_writers(server.backup_root))
+                pids += wait_for(lambda: archive_processes(server.backup_root))
                 assert client.record("backup", queued_id)["started_at"] is None
                 server.signal(signal.SIGKILL)
                 server.wait(10)
-                # The dump and its archive writer die with the server (parent-death
+                # The dump and its archive process die with the server (parent-death
                 # signal), no orphan runs on.
                 wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
             server.start()

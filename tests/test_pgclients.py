@@ -28,7 +28,7 @@ from backup_api.config import Settings
 from backup_api.dumpers.base import Diagnosis
 from backup_api.dumpers.pgclients import NoCompatibleClient, PgClients
 from backup_api.dumpers.pgversions import Version, from_version_num
-from backup_api.jobs import CONNECTION_REASONS
+from backup_api.jobs.failures import CONNECTION_REASONS
 from backup_api.services.serverversions import unreachable_warning
 from backup_api.toolversions import ToolVersions
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name

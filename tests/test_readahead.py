@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from backup_api.readahead import PipeReadAhead
+from backup_api.archiving.readahead import PipeReadAhead
 
 CHUNK = 64 * 1024
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from backup_api.jobs import SAFETY_BACKUP_CANCELLED
+from backup_api.jobs.restore import SAFETY_BACKUP_CANCELLED
 from backup_api.services.restores import MISSING_TARGET
 from tests.support.apphelpers import Api, unique_name
 from tests.support.locks import table_locked, tool_processes, wait_until

@@ -18,7 +18,8 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
-from backup_api.workdirs import jobs_root
+from backup_api.jobs import markers
+from backup_api.jobs.workdirs import jobs_root
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.support.fakes import fake_tool
 from tests.support.locks import job_workdir_contents, table_locked, tool_processes, wait_until
@@ -149,8 +150,8 @@ async def test_password_never_on_argv_nor_in_env(
     # The service's own secrets, as an operator passes them, must not reach its children.
     service_secret = "service-key-" + "7" * 40
     monkeypatch.setenv("BACKUP_API_ENCRYPTION_KEY", service_secret)
-    jobs = app.state.backup_api.jobs
-    workdirs = jobs_root(jobs.settings)
+    settings = app.state.backup_api.settings
+    workdirs = jobs_root(settings)
     source = unique_name("argv")
     create_filled(server, source)
     database = await alice.add_database(server, source)
@@ -159,15 +160,18 @@ async def test_password_never_on_argv_nor_in_env(
         with table_locked(server, source):
             backup = await alice.start_backup(database["id"])
             # This instance's processes only: other services may run on this machine.
-            marker = f"backup:{backup['id']}{jobs.marker_suffix}"
+            marker = markers.marker(f"backup:{backup['id']}", settings)
             pids = await wait_until(
                 lambda m=marker: tool_processes(tool, m) or tool_processes("mariadb-dump", m)
             )
-            # The archive writers (the job's and the spare) carry the instance's marker.
-            archivers = await wait_until(
-                lambda: tool_processes("backup_api.archiver", "archiver" + jobs.marker_suffix)
+            # The archive processes (the job's and the one waiting for the next job) carry
+            # the instance's marker.
+            archive_processes = await wait_until(
+                lambda: tool_processes(
+                    "backup_api.archiving.child", markers.marker("archive", settings)
+                )
             )
-            for pid in [*pids, *archivers]:
+            for pid in [*pids, *archive_processes]:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
                 assert server.password.encode() not in argv

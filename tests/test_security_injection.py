@@ -16,7 +16,7 @@ import pytest
 from backup_api.dumpers.base import ConnectionInfo, SecretPath, ToolCommand
 from backup_api.dumpers.mysql import MySQLDumper
 from backup_api.dumpers.postgresql import PostgreSQLDumper, build_conninfo
-from backup_api.process import open_secret, rendered
+from backup_api.jobs.supervisor import open_secret, rendered
 from backup_api.services.backups import safe_stem
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.locks import job_workdir_contents

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from backup_api.archive import ArchiveError
-from backup_api.sqlguard import KEY_REUSED, NO_UNRESTRICT, NOT_PG_DUMP, sql_guard
+from backup_api.archiving.archive import ArchiveError
+from backup_api.archiving.sqlguard import KEY_REUSED, NO_UNRESTRICT, NOT_PG_DUMP, sql_guard
 
 KEY = b"q7" * 31 + b"Z"
 HEAD = b"--\n-- PostgreSQL database dump\n--\n\n\\restrict " + KEY + b"\n"

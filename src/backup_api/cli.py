@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         # log shows. Only the operator's listed proxies are believed.
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies,
-        # One process: the job runner lives in it.
+        # One process: the job queue lives in it.
         workers=1,
     )
     return 0

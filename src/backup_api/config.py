@@ -80,15 +80,13 @@ class Settings(BaseSettings):
     connection_tests_per_user: int = Field(default=10, ge=1)
     connection_tests_window_seconds: int = Field(default=60, ge=1)
     error_tail_bytes: int = Field(default=4096, ge=256, le=65536)
-    # Niceness of the archive processes (compression, archive writes, restores' reading) and
-    # of the job threads: the lowest of all, since compression can lag into the read-ahead
-    # while the tool and its database server go on; on an idle machine nothing is lost.
+    # Niceness of the archive processes (compression, archive writes, restores' reading):
+    # the lowest of all, since compression can lag into the read-ahead while the tool and
+    # its database server go on; on an idle machine nothing is lost.
     job_nice: int = Field(default=15, ge=0, le=19)
     # Niceness of the dump and restore tools (and of their scheduling group): above the
-    # archive processes, below the API's requests. Measured with three services side by
-    # side (MariaDB 400 MB, six alternated rounds): at 0, 1.19x the bare dump and p99 41-89
-    # ms with two backups and twenty clients; at 10, 1.22x and 34-44 ms; at 5, 1.16x and
-    # 24-46 ms.
+    # archive processes, so the tool and its server set the pace, and below the API's
+    # requests, so a running backup slows them as little as it can.
     tool_nice: int = Field(default=5, ge=0, le=19)
 
     # --- disk

@@ -1,4 +1,5 @@
-"""The application factory: routers, error handlers, lifespan (keys, migrations, runner)."""
+"""The application factory: routers, error handlers, lifespan (keys, migrations, the job
+engine)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,13 @@ from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
-from backup_api.jobs import (
-    JobContext,
-    archiver_launcher,
-    instance_marker_suffix,
-    job_body,
-    recover,
-)
+from backup_api.jobs import markers
+from backup_api.jobs.engine import archive_process_launcher, run_job
+from backup_api.jobs.queue import InProcessQueue, Job
+from backup_api.jobs.records import JobRecords
+from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
-from backup_api.process import child_env
 from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import Clock, RetentionSweeper, system_clock
 from backup_api.routers import (
@@ -37,7 +35,6 @@ from backup_api.routers import (
     retention,
     users,
 )
-from backup_api.runner import Runner
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
@@ -74,31 +71,31 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
         )
         tool_versions = ToolVersions(
-            executor, child_env({}, "health" + instance_marker_suffix(settings))
+            executor, markers.child_env({}, markers.marker("health", settings))
         )
-        jobs = JobContext(
+
+        async def run(job: Job) -> None:
+            await run_job(state, job)
+
+        queue = InProcessQueue(
+            settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
+        )
+        sweeper = RetentionSweeper(
+            settings=settings, sessions=sessions, storage=storage, queue=queue, clock=clock
+        )
+        state = AppState(
             settings=settings,
+            engine=engine,
             sessions=sessions,
             transactions=transactions,
             storage=storage,
             keys=keys,
             executor=executor,
-            archivers=archiver_launcher(settings),
+            archive_processes=archive_process_launcher(settings),
             pg_clients=PgClients(settings, tool_versions),
-        )
-        runner = Runner(
-            settings.max_concurrent_jobs,
-            job_body(jobs),
-            max_per_user=settings.running_jobs_per_user,
-        )
-        sweeper = RetentionSweeper(
-            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=clock
-        )
-        jobs.on_backup_completed = sweeper.request
-        app.state.backup_api = AppState(
-            engine=engine,
-            runner=runner,
-            jobs=jobs,
+            tool_versions=tool_versions,
+            queue=queue,
+            records=JobRecords(transactions),
             throttle=LoginThrottle(
                 settings.login_max_failures,
                 settings.login_window_seconds,
@@ -107,25 +104,27 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             token_creations=RateLimiter(settings.api_token_creations_per_hour, 3600),
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
-            tool_versions=tool_versions,
             connection_tests=RateLimiter(
                 settings.connection_tests_per_user, settings.connection_tests_window_seconds
             ),
             retention=sweeper,
         )
-        await recover(jobs, runner)
+        # Each completed backup has its database swept.
+        state.records.listeners.append(sweeper.job_event)
+        app.state.backup_api = state
+        await recover(state)
         sweeper.start()
         # Everything built so far lives as long as the process: move it out of the
-        # collector's sight, so full collections (about 90 ms over the framework's, the
-        # ORM's and the models' objects) stop showing up as request latency spikes.
+        # collector's sight, so full collections (over the framework's, the ORM's and the
+        # models' objects) stop showing up as request latency spikes.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
             await sweeper.stop()
-            await runner.shutdown()
-            jobs.archivers.close()
+            await state.queue.shutdown()
+            state.archive_processes.close()
             executor.shutdown(wait=True)
             transactions.close()
             await engine.dispose()

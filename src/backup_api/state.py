@@ -1,4 +1,5 @@
-"""What the running application holds: built in the lifespan, reached through ``deps``."""
+"""What the running service holds: built once in the lifespan (``main``), reached by the
+routes through ``deps`` and by the jobs as their one argument."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backup_api.archiving.launcher import ArchiveProcessLauncher
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, TransactionRunner
 from backup_api.dumpers.pgclients import PgClients
-from backup_api.jobs import JobContext
+from backup_api.jobs.queue import JobQueue
+from backup_api.jobs.records import JobRecords
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import RetentionSweeper
-from backup_api.runner import Runner
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.storage.base import Storage
@@ -24,45 +26,25 @@ from backup_api.toolversions import ToolVersions
 
 @dataclass
 class AppState:
+    settings: Settings
     engine: AsyncEngine
-    runner: Runner
-    jobs: JobContext
+    sessions: SessionFactory
+    transactions: TransactionRunner
+    storage: Storage
+    keys: Keys
+    #: Threads for the short blocking steps of jobs (starting processes, reading /proc).
+    executor: ThreadPoolExecutor
+    archive_processes: ArchiveProcessLauncher
+    pg_clients: PgClients
+    tool_versions: ToolVersions
+    queue: JobQueue
+    records: JobRecords
     throttle: LoginThrottle
     token_creations: RateLimiter
     principals: PrincipalCache
     tokens: VerifiedTokens
-    tool_versions: ToolVersions
     connection_tests: RateLimiter
     retention: RetentionSweeper
-
-    # What the jobs are built on, the routes use too: one place holds it.
-    @property
-    def settings(self) -> Settings:
-        return self.jobs.settings
-
-    @property
-    def sessions(self) -> SessionFactory:
-        return self.jobs.sessions
-
-    @property
-    def transactions(self) -> TransactionRunner:
-        return self.jobs.transactions
-
-    @property
-    def storage(self) -> Storage:
-        return self.jobs.storage
-
-    @property
-    def keys(self) -> Keys:
-        return self.jobs.keys
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        return self.jobs.executor
-
-    @property
-    def pg_clients(self) -> PgClients:
-        return self.jobs.pg_clients
 
     @property
     def server_probe(self) -> ServerProbe:

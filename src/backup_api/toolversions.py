@@ -29,13 +29,12 @@ class ToolVersions:
     """Which dump tools are installed and at which version, asked once per binary.
 
     Asking means starting ``pg_dump --version`` and the like: four processes per health
-    check, each costing the service about 5 ms of CPU to start (measured: 20 ms per check,
-    so twenty clients polling ``/health``, a route open to anyone, saturated a core). The
-    answer only changes when a binary does, so it is kept per command together with the
-    binary's identity, which a check re-reads (a few ``stat`` calls): a tool installed,
-    removed or upgraded is seen at once, and any answer is renewed after ``max_age``
-    seconds. Concurrent checks of an unknown binary share one
-    probe; a probe that could not run (timeout, no process slot) is not kept.
+    check, each costing the service CPU to start, on a route open to anyone, so clients
+    polling ``/health`` could keep a core busy. The answer only changes when a binary does,
+    so it is kept per command together with the binary's identity, which a check re-reads
+    (a few ``stat`` calls): a tool installed, removed or upgraded is seen at once, and any
+    answer is renewed after ``max_age`` seconds. Concurrent checks of an unknown binary
+    share one probe; a probe that could not run (timeout, no process slot) is not kept.
     """
 
     def __init__(

@@ -159,9 +159,9 @@ def tool_processes(name: str, marker: str | None = None) -> list[int]:
     return pids
 
 
-def archive_writers(backup_root: Path) -> list[int]:
+def archive_processes(backup_root: Path) -> list[int]:
     """Pids of the processes, other than this one, writing a staged archive under
-    ``backup_root``: the archive writer of each running backup."""
+    ``backup_root``: the archive process of each running backup."""
     root = str(backup_root.resolve())
     own = os.getpid()
     pids = []

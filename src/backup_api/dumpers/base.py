@@ -2,7 +2,7 @@
 
 A dumper knows how to turn a registered database into the argv, environment and
 credentials of its engine's own tools (``pg_dump``/``psql``, ``mysqldump``/``mysql``).
-It runs nothing itself: the runner spawns the command, hands the credentials over as an
+It runs nothing itself: the job's supervisor spawns the command, hands the credentials over as an
 open descriptor, streams its output, enforces the timeouts and decides success by the exit
 code. Nothing here knows about users or HTTP.
 """
@@ -41,7 +41,7 @@ class ConnectionInfo:
 class SecretFile:
     """What a tool reads as a file (its credentials), never written to any file system.
 
-    The runner hands it over as a descriptor open in the tool's process: a sealed-off
+    The supervisor hands it over as a descriptor open in the tool's process: a sealed-off
     ``memfd`` when ``regular`` (libpq refuses anything but a plain 0600 file as
     ``PGPASSFILE``), else a pipe written and closed before the tool starts.
     """

@@ -10,12 +10,6 @@ if TYPE_CHECKING:
     from backup_api.dumpers.base import Dumper
 
 
-class UnknownDatabaseType(LookupError):
-    def __init__(self, db_type: str) -> None:
-        self.db_type = db_type
-        super().__init__(db_type)
-
-
 def _postgresql(settings: Settings) -> Dumper:
     from backup_api.dumpers.postgresql import PostgreSQLDumper
 
@@ -53,9 +47,6 @@ def canonical_type(db_type: str) -> str:
 
 
 def get_dumper(db_type: str, settings: Settings) -> Dumper:
-    """The dumper for ``db_type``; raises ``UnknownDatabaseType`` for anything else."""
-    try:
-        factory = DUMPERS[db_type]
-    except KeyError:
-        raise UnknownDatabaseType(db_type) from None
-    return factory(settings)
+    """The dumper for ``db_type``, one of ``DUMPERS``: a caller given a type from outside
+    checks it first, and refuses any other with ``exceptions.UnsupportedDatabaseType``."""
+    return DUMPERS[db_type](settings)

@@ -23,10 +23,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.config import Settings
 from backup_api.db import SessionFactory, session_scope
 from backup_api.exceptions import Conflict
+from backup_api.jobs.queue import JobKind, JobQueue
+from backup_api.jobs.records import JobCompleted, JobEvent
 from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
-from backup_api.runner import Runner
 from backup_api.services.backups import ActiveDownloads, delete_backup
 from backup_api.storage.base import Storage
 
@@ -90,14 +91,14 @@ class RetentionSweeper:
         settings: Settings,
         sessions: SessionFactory,
         storage: Storage,
-        runner: Runner,
+        queue: JobQueue,
         clock: Clock = system_clock,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._sessions = sessions
         self._storage = storage
-        self._runner = runner
+        self._queue = queue
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
@@ -155,7 +156,7 @@ class RetentionSweeper:
                 if backup.pinned or backup.database_id != database_id:
                     return False  # pinned or moved since the plan: its next sweep decides
                 await delete_backup(
-                    session=session, storage=self._storage, runner=self._runner, backup=backup
+                    session=session, storage=self._storage, queue=self._queue, backup=backup
                 )
         except Conflict:
             logger.info(
@@ -184,6 +185,15 @@ class RetentionSweeper:
                 logger.exception("retention: sweep of database %s failed", database_id)
 
     # ------------------------------------------------------------------ triggers
+    async def job_event(self, event: JobEvent) -> None:
+        """A listener of the job records: a completed backup has its database swept."""
+        if (
+            isinstance(event, JobCompleted)
+            and event.kind is JobKind.BACKUP
+            and event.database_id is not None
+        ):
+            self.request(event.database_id)
+
     def request(self, database_id: int) -> None:
         """Sweep ``database_id`` soon (after one of its backups completed), in the
         background: the job that asked does not wait for it."""

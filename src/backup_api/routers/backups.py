@@ -52,7 +52,7 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
         transactions=state.transactions,
         settings=state.settings,
         storage=state.storage,
-        runner=state.runner,
+        queue=state.queue,
         user=user,
         database_id=database_id,
     )
@@ -138,7 +138,7 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
     result = await backups_service.verify_backup(
         storage=state.storage,
         executor=state.executor,
-        launcher=state.jobs.archivers,
+        launcher=state.archive_processes,
         nice=state.settings.job_nice,
         backup=backup,
     )
@@ -164,7 +164,7 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
 async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep) -> MessageResponse:
     """Delete a backup and its file; a running dump is stopped first."""
     await backups_service.delete_backup(
-        session=session, storage=state.storage, runner=state.runner, backup=backup
+        session=session, storage=state.storage, queue=state.queue, backup=backup
     )
     return MessageResponse(message="Sauvegarde supprimée avec succès")
 

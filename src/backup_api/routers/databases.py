@@ -101,7 +101,7 @@ async def update_database(
         settings=state.settings,
         keys=state.keys,
         probe=state.server_probe,
-        runner=state.runner,
+        queue=state.queue,
         database=database,
         data=data,
     )
@@ -122,7 +122,7 @@ async def delete_database(
     database: DatabaseDep, session: SessionDep, state: StateDep
 ) -> MessageResponse:
     """Delete a registered database; its backups are kept."""
-    await databases_service.delete_database(session=session, runner=state.runner, database=database)
+    await databases_service.delete_database(session=session, queue=state.queue, database=database)
     return MessageResponse(message="Base de données supprimée avec succès")
 
 
@@ -142,7 +142,7 @@ async def test_database(
     reads the tool's message). The password is never in the answer."""
     return await connectiontests.run_connection_test(
         session=session,
-        jobs=state.jobs,
+        keys=state.keys,
         probe=state.server_probe,
         limiter=state.connection_tests,
         caller=user,

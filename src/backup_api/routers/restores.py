@@ -82,7 +82,7 @@ async def create_restore(
         transactions=state.transactions,
         settings=state.settings,
         storage=state.storage,
-        runner=state.runner,
+        queue=state.queue,
         user=user,
         backup=backup,
         target=target,
@@ -127,5 +127,5 @@ async def delete_restore(
     restore: RestoreDep, session: SessionDep, state: StateDep
 ) -> MessageResponse:
     """Delete a restore record; a running restore is stopped first and rolls back."""
-    await restores_service.delete_restore(session=session, runner=state.runner, restore=restore)
+    await restores_service.delete_restore(session=session, queue=state.queue, restore=restore)
     return MessageResponse(message="Restauration supprimée avec succès")

@@ -73,7 +73,7 @@ async def delete_user(
     await admin_service.delete_user(
         session=session,
         storage=state.storage,
-        runner=state.runner,
+        queue=state.queue,
         principals=state.principals,
         user=user,
     )

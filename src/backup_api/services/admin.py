@@ -5,19 +5,18 @@ from __future__ import annotations
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.jobs import storage_key
+from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.models import ApiToken, Backup, Database, Restore, User
 from backup_api.principals import PrincipalCache
-from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.services.users import forget_principal
-from backup_api.storage.base import Storage
+from backup_api.storage.base import Storage, storage_key
 
 
 async def delete_user(
     *,
     session: AsyncSession,
     storage: Storage,
-    runner: Runner,
+    queue: JobQueue,
     principals: PrincipalCache,
     user: User,
 ) -> None:
@@ -25,12 +24,12 @@ async def delete_user(
     restores = (await session.exec(select(Restore).where(Restore.user_id == user.id))).all()
     for restore in restores:
         assert restore.id is not None
-        await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
+        await queue.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
         await session.delete(restore)
     backups = (await session.exec(select(Backup).where(Backup.user_id == user.id))).all()
     for backup in backups:
         assert backup.id is not None
-        await runner.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
+        await queue.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
         await storage.delete(storage_key(backup.db_type, backup.filename))
         await session.delete(backup)
     databases = (await session.exec(select(Database).where(Database.user_id == user.id))).all()

@@ -1,4 +1,4 @@
-"""Backups: creation (then the runner takes over), listing, download, verification, deletion."""
+"""Backups: creation (then the job queue takes over), listing, download, verification, deletion."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from sqlmodel import col
 from sqlmodel import select as sqlmodel_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.archiver import ArchiverLauncher, VerifyOptions, verify_in_process
+from backup_api.archiving.launcher import ArchiveProcessLauncher, verify_archive
+from backup_api.archiving.protocol import VerifyOptions
 from backup_api.config import Settings
 from backup_api.db import TransactionRunner, record_fields
 from backup_api.dumpers.registry import DUMPERS
@@ -26,7 +27,8 @@ from backup_api.exceptions import (
     NotFound,
     UnsupportedDatabaseType,
 )
-from backup_api.jobs import storage_key
+from backup_api.jobs.failures import BACKUP_FILE_MISSING
+from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.models import (
     Backup,
     BackupPublic,
@@ -37,13 +39,12 @@ from backup_api.models import (
     utcnow,
 )
 from backup_api.principals import Principal, ensure_owner
-from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.services.admission import (
     ensure_disk_reserve,
     ensure_job_slot,
     ensure_within_quota,
 )
-from backup_api.storage.base import Storage
+from backup_api.storage.base import Storage, storage_key
 
 MAX_STEM = 80
 
@@ -231,7 +232,7 @@ def insert_backup(
     connection: Connection, settings: Settings, user: Principal, database_id: int
 ) -> RowMapping:
     """Record a ``pending`` backup of ``database_id`` in the caller's unit of work (not
-    submitted to the runner; refusals raise as ``create_backup`` documents)."""
+    submitted to the job queue; refusals raise as ``create_backup`` documents)."""
     database = _startable_database(connection, settings, user, database_id)
     created = utcnow()
     stem = f"{safe_stem(database['db_name'])}_{created:%Y%m%d_%H%M%S}"
@@ -260,11 +261,11 @@ async def create_backup(
     transactions: TransactionRunner,
     settings: Settings,
     storage: Storage,
-    runner: Runner,
+    queue: JobQueue,
     user: Principal,
     database_id: int,
 ) -> BackupPublic:
-    """Record a ``pending`` backup and hand it to the runner.
+    """Record a ``pending`` backup and hand it to the job queue.
 
     Shielded: once the record is committed the job is submitted, even if the request is
     cancelled meanwhile, so a record never stays ``pending`` with no job behind it.
@@ -276,12 +277,12 @@ async def create_backup(
     await ensure_disk_reserve(storage, settings)
 
     async def record_and_submit() -> RowMapping:
-        # One process owns the runner, so an exclusive unit makes "pick a free name, insert"
+        # One process owns the job queue, so an exclusive unit makes "pick a free name, insert"
         # atomic (the unique filepath would refuse a duplicate anyway).
         row = await transactions.run(
             lambda c: insert_backup(c, settings, user, database_id), exclusive=True
         )
-        runner.submit(JobKind.BACKUP, row["id"], database_id, user.id)
+        queue.submit(JobKind.BACKUP, row["id"], database_id, user.id)
         return row
 
     return to_public(await asyncio.shield(record_and_submit()))
@@ -348,7 +349,7 @@ async def verify_backup(
     *,
     storage: Storage,
     executor: Executor,
-    launcher: ArchiverLauncher,
+    launcher: ArchiveProcessLauncher,
     nice: int,
     backup: Backup,
 ) -> Verification:
@@ -356,17 +357,16 @@ async def verify_backup(
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
     key = storage_key(backup.db_type, backup.filename)
     if not await storage.exists(key):
-        return Verification(False, backup.checksum, None, "fichier de sauvegarde introuvable")
-
-    def _verify() -> Verification:
-        # Hashing and decompressing happen in an archive process, not in this one's threads;
-        # it makes a restore's own checks, so what passes here is what a restore accepts.
-        options = VerifyOptions(expected_sha256=backup.checksum, db_type=backup.db_type, nice=nice)
-        with storage.open_sync(key) as handle:
-            result = verify_in_process(handle.fileno(), options, launcher=launcher)
-        return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
-
-    return await asyncio.get_running_loop().run_in_executor(executor, _verify)
+        return Verification(False, backup.checksum, None, BACKUP_FILE_MISSING)
+    # Hashing and decompressing happen in an archive process, not in this one; it makes a
+    # restore's own checks, so what passes here is what a restore accepts.
+    options = VerifyOptions(expected_sha256=backup.checksum, db_type=backup.db_type, nice=nice)
+    handle = await asyncio.get_running_loop().run_in_executor(executor, storage.open_sync, key)
+    with handle:
+        result = await verify_archive(
+            handle.fileno(), options, launcher=launcher, executor=executor
+        )
+    return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
 
 
 async def backup_in_use(session: AsyncSession, backup_id: int) -> bool:
@@ -386,7 +386,7 @@ BACKUP_IN_USE = "Une restauration en cours ou en attente utilise cette sauvegard
 
 
 async def delete_backup(
-    *, session: AsyncSession, storage: Storage, runner: Runner, backup: Backup
+    *, session: AsyncSession, storage: Storage, queue: JobQueue, backup: Backup
 ) -> None:
     """Delete a backup's file and record: the one path of ``DELETE /api/backups/{id}`` and
     of retention. Refused (409) while a restore reads it; a file already gone is fine."""
@@ -394,7 +394,7 @@ async def delete_backup(
     if await backup_in_use(session, backup.id):
         raise Conflict(BACKUP_IN_USE)
     # A running dump is stopped first (its staged file removed), then record and file go.
-    await runner.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
+    await queue.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
     await storage.delete(storage_key(backup.db_type, backup.filename))
     await session.delete(backup)
     await session.flush()

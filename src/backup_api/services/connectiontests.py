@@ -13,28 +13,32 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api.dumpers.pgclients import NoCompatibleClient
-from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
-from backup_api.exceptions import TooManyRequests
-from backup_api.jobs import (
-    JobContext,
-    JobFailed,
-    connection_for,
-    database_owner_is_admin,
-    tool_missing,
-)
+from backup_api.dumpers.registry import DUMPERS, get_dumper
+from backup_api.exceptions import TooManyRequests, UnsupportedDatabaseType
+from backup_api.jobs.connection import connection_for, database_owner_is_admin
+from backup_api.jobs.failures import JobError, Where, reason_for
+from backup_api.jobs.supervisor import ToolNotFoundError
 from backup_api.models import ConnectionTestResult, Database, DumpClientPublic
 from backup_api.principals import Principal
-from backup_api.process import ToolNotFoundError
 from backup_api.ratelimit import RateLimiter
-from backup_api.services.serverprobe import ServerProbe
+from backup_api.security import CredentialError, Keys
+from backup_api.services.serverprobe import ACTION, ServerProbe
 
 THROTTLED = "Trop de tests de connexion pour cet utilisateur, réessayez plus tard"
+#: What makes a test fail as the backup would, worded as the job's failure would be.
+TEST_FAILURES = (
+    JobError,
+    CredentialError,
+    NoCompatibleClient,
+    ToolNotFoundError,
+    UnsupportedDatabaseType,
+)
 
 
 async def run_connection_test(
     *,
     session: AsyncSession,
-    jobs: JobContext,
+    keys: Keys,
     probe: ServerProbe,
     limiter: RateLimiter,
     caller: Principal,
@@ -47,21 +51,18 @@ async def run_connection_test(
     # Nothing more to read: the connection goes back to the pool while the server answers.
     await session.commit()
     try:
-        dumper = get_dumper(database.type, jobs.settings)
-    except UnknownDatabaseType:
-        return ConnectionTestResult(
-            ok=False, error=f"type de base de données non supporté: {database.type}"
-        )
-    try:
-        conn = await connection_for(jobs, database, owner_is_admin)
+        if database.type not in DUMPERS:
+            raise UnsupportedDatabaseType(database.type)
+        dumper = get_dumper(database.type, probe.settings)
+        conn = await connection_for(probe.settings, keys, database, owner_is_admin)
         facts = await probe.facts(
             dumper, conn, detailed=caller.is_admin, label=f"test-{database.id}"
         )
         client = await probe.dump_client(dumper, facts.version)
-    except (JobFailed, NoCompatibleClient) as exc:
-        return ConnectionTestResult(ok=False, error=str(exc))
-    except ToolNotFoundError as exc:
-        return ConnectionTestResult(ok=False, error=tool_missing(exc.tool))
+    except TEST_FAILURES as exc:
+        reason = reason_for(exc, ACTION, Where.JOB_STEP)
+        assert reason is not None  # each of TEST_FAILURES has its row in the table
+        return ConnectionTestResult(ok=False, error=reason)
     if database.type == "postgresql" and database.server_version != facts.version:
         # What a job would record too (not an edit: updated_at stays).
         database.server_version = facts.version

@@ -8,10 +8,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.config import Settings
 from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import BadRequest, Conflict, Forbidden, UnsupportedDatabaseType
-from backup_api.jobs import ConnectionRefused, ServerUnavailable, connection_address
+from backup_api.jobs.connection import connection_address
+from backup_api.jobs.failures import ConnectionRefused, ServerUnavailable
+from backup_api.jobs.queue import JobQueue
 from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, Role, User, utcnow
 from backup_api.principals import Principal
-from backup_api.runner import Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
 from backup_api.services.serverprobe import ServerProbe
@@ -129,7 +130,7 @@ async def update_database(
     settings: Settings,
     keys: Keys,
     probe: ServerProbe,
-    runner: Runner,
+    queue: JobQueue,
     database: Database,
     data: DatabaseUpdate,
 ) -> tuple[Database, str | None]:
@@ -167,7 +168,7 @@ async def update_database(
             db_name=changes.get("db_name", database.db_name),
         )
     assert database.id is not None
-    if connection_fields & changes.keys() and runner.database_busy(database.id):
+    if connection_fields & changes.keys() and queue.database_busy(database.id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")
     password = changes.pop("password", None)
     if password is not None:
@@ -192,9 +193,9 @@ async def update_database(
     return database, warning
 
 
-async def delete_database(*, session: AsyncSession, runner: Runner, database: Database) -> None:
+async def delete_database(*, session: AsyncSession, queue: JobQueue, database: Database) -> None:
     assert database.id is not None
-    if runner.database_busy(database.id):
+    if queue.database_busy(database.id):
         raise Conflict(
             "Impossible de supprimer la base: une sauvegarde ou restauration est en cours"
         )

@@ -61,5 +61,5 @@ async def report(state: AppState) -> tuple[bool, HealthResponse]:
             for client in clients
         ],
         storage=storage,
-        jobs={"running": state.runner.running_count, "queued": state.runner.queued_count},
+        jobs={"running": state.queue.running_count, "queued": state.queue.queued_count},
     )

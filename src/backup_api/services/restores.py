@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backup_api.config import Settings
 from backup_api.db import TransactionRunner, record_fields
 from backup_api.exceptions import BadRequest, Conflict, NotFound
+from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.models import (
     Backup,
     Database,
@@ -22,7 +23,6 @@ from backup_api.models import (
     utcnow,
 )
 from backup_api.principals import Principal, ensure_owner
-from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
 from backup_api.services.backups import insert_backup
 from backup_api.storage.base import Storage
@@ -94,7 +94,7 @@ async def create_restore(
     transactions: TransactionRunner,
     settings: Settings,
     storage: Storage,
-    runner: Runner,
+    queue: JobQueue,
     user: Principal,
     backup: Backup,
     target: Database,
@@ -102,7 +102,7 @@ async def create_restore(
     backup_target_first: bool = False,
 ) -> RestorePublic:
     """Record a ``pending`` restore (and, when asked, the backup of the target that it
-    runs first) and hand it to the runner.
+    runs first) and hand it to the job queue.
 
     Shielded like ``create_backup``: once committed, the job is submitted.
     """
@@ -116,7 +116,7 @@ async def create_restore(
     _check_confirmation(backup, target, confirm)
     assert target.id is not None
     target_id = target.id
-    if runner.database_busy(target_id):
+    if queue.database_busy(target_id):
         raise Conflict("Une sauvegarde ou restauration de la base cible est déjà en cours")
 
     if backup_target_first:
@@ -128,7 +128,7 @@ async def create_restore(
         ensure_job_slot(connection, settings, user.id)
         safety_backup_id = None
         if backup_target_first:
-            # The restore job runs this backup before anything else (see jobs.run_restore).
+            # The restore job runs this backup before anything else (see jobs.restore).
             safety_backup_id = insert_backup(connection, settings, user, target_id)["id"]
         created = utcnow()
         values = {
@@ -144,7 +144,7 @@ async def create_restore(
 
     async def record_and_submit() -> RowMapping:
         row = await transactions.run(record, exclusive=True)
-        runner.submit(JobKind.RESTORE, row["id"], target_id, user.id)
+        queue.submit(JobKind.RESTORE, row["id"], target_id, user.id)
         return row
 
     return to_public(await asyncio.shield(record_and_submit()))
@@ -160,9 +160,9 @@ async def list_restores(
     return list(result.all())
 
 
-async def delete_restore(*, session: AsyncSession, runner: Runner, restore: Restore) -> None:
+async def delete_restore(*, session: AsyncSession, queue: JobQueue, restore: Restore) -> None:
     """Stop a queued or running restore (its transaction rolls back), then drop the record."""
     assert restore.id is not None
-    await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
+    await queue.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
     await session.delete(restore)
     await session.flush()

@@ -10,6 +10,7 @@ category alone unless ``detailed``).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -22,10 +23,11 @@ from backup_api.dumpers.base import ConnectionInfo, Dumper, ServerFacts
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.pgversions import parse_dotted
 from backup_api.dumpers.postgresql import PostgreSQLDumper
-from backup_api.jobs import JobFailed, describe_failure, instance_marker_suffix
-from backup_api.process import Progress, ToolNotFoundError, run_tool
+from backup_api.jobs import markers
+from backup_api.jobs.failures import JobError, describe_failure
+from backup_api.jobs.supervisor import Progress, ToolNotFoundError, run_tool
+from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.toolversions import ToolVersions
-from backup_api.workdirs import job_workdir, jobs_root
 
 ACTION = "vérification de la connexion"
 UNEXPECTED_ANSWER = f"réponse inattendue du serveur pendant la {ACTION}"
@@ -48,22 +50,32 @@ class DumpClient:
 
 
 class _Answer:
-    """The probe's stdout, kept up to ``_MAX_ANSWER`` bytes (the worker owns the fd)."""
+    """The probe's stdout, kept up to ``_MAX_ANSWER`` bytes (the worker owns the fd), read
+    on the event loop as the supervisor reads a tool's stderr."""
 
     def __init__(self) -> None:
         self.data = b""
 
-    def __call__(self, fd: int, progress: Progress) -> None:
+    async def __call__(self, fd: int, progress: Progress) -> None:
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        reader = asyncio.StreamReader()
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), pipe
+            )
+        except BaseException:
+            pipe.close()
+            raise
         chunks: list[bytes] = []
         kept = 0
         try:
-            while chunk := os.read(fd, 65536):
+            while chunk := await reader.read(65536):
                 progress.advance(len(chunk))
                 if kept < _MAX_ANSWER:
                     chunks.append(chunk)
                     kept += len(chunk)
         finally:
-            os.close(fd)
+            transport.close()
         self.data = b"".join(chunks)[:_MAX_ANSWER]
 
 
@@ -94,7 +106,7 @@ class ServerProbe:
     ) -> ServerFacts:
         """Connect to ``conn`` (already checked and pinned) and read the server's facts.
 
-        Raises ``JobFailed`` with a secret-free French reason, ``ToolNotFoundError`` when
+        Raises ``JobError`` with a secret-free French reason, ``ToolNotFoundError`` when
         the client is not installed.
         """
         if isinstance(dumper, PostgreSQLDumper):
@@ -109,7 +121,7 @@ class ServerProbe:
                 worker=answer,
                 direction="out",
                 executor=self.executor,
-                marker=label + instance_marker_suffix(self.settings),
+                marker=markers.marker(label, self.settings),
                 total_timeout=limit,
                 idle_timeout=limit,
                 stderr_limit=self.settings.error_tail_bytes * 2,
@@ -120,7 +132,7 @@ class ServerProbe:
             settings = self.settings.model_copy(
                 update={"dump_timeout_seconds": limit, "dump_idle_timeout_seconds": limit}
             )
-            raise JobFailed(
+            raise JobError(
                 describe_failure(
                     outcome,
                     Path(dumper.restore_tool).name,
@@ -134,7 +146,7 @@ class ServerProbe:
             )
         facts = dumper.parse_probe(answer.data.decode("utf-8", "replace"))
         if facts is None:
-            raise JobFailed(UNEXPECTED_ANSWER)
+            raise JobError(UNEXPECTED_ANSWER)
         return facts
 
     async def dump_client(self, dumper: Dumper, server_version: str | None) -> DumpClient:

@@ -14,9 +14,9 @@ from backup_api.dumpers.base import ConnectionInfo, ServerFacts
 from backup_api.dumpers.pgclients import NoCompatibleClient
 from backup_api.dumpers.postgresql import PostgreSQLDumper
 from backup_api.dumpers.registry import get_dumper
-from backup_api.jobs import JobFailed, tool_missing
+from backup_api.jobs.failures import JobError, tool_missing
+from backup_api.jobs.supervisor import ToolNotFoundError
 from backup_api.models import Database
-from backup_api.process import ToolNotFoundError
 from backup_api.services.serverprobe import ServerProbe
 
 # A registration waits this long at most for a silent server to connect, and as long for
@@ -69,7 +69,7 @@ async def detect(
                 label="register",
                 query_seconds=REGISTRATION_PROBE_SECONDS,
             )
-        except JobFailed as exc:
+        except JobError as exc:
             warnings.append(unreachable_warning(str(exc)))
         except ToolNotFoundError as exc:
             warnings.append(tool_missing(exc.tool))

@@ -11,6 +11,14 @@ import errno
 from collections.abc import AsyncIterator
 from typing import BinaryIO, NamedTuple, Protocol
 
+#: What the owner reads when the backend ran out of space (French, shown to users).
+DISK_FULL = "espace disque insuffisant"
+
+
+def storage_key(db_type: str, filename: str) -> str:
+    """Where a backup's archive is stored."""
+    return f"{db_type}/{filename}"
+
 
 class StorageFullError(OSError):
     """The backend ran out of space while writing."""
@@ -26,7 +34,7 @@ class ArchiveWriter(Protocol):
     def fileno(self) -> int:
         """A descriptor open for writing at the start of the staged archive.
 
-        The archive writer process writes the whole archive to it, sequentially (a local
+        The archive process writes the whole archive to it, sequentially (a local
         backend gives its staged file; an object-store backend would give a pipe that it
         uploads from). Running out of space shows as ``ENOSPC`` on that descriptor.
         """
@@ -42,8 +50,8 @@ class ArchiveWriter(Protocol):
 
 
 class SpaceInfo(NamedTuple):
-    # A NamedTuple, not a dataclass: the archive writer process imports this module, and
-    # ``dataclasses`` would add about 12 ms to its start.
+    # A NamedTuple, not a dataclass: the archive process imports this module, and
+    # ``dataclasses`` would slow its start (see archiving/child.py).
     total_bytes: int
     free_bytes: int
 

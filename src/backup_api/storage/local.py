@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import anyio
 
-from backup_api.storage.base import FULL_ERRNOS, SpaceInfo, StorageFullError
+from backup_api.storage.base import DISK_FULL, FULL_ERRNOS, SpaceInfo, StorageFullError
 
 PART_PREFIX = "."
 PART_SUFFIX = ".part"
@@ -51,7 +51,7 @@ class LocalArchiveWriter:
             os.fsync(self._fd)
         except OSError as exc:
             if exc.errno in FULL_ERRNOS:
-                raise StorageFullError(exc.errno, "espace disque insuffisant") from exc
+                raise StorageFullError(exc.errno, DISK_FULL) from exc
             raise
         finally:
             self._close_quietly()

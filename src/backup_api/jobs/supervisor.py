@@ -5,9 +5,9 @@ the service when the platform allows it (``setpriv --pdeathsig``), and carries a
 its environment so a restarted service can find and kill what a crash left behind. Its
 credentials reach it as a descriptor open in its process (``SecretFile``), never as a file
 on disk that a crash could leave behind. Its stdout (dump) or stdin (restore) is a pipe
-served by a worker in a thread (for a dump, the worker hands the pipe to the archive writer
-process and relays its progress), so compression and file I/O never run on the event loop;
-stderr is read on the loop into a bounded tail.
+served by a worker coroutine, which hands the pipe to an archive process and follows its
+progress, so compression and file I/O never run in the service's process; stderr is read
+on the loop into a bounded tail.
 """
 
 from __future__ import annotations
@@ -23,17 +23,16 @@ import subprocess
 import threading
 import time
 from asyncio import Future
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from backup_api.dumpers.base import SecretFile, SecretPath, ToolCommand
-from backup_api.priority import lower_priority, set_session_niceness
+from backup_api.jobs.markers import child_env
+from backup_api.jobs.priority import set_session_niceness
 
-JOB_MARKER_ENV = "BACKUP_API_JOB"
-SETTINGS_ENV_PREFIX = "BACKUP_API_"
 PIPE_SIZE = 1 << 20
 _SETPRIV = shutil.which("setpriv")
 _STDBUF = shutil.which("stdbuf")
@@ -48,7 +47,8 @@ class ToolNotFoundError(Exception):
 
 
 class FailureKind(StrEnum):
-    EXIT_CODE = "exit_code"
+    """Why the supervisor stopped a tool (a tool that ended by itself has none)."""
+
     TIMEOUT = "timeout"
     CONNECT = "connect"
     IDLE = "idle"
@@ -57,7 +57,7 @@ class FailureKind(StrEnum):
 
 @dataclass
 class Progress:
-    """Shared between the I/O thread (writer) and the supervisor (reader)."""
+    """Advanced by the pipe's worker, watched by the supervisor (both on the event loop)."""
 
     last_activity: float = field(default_factory=time.monotonic)
     bytes: int = 0
@@ -80,7 +80,7 @@ class ProcessOutcome:
 
 
 #: Reads the tool's stdout (dump) or writes its stdin (restore) until done; owns the fd.
-PipeWorker = Callable[[int, Progress], None]
+PipeWorker = Callable[[int, Progress], Awaitable[None]]
 
 
 def resolve_tool(tool: str) -> str:
@@ -88,23 +88,6 @@ def resolve_tool(tool: str) -> str:
     if path is None:
         raise ToolNotFoundError(Path(tool).name)
     return path
-
-
-def child_env(extra: Mapping[str, str], marker: str) -> dict[str, str]:
-    """The service's environment with ``extra`` applied and the job ``marker`` set.
-
-    The service's own settings (``BACKUP_API_*``: the encryption key, the JWT secret, the
-    metadata database's URL with its password) stay behind: no child needs them.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_ENV_PREFIX)}
-    for key, value in extra.items():
-        # An empty value means "must not be inherited from the service's environment".
-        if value == "":
-            env.pop(key, None)
-        else:
-            env[key] = value
-    env[JOB_MARKER_ENV] = marker
-    return env
 
 
 def open_secret(secret: SecretFile) -> int:
@@ -171,7 +154,7 @@ def dying_with_service(argv: list[str]) -> list[str]:
 
 
 def _grow_pipe(fd: int) -> None:
-    # Fewer, larger reads: the default 64 KiB pipe costs a wake-up per 64 KiB.
+    # Fewer, larger reads: each pipe's worth of output costs the reader a wake-up.
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
 
@@ -179,15 +162,6 @@ def _grow_pipe(fd: int) -> None:
 def kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def _niced(worker: PipeWorker, nice: int) -> PipeWorker:
-    def run(fd: int, progress: Progress) -> None:
-        # Only this I/O thread yields to the event loop's thread.
-        lower_priority(threading.get_native_id(), nice)
-        worker(fd, progress)
-
-    return run
 
 
 async def _read_tail(stream: asyncio.StreamReader, limit: int) -> bytes:
@@ -209,7 +183,6 @@ async def run_tool(
     total_timeout: float,
     idle_timeout: float,
     stderr_limit: int,
-    worker_nice: int = 0,
     tool_nice: int = 0,
     poll_interval: float = 0.25,
 ) -> ProcessOutcome:
@@ -231,8 +204,8 @@ async def run_tool(
     passed = () if secret_fd is None else (secret_fd,)
     argv = [executable, *words[1:]]
     if direction == "out" and _STDBUF is not None:
-        # The tools write through stdio, 4 KiB at a time into a pipe: a 1 MiB stdout buffer
-        # turns ~200 small reads per MiB into one, which is what keeps us at the tool's pace.
+        # The tools write through stdio, a few KiB at a time into a pipe: a stdout buffer the
+        # pipe's size turns many small reads into one, which keeps us at the tool's pace.
         argv = [_STDBUF, f"--output={PIPE_SIZE}", *argv]
     argv = dying_with_service(argv)
 
@@ -245,7 +218,7 @@ async def run_tool(
     _grow_pipe(write_fd)
     loop = asyncio.get_running_loop()
     # Started from a worker thread: starting a process from a large one blocks the caller
-    # for 10 to 30 ms (more when the machine is busy), which on the event loop is every
+    # for a while (longer when the machine is busy), which on the event loop would be every
     # in-flight request's latency.
     spawn = loop.run_in_executor(
         executor,
@@ -278,7 +251,7 @@ async def run_tool(
     # first, so a refused or broken archive never applies half-way.
     input_hold = os.dup(own_fd) if direction == "in" else None
     progress = Progress()
-    io_future = loop.run_in_executor(executor, _niced(worker, worker_nice), own_fd, progress)
+    io_future = asyncio.ensure_future(worker(own_fd, progress))
     assert process.stderr is not None
     stderr_reader = asyncio.StreamReader()
     stderr_transport, _ = await loop.connect_read_pipe(

@@ -1,11 +1,13 @@
-"""The in-process job scheduler.
+"""The job queue: what the service asks of it (``JobQueue``), and today's implementation,
+a queue inside the service's own process (``InProcessQueue``).
 
 Jobs (backups and restores) wait in submission order and start while fewer than
 ``max_concurrent`` run. Two jobs that touch the same registered database never run at once,
 and one user never runs more than ``max_per_user`` at once (whatever their kind): a running
 job cannot be taken back, so this is what keeps a slot for other users when one user's jobs
 hang. A job held back by either rule waits, in order, while others overtake it. Jobs are
-identified by ids, never ORM objects; the job body opens its own session.
+identified by ids, never ORM objects; the job body loads what it needs itself, so another
+implementation may run it in another process.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-logger = logging.getLogger("backup_api.runner")
+logger = logging.getLogger("backup_api.jobs.queue")
 
 
 class JobKind(StrEnum):
@@ -48,7 +51,41 @@ class Job:
 JobBody = Callable[[Job], Awaitable[None]]
 
 
-class Runner:
+class JobQueue(Protocol):
+    """Where the service puts jobs to run, and how it follows and stops them."""
+
+    @property
+    def running_count(self) -> int: ...
+
+    @property
+    def queued_count(self) -> int: ...
+
+    def is_active(self, kind: JobKind, job_id: int) -> bool:
+        """Whether the job is queued or running."""
+        ...
+
+    def database_busy(self, database_id: int) -> bool:
+        """Whether any queued or running job touches ``database_id``."""
+        ...
+
+    def submit(self, kind: JobKind, job_id: int, database_id: int | None, user_id: int) -> None:
+        """Queue a job of ``user_id`` (its owner) touching ``database_id``; a job already
+        queued or running is left as it is."""
+        ...
+
+    async def cancel(self, kind: JobKind, job_id: int, reason: CancelReason) -> bool:
+        """Stop a queued or running job and wait until it has cleaned up; False if it was
+        neither."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Stop every running job (they record why) and take no more."""
+        ...
+
+
+class InProcessQueue:
+    """A ``JobQueue`` whose jobs run as tasks on the service's own event loop."""
+
     def __init__(self, max_concurrent: int, body: JobBody, *, max_per_user: int) -> None:
         self.max_concurrent = max_concurrent
         self.max_per_user = max_per_user
@@ -69,9 +106,6 @@ class Runner:
     def is_active(self, kind: JobKind, job_id: int) -> bool:
         return (kind, job_id) in self._running or any(j.key == (kind, job_id) for j in self._queue)
 
-    def is_running(self, kind: JobKind, job_id: int) -> bool:
-        return (kind, job_id) in self._running
-
     def database_busy(self, database_id: int) -> bool:
         """Whether any queued or running job touches ``database_id``."""
         jobs = [*self._queue, *self._running.values()]
@@ -82,7 +116,7 @@ class Runner:
         """Queue a job of ``user_id`` (its owner) touching ``database_id``."""
         if self._closed:
             # The record stays pending with no start time: the next start picks it up.
-            logger.warning("runner closed, %s %s left for the next start", kind, job_id)
+            logger.warning("queue closed, %s %s left for the next start", kind, job_id)
             return
         if self.is_active(kind, job_id):
             return

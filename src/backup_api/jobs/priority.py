@@ -1,6 +1,6 @@
 """Process and thread priorities: niceness, and the scheduling group's under autogroup.
 
-Light on purpose (``os`` only): the archive process imports it, and its start time counts.
+Light on purpose (``os`` only): the archive process imports it (see ``archiving.child``).
 """
 
 from __future__ import annotations

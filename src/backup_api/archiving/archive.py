@@ -5,9 +5,9 @@ hash the exact bytes it emits. The single entry always uses a ZIP64 local header
 data descriptor (general purpose flag bit 3): byte for byte what CPython's ``zipfile``
 writes to an unseekable stream with ``force_zip64=True``. Dumps over 4 GiB work, and both
 Info-ZIP ``unzip`` and ``zipfile`` read the result without warnings. Deflate comes from
-ISA-L (``isal``) by default: level 1 is about 10x faster than zlib level 6 for an archive
-about 20% larger, and 3x faster than zlib level 1 for a slightly smaller one. zlib and
-"stored" are the alternatives.
+ISA-L (``isal``) by default: its level 1 trades a somewhat larger archive for far less CPU
+than zlib, and compression time is what a backup waits on. zlib and "stored" are the
+alternatives.
 
 The reader accepts only what the writer produces in spirit: one regular ``.sql`` file with
 a plain name, stored or deflated, not encrypted. Its errors are French (shown to users).
@@ -274,9 +274,9 @@ class ZipStreamWriter:
 
     def _check_usable(self) -> None:
         if self._failed:
-            raise ValueError("archive writer failed earlier (sink or compressor error)")
+            raise ValueError("ZIP writer failed earlier (sink or compressor error)")
         if self._result is not None:
-            raise ValueError("archive writer already closed")
+            raise ValueError("ZIP writer already closed")
 
     def _emit(self, data: bytes | memoryview) -> None:
         """Queue small outputs, pass big ones straight to the sink (after the queue)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Final, Protocol
 
-from backup_api.archive import ArchiveError
+from backup_api.archiving.archive import ArchiveError
 
 __all__ = [
     "KEY_REUSED",

@@ -1,0 +1,240 @@
+"""The archive process: a dump from a pipe in, a ZIP archive out, and back for restores.
+
+Why a process of its own: compressing and hashing inside the service would mean threads
+that take the GIL between every call, and the event loop waiting for them whenever the
+machine's cores are busy with dump tools and database servers: every request in flight
+would pay for it. In its own process the compressor competes for CPU only, at its own
+lower priority, and the service keeps the GIL for the event loop. The tool's stdout pipe
+is handed to this process, so no dump byte passes through the service at all.
+
+Restores take the same road backwards: the child checks the archive's SHA-256, validates
+it and streams the decompressed SQL into the restore tool's stdin. A verification makes
+the very same checks (``_validated_sql``), writing nothing: an archive passes both or
+neither, for the same reason. The child never sees a credential.
+
+Started as ``python -P -m backup_api.archiving.child CONTROL_FD`` (see ``launcher``), it
+waits on its control socket for one job (see ``protocol``).
+
+Import rule: this module and everything it imports may import only the standard library,
+``isal``, and ``backup_api.archiving.{archive,protocol,readahead,sqlguard}``,
+``backup_api.jobs.priority`` and ``backup_api.storage.base`` (and their packages'
+``__init__``, kept empty). A backup waits for this process to start, so each further
+import (the ORM, the web framework, the settings) would slow every backup.
+``tests/test_archive_process_imports.py`` runs jobs in children started as the service
+starts them, under ``python -X importtime``, and fails on any module beyond that list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Generator
+from typing import BinaryIO
+
+from backup_api.archiving.archive import (
+    ArchiveError,
+    ArchiveResult,
+    ZipStreamWriter,
+    open_sql_entry,
+)
+from backup_api.archiving.protocol import (
+    JOBS,
+    MAX_JOB_BYTES,
+    REPORT_INTERVAL,
+    ArchiveOptions,
+    ExtractOptions,
+    ExtractResult,
+    Options,
+    VerifyOptions,
+    VerifyResult,
+    encode_error,
+)
+from backup_api.archiving.readahead import PipeReadAhead
+from backup_api.archiving.sqlguard import sql_guard
+from backup_api.jobs.priority import lower_priority, set_group_niceness
+
+CHUNK = 1 << 20
+SHA256_MISMATCH = "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
+
+
+class _Reporter:
+    """Writes protocol lines to stdout; progress at most every ``REPORT_INTERVAL``."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+        self._total = 0
+        self._last = 0.0
+
+    def read(self, count: int) -> None:
+        self._total += count
+        now = time.monotonic()
+        if now - self._last >= REPORT_INTERVAL:
+            self._last = now
+            self._send({"read": self._total})
+
+    def busy(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= REPORT_INTERVAL:
+            self._last = now
+            self._send({"busy": True})
+
+    def finish(self, message: dict[str, object]) -> None:
+        self._send({"read": self._total})
+        self._send(message)
+
+    def _send(self, message: dict[str, object]) -> None:
+        line = (json.dumps(message, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+
+class _FileSink:
+    """The archive's file descriptor, written raw (the ZIP writer already batches)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes | memoryview, /) -> int:
+        return os.write(self._fd, data)
+
+
+def _archive(
+    options: ArchiveOptions, dump_fd: int, output_fd: int, reporter: _Reporter
+) -> ArchiveResult:
+    writer = ZipStreamWriter(
+        _FileSink(output_fd),
+        options.entry_name,
+        compression=options.compression,
+        level=options.level,
+        date_time=options.date_time,
+    )
+    if options.readahead_mib:
+        with PipeReadAhead(
+            dump_fd,
+            chunk_size=CHUNK,
+            max_chunks=max(1, options.readahead_mib * (1 << 20) // CHUNK),
+            on_read=reporter.read,
+        ) as chunks:
+            for chunk in chunks:
+                writer.write(chunk)
+    else:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while count := os.readv(dump_fd, [buffer]):
+            reporter.read(count)
+            writer.write(view[:count])
+    return writer.close()
+
+
+def _sha256_of(archive: BinaryIO, reporter: _Reporter) -> str:
+    """The whole file's digest; the file is left at its start."""
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    while count := archive.readinto(buffer):  # type: ignore[attr-defined]
+        digest.update(view[:count])
+        reporter.busy()
+    archive.seek(0)
+    return digest.hexdigest()
+
+
+def _validated_sql(
+    archive: BinaryIO, sha256: str | None, options: ExtractOptions | VerifyOptions
+) -> Generator[bytes | memoryview, None, None]:
+    """The one validator of restores and verifications: the archive's SHA-256 (``sha256``,
+    just computed, against the expected one), its structure (a single plain ``.sql``
+    entry), and its SQL (its dump tool's own, see ``sqlguard``). Yields the SQL as far as
+    it is checked; raises ``ArchiveError`` (French) at the first problem."""
+    if options.expected_sha256 is not None and sha256 != options.expected_sha256:
+        raise ArchiveError(SHA256_MISMATCH)
+    guard = sql_guard(options.db_type)
+    _, entry = open_sql_entry(archive)
+    with entry:
+        while chunk := entry.read(CHUNK):
+            yield from guard.feed(chunk)
+    yield from guard.finish()
+
+
+def _extract(
+    options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
+) -> ExtractResult:
+    # Nothing reaches the restore tool before the archive is proven intact.
+    with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
+        sha256 = None if options.expected_sha256 is None else _sha256_of(archive, reporter)
+        written = 0
+        with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+            for piece in pieces:
+                view = memoryview(piece)
+                try:
+                    while view:
+                        view = view[os.write(output_fd, view) :]
+                except BrokenPipeError:
+                    return ExtractResult(written=written, complete=False)
+                written += len(piece)
+                reporter.read(len(piece))
+    return ExtractResult(written=written, complete=True)
+
+
+def _verify(options: VerifyOptions, archive_fd: int, reporter: _Reporter) -> VerifyResult:
+    with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
+        sha256 = _sha256_of(archive, reporter)
+        try:
+            with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+                for _ in pieces:
+                    reporter.busy()
+        except ArchiveError as exc:
+            return VerifyResult(sha256=sha256, problem=str(exc))
+    return VerifyResult(sha256=sha256, problem=None)
+
+
+def _receive_job(control_fd: int) -> tuple[Options, list[int]] | None:
+    """Wait for the job: None if the service closed the socket without one."""
+    with socket.socket(fileno=control_fd) as control:
+        message, fds, _, _ = socket.recv_fds(control, MAX_JOB_BYTES, 2)
+    values = json.loads(message) if message else {}
+    kind = values.get("kind")
+    job = JOBS.get(kind) if isinstance(kind, str) else None
+    if job is None or len(fds) != job[1]:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return job[0](values), fds
+
+
+def main(argv: list[str]) -> int:
+    job = _receive_job(int(argv[0]))
+    if job is None:
+        return 0
+    options, fds = job
+    if options.nice:
+        lower_priority(0, options.nice)
+        set_group_niceness(os.getpid(), options.nice)  # its session's (see launcher)
+    reporter = _Reporter(sys.stdout.fileno())
+    try:
+        result: ArchiveResult | ExtractResult | VerifyResult
+        if isinstance(options, VerifyOptions):
+            result = _verify(options, fds[0], reporter)
+        elif isinstance(options, ExtractOptions):
+            result = _extract(options, fds[0], fds[1], reporter)
+        else:
+            result = _archive(options, fds[0], fds[1], reporter)
+    except Exception as exc:
+        reporter.finish({"error": encode_error(exc)})
+        if not isinstance(exc, OSError | ArchiveError):
+            raise  # the traceback goes to the service's stderr
+        return 1
+    reporter.finish({"result": result._asdict()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""What the service and an archive process say to each other.
+
+A job goes to the child as one message on its control socket: its options as JSON (with a
+``kind``), and its descriptors alongside (``SCM_RIGHTS``). The child then writes one JSON
+object per line on its stdout:
+
+- ``{"read": n}``: n bytes of SQL handled so far, read from the dump or written to the
+  restore tool (on the first, then at most every ``REPORT_INTERVAL``);
+- ``{"busy": true}``: still at work with nothing to count yet (a restore's archive being
+  hashed), at most every ``REPORT_INTERVAL``;
+- ``{"result": {...}}``: the job is done (the fields of ``ArchiveResult``,
+  ``ExtractResult`` or ``VerifyResult``), or
+- ``{"error": {"kind": ..., "message": ..., "errno": ...}}``: it is not, and why.
+
+Both ends import this module, so it follows the child's import rule (see ``child``).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from backup_api.archiving.archive import ArchiveError, Compression
+from backup_api.storage.base import DISK_FULL, FULL_ERRNOS, StorageFullError
+
+REPORT_INTERVAL = 0.1
+MAX_JOB_BYTES = 64 * 1024
+# Bounds an error line well under PIPE_BUF, so it is written in one piece.
+MAX_MESSAGE = 1024
+
+
+class ArchiveOptions(NamedTuple):
+    """A backup's job: the ZIP entry to write and how, and the process's niceness."""
+
+    entry_name: str
+    compression: Compression
+    level: int
+    date_time: datetime
+    readahead_mib: int
+    nice: int
+
+    def to_json(self) -> bytes:
+        values = {
+            "kind": "archive",
+            "entry_name": self.entry_name,
+            "compression": self.compression.value,
+            "level": self.level,
+            "date_time": self.date_time.isoformat(),
+            "readahead_mib": self.readahead_mib,
+            "nice": self.nice,
+        }
+        return json.dumps(values).encode()
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> ArchiveOptions:
+        return cls(
+            entry_name=str(values["entry_name"]),
+            compression=Compression(values["compression"]),
+            level=int(values["level"]),
+            date_time=datetime.fromisoformat(values["date_time"]),
+            readahead_mib=int(values["readahead_mib"]),
+            nice=int(values["nice"]),
+        )
+
+
+class ExtractOptions(NamedTuple):
+    """A restore's job: the archive's expected SHA-256 (None: not checked), the backup's
+    database type (whose dump tool's SQL alone is accepted) and niceness."""
+
+    expected_sha256: str | None
+    db_type: str
+    nice: int
+
+    def to_json(self) -> bytes:
+        return _checks_json("extract", self.expected_sha256, self.db_type, self.nice)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> ExtractOptions:
+        return cls(*_checks_from(values))
+
+
+class VerifyOptions(NamedTuple):
+    """A verification's job: the same checks as a restore's."""
+
+    expected_sha256: str | None
+    db_type: str
+    nice: int
+
+    def to_json(self) -> bytes:
+        return _checks_json("verify", self.expected_sha256, self.db_type, self.nice)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> VerifyOptions:
+        return cls(*_checks_from(values))
+
+
+def _checks_json(kind: str, expected_sha256: str | None, db_type: str, nice: int) -> bytes:
+    values = {"kind": kind, "expected_sha256": expected_sha256, "db_type": db_type, "nice": nice}
+    return json.dumps(values).encode()
+
+
+def _checks_from(values: Mapping[str, Any]) -> tuple[str | None, str, int]:
+    expected = values["expected_sha256"]
+    return (
+        None if expected is None else str(expected),
+        str(values["db_type"]),
+        int(values["nice"]),
+    )
+
+
+class ExtractResult(NamedTuple):
+    written: int  # bytes of SQL the restore tool accepted
+    complete: bool  # False: the tool stopped reading first (its exit code says why)
+
+
+class VerifyResult(NamedTuple):
+    sha256: str  # of the archive file as it is now
+    problem: str | None  # why a restore would refuse it (French), None if sound
+
+
+Options = ArchiveOptions | ExtractOptions | VerifyOptions
+#: A job's "kind": how its options are read, and how many descriptors come with it.
+JOBS: dict[str, tuple[Callable[[Mapping[str, Any]], Options], int]] = {
+    "archive": (ArchiveOptions.from_values, 2),  # the dump's pipe, the staged archive
+    "extract": (ExtractOptions.from_values, 2),  # the archive, the restore tool's stdin
+    "verify": (VerifyOptions.from_values, 1),  # the archive
+}
+
+
+class ArchiveProcessCrashedError(OSError):
+    """The archive process ended without saying how (killed, or a crash)."""
+
+
+def encode_error(exc: BaseException) -> dict[str, object]:
+    """The child's error line for ``exc``; ``decode_error`` turns it back."""
+    if isinstance(exc, ArchiveError):
+        return {"kind": "archive", "message": str(exc)[:MAX_MESSAGE]}
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        return {"kind": "storage_full", "message": DISK_FULL, "errno": exc.errno}
+    if isinstance(exc, OSError):
+        return {"kind": "os", "message": (exc.strerror or "")[:MAX_MESSAGE], "errno": exc.errno}
+    return {"kind": "internal", "message": ""}
+
+
+def decode_error(error: Mapping[str, object]) -> Exception:
+    kind = error.get("kind")
+    message = str(error.get("message") or "")
+    code = error.get("errno")
+    if kind == "storage_full":
+        return StorageFullError(code if isinstance(code, int) else errno.ENOSPC, message)
+    if kind == "os" and isinstance(code, int):
+        return OSError(code, message)
+    if kind == "archive" and message:
+        return ArchiveError(message)
+    return RuntimeError(message or "erreur interne du processus d'archivage")

@@ -1,0 +1,71 @@
+"""On start: settle what a previous run of this instance left unfinished, then resume.
+
+Processes it left (tools, archive processes) are killed by their marker, staged archives
+and job directories removed; a job that had started is failed (it was cut short), one that
+never started is queued again, in the order it was created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from sqlmodel import col, select
+
+from backup_api.jobs import markers
+from backup_api.jobs.failures import ACTIONS, interrupted
+from backup_api.jobs.queue import JobKind
+from backup_api.jobs.records import JobFailed
+from backup_api.jobs.workdirs import clear_job_workdirs, jobs_root
+from backup_api.models import Backup, JobStatus, Restore, utcnow
+from backup_api.state import AppState
+
+logger = logging.getLogger("backup_api.jobs.recovery")
+
+_RECORDS: tuple[tuple[JobKind, type[Backup] | type[Restore]], ...] = (
+    (JobKind.BACKUP, Backup),
+    (JobKind.RESTORE, Restore),
+)
+
+
+async def recover(state: AppState) -> None:
+    loop = asyncio.get_running_loop()
+    suffix = markers.instance_suffix(state.settings)
+    killed = await loop.run_in_executor(state.executor, markers.kill_orphans, suffix)
+    if killed:
+        logger.warning("killed %d tool process(es) left by a previous run", killed)
+    removed = await state.storage.cleanup_staged()
+    if removed:
+        logger.warning("removed %d partial archive(s) left by a previous run", removed)
+    cleared = await loop.run_in_executor(
+        state.executor, clear_job_workdirs, jobs_root(state.settings)
+    )
+    if cleared:
+        logger.warning("removed %d job directory(ies) left by a previous run", cleared)
+
+    stamp = utcnow()
+    resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
+    cut_short: list[tuple[JobKind, int]] = []
+    async with state.sessions() as session:
+        for kind, model in _RECORDS:
+            query = select(model).where(model.status == JobStatus.PENDING.value)
+            result = await session.exec(query.order_by(col(model.id)))
+            for record in cast(Sequence[Backup | Restore], result.all()):
+                assert record.id is not None
+                if record.started_at is None:
+                    # Never started: nothing was lost, run it now.
+                    resume.append(
+                        (record.created_at, kind, record.id, record.database_id, record.user_id)
+                    )
+                else:
+                    cut_short.append((kind, record.id))
+    for kind, job_id in cut_short:
+        reason = interrupted(ACTIONS[kind])
+        await state.records.record(JobFailed(kind, job_id, at=stamp, reason=reason))
+    for _, kind, job_id, database_id, user_id in sorted(
+        resume, key=lambda item: (item[0], item[2])
+    ):
+        state.queue.submit(kind, job_id, database_id, user_id)

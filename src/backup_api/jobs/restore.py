@@ -1,0 +1,145 @@
+"""A restore: an archive process checks the archive and streams its SQL into the restore
+tool's stdin; first, when the restore asked for it, a backup of its target."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from backup_api.archiving.launcher import extract_archive
+from backup_api.archiving.protocol import ExtractOptions
+from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
+from backup_api.dumpers.pgclients import JobTools, tools_for_restore
+from backup_api.jobs import pipeline
+from backup_api.jobs.backup import run_backup
+from backup_api.jobs.connection import database_owner_is_admin
+from backup_api.jobs.pipeline import Pipeline, Target
+from backup_api.jobs.queue import CancelReason, Job, JobKind
+from backup_api.jobs.records import JobFailed
+from backup_api.jobs.supervisor import PipeWorker, Progress
+from backup_api.models import Backup, Database, JobStatus, Restore
+from backup_api.state import AppState
+from backup_api.storage.base import storage_key
+
+SAFETY_BACKUP_CANCELLED = "restauration supprimée pendant cette sauvegarde préalable"
+
+
+class RestorePipeline(Pipeline):
+    direction = "in"
+
+    def __init__(self, state: AppState, job: Job) -> None:
+        super().__init__(state, job)
+        self._restore: Restore | None = None
+        self._backup: Backup | None = None
+
+    async def load(self) -> Target | None:
+        async with self.state.sessions() as session:
+            restore = await session.get(Restore, self.job.id)
+            backup = (
+                await session.get(Backup, restore.backup_id)
+                if restore is not None and restore.backup_id is not None
+                else None
+            )
+            target = (
+                await session.get(Database, restore.database_id)
+                if restore is not None and restore.database_id is not None
+                else None
+            )
+            is_admin = target is not None and await database_owner_is_admin(session, target)
+        if restore is None or restore.status != JobStatus.PENDING.value:
+            return None
+        if backup is None or backup.status != JobStatus.COMPLETED.value:
+            await self.fail("la sauvegarde n'est plus disponible")
+            return None
+        if target is None:
+            await self.fail("la base de données cible a été supprimée")
+            return None
+        self._restore, self._backup = restore, backup
+        return Target(target, is_admin)
+
+    async def prepare(self, target: Target) -> str | None:
+        """Run the backup of the target that the restore asked for; the reason the restore
+        must stop there, if that backup did not complete.
+
+        It runs inside the restore's job, so nothing else touches the target in between.
+        """
+        assert self._restore is not None
+        backup_id = self._restore.safety_backup_id
+        if backup_id is None:
+            return None
+        database = target.database
+        backup_job = Job(
+            kind=JobKind.BACKUP, id=backup_id, database_id=database.id, user_id=self.job.user_id
+        )
+        try:
+            await run_backup(self.state, backup_job)
+        except asyncio.CancelledError:
+            if self.job.cancel_reason is CancelReason.DELETED:
+                failed = JobFailed(
+                    JobKind.BACKUP,
+                    backup_id,
+                    reason=SAFETY_BACKUP_CANCELLED,
+                    database_id=database.id,
+                )
+                await asyncio.shield(self.state.records.record(failed))
+            raise
+        async with self.state.sessions() as session:
+            backup = await session.get(Backup, backup_id)
+        if backup is not None and backup.status == JobStatus.COMPLETED.value:
+            return None
+        return (
+            f"la sauvegarde préalable de la base cible a échoué (sauvegarde {backup_id}): "
+            "restauration annulée, la base cible n'a pas été modifiée"
+        )
+
+    async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
+        assert self._backup is not None
+        return await tools_for_restore(
+            self.state.pg_clients, dumper, conn, self._backup.dump_tool_version
+        )
+
+    def tool(self, dumper: Dumper) -> str:
+        return dumper.restore_tool
+
+    def command(self, dumper: Dumper, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        return dumper.restore_command(conn, workdir)
+
+    async def worker(self) -> PipeWorker:
+        backup = self._backup
+        assert backup is not None
+        state = self.state
+        key = storage_key(backup.db_type, backup.filename)
+        options = ExtractOptions(
+            expected_sha256=backup.checksum, db_type=backup.db_type, nice=state.settings.job_nice
+        )
+
+        async def feed(fd: int, progress: Progress) -> None:
+            # The archive process, run backwards: it checks the archive, then streams the
+            # SQL into the tool's stdin. A restore tool that stopped reading (it failed) is
+            # judged by its exit code.
+            loop = asyncio.get_running_loop()
+            try:
+                archive = await loop.run_in_executor(state.executor, state.storage.open_sync, key)
+            except BaseException:
+                os.close(fd)
+                raise
+            with archive:
+                await extract_archive(
+                    archive.fileno(),
+                    fd,
+                    options,
+                    on_write=progress.advance,
+                    launcher=state.archive_processes,
+                    executor=state.executor,
+                )
+
+        return feed
+
+    async def complete(self, tools: JobTools) -> Mapping[str, object]:
+        return {}
+
+
+async def run_restore(state: AppState, job: Job) -> None:
+    await pipeline.run(RestorePipeline(state, job))
