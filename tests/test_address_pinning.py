@@ -55,7 +55,8 @@ async def test_a_mysql_job_connects_to_the_checked_address(
     mysql_server: Any, tmp_path: Path
 ) -> None:
     """Registered by name (``localhost``, which may also resolve to ``::1``) with only
-    127.0.0.1 allowed: both tools are given 127.0.0.1, the address that was checked."""
+    127.0.0.1 allowed: every client run is given 127.0.0.1, the address that was checked
+    (``mysql`` for the registration's probe, then ``mysqldump`` and ``mysql`` for the jobs)."""
     assert mysql_server.host == "127.0.0.1"
     source = unique_name("pin")
     expected = create_filled(mysql_server, source)
@@ -80,7 +81,7 @@ async def test_a_mysql_job_connects_to_the_checked_address(
             )
             restore = await api.wait_restore(response.json()["restore"]["id"])
             assert restore["status"] == "completed", restore["error_msg"]
-        assert log.read_text().splitlines() == ['host="127.0.0.1"'] * 2
+        assert log.read_text().splitlines() == ['host="127.0.0.1"'] * 3
         assert snapshot(mysql_server, source) == expected
     finally:
         mysql_server.drop_database(source)
