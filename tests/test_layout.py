@@ -6,6 +6,8 @@ The archive process's own, stricter rule is checked at run time
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,14 @@ def test_the_engine_never_imports_the_web_layer(path: Path) -> None:
 def test_archives_know_nothing_of_jobs_but_priority(path: Path) -> None:
     jobs = [name for name in own_imports(path) if name.startswith("backup_api.jobs.")]
     assert [name for name in jobs if not name.startswith("backup_api.jobs.priority.")] == []
+
+
+def test_the_engine_loads_without_the_web_layer() -> None:
+    """Transitively too: the state the jobs take names what only the routes use (the
+    retention sweeper, the server probe) for the type checker alone."""
+    code = "import sys, backup_api.jobs.engine; print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    web = [name for name in loaded if name.startswith("backup_api.")]
+    assert [name for name in web if name.split(".")[1] in WEB] == []

@@ -36,6 +36,7 @@ from backup_api.routers import (
     users,
 )
 from backup_api.security import VerifiedTokens, load_keys
+from backup_api.services.serverprobe import ServerProbe
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
 from backup_api.throttle import LoginThrottle
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             executor, markers.child_env({}, markers.marker("health", settings))
         )
 
+        pg_clients = PgClients(settings, tool_versions)
+
         async def run(job: Job) -> None:
             await run_job(state, job)
 
@@ -92,7 +95,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             keys=keys,
             executor=executor,
             archive_processes=archive_process_launcher(settings),
-            pg_clients=PgClients(settings, tool_versions),
+            pg_clients=pg_clients,
             tool_versions=tool_versions,
             queue=queue,
             records=JobRecords(transactions),
@@ -108,6 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 settings.connection_tests_per_user, settings.connection_tests_window_seconds
             ),
             retention=sweeper,
+            server_probe=ServerProbe(settings, pg_clients, tool_versions, executor),
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,12 +17,15 @@ from backup_api.jobs.queue import JobQueue
 from backup_api.jobs.records import JobRecords
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
-from backup_api.retention.sweep import RetentionSweeper
 from backup_api.security import Keys, VerifiedTokens
-from backup_api.services.serverprobe import ServerProbe
 from backup_api.storage.base import Storage
 from backup_api.throttle import LoginThrottle
 from backup_api.toolversions import ToolVersions
+
+if TYPE_CHECKING:
+    # The jobs import this module: what only the routes use stays out of their imports.
+    from backup_api.retention.sweep import RetentionSweeper
+    from backup_api.services.serverprobe import ServerProbe
 
 
 @dataclass
@@ -45,7 +49,4 @@ class AppState:
     tokens: VerifiedTokens
     connection_tests: RateLimiter
     retention: RetentionSweeper
-
-    @property
-    def server_probe(self) -> ServerProbe:
-        return ServerProbe(self.settings, self.pg_clients, self.tool_versions, self.executor)
+    server_probe: ServerProbe
