@@ -4,7 +4,8 @@ The pipelines and recovery say what happened (``JobStarted``, ``JobCompleted``,
 ``JobFailed``, ``JobCancelled``) to ``JobRecords.record``, which writes the one statement
 each event means through the transaction runner (on SQLite, the thread that makes the
 API's own writes, so job updates and new backups never wait on each other's lock), then
-tells the listeners: whatever follows jobs (notifications, metrics) subscribes here.
+tells the listeners: whatever follows jobs (retention; notifications, metrics) subscribes
+here.
 """
 
 from __future__ import annotations
