@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from backup_api.deps import CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
+from backup_api.deps import CurrentUser, DatabaseDep, PageDep, StateDep
 from backup_api.models import (
-    Database,
     DatabaseCreate,
     DatabaseEnvelope,
     DatabaseItem,
@@ -15,6 +14,7 @@ from backup_api.models import (
     DatabaseUpdate,
     MessageResponse,
 )
+from backup_api.repositories import Record
 from backup_api.routers.responses import (
     DATABASE_BUSY,
     DATABASE_BUSY_DELETE,
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/databases", tags=["databases"])
 ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
-def _public(database: Database) -> DatabasePublic:
+def _public(database: Record) -> DatabasePublic:
     return DatabasePublic.model_validate(database, from_attributes=True)
 
 
@@ -45,11 +45,11 @@ def _public(database: Database) -> DatabasePublic:
     responses=errors(UNSUPPORTED_TYPE, INVALID_PORT, HOST_REFUSED, HOST_UNRESOLVED),
 )
 async def create_database(
-    data: DatabaseCreate, user: CurrentUser, session: SessionDep, state: StateDep
+    data: DatabaseCreate, user: CurrentUser, state: StateDep
 ) -> DatabaseEnvelope:
     """Register a PostgreSQL or MySQL/MariaDB database to back up."""
     database, warning = await databases_service.create_database(
-        session=session,
+        metadata=state.metadata,
         settings=state.settings,
         keys=state.keys,
         clients=state.pg_clients,
@@ -62,10 +62,10 @@ async def create_database(
 
 
 @router.get("", response_model=DatabaseList, summary="List databases", responses=errors())
-async def list_databases(user: CurrentUser, session: SessionDep, page: PageDep) -> DatabaseList:
+async def list_databases(user: CurrentUser, state: StateDep, page: PageDep) -> DatabaseList:
     """List your registered databases (an admin sees all)."""
     databases = await databases_service.list_databases(
-        session=session, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
     )
     return DatabaseList(databases=[_public(d) for d in databases])
 
@@ -90,11 +90,11 @@ async def get_database(database: DatabaseDep) -> DatabaseItem:
     ),
 )
 async def update_database(
-    data: DatabaseUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
+    data: DatabaseUpdate, database: DatabaseDep, state: StateDep
 ) -> DatabaseEnvelope:
     """Update a registered database; without `password` the stored one is kept."""
     database, warning = await databases_service.update_database(
-        session=session,
+        metadata=state.metadata,
         settings=state.settings,
         keys=state.keys,
         clients=state.pg_clients,
@@ -115,9 +115,9 @@ async def update_database(
     summary="Delete a database",
     responses=errors(*ONE_DATABASE, DATABASE_BUSY_DELETE),
 )
-async def delete_database(
-    database: DatabaseDep, session: SessionDep, state: StateDep
-) -> MessageResponse:
+async def delete_database(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Delete a registered database; its backups are kept."""
-    await databases_service.delete_database(session=session, runner=state.runner, database=database)
+    await databases_service.delete_database(
+        metadata=state.metadata, runner=state.runner, database=database
+    )
     return MessageResponse(message="Base de données supprimée avec succès")

@@ -8,11 +8,13 @@ stays unknown until a job reaches it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from backup_api.config import Settings
 from backup_api.dumpers.base import ConnectionInfo
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.dumpers.pgversions import probe_server_version
-from backup_api.models import Database
 from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 
 # A registration waits this long at most for a silent server (it is accepted anyway).
@@ -20,34 +22,36 @@ REGISTRATION_PROBE_SECONDS = 5
 
 
 async def detect(
-    settings: Settings, clients: PgClients, database: Database, password: str
-) -> str | None:
-    """Set ``database.server_version``; the warning to give, if any."""
-    database.server_version = None
-    if database.type != "postgresql":
-        return None
+    settings: Settings, clients: PgClients, database: Mapping[str, Any], password: str
+) -> tuple[str | None, str | None]:
+    """The server's version, if it tells, and the warning to give, if any.
+
+    ``database``: the record's connection fields (``type``, ``host``, ``port``,
+    ``username``, ``db_name``), as they are or are about to be stored.
+    """
+    if database["type"] != "postgresql":
+        return None, None
     try:
         addresses = await allowed_addresses(
-            database.host, int(database.port), settings.allowed_db_hosts
+            database["host"], int(database["port"]), settings.allowed_db_hosts
         )
     except (HostNotAllowedError, UnknownHostError):
-        return None
+        return None, None
     if not addresses:
-        return None
+        return None, None
     pinned = addresses[0]
     version = await probe_server_version(
         ConnectionInfo(
-            host=database.host,
-            port=int(database.port),
-            username=database.username,
+            host=database["host"],
+            port=int(database["port"]),
+            username=database["username"],
             password=password,
-            db_name=database.db_name,
+            db_name=database["db_name"],
             pinned_address=pinned,
             connect_timeout=settings.connect_timeout_seconds,
         ),
         min(settings.connect_timeout_seconds, REGISTRATION_PROBE_SECONDS),
     )
     if version is None:
-        return None
-    database.server_version = str(version)
-    return await clients.dump_warning(version)
+        return None, None
+    return str(version), await clients.dump_warning(version)
