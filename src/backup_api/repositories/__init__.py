@@ -10,10 +10,10 @@ once, with bound parameters, for the same reason.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias, Unpack
+from typing import Any, TypeAlias
 
 from sqlalchemy import Row
 
 #: One record as read: its columns by attribute (``record.user_id``) or by name
 #: (``record._mapping["user_id"]``).
-Record: TypeAlias = Row[Unpack[tuple[Any, ...]]]
+Record: TypeAlias = Row[*tuple[Any, ...]]

@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from backup_api.models import Backup, JobStatus
 from backup_api.repositories import Record
+from backup_api.repositories.owned import OwnedTable
 
-_BACKUPS: Table = Backup.__table__  # type: ignore[attr-defined]
+_RECORDS = OwnedTable(Backup.__table__, newest_first=True)  # type: ignore[attr-defined]
+_BACKUPS = _RECORDS.table
+
+get = _RECORDS.get
+insert_backup = _RECORDS.insert
+delete_backup = _RECORDS.delete
+delete_of_user = _RECORDS.delete_of_user
 
 
 def _listing(*, own: bool, of_database: bool) -> Select[Any]:
@@ -22,7 +29,6 @@ def _listing(*, own: bool, of_database: bool) -> Select[Any]:
     return query.limit(bindparam("limit")).offset(bindparam("offset"))
 
 
-_BY_ID = select(_BACKUPS).where(_BACKUPS.c.id == bindparam("backup_id"))
 _LISTINGS = {
     (own, of_database): _listing(own=own, of_database=of_database)
     for own in (False, True)
@@ -32,8 +38,6 @@ _NAMES_TAKEN = select(_BACKUPS.c.filename).where(
     _BACKUPS.c.db_type == bindparam("db_type"),
     _BACKUPS.c.filename.startswith(bindparam("stem")),
 )
-_INSERT = insert(_BACKUPS).returning(*_BACKUPS.c)
-_DELETE = delete(_BACKUPS).where(_BACKUPS.c.id == bindparam("backup_id"))
 _STORED_BYTES = select(func.coalesce(func.sum(_BACKUPS.c.size), 0)).where(
     _BACKUPS.c.user_id == bindparam("user_id"),
     _BACKUPS.c.status == JobStatus.COMPLETED.value,
@@ -41,10 +45,6 @@ _STORED_BYTES = select(func.coalesce(func.sum(_BACKUPS.c.size), 0)).where(
 _FILES_OF_USER = select(_BACKUPS.c.id, _BACKUPS.c.db_type, _BACKUPS.c.filename).where(
     _BACKUPS.c.user_id == bindparam("user_id")
 )
-
-
-def get(connection: Connection, backup_id: int) -> Record | None:
-    return connection.execute(_BY_ID, {"backup_id": backup_id}).first()
 
 
 def page(
@@ -56,7 +56,7 @@ def page(
     offset: int,
 ) -> Iterable[Record]:
     """Newest first; ``owner_id``'s only (everyone's if ``None``), of ``database_id`` only
-    (of any if ``None``)."""
+    (of any if ``None``). The rows as they come: the hot listing renders them one by one."""
     query = _LISTINGS[(owner_id is not None, database_id is not None)]
     parameters = {"user_id": owner_id, "database_id": database_id, "limit": limit, "offset": offset}
     return connection.execute(query, parameters)
@@ -68,14 +68,6 @@ def names_taken(connection: Connection, db_type: str, stem: str) -> set[str]:
     return set(rows.scalars())
 
 
-def insert_backup(connection: Connection, values: dict[str, Any]) -> Record:
-    return connection.execute(_INSERT, values).one()
-
-
-def delete_backup(connection: Connection, backup_id: int) -> None:
-    connection.execute(_DELETE, {"backup_id": backup_id})
-
-
 def stored_bytes(connection: Connection, user_id: int) -> int:
     """What the user's completed backups occupy."""
     return int(connection.execute(_STORED_BYTES, {"user_id": user_id}).scalar_one())
@@ -84,7 +76,3 @@ def stored_bytes(connection: Connection, user_id: int) -> int:
 def files_of_user(connection: Connection, user_id: int) -> list[Record]:
     """``id``, ``db_type`` and ``filename`` of each of the user's backups."""
     return list(connection.execute(_FILES_OF_USER, {"user_id": user_id}))
-
-
-def delete_of_user(connection: Connection, user_id: int) -> None:
-    connection.execute(delete(_BACKUPS).where(_BACKUPS.c.user_id == user_id))
