@@ -76,16 +76,15 @@ async def test_tokens_carry_a_per_account_key_that_is_never_shown(
 async def test_rotating_the_key_ends_older_tokens_at_once(tmp_path: Path) -> None:
     """``rotate_token_key`` is what a password change calls: the caller cache must not let an
     older token through."""
-    from backup_api.db import session_scope
     from backup_api.services import users as users_service
 
     async with running_app(make_settings(tmp_path)) as (app, client):
         user = await Api(client).signup("rotate@example.com")
         assert (await user.get("/auth/me")).status_code == 200  # now cached
         state = app.state.backup_api
-        async with session_scope(state.sessions) as session:
-            row = await users_service.get_user(session=session, user_id=user.user["id"])
-            await users_service.rotate_token_key(session, row, principals=state.principals)
+        await users_service.rotate_token_key(
+            metadata=state.metadata, principals=state.principals, user_id=user.user["id"]
+        )
         assert (await user.get("/auth/me")).status_code == 401
         fresh = await Api(client).login("rotate@example.com")
         assert (await fresh.get("/auth/me")).status_code == 200

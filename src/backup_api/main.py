@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
 from backup_api.config import Settings, get_settings
-from backup_api.db import TransactionRunner, create_engine, create_session_factory
+from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import (
@@ -67,8 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         await migrate.upgrade(engine)
         # alembic's fileConfig-free run leaves logging alone, but re-arm redaction anyway.
         logs.install_redaction()
-        sessions = create_session_factory(engine)
-        transactions = TransactionRunner(engine, settings)
+        metadata = Metadata(engine, settings)
         storage = LocalStorage(settings.backup_root)
         executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
@@ -78,8 +77,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         )
         jobs = JobContext(
             settings=settings,
-            sessions=sessions,
-            transactions=transactions,
+            metadata=metadata,
             storage=storage,
             keys=keys,
             executor=executor,
@@ -127,7 +125,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await runner.shutdown()
             jobs.archivers.close()
             executor.shutdown(wait=True)
-            transactions.close()
+            metadata.close()
             await engine.dispose()
 
     app = FastAPI(
