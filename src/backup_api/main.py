@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             max_per_user=settings.running_jobs_per_user,
         )
         sweeper = RetentionSweeper(
-            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=clock
+            settings=settings, metadata=metadata, storage=storage, runner=runner, clock=clock
         )
         jobs.on_backup_completed = sweeper.request
         app.state.backup_api = AppState(
