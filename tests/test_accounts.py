@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import jwt
 from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api import migrate
-from backup_api.models import User
-from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
+from backup_api.models import User, new_token_key, utcnow
+from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 
 
 async def test_a_deleted_accounts_token_never_reaches_the_next_account(
@@ -47,9 +46,17 @@ async def test_a_token_names_its_account_even_if_an_id_came_back(tmp_path: Path)
         admin = await Api(client).signup("root@example.com", role="admin")
         gone = await Api(client).signup("gone@example.com")
         assert (await admin.delete(f"/api/users/{gone.user['id']}")).status_code == 200
-        async with AsyncSession(app.state.backup_api.engine) as session:
-            session.add(User(id=gone.user["id"], email="same-id@example.com", password_hash="x"))
-            await session.commit()
+        now = utcnow()
+        row = {
+            "id": gone.user["id"],
+            "email": "same-id@example.com",
+            "password_hash": "x",
+            "role": "user",
+            "token_key": new_token_key(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        await metadata_sql(app, insert(User.__table__).values(**row))  # type: ignore[attr-defined]
         assert (await gone.get("/auth/me")).status_code == 401
         assert (await gone.get("/api/databases")).status_code == 401
 
