@@ -49,7 +49,11 @@ async def test_passwords_are_encrypted_at_rest(pg_server: Any, tmp_path: Path) -
     assert pg_server.password.encode() not in raw
 
     # With another key the service cannot decrypt: the backup fails, plainly.
-    other = make_settings(tmp_path, encryption_key=Fernet.generate_key().decode())
+    other = make_settings(
+        tmp_path,
+        database_url=settings.database_url,
+        encryption_key=Fernet.generate_key().decode(),
+    )
     async with running_app(other) as (_, client):
         api = Api(client)
         response = await client.post(
