@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
 from backup_api.config import Settings, get_settings
-from backup_api.db import TransactionRunner, create_engine, create_session_factory
+from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import markers
@@ -65,8 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         await migrate.upgrade(engine)
         # alembic's fileConfig-free run leaves logging alone, but re-arm redaction anyway.
         logs.install_redaction()
-        sessions = create_session_factory(engine)
-        transactions = TransactionRunner(engine, settings)
+        metadata = Metadata(engine, settings)
         storage = LocalStorage(settings.backup_root)
         executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
@@ -84,13 +83,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
         sweeper = RetentionSweeper(
-            settings=settings, sessions=sessions, storage=storage, queue=queue, clock=clock
+            settings=settings, metadata=metadata, storage=storage, queue=queue, clock=clock
         )
         state = AppState(
             settings=settings,
             engine=engine,
-            sessions=sessions,
-            transactions=transactions,
+            metadata=metadata,
             storage=storage,
             keys=keys,
             executor=executor,
@@ -98,7 +96,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             pg_clients=pg_clients,
             tool_versions=tool_versions,
             queue=queue,
-            records=JobRecords(transactions),
+            records=JobRecords(metadata),
             throttle=LoginThrottle(
                 settings.login_max_failures,
                 settings.login_window_seconds,
@@ -130,7 +128,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             await state.queue.shutdown()
             state.archive_processes.close()
             executor.shutdown(wait=True)
-            transactions.close()
+            metadata.close()
             await engine.dispose()
 
     app = FastAPI(

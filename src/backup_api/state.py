@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backup_api.archiving.launcher import ArchiveProcessLauncher
 from backup_api.config import Settings
-from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs.queue import JobQueue
 from backup_api.jobs.records import JobRecords
@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 class AppState:
     settings: Settings
     engine: AsyncEngine
-    sessions: SessionFactory
-    transactions: TransactionRunner
+    metadata: Metadata
     storage: Storage
     keys: Keys
     #: Threads for the short blocking steps of jobs (starting processes, reading /proc).

@@ -8,6 +8,8 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from backup_api.archiving.archive import ArchiveResult, Compression
 from backup_api.archiving.launcher import write_archive
 from backup_api.archiving.protocol import ArchiveOptions
@@ -19,11 +21,25 @@ from backup_api.jobs.connection import database_owner_is_admin
 from backup_api.jobs.pipeline import Pipeline, Target
 from backup_api.jobs.queue import Job
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
-from backup_api.models import Backup, Database, JobStatus
+from backup_api.models import JobStatus
+from backup_api.repositories import Record, backups, databases
 from backup_api.state import AppState
 from backup_api.storage.base import ArchiveWriter, storage_key
 
 logger = logging.getLogger("backup_api.jobs")
+
+
+def _backup_job(
+    connection: Connection, backup_id: int
+) -> tuple[Record | None, Record | None, bool]:
+    """The backup record, its database's, and whether the database's owner is an admin."""
+    backup = backups.get(connection, backup_id)
+    database = (
+        databases.get(connection, backup.database_id)
+        if backup is not None and backup.database_id is not None
+        else None
+    )
+    return backup, database, database_owner_is_admin(connection, database)
 
 
 class BackupPipeline(Pipeline):
@@ -31,19 +47,15 @@ class BackupPipeline(Pipeline):
 
     def __init__(self, state: AppState, job: Job) -> None:
         super().__init__(state, job)
-        self._backup: Backup | None = None
+        self._backup: Record | None = None
         self._writer: ArchiveWriter | None = None
         self._result: ArchiveResult | None = None
 
     async def load(self) -> Target | None:
-        async with self.state.sessions() as session:
-            backup = await session.get(Backup, self.job.id)
-            database = (
-                await session.get(Database, backup.database_id)
-                if backup is not None and backup.database_id is not None
-                else None
-            )
-            is_admin = database is not None and await database_owner_is_admin(session, database)
+        job_id = self.job.id
+        backup, database, is_admin = await self.state.metadata.read(
+            lambda c: _backup_job(c, job_id)
+        )
         if backup is None or backup.status != JobStatus.PENDING.value:
             return None
         if database is None:

@@ -4,7 +4,7 @@ an admin, a server that really checks the password at the very address the tool 
 
 from __future__ import annotations
 
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
 from backup_api.authcheck import Verdict, check_server, first_reachable
 from backup_api.config import Settings
@@ -16,8 +16,8 @@ from backup_api.jobs.failures import (
     ConnectionRefused,
     ServerUnavailable,
 )
-from backup_api.models import Database, Role, User
 from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
+from backup_api.repositories import Record, users
 from backup_api.security import Keys, decrypt_secret
 
 
@@ -70,14 +70,14 @@ async def connection_address(
     return address
 
 
-async def database_owner_is_admin(session: AsyncSession, database: Database) -> bool:
-    """Whether the owner of ``database`` is an admin (the connection rules depend on it)."""
-    owner = await session.get(User, database.user_id)
-    return owner is not None and owner.role == Role.ADMIN.value
+def database_owner_is_admin(connection: Connection, database: Record | None) -> bool:
+    """Whether the owner of ``database`` is an admin (the connection rules depend on it);
+    a read for a ``Metadata`` unit."""
+    return database is not None and users.is_admin(connection, database.user_id)
 
 
 async def connection_for(
-    settings: Settings, keys: Keys, database: Database, owner_is_admin: bool
+    settings: Settings, keys: Keys, database: Record, owner_is_admin: bool
 ) -> ConnectionInfo:
     """What a job's tool connects with: ``CredentialError`` if the stored password cannot
     be read, ``ConnectionRefused`` as ``connection_address`` says."""
@@ -96,7 +96,7 @@ async def connection_for(
 
 
 def connection_info(
-    settings: Settings, database: Database, password: str, address: str | None
+    settings: Settings, database: Record, password: str, address: str | None
 ) -> ConnectionInfo:
     """What a tool connects to ``database`` with, pinned to ``address``."""
     return ConnectionInfo(

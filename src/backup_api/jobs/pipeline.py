@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
-
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
 from backup_api.dumpers.pgclients import JobTools
 from backup_api.dumpers.registry import DUMPERS, get_dumper
@@ -35,11 +33,18 @@ from backup_api.jobs.failures import (
     interrupted,
 )
 from backup_api.jobs.queue import CancelReason, Job
-from backup_api.jobs.records import JobCancelled, JobCompleted, JobEvent, JobFailed, JobStarted
+from backup_api.jobs.records import (
+    JobCancelled,
+    JobCompleted,
+    JobEvent,
+    JobFailed,
+    JobStarted,
+    record_server_version,
+)
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, run_tool
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import Database
 from backup_api.redact import live_secrets
+from backup_api.repositories import Record
 from backup_api.state import AppState
 
 logger = logging.getLogger("backup_api.jobs")
@@ -49,7 +54,7 @@ logger = logging.getLogger("backup_api.jobs")
 class Target:
     """The registered database a job's tool connects to."""
 
-    database: Database
+    database: Record
     owner_is_admin: bool
 
 
@@ -138,7 +143,8 @@ async def run(pipeline: Pipeline) -> None:
         secret = conn.password
         live_secrets.add(secret)
         tools = await pipeline.choose_tools(dumper, conn)
-        await _record_server_version(state, target.database, tools)
+        version = None if tools.server_version is None else str(tools.server_version)
+        await record_server_version(state.metadata, target.database, version)
         dumper = tools.dumper
         tool = Path(pipeline.tool(dumper)).name
         with job_workdir(jobs_root(settings), f"{job.kind}-{job.id}") as workdir:
@@ -187,13 +193,3 @@ async def run(pipeline: Pipeline) -> None:
     finally:
         if secret:
             live_secrets.remove(secret)
-
-
-async def _record_server_version(state: AppState, database: Database, tools: JobTools) -> None:
-    """Keep the version the server just reported on its record (not an edit: no updated_at)."""
-    version = None if tools.server_version is None else str(tools.server_version)
-    if version is None or version == database.server_version:
-        return
-    table = Database.__table__  # type: ignore[attr-defined]
-    statement = update(table).where(table.c.id == database.id).values(server_version=version)
-    await state.transactions.run(lambda connection: connection.execute(statement))

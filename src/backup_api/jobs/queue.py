@@ -6,7 +6,7 @@ Jobs (backups and restores) wait in submission order and start while fewer than
 and one user never runs more than ``max_per_user`` at once (whatever their kind): a running
 job cannot be taken back, so this is what keeps a slot for other users when one user's jobs
 hang. A job held back by either rule waits, in order, while others overtake it. Jobs are
-identified by ids, never ORM objects; the job body loads what it needs itself, so another
+identified by ids, never records; the job body loads what it needs itself, so another
 implementation may run it in another process.
 """
 

@@ -2,9 +2,9 @@
 
 The pipelines and recovery say what happened (``JobStarted``, ``JobCompleted``,
 ``JobFailed``, ``JobCancelled``) to ``JobRecords.record``, which writes the one statement
-each event means through the transaction runner (on SQLite, the thread that makes the
-API's own writes, so job updates and new backups never wait on each other's lock), then
-tells the listeners: whatever follows jobs (retention; notifications, metrics) subscribes
+each event means through ``Metadata.write`` (on SQLite, the thread that makes the API's
+own writes, so job updates and new backups never wait on each other's lock), then tells
+the listeners: whatever follows jobs (retention; notifications, metrics) subscribes
 here.
 """
 
@@ -16,17 +16,17 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, update
-
-from backup_api.db import TransactionRunner
+from backup_api.db import Metadata
 from backup_api.jobs.queue import JobKind
 from backup_api.models import Backup, JobStatus, Restore, utcnow
+from backup_api.repositories import Record, databases
+from backup_api.repositories import jobs as job_records
 
 logger = logging.getLogger("backup_api.jobs.records")
 
-_TABLES: dict[JobKind, Any] = {
-    JobKind.BACKUP: Backup.__table__,  # type: ignore[attr-defined]
-    JobKind.RESTORE: Restore.__table__,  # type: ignore[attr-defined]
+_MODELS: dict[JobKind, job_records.JobModel] = {
+    JobKind.BACKUP: Backup,
+    JobKind.RESTORE: Restore,
 }
 
 
@@ -62,8 +62,8 @@ class JobCancelled(JobEvent):
     """Stopped because its record is being deleted: nothing is left to update."""
 
 
-def statement_for(event: JobEvent) -> Update | None:
-    """The update ``event`` means for its record (a record deleted meanwhile is left alone)."""
+def changes_for(event: JobEvent) -> dict[str, Any] | None:
+    """The columns ``event`` sets on its record, if any."""
     values: dict[str, object]
     if isinstance(event, JobStarted):
         values = {"started_at": event.at}
@@ -82,8 +82,7 @@ def statement_for(event: JobEvent) -> Update | None:
         }
     else:
         return None
-    table = _TABLES[event.kind]
-    return update(table).where(table.c.id == event.job_id).values(**values, updated_at=event.at)
+    return {**values, "updated_at": event.at}
 
 
 Listener = Callable[[JobEvent], Awaitable[None]]
@@ -92,17 +91,31 @@ Listener = Callable[[JobEvent], Awaitable[None]]
 class JobRecords:
     """Writes job events to their records, then hands them to ``listeners``."""
 
-    def __init__(self, transactions: TransactionRunner) -> None:
-        self._transactions = transactions
+    def __init__(self, metadata: Metadata) -> None:
+        self._metadata = metadata
         self.listeners: list[Listener] = []
 
     async def record(self, event: JobEvent) -> None:
-        statement = statement_for(event)
-        if statement is not None:
-            await self._transactions.run(lambda connection: connection.execute(statement))
+        changes = changes_for(event)
+        if changes is not None:
+            # A record deleted meanwhile is left alone.
+            model = _MODELS[event.kind]
+            await self._metadata.write(
+                lambda c: job_records.update_job(c, model, event.job_id, changes)
+            )
         for listener in self.listeners:
             try:
                 await listener(event)
             except Exception:
                 # A listener's failure is its own: the job and its record stand.
                 logger.exception("a job event listener failed on %s", event)
+
+
+async def record_server_version(metadata: Metadata, database: Record, version: str | None) -> None:
+    """Keep the version the server just reported on its database's record (not an edit: no
+    updated_at), as a job or a connection test learns it."""
+    if version is None or version == database.server_version:
+        return
+    database_id: int = database.id
+    values = {"server_version": version}
+    await metadata.write(lambda c: databases.update_database(c, database_id, values))

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
 
-from sqlmodel import col, select
+from sqlalchemy import Connection
 
 from backup_api.jobs import markers
 from backup_api.jobs.failures import ACTIONS, interrupted
 from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.workdirs import clear_job_workdirs, jobs_root
-from backup_api.models import Backup, JobStatus, Restore, utcnow
+from backup_api.models import Backup, Restore, utcnow
+from backup_api.repositories import jobs as job_records
 from backup_api.state import AppState
 
 logger = logging.getLogger("backup_api.jobs.recovery")
@@ -49,12 +48,10 @@ async def recover(state: AppState) -> None:
     stamp = utcnow()
     resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
     cut_short: list[tuple[JobKind, int]] = []
-    async with state.sessions() as session:
+
+    def pending(connection: Connection) -> None:
         for kind, model in _RECORDS:
-            query = select(model).where(model.status == JobStatus.PENDING.value)
-            result = await session.exec(query.order_by(col(model.id)))
-            for record in cast(Sequence[Backup | Restore], result.all()):
-                assert record.id is not None
+            for record in job_records.pending(connection, model):
                 if record.started_at is None:
                     # Never started: nothing was lost, run it now.
                     resume.append(
@@ -62,6 +59,8 @@ async def recover(state: AppState) -> None:
                     )
                 else:
                     cut_short.append((kind, record.id))
+
+    await state.metadata.read(pending)
     for kind, job_id in cut_short:
         reason = interrupted(ACTIONS[kind])
         await state.records.record(JobFailed(kind, job_id, at=stamp, reason=reason))

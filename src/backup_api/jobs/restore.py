@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy import Connection
+
 from backup_api.archiving.launcher import extract_archive
 from backup_api.archiving.protocol import ExtractOptions
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
@@ -19,11 +21,31 @@ from backup_api.jobs.pipeline import Pipeline, Target
 from backup_api.jobs.queue import CancelReason, Job, JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.supervisor import PipeWorker, Progress
-from backup_api.models import Backup, Database, JobStatus, Restore
+from backup_api.models import JobStatus
+from backup_api.repositories import Record, backups, databases, restores
 from backup_api.state import AppState
 from backup_api.storage.base import storage_key
 
 SAFETY_BACKUP_CANCELLED = "restauration supprimée pendant cette sauvegarde préalable"
+
+
+def _restore_job(
+    connection: Connection, restore_id: int
+) -> tuple[Record | None, Record | None, Record | None, bool]:
+    """The restore record, its backup's, its target's, and whether the target's owner is
+    an admin."""
+    restore = restores.get(connection, restore_id)
+    backup = (
+        backups.get(connection, restore.backup_id)
+        if restore is not None and restore.backup_id is not None
+        else None
+    )
+    target = (
+        databases.get(connection, restore.database_id)
+        if restore is not None and restore.database_id is not None
+        else None
+    )
+    return restore, backup, target, database_owner_is_admin(connection, target)
 
 
 class RestorePipeline(Pipeline):
@@ -31,23 +53,14 @@ class RestorePipeline(Pipeline):
 
     def __init__(self, state: AppState, job: Job) -> None:
         super().__init__(state, job)
-        self._restore: Restore | None = None
-        self._backup: Backup | None = None
+        self._restore: Record | None = None
+        self._backup: Record | None = None
 
     async def load(self) -> Target | None:
-        async with self.state.sessions() as session:
-            restore = await session.get(Restore, self.job.id)
-            backup = (
-                await session.get(Backup, restore.backup_id)
-                if restore is not None and restore.backup_id is not None
-                else None
-            )
-            target = (
-                await session.get(Database, restore.database_id)
-                if restore is not None and restore.database_id is not None
-                else None
-            )
-            is_admin = target is not None and await database_owner_is_admin(session, target)
+        job_id = self.job.id
+        restore, backup, target, is_admin = await self.state.metadata.read(
+            lambda c: _restore_job(c, job_id)
+        )
         if restore is None or restore.status != JobStatus.PENDING.value:
             return None
         if backup is None or backup.status != JobStatus.COMPLETED.value:
@@ -85,8 +98,7 @@ class RestorePipeline(Pipeline):
                 )
                 await asyncio.shield(self.state.records.record(failed))
             raise
-        async with self.state.sessions() as session:
-            backup = await session.get(Backup, backup_id)
+        backup = await self.state.metadata.read(lambda c: backups.get(c, backup_id))
         if backup is not None and backup.status == JobStatus.COMPLETED.value:
             return None
         return (

@@ -10,17 +10,18 @@ where the database points: a user gets a limited number per window.
 
 from __future__ import annotations
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
+from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import NoCompatibleClient
 from backup_api.dumpers.registry import DUMPERS, get_dumper
 from backup_api.exceptions import TooManyRequests, UnsupportedDatabaseType
 from backup_api.jobs.connection import connection_for, database_owner_is_admin
 from backup_api.jobs.failures import JobError, Where, reason_for
+from backup_api.jobs.records import record_server_version
 from backup_api.jobs.supervisor import ToolNotFoundError
-from backup_api.models import ConnectionTestResult, Database, DumpClientPublic
+from backup_api.models import ConnectionTestResult, DumpClientPublic
 from backup_api.principals import Principal
 from backup_api.ratelimit import RateLimiter
+from backup_api.repositories import Record
 from backup_api.security import CredentialError, Keys
 from backup_api.services.serverprobe import ACTION, ServerProbe
 
@@ -37,19 +38,18 @@ TEST_FAILURES = (
 
 async def run_connection_test(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     keys: Keys,
     probe: ServerProbe,
     limiter: RateLimiter,
     caller: Principal,
-    database: Database,
+    database: Record,
 ) -> ConnectionTestResult:
     wait = limiter.acquire(caller.id)
     if wait:
         raise TooManyRequests(THROTTLED, retry_after=wait)
-    owner_is_admin = await database_owner_is_admin(session, database)
-    # Nothing more to read: the connection goes back to the pool while the server answers.
-    await session.commit()
+    # Read in a unit of its own: no transaction stays open while the server answers.
+    owner_is_admin = await metadata.read(lambda c: database_owner_is_admin(c, database))
     try:
         if database.type not in DUMPERS:
             raise UnsupportedDatabaseType(database.type)
@@ -63,10 +63,9 @@ async def run_connection_test(
         reason = reason_for(exc, ACTION, Where.JOB_STEP)
         assert reason is not None  # each of TEST_FAILURES has its row in the table
         return ConnectionTestResult(ok=False, error=reason)
-    if database.type == "postgresql" and database.server_version != facts.version:
-        # What a job would record too (not an edit: updated_at stays).
-        database.server_version = facts.version
-        session.add(database)
+    if database.type == "postgresql":
+        # What a job would record too.
+        await record_server_version(metadata, database, facts.version)
     return ConnectionTestResult(
         ok=True,
         server_version=facts.version,
