@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     # 24-46 ms.
     tool_nice: int = Field(default=5, ge=0, le=19)
 
+    # --- schedules
+    # New attempts after a scheduled backup failed, and the wait before each; every
+    # attempt is a backup of its own (trigger "retry").
+    schedule_retries: int = Field(default=2, ge=0, le=100)
+    schedule_retry_delay_seconds: float = Field(default=600, ge=0)
+    # Besides the next slot, how often the scheduler reads the schedules again (changes
+    # and failures that another service process on the same metadata database made).
+    scheduler_poll_seconds: float = Field(default=30, gt=0)
+
     # --- disk
     # Bytes of stored backups (completed archives) per user before new backups are
     # refused; unset: no quota.

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
+from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.dumpers.pgclients import PgClients
@@ -24,8 +25,18 @@ from backup_api.jobs import (
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
-from backup_api.routers import auth, backups, databases, docs, health, restores, users
+from backup_api.routers import (
+    auth,
+    backups,
+    databases,
+    docs,
+    health,
+    restores,
+    schedules,
+    users,
+)
 from backup_api.runner import Runner
+from backup_api.scheduler import Scheduler
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
@@ -42,7 +53,8 @@ the messages a route sends and when.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The application; ``clock`` is what schedules run by (tests bring their own)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -72,9 +84,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             archivers=archiver_launcher(settings),
             pg_clients=PgClients(settings, tool_versions),
         )
+        scheduler = Scheduler(
+            clock=clock or SystemClock(),
+            settings=settings,
+            transactions=transactions,
+            storage=storage,
+        )
         runner = Runner(
             settings.max_concurrent_jobs,
-            job_body(jobs),
+            scheduler.watching(job_body(jobs)),
             max_per_user=settings.running_jobs_per_user,
         )
         app.state.backup_api = AppState(
@@ -89,8 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             principals=PrincipalCache(settings.auth_cache_seconds),
             tokens=VerifiedTokens(keys.jwt_secret),
             tool_versions=tool_versions,
+            scheduler=scheduler,
         )
         await recover(jobs, runner)
+        scheduler.start(runner)
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (about 90 ms over the framework's, the
         # ORM's and the models' objects) stop showing up as request latency spikes.
@@ -99,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await scheduler.stop()
             await runner.shutdown()
             jobs.archivers.close()
             executor.shutdown(wait=True)
@@ -116,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, backups, restores, users, health, docs):
+    for router in (auth, databases, schedules, backups, restores, users, health, docs):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

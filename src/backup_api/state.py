@@ -13,6 +13,7 @@ from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
 from backup_api.runner import Runner
+from backup_api.scheduler import Scheduler
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.storage.base import Storage
 from backup_api.throttle import LoginThrottle
@@ -28,6 +29,7 @@ class AppState:
     principals: PrincipalCache
     tokens: VerifiedTokens
     tool_versions: ToolVersions
+    scheduler: Scheduler
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property

@@ -79,6 +79,17 @@ TARGET_TYPE_MISMATCH = ErrorCase(
     "la sauvegarde de type postgresql",
     "the target database is not of the backup's engine",
 )
+INVALID_CRON = ErrorCase(
+    400,
+    "Données invalides: cron: cinq champs attendus (minute heure jour mois jour-de-semaine)",
+    "`cron` is not five fields nor `@hourly`, `@daily`, `@weekly`, `@monthly` (or a field "
+    "is out of range)",
+)
+INVALID_TIMEZONE = ErrorCase(
+    400,
+    "Données invalides: timezone: fuseau horaire IANA inconnu (par exemple Europe/Paris, UTC)",
+    "`timezone` is not an IANA zone name",
+)
 
 # --- 403
 OWNER_ONLY = ErrorCase(
@@ -111,6 +122,9 @@ DATABASE_NOT_FOUND = ErrorCase(404, "Base de données introuvable", "no database
 BACKUP_NOT_FOUND = ErrorCase(404, "Sauvegarde introuvable", "no backup has this id")
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
+SCHEDULE_NOT_FOUND = ErrorCase(
+    404, "Aucune planification pour cette base de données", "the database has no schedule"
+)
 TARGET_NOT_FOUND = ErrorCase(
     404, "Base de données cible introuvable", "no database has the target `database_id`"
 )
