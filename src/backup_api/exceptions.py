@@ -135,6 +135,7 @@ _VALIDATION_MESSAGES = {
     "int_type": "entier attendu",
     "int_parsing": "entier attendu",
     "bool_type": "booléen attendu",
+    "bool_parsing": "booléen attendu",
     "string_too_long": "trop long",
     "string_too_short": "trop court",
     "greater_than_equal": "valeur trop petite",
