@@ -14,6 +14,9 @@ ROUTES = [
     ("GET", "/api/databases/{database}", None),
     ("PUT", "/api/databases/{database}", {"name": "pris par bob"}),
     ("DELETE", "/api/databases/{database}", None),
+    ("PUT", "/api/databases/{database}/schedule", {"cron": "* * * * *"}),
+    ("GET", "/api/databases/{database}/schedule", None),
+    ("DELETE", "/api/databases/{database}/schedule", None),
     ("POST", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/{backup}", None),
@@ -41,7 +44,16 @@ async def _state(api: Api) -> dict[str, Any]:
     databases = (await api.get("/api/databases")).json()
     backups = (await api.get("/api/backups")).json()
     restores = (await api.get("/api/restores")).json()
-    return {"databases": databases, "backups": backups, "restores": restores}
+    schedules = [
+        (await api.get(f"/api/databases/{database['id']}/schedule")).json()
+        for database in databases["databases"]
+    ]
+    return {
+        "databases": databases,
+        "backups": backups,
+        "restores": restores,
+        "schedules": schedules,
+    }
 
 
 async def test_second_user_gets_403_everywhere(
@@ -62,6 +74,10 @@ async def test_second_user_gets_403_everywhere(
     )
     assert response.status_code == 202, response.text
     restore = await alice.wait_restore(response.json()["restore"]["id"])
+    response = await alice.put(
+        f"/api/databases/{database['id']}/schedule", json={"cron": "0 3 * * *"}
+    )
+    assert response.status_code == 200, response.text
     bob_database = await bob.add_database(pg_server, source)
     bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
     ids = {
@@ -96,6 +112,7 @@ async def test_second_user_gets_403_everywhere(
     }
     for url in (
         f"/api/databases/{database['id']}",
+        f"/api/databases/{database['id']}/schedule",
         f"/api/backups/{backup['id']}",
         f"/api/backups/{backup['id']}/download",
         f"/api/restores/{restore['id']}",

@@ -206,7 +206,10 @@ async def test_errors_the_server_sends_are_the_documented_ones(
         }
         checked: dict[int, int] = {}
         # A valid body where one is required, so that only the case under test can fail.
-        bodies = {("PUT", "/api/users/{user_id}/role"): {"role": "user"}}
+        bodies = {
+            ("PUT", "/api/users/{user_id}/role"): {"role": "user"},
+            ("PUT", "/api/databases/{database_id}/schedule"): {"cron": "0 3 * * *"},
+        }
 
         async def check(
             api: Api | None, method: str, url: str, operation: Any, status: int
