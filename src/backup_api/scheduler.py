@@ -217,10 +217,16 @@ class Scheduler:
         if retries <= 0:
             return
         retry_at = now + timedelta(seconds=self._settings.schedule_retry_delay_seconds)
+        # Read first: most passes find nothing, and then take no write lock.
+        failed = await self._transactions.read(
+            lambda c: list(c.execute(_FAILED_WITHOUT_RETRY, {"retries": retries}))
+        )
+        if not failed:
+            return
 
         def plan(connection: Connection) -> None:
-            for row in connection.execute(_FAILED_WITHOUT_RETRY, {"retries": retries}):
-                connection.execute(
+            for row in failed:
+                planned = connection.execute(
                     _PLAN_RETRY,
                     {
                         "schedule_id": row.id,
@@ -229,14 +235,15 @@ class Scheduler:
                         "retry_at": retry_at,
                     },
                 )
-                logger.info(
-                    "schedule %s: backup %s failed, retry %d of %d at %s",
-                    row.id,
-                    row.last_backup_id,
-                    row.retry_attempt + 1,
-                    retries,
-                    retry_at.isoformat(),
-                )
+                if planned.rowcount == 1:
+                    logger.info(
+                        "schedule %s: backup %s failed, retry %d of %d at %s",
+                        row.id,
+                        row.last_backup_id,
+                        row.retry_attempt + 1,
+                        retries,
+                        retry_at.isoformat(),
+                    )
 
         await self._transactions.run(plan)
 
