@@ -13,6 +13,7 @@ repeated hour it may name an earlier instant).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,16 +49,29 @@ def parse_zone(name: str) -> ZoneInfo:
         raise CronError(UNKNOWN_ZONE) from None
 
 
+_FIELD = r"[0-9A-Za-z*/,#?-]+"
+#: The shape of an expression (what the API's schema states; each field's ranges are
+#: checked by cronsim). Spaces and tabs only, as the schema's regex dialect reads them.
+EXPRESSION_PATTERN = (
+    r"^[ \t]*(?:@(?:hourly|daily|weekly|monthly)|"
+    + _FIELD
+    + r"(?:[ \t]+"
+    + _FIELD
+    + r"){4})[ \t]*$"
+)
+_SHAPE = re.compile(EXPRESSION_PATTERN)
+
+
 def normalize_expression(expression: str) -> str:
     """The five-field form of ``expression``; ``CronError`` when it is not one cron reads."""
     text = " ".join(expression.split())
-    text = SHORTCUTS.get(text.lower(), text)
-    if text.startswith("@"):
+    if text.startswith("@") and text not in SHORTCUTS:
         raise CronError(
             "raccourci inconnu (acceptés: " + ", ".join(SHORTCUTS) + ")",
         )
-    if len(text.split(" ")) != 5:
+    if not _SHAPE.fullmatch(expression):
         raise CronError("cinq champs attendus (minute heure jour mois jour-de-semaine)")
+    text = SHORTCUTS.get(text, text)
     try:
         next(CronSim(text, datetime(2000, 1, 1, tzinfo=UTC)))
     except CronSimError as exc:

@@ -9,6 +9,7 @@ import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     PlainSerializer,
     WithJsonSchema,
     field_validator,
@@ -35,7 +37,7 @@ from sqlalchemy import (
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from backup_api.cron import normalize_expression, parse_zone
+from backup_api.cron import EXPRESSION_PATTERN, normalize_expression, parse_zone
 from backup_api.dumpers.registry import accepted_types, canonical_type
 
 
@@ -607,20 +609,26 @@ class Schedule(SQLModel, table=True):
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
+# Every zone the service knows: a client (and Swagger UI) can offer them.
+_ZONES: list[JsonValue] = [*sorted(available_timezones())]
+
+
 class ScheduleUpdate(StrictBody):
     cron: str = Field(
         max_length=128,
         description="Five fields (minute hour day-of-month month day-of-week), or "
         "`@hourly`, `@daily`, `@weekly`, `@monthly`",
         examples=["0 3 * * *"],
+        json_schema_extra={"pattern": EXPRESSION_PATTERN},
     )
     timezone: str = Field(
         default="UTC",
         max_length=64,
         description="IANA zone the times are read in",
         examples=["Europe/Paris"],
+        json_schema_extra={"enum": _ZONES},
     )
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
 
     @field_validator("cron")
     @classmethod
