@@ -151,6 +151,8 @@ async def test_schedule_api(settings_factory: Callable[..., Settings], pg_server
         schedule = await put_schedule(alice, database, cron="@daily", enabled=False)
         assert (schedule["enabled"], schedule["next_run_at"]) == (False, None)
         clock.travel_to(utc(2026, 1, 20, 5))
+        await clock.settled()
+        assert await backups_of(alice, database) == []
         schedule = await put_schedule(alice, database, cron="@daily")
         assert schedule["next_run_at"] == "2026-01-21T00:00:00Z"
 
@@ -284,6 +286,33 @@ async def test_a_slot_finding_a_backup_pending_is_skipped_and_counted(
         assert (backup["status"], backup["trigger"]) == ("completed", "schedule")
         schedule = await schedule_of(alice, database)
         assert (schedule["skipped_runs"], schedule["last_backup_id"]) == (1, backup["id"])
+    pg_server.drop_database(source)
+
+
+async def test_a_slot_the_accounts_limits_refuse_is_skipped_and_counted(
+    settings_factory: Callable[..., Settings], pg_server: Any
+) -> None:
+    source = unique_name("sched_quota")
+    create_filled(pg_server, source)
+    clock = TravelClock(utc(2026, 6, 1, 12, 30))
+    # One byte of quota: once a backup is stored, the next one is refused.
+    async with running_app(settings_factory(user_quota_bytes=1), clock=clock) as (_, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(pg_server, source)
+        await put_schedule(alice, database, cron="0 * * * *")
+        clock.travel_to(utc(2026, 6, 1, 13))
+        await clock.settled()
+        first = await started_by_schedule(alice, database)
+        assert first["status"] == "completed", first["error_msg"]
+        response = await alice.post(f"/api/backups/database/{database['id']}")
+        assert response.status_code == 507, response.text
+
+        clock.travel_to(utc(2026, 6, 1, 14))
+        await clock.settled()
+        schedule = await schedule_of(alice, database)
+        assert (schedule["skipped_runs"], schedule["last_backup_id"]) == (1, first["id"])
+        assert schedule["next_run_at"] == "2026-06-01T15:00:00Z"
+        assert [b["id"] for b in await backups_of(alice, database)] == [first["id"]]
     pg_server.drop_database(source)
 
 
