@@ -136,7 +136,8 @@ def test_invalid_expressions_say_why(expression: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "zone", ["Mars/Olympus", "../../etc/passwd", "", " UTC", "Europe/Paris\x00"]
+    "zone",
+    ["Mars/Olympus", "../../etc/passwd", "", " UTC", "Europe/Paris\x00", "posixrules", "localtime"],
 )
 def test_unknown_zones_are_refused(zone: str) -> None:
     with pytest.raises(CronError, match="fuseau horaire IANA inconnu"):

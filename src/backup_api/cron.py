@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -39,9 +40,16 @@ class CronError(ValueError):
     """An expression or a zone that cannot be used; the message is French."""
 
 
+@cache
+def known_zones() -> frozenset[str]:
+    """The IANA names the service accepts: the system's zones and the ``tzdata`` package's
+    (not the files that only look like zones, such as ``posixrules`` or ``localtime``)."""
+    return frozenset(available_timezones())
+
+
 def parse_zone(name: str) -> ZoneInfo:
     """The IANA zone ``name`` (``Europe/Paris``, ``UTC``)."""
-    if not name or name != name.strip() or "\x00" in name:
+    if name not in known_zones():
         raise CronError(UNKNOWN_ZONE)
     try:
         return ZoneInfo(name)

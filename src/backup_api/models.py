@@ -9,7 +9,6 @@ import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
-from zoneinfo import available_timezones
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -37,7 +36,7 @@ from sqlalchemy import (
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from backup_api.cron import EXPRESSION_PATTERN, normalize_expression, parse_zone
+from backup_api.cron import EXPRESSION_PATTERN, known_zones, normalize_expression, parse_zone
 from backup_api.dumpers.registry import accepted_types, canonical_type
 
 
@@ -610,7 +609,7 @@ class Schedule(SQLModel, table=True):
 
 
 # Every zone the service knows: a client (and Swagger UI) can offer them.
-_ZONES: list[JsonValue] = [*sorted(available_timezones())]
+_ZONES: list[JsonValue] = [*sorted(known_zones())]
 
 
 class ScheduleUpdate(StrictBody):
