@@ -42,9 +42,10 @@ class CronError(ValueError):
 
 @cache
 def known_zones() -> frozenset[str]:
-    """The IANA names the service accepts: the system's zones and the ``tzdata`` package's
-    (not the files that only look like zones, such as ``posixrules`` or ``localtime``)."""
-    return frozenset(available_timezones())
+    """The IANA names the service accepts: the system's zones and the ``tzdata`` package's,
+    less the files that only look like zones (the machine's own ``localtime``, tzdata's
+    ``Factory`` placeholder)."""
+    return frozenset(available_timezones()) - {"localtime", "Factory"}
 
 
 def parse_zone(name: str) -> ZoneInfo:
