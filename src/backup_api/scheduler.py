@@ -103,6 +103,9 @@ _BUSY = (
 )
 
 
+_MIN_NAP = timedelta(seconds=1)
+
+
 def as_utc(value: datetime) -> datetime:
     # SQLite hands datetimes back naive; they were stored as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -172,11 +175,15 @@ class Scheduler:
         poll = timedelta(seconds=self._settings.scheduler_poll_seconds)
         while True:
             self._wake.clear()
+            started = self.clock.now()
             try:
-                wake_at = await self.run_due()
+                wake_at = await self.run_due(started)
             except Exception:
                 logger.exception("scheduler pass failed")
                 wake_at = None
+            if wake_at is not None and wake_at <= started:
+                # Due when this pass began and still unclaimed: no busy loop over it.
+                wake_at = started + _MIN_NAP
             # Besides the next slot, look again now and then: other processes may have
             # changed schedules, and backups they ran may have failed.
             deadline = self.clock.now() + poll
@@ -185,11 +192,10 @@ class Scheduler:
             await self.clock.sleep_until(deadline, self._wake)
 
     # ------------------------------------------------------------------ one pass
-    async def run_due(self) -> datetime | None:
-        """Plan the retries of failed backups, start what is due; the next instant
-        something will be due (None: nothing scheduled). Any errors are logged and the
-        next pass tries again."""
-        now = self.clock.now()
+    async def run_due(self, now: datetime) -> datetime | None:
+        """Plan the retries of failed backups, start what is due at ``now``; the next
+        instant something will be due (None: nothing scheduled). Any errors are logged
+        and the next pass tries again."""
         failed = False
         try:
             await self._plan_retries(now)
