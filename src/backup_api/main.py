@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
+from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.db import TransactionRunner, create_engine, create_session_factory
 from backup_api.dumpers.pgclients import PgClients
@@ -25,7 +26,7 @@ from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.process import child_env
 from backup_api.ratelimit import RateLimiter
-from backup_api.retention.sweep import Clock, RetentionSweeper, system_clock
+from backup_api.retention.sweep import RetentionSweeper
 from backup_api.routers import (
     api_tokens,
     auth,
@@ -35,9 +36,11 @@ from backup_api.routers import (
     health,
     restores,
     retention,
+    schedules,
     users,
 )
 from backup_api.runner import Runner
+from backup_api.scheduler import Scheduler
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
@@ -55,9 +58,11 @@ the messages a route sends and when.
 """
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
-    """The application; ``clock`` is the time retention reads (tests move it)."""
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The application; ``clock`` is what schedules and retention read the time from and
+    wait with (tests bring their own)."""
     settings = settings or get_settings()
+    time_source: Clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,13 +91,19 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             archivers=archiver_launcher(settings),
             pg_clients=PgClients(settings, tool_versions),
         )
+        scheduler = Scheduler(
+            clock=time_source,
+            settings=settings,
+            transactions=transactions,
+            storage=storage,
+        )
         runner = Runner(
             settings.max_concurrent_jobs,
-            job_body(jobs),
+            scheduler.watching(job_body(jobs)),
             max_per_user=settings.running_jobs_per_user,
         )
         sweeper = RetentionSweeper(
-            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=clock
+            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=time_source
         )
         jobs.on_backup_completed = sweeper.request
         app.state.backup_api = AppState(
@@ -112,8 +123,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
                 settings.connection_tests_per_user, settings.connection_tests_window_seconds
             ),
             retention=sweeper,
+            scheduler=scheduler,
         )
         await recover(jobs, runner)
+        scheduler.start(runner)
         sweeper.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (about 90 ms over the framework's, the
@@ -123,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         try:
             yield
         finally:
+            await scheduler.stop()
             await sweeper.stop()
             await runner.shutdown()
             jobs.archivers.close()
@@ -141,7 +155,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, retention, backups, restores, users, api_tokens, health, docs):
+    for router in (
+        auth,
+        databases,
+        schedules,
+        retention,
+        backups,
+        restores,
+        users,
+        api_tokens,
+        health,
+        docs,
+    ):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

@@ -15,6 +15,7 @@ from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.runner import Runner
+from backup_api.scheduler import Scheduler
 from backup_api.security import Keys, VerifiedTokens
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.storage.base import Storage
@@ -34,6 +35,7 @@ class AppState:
     tool_versions: ToolVersions
     connection_tests: RateLimiter
     retention: RetentionSweeper
+    scheduler: Scheduler
 
     # What the jobs are built on, the routes use too: one place holds it.
     @property

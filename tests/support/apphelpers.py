@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from backup_api.clock import Clock
 from backup_api.config import Settings
 from backup_api.main import create_app
 
@@ -65,8 +66,10 @@ def pg_metadata_url(server: Any, database: str) -> str:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
+async def running_app(
+    settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4242))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -30,6 +30,7 @@ from backup_api.jobs import storage_key
 from backup_api.models import (
     Backup,
     BackupPublic,
+    BackupTrigger,
     Database,
     JobStatus,
     Restore,
@@ -88,6 +89,7 @@ def to_public(backup: Backup | RowMapping) -> BackupPublic:
         db_port=fields["db_port"],
         dump_tool_version=fields["dump_tool_version"],
         pinned=bool(fields["pinned"]),
+        trigger=BackupTrigger(fields["trigger"]),
     )
 
 
@@ -228,7 +230,11 @@ def _startable_database(
 
 
 def insert_backup(
-    connection: Connection, settings: Settings, user: Principal, database_id: int
+    connection: Connection,
+    settings: Settings,
+    user: Principal,
+    database_id: int,
+    trigger: BackupTrigger = BackupTrigger.MANUAL,
 ) -> RowMapping:
     """Record a ``pending`` backup of ``database_id`` in the caller's unit of work (not
     submitted to the runner; refusals raise as ``create_backup`` documents)."""
@@ -251,6 +257,7 @@ def insert_backup(
         "database_id": database_id,
         "created_at": created,
         "updated_at": created,
+        "trigger": trigger.value,
     }
     return connection.execute(_INSERT, values).mappings().one()
 
