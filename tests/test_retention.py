@@ -226,6 +226,53 @@ async def test_preview_is_what_the_sweep_does(pg_server: Any, settings_factory: 
     pg_server.drop_database(source)
 
 
+async def test_days_follow_the_schedule_zone(pg_server: Any, settings_factory: Any) -> None:
+    """The zone a database's schedule is saved with (PUT .../schedule) is the one its
+    retention days are cut in: the same backups keep or lose their day with it."""
+    source = unique_name("ret")
+    create_filled(pg_server, source)
+    clock = TravelClock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
+    async with app_with_clock(settings_factory(), clock) as (app, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(pg_server, source)
+        newest, evening, afternoon = (await completed_backups(app, alice, database["id"], 3))[::-1]
+        # 10:00, and the day before 20:00 and 13:00 UTC; in Tokyo (UTC+9) 19:00 and 05:00
+        # the same day, and 22:00 the day before.
+        await set_created_at(app, newest["id"], clock.now() - timedelta(hours=2))
+        await set_created_at(app, evening["id"], clock.now() - timedelta(hours=16))
+        await set_created_at(app, afternoon["id"], clock.now() - timedelta(hours=23))
+        url = f"/api/databases/{database['id']}"
+        assert (await alice.put(f"{url}/retention", json={"keep_daily": 2})).status_code == 200
+
+        async def plan() -> tuple[set[int], set[int]]:
+            response = await alice.get(f"{url}/retention/preview")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            return {k["backup_id"] for k in body["keep"]}, {d["backup_id"] for d in body["delete"]}
+
+        # No schedule: UTC days, the day before keeps its evening backup.
+        assert await plan() == ({newest["id"], evening["id"]}, {afternoon["id"]})
+        response = await alice.put(
+            f"{url}/schedule", json={"cron": "0 3 * * *", "timezone": "Asia/Tokyo"}
+        )
+        assert response.status_code == 200, response.text
+        # Tokyo days: the evening backup shares the newest one's day.
+        tokyo = ({newest["id"], afternoon["id"]}, {evening["id"]})
+        assert await plan() == tokyo
+        # Without the schedule, UTC again; with it, Tokyo, and the sweep does as planned.
+        assert (await alice.delete(f"{url}/schedule")).status_code == 200
+        assert await plan() == ({newest["id"], evening["id"]}, {afternoon["id"]})
+        response = await alice.put(
+            f"{url}/schedule", json={"cron": "@daily", "timezone": "Asia/Tokyo"}
+        )
+        assert response.status_code == 200, response.text
+        assert await plan() == tokyo
+        outcome = await sweeper(app).sweep(database["id"])
+        assert outcome.deleted == [evening["id"]]
+        assert set(await backups_of(alice, database["id"])) == tokyo[0]
+    pg_server.drop_database(source)
+
+
 async def test_sweep_follows_each_completed_backup(pg_server: Any, settings_factory: Any) -> None:
     source = unique_name("ret")
     create_filled(pg_server, source)
