@@ -1,7 +1,8 @@
-"""What the scheduler reads the time from, and waits with.
+"""What the scheduler and the retention sweep read the time from, and wait with.
 
-The service uses the system clock; tests give their own, which they move forward instead of
-sleeping, so a night's schedule or a daylight-saving change takes no real time.
+The service uses the system clock; tests give their own (``create_app(clock=...)``), which
+they move forward instead of sleeping, so a night's schedule, a daylight-saving change or an
+hour between sweeps takes no real time.
 """
 
 from __future__ import annotations
