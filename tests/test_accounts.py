@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import jwt
 from alembic import command
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api import migrate
-from backup_api.models import User
-from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
+from backup_api.models import User, new_token_key, utcnow
+from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 
 
 async def test_a_deleted_accounts_token_never_reaches_the_next_account(
@@ -47,9 +46,17 @@ async def test_a_token_names_its_account_even_if_an_id_came_back(tmp_path: Path)
         admin = await Api(client).signup("root@example.com", role="admin")
         gone = await Api(client).signup("gone@example.com")
         assert (await admin.delete(f"/api/users/{gone.user['id']}")).status_code == 200
-        async with AsyncSession(app.state.backup_api.engine) as session:
-            session.add(User(id=gone.user["id"], email="same-id@example.com", password_hash="x"))
-            await session.commit()
+        now = utcnow()
+        row = {
+            "id": gone.user["id"],
+            "email": "same-id@example.com",
+            "password_hash": "x",
+            "role": "user",
+            "token_key": new_token_key(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        await metadata_sql(app, insert(User.__table__).values(**row))  # type: ignore[attr-defined]
         assert (await gone.get("/auth/me")).status_code == 401
         assert (await gone.get("/api/databases")).status_code == 401
 
@@ -76,16 +83,15 @@ async def test_tokens_carry_a_per_account_key_that_is_never_shown(
 async def test_rotating_the_key_ends_older_tokens_at_once(tmp_path: Path) -> None:
     """``rotate_token_key`` is what a password change calls: the caller cache must not let an
     older token through."""
-    from backup_api.db import session_scope
     from backup_api.services import users as users_service
 
     async with running_app(make_settings(tmp_path)) as (app, client):
         user = await Api(client).signup("rotate@example.com")
         assert (await user.get("/auth/me")).status_code == 200  # now cached
         state = app.state.backup_api
-        async with session_scope(state.sessions) as session:
-            row = await users_service.get_user(session=session, user_id=user.user["id"])
-            await users_service.rotate_token_key(session, row, principals=state.principals)
+        await users_service.rotate_token_key(
+            metadata=state.metadata, principals=state.principals, user_id=user.user["id"]
+        )
         assert (await user.get("/auth/me")).status_code == 401
         fresh = await Api(client).login("rotate@example.com")
         assert (await fresh.get("/auth/me")).status_code == 200

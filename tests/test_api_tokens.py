@@ -15,12 +15,11 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
-from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from backup_api.config import Settings
 from backup_api.migrate import alembic_config
-from tests.support.apphelpers import Api, running_app
+from tests.support.apphelpers import Api, metadata_sql, running_app
 from tests.test_migration_backup_source import run_sql
 
 INVALID_TOKEN = {"error": "Token invalide ou expiré"}
@@ -43,15 +42,6 @@ async def create_token(api: Api, **body: Any) -> tuple[dict[str, Any], str]:
     assert response.status_code == 201, response.text
     data = response.json()
     return data["token"], data["secret"]
-
-
-async def sql(app: FastAPI, statement: str, **params: Any) -> list[tuple[Any, ...]]:
-    def work(connection: Connection) -> list[tuple[Any, ...]]:
-        result = connection.execute(text(statement), params)
-        return [tuple(row) for row in result] if result.returns_rows else []
-
-    rows: list[tuple[Any, ...]] = await app.state.backup_api.transactions.run(work)
-    return rows
 
 
 def as_utc(value: str) -> datetime:
@@ -101,7 +91,7 @@ async def test_a_token_is_shown_once_and_works_until_revoked(
     assert (await alice.get("/api/tokens?limit=1&offset=1")).json()["tokens"] == [tokens[1]]
 
     # Stored as its SHA-256 only.
-    rows = await sql(app, "SELECT * FROM api_tokens")
+    rows = await metadata_sql(app, "SELECT * FROM api_tokens")
     assert secret not in repr(rows)
     assert hashlib.sha256(secret.encode()).hexdigest() in repr(rows)
 
@@ -136,7 +126,7 @@ async def test_revocation_applies_to_the_very_next_request(
     other, other_secret = await create_token(alice)
     for _ in range(5):
         assert (await client.get("/auth/me", headers=bearer(other_secret))).status_code == 200
-    await sql(app, "DELETE FROM api_tokens WHERE id = :id", id=other["id"])
+    await metadata_sql(app, "DELETE FROM api_tokens WHERE id = :id", id=other["id"])
     assert (await client.get("/auth/me", headers=bearer(other_secret))).status_code == 401
 
 
@@ -150,7 +140,9 @@ async def test_unknown_and_expired_tokens_are_401(
     token, secret = await create_token(alice, expires_in_days=1)
     assert (await client.get("/api/databases", headers=bearer(secret))).status_code == 200
     past = datetime.now(UTC) - timedelta(seconds=1)
-    await sql(app, "UPDATE api_tokens SET expires_at = :t WHERE id = :id", t=past, id=token["id"])
+    await metadata_sql(
+        app, "UPDATE api_tokens SET expires_at = :t WHERE id = :id", t=past, id=token["id"]
+    )
     response = await client.get("/api/databases", headers=bearer(secret))
     assert response.status_code == 401
     assert response.json() == INVALID_TOKEN

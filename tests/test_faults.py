@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import select
 
 from backup_api.models import Backup
-from tests.support.apphelpers import Api, make_settings, running_app, unique_name
+from tests.support.apphelpers import Api, make_settings, metadata_sql, running_app, unique_name
 from tests.support.fakes import fake_tool, stalled_server
 from tests.support.locks import archive_writers, table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled
@@ -39,9 +38,10 @@ def files_under(root: Path) -> list[Path]:
 
 async def job_times(app: FastAPI, backup_id: int) -> tuple[datetime, datetime]:
     """A backup's start and end as stored, to the microsecond (the API shows seconds)."""
-    async with AsyncSession(app.state.backup_api.engine) as session:
-        query = select(Backup.started_at, Backup.finished_at).where(col(Backup.id) == backup_id)
-        started_at, finished_at = (await session.exec(query)).one()
+    table = Backup.__table__  # type: ignore[attr-defined]
+    query = select(table.c.started_at, table.c.finished_at).where(table.c.id == backup_id)
+    [row] = await metadata_sql(app, query)
+    started_at, finished_at = row.started_at, row.finished_at
     assert started_at is not None
     assert finished_at is not None
     return started_at, finished_at

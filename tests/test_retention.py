@@ -20,7 +20,7 @@ from backup_api.main import create_app
 from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.services.backups import open_download
-from tests.support.apphelpers import Api, unique_name
+from tests.support.apphelpers import Api, metadata_sql, unique_name
 from tests.support.clocks import TravelClock
 from tests.support.locks import table_locked, wait_until
 from tests.support.sample_data import create_filled
@@ -58,10 +58,7 @@ def sweeper(app: FastAPI) -> RetentionSweeper:
 async def set_created_at(app: FastAPI, backup_id: int, when: datetime) -> None:
     """Age a real backup (its file stays): the metadata is all retention reads."""
     table = Backup.__table__  # type: ignore[attr-defined]
-    async with app.state.backup_api.engine.begin() as connection:
-        await connection.execute(
-            update(table).where(table.c.id == backup_id).values(created_at=when)
-        )
+    await metadata_sql(app, update(table).where(table.c.id == backup_id).values(created_at=when))
 
 
 async def backups_of(api: Api, database_id: int) -> dict[int, dict[str, Any]]:
@@ -166,8 +163,7 @@ async def test_policy_crud_and_validation(app: FastAPI, alice: Api, pg_server: A
     # A policy goes with its database.
     assert (await alice.put(url, json=POLICY)).status_code == 200
     assert (await alice.delete(f"/api/databases/{database['id']}")).status_code == 200
-    async with app.state.backup_api.engine.connect() as connection:
-        assert (await connection.execute(select(func.count()).select_from(POLICIES))).scalar() == 0
+    assert await metadata_sql(app, select(func.count()).select_from(POLICIES)) == [(0,)]
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -491,13 +487,12 @@ async def test_a_backup_being_downloaded_waits_for_the_next_sweep(
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         state = app.state.backup_api
-        async with state.sessions() as session:
-            record = await session.get(Backup, old["id"])
-            assert record is not None
-            # The download route's own stream, held after its first chunk.
-            download = await open_download(
-                storage=state.storage, backup=record, downloads=sweeper(app).downloads
-            )
+        table = Backup.__table__  # type: ignore[attr-defined]
+        [record] = await metadata_sql(app, select(table).where(table.c.id == old["id"]))
+        # The download route's own stream, held after its first chunk.
+        download = await open_download(
+            storage=state.storage, backup=record, downloads=sweeper(app).downloads
+        )
         first = await anext(download.chunks)
         assert first.startswith(b"PK")
         outcome = await sweeper(app).sweep(database["id"])

@@ -17,11 +17,8 @@ import httpx
 import jwt
 import pytest
 from fastapi import FastAPI
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backup_api.models import User
-from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
+from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 
 
 async def test_passwords_are_argon2_hashes(tmp_path: Path) -> None:
@@ -29,8 +26,7 @@ async def test_passwords_are_argon2_hashes(tmp_path: Path) -> None:
     async with running_app(settings) as (app, client):
         await Api(client).signup("hash@example.com")
         # Read as stored, on whichever metadata database the suite runs.
-        async with AsyncSession(app.state.backup_api.engine) as session:
-            stored = (await session.exec(select(User.password_hash))).one()
+        [(stored,)] = await metadata_sql(app, "SELECT password_hash FROM users")
     assert stored.startswith("$argon2id$")
     assert PASSWORD not in stored
 

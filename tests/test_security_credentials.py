@@ -7,7 +7,6 @@ import fcntl
 import logging
 import os
 import re
-import sqlite3
 import stat
 import struct
 import termios
@@ -19,7 +18,14 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 
 from backup_api.workdirs import jobs_root
-from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
+from tests.support.apphelpers import (
+    PASSWORD,
+    Api,
+    make_settings,
+    metadata_sql,
+    running_app,
+    unique_name,
+)
 from tests.support.fakes import fake_tool
 from tests.support.locks import job_workdir_contents, table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled
@@ -29,23 +35,25 @@ async def test_passwords_are_encrypted_at_rest(pg_server: Any, tmp_path: Path) -
     source = unique_name("rest")
     create_filled(pg_server, source)
     settings = make_settings(tmp_path)
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as (app, client):
         api = await Api(client).signup("rest@example.com")
         database = await api.add_database(pg_server, source, password=pg_server.password)
+        # Read as stored, on whichever metadata database the suite runs.
+        [row] = await metadata_sql(app, "SELECT * FROM databases")
+    assert all(pg_server.password not in str(value) for value in row)
     key_file = tmp_path / "secrets" / "encryption.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    raw = (tmp_path / "meta.sqlite3").read_bytes()
-    for suffix in ("-wal", "-shm"):
-        extra = tmp_path / f"meta.sqlite3{suffix}"
-        if extra.exists():
-            raw += extra.read_bytes()
+    # On SQLite, the files as a whole (journal included) do not hold it either.
+    files = [tmp_path / f"meta.sqlite3{suffix}" for suffix in ("", "-wal", "-shm")]
+    raw = b"".join(path.read_bytes() for path in files if path.exists())
     assert pg_server.password.encode() not in raw
-    with sqlite3.connect(tmp_path / "meta.sqlite3") as connection:
-        row = connection.execute("SELECT * FROM databases").fetchone()
-    assert all(pg_server.password not in str(value) for value in row)
 
     # With another key the service cannot decrypt: the backup fails, plainly.
-    other = make_settings(tmp_path, encryption_key=Fernet.generate_key().decode())
+    other = make_settings(
+        tmp_path,
+        database_url=settings.database_url,
+        encryption_key=Fernet.generate_key().decode(),
+    )
     async with running_app(other) as (_, client):
         api = Api(client)
         response = await client.post(

@@ -105,16 +105,18 @@ async def _migrate(settings: Settings) -> None:
 
 async def _create_admin(settings: Settings, email: str, password: str) -> str:
     from backup_api import migrate
-    from backup_api.db import create_engine, create_session_factory, session_scope
+    from backup_api.db import Metadata, create_engine
     from backup_api.services import users as users_service
 
     engine = create_engine(settings)
+    metadata = Metadata(engine, settings)
     try:
         await migrate.upgrade(engine)
-        async with session_scope(create_session_factory(engine)) as session:
-            user = await users_service.create_admin(session=session, email=email, password=password)
-            return user.email
+        user = await users_service.create_admin(metadata=metadata, email=email, password=password)
+        email_stored: str = user.email
+        return email_stored
     finally:
+        metadata.close()
         await engine.dispose()
 
 

@@ -1,23 +1,28 @@
-"""The async engine, the session factory and the per-request session dependency."""
+"""The metadata database: its engine, and ``Metadata``, the one way to reach it.
+
+Everything that reads or writes the metadata database (routes, services, jobs, recovery,
+the CLI) hands ``Metadata`` a function of a synchronous SQLAlchemy ``Connection``, run as
+one transaction. The functions it is given call the repositories
+(``backup_api.repositories``), plain functions of that connection. Work that waits on
+something else (a database server's answer, a password hash, a running job) happens
+between units, never inside one, so no transaction stays open across it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, RowMapping, event, make_url
+from sqlalchemy import Connection, Engine, event, make_url, text
 from sqlalchemy import create_engine as create_sync_engine
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from backup_api.config import Settings
 
-SessionFactory = async_sessionmaker[AsyncSession]
 T = TypeVar("T")
 
 
@@ -48,58 +53,22 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+def _select_one(connection: Connection) -> None:
+    connection.execute(text("SELECT 1"))
 
 
-def record_fields(record: object, columns: tuple[str, ...]) -> Mapping[Any, Any]:
-    """A job record's columns by name, whether it is a Core row or an ORM object."""
-    if isinstance(record, RowMapping):
-        return record
-    return {name: getattr(record, name) for name in columns}
-
-
-_AFTER_COMMIT = "after_commit"
-
-
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the session's transaction is committed (never on rollback)."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
-
-
-async def commit(session: AsyncSession) -> None:
-    """Commit, then run the callbacks registered with ``after_commit``."""
-    await session.commit()
-    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
-    for callback in callbacks:
-        callback()
-
-
-@asynccontextmanager
-async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed once at the end, rolled back on any error."""
-    async with factory() as session:
-        try:
-            yield session
-            await commit(session)
-        except BaseException:
-            session.info.pop(_AFTER_COMMIT, None)
-            await session.rollback()
-            raise
-
-
-class TransactionRunner:
+class Metadata:
     """Runs a function of a synchronous SQLAlchemy ``Connection`` as one transaction.
 
-    The hot routes (listing, reading and starting backups) and the jobs' status updates use
-    it instead of an ``AsyncSession``. Through aiosqlite every statement, fetch, commit and
-    connection reset is a round trip to a thread, about 100 µs of CPU each and more under
-    concurrency, so a request of two statements paid for a dozen hops, more than all its
-    other work. Here, on a SQLite file, the whole function runs in a single hop with the
-    standard library's driver: writes on one thread (so they never wait on each other's
-    lock: SQLite's busy handler sleeps 1 to 100 ms at a time), reads on another (WAL: they
-    never wait for a write or a checkpoint's fsync). On other backends (asyncpg is natively
-    asynchronous) the function runs through ``AsyncConnection.run_sync``.
+    Why a function of a synchronous connection rather than an ``AsyncSession``: through
+    aiosqlite every statement, fetch, commit and connection reset is a round trip to a
+    thread, a hundred microseconds of CPU each and more under concurrency, so a request of
+    two statements paid for a dozen hops, more than all its other work. Here, on a SQLite
+    file, the whole function runs in a single hop with the standard library's driver:
+    writes on one thread (so they never wait on each other's lock: SQLite's busy handler
+    sleeps 1 to 100 ms at a time), reads on another (WAL: they never wait for a write or a
+    checkpoint's fsync). On other backends (asyncpg is natively asynchronous) the function
+    runs through ``AsyncConnection.run_sync``.
     """
 
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
@@ -117,8 +86,10 @@ class TransactionRunner:
             self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-read")
         self._exclusive = asyncio.Lock()
 
-    async def run(self, work: Callable[[Connection], T], *, exclusive: bool = False) -> T:
+    async def write(self, work: Callable[[Connection], T], *, exclusive: bool = False) -> T:
         """``work(connection)`` in a transaction: committed if it returns, else rolled back.
+        Once this returns, the change is committed: what must follow a commit (dropping a
+        cached caller, submitting a job) comes after the ``await``.
 
         ``exclusive``: no other exclusive unit of this process runs meanwhile (for
         read-then-write units such as "pick a free file name, insert it"). On SQLite every
@@ -138,6 +109,10 @@ class TransactionRunner:
             return await self._run_async(work)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, self._run_sync, work)
+
+    async def ping(self) -> None:
+        """Raises unless the database answers (the health check's question)."""
+        await self.read(_select_one)
 
     async def _run_async(self, work: Callable[[Connection], T]) -> T:
         async with self._engine.begin() as connection:

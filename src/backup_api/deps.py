@@ -1,23 +1,29 @@
-"""Shared dependencies: the session, the caller, and loaders that fetch a resource or raise
-404/403, so that no route repeats the ownership check."""
+"""Shared dependencies: the application state, the caller, the owned resource a path names
+(loaded through ``services.ownership``, so that no route repeats the ownership check), and
+pagination."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import Connection, bindparam, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
-from backup_api import audit
-from backup_api.db import session_scope
-from backup_api.exceptions import BadRequest, Forbidden, NotFound, Unauthorized
-from backup_api.models import MAX_ID, ApiToken, Backup, Database, Restore, User, utcnow
-from backup_api.principals import Principal, ensure_owner
+from backup_api.exceptions import BadRequest, Forbidden, Unauthorized
+from backup_api.models import MAX_ID
+from backup_api.principals import Principal
+from backup_api.repositories import Record, users
 from backup_api.security import InvalidTokenError
 from backup_api.services import api_tokens
+from backup_api.services.ownership import (
+    API_TOKEN,
+    BACKUP,
+    DATABASE,
+    RESTORE,
+    Resource,
+    load_owned,
+)
 from backup_api.state import AppState
 
 # Dependencies are ``async def`` even when they do not await: FastAPI runs a plain ``def``
@@ -30,16 +36,6 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
-
-
-async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
-    async with session_scope(state.sessions) as session:
-        yield session
-
-
-# scope="function": the commit happens before the response is sent, so a client that
-# reads right after a write sees it.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 class BearerToken(OAuth2PasswordBearer):
@@ -66,14 +62,8 @@ bearer_scheme = BearerToken(
 BearerDep = Annotated[str | None, Depends(bearer_scheme)]
 
 
-_USERS = User.__table__  # type: ignore[attr-defined]
-_PRINCIPAL = select(_USERS.c.id, _USERS.c.role, _USERS.c.token_key).where(
-    _USERS.c.id == bindparam("user_id")
-)
-
-
 def _load_principal(connection: Connection, user_id: int) -> Principal | None:
-    row = connection.execute(_PRINCIPAL, {"user_id": user_id}).first()
+    row = users.principal(connection, user_id)
     if row is None:
         return None
     return Principal(id=row.id, role=row.role, token_key=row.token_key)
@@ -89,7 +79,7 @@ async def _principal_from_token(
     if token is None:
         return None
     if api_tokens.is_api_token(token):
-        return await _principal_from_api_token(state, token, client)
+        return await api_tokens.principal_of(state.metadata, token, client)
     try:
         claims = state.tokens.decode(token)
     except InvalidTokenError:
@@ -101,34 +91,13 @@ async def _principal_from_token(
     # the row decides, and an old token gets its 401 from there.
     if principal is None or not principal.holds(claims.token_key):
         user_id = claims.user_id
-        principal = await state.transactions.read(lambda c: _load_principal(c, user_id))
+        principal = await state.metadata.read(lambda c: _load_principal(c, user_id))
         if principal is None or not principal.holds(claims.token_key):
             raise Unauthorized("Token invalide ou expiré")
         state.principals.put(principal)
     return principal
 
 
-async def _principal_from_api_token(state: AppState, secret: str, client: str | None) -> Principal:
-    """A personal token's row is read on every request, never cached: its revocation and
-    its owner's role changes apply to the very next one."""
-    now = utcnow()
-    found = await state.transactions.read(lambda c: api_tokens.lookup(c, secret, now))
-    if found.principal is None:
-        audit.record(
-            audit.API_TOKEN_USE,
-            audit.FAILURE,
-            client=client,
-            token_id=found.token_id,
-            reason=found.refused or "unknown",
-        )
-        raise Unauthorized("Token invalide ou expiré")
-    token_id = found.token_id
-    if found.touch and token_id is not None:
-        await state.transactions.run(lambda c: api_tokens.touch(c, token_id, now))
-    return found.principal
-
-
-# No session here: the hot routes never open one (see ``TransactionRunner``).
 async def current_user(request: Request, state: StateDep, token: BearerDep) -> Principal:
     principal = await _principal_from_token(state, token, client_address(request))
     if principal is None:
@@ -167,42 +136,32 @@ AdminUser = Annotated[Principal, Depends(admin_user)]
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-async def load_database(database_id: IdPath, user: CurrentUser, session: SessionDep) -> Database:
-    database = await session.get(Database, database_id)
-    if database is None:
-        raise NotFound("Base de données introuvable")
-    ensure_owner(user, database.user_id)
-    return database
+async def _load(
+    state: AppState, resource: Resource[Record], record_id: int, user: Principal
+) -> Record:
+    return await state.metadata.read(lambda c: load_owned(c, resource, record_id, user))
 
 
-async def load_backup(backup_id: IdPath, user: CurrentUser, session: SessionDep) -> Backup:
-    backup = await session.get(Backup, backup_id)
-    if backup is None:
-        raise NotFound("Sauvegarde introuvable")
-    ensure_owner(user, backup.user_id)
-    return backup
+async def load_database(database_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, DATABASE, database_id, user)
 
 
-async def load_restore(restore_id: IdPath, user: CurrentUser, session: SessionDep) -> Restore:
-    restore = await session.get(Restore, restore_id)
-    if restore is None:
-        raise NotFound("Restauration introuvable")
-    ensure_owner(user, restore.user_id)
-    return restore
+async def load_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, BACKUP, backup_id, user)
 
 
-async def load_api_token(token_id: IdPath, user: CurrentUser, session: SessionDep) -> ApiToken:
-    token = await session.get(ApiToken, token_id)
-    if token is None:
-        raise NotFound(api_tokens.NOT_FOUND)
-    ensure_owner(user, token.user_id)
-    return token
+async def load_restore(restore_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, RESTORE, restore_id, user)
 
 
-DatabaseDep = Annotated[Database, Depends(load_database)]
-BackupDep = Annotated[Backup, Depends(load_backup)]
-RestoreDep = Annotated[Restore, Depends(load_restore)]
-ApiTokenDep = Annotated[ApiToken, Depends(load_api_token)]
+async def load_api_token(token_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, API_TOKEN, token_id, user)
+
+
+DatabaseDep = Annotated[Record, Depends(load_database)]
+BackupDep = Annotated[Record, Depends(load_backup)]
+RestoreDep = Annotated[Record, Depends(load_restore)]
+ApiTokenDep = Annotated[Record, Depends(load_api_token)]
 
 
 class Page:

@@ -1,6 +1,6 @@
 """The background pipelines: dumper -> archive -> storage -> record, and back for restores.
 
-Each job loads what it needs by id in its own short sessions, runs the tool under
+Each job loads what it needs by id in its own short units of work, runs the tool under
 supervision (``process.run_tool``), and records exactly one outcome: ``completed`` with the
 archive's real size and checksum, or ``failed`` with a reason free of secrets. Whatever
 happens (tool error, timeout, full disk, cancellation, shutdown), nothing stays under the
@@ -17,11 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import update
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
 from backup_api.archive import ArchiveError, ArchiveResult, Compression
 from backup_api.archiver import (
@@ -33,7 +30,7 @@ from backup_api.archiver import (
 )
 from backup_api.authcheck import Verdict, check_server, first_reachable
 from backup_api.config import Settings
-from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.db import Metadata
 from backup_api.diskspace import within_reserve
 from backup_api.dumpers.base import ConnectionInfo, Diagnosis, Dumper, ToolDiagnosis
 from backup_api.dumpers.pgclients import (
@@ -44,7 +41,7 @@ from backup_api.dumpers.pgclients import (
     tools_for_restore,
 )
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
-from backup_api.models import Backup, Database, JobStatus, Restore, Role, User
+from backup_api.models import Backup, JobStatus, Restore
 from backup_api.netpolicy import HostNotAllowedError, UnknownHostError, allowed_addresses
 from backup_api.process import (
     JOB_MARKER_ENV,
@@ -57,6 +54,8 @@ from backup_api.process import (
     run_tool,
 )
 from backup_api.redact import live_secrets, scrub
+from backup_api.repositories import Record, backups, databases, restores, users
+from backup_api.repositories import jobs as job_records
 from backup_api.runner import CancelReason, Job, JobKind, Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret
 from backup_api.storage.base import ArchiveWriter, Storage, StorageFullError
@@ -111,8 +110,7 @@ def tool_missing(tool: str) -> str:
 @dataclass
 class JobContext:
     settings: Settings
-    sessions: SessionFactory
-    transactions: TransactionRunner
+    metadata: Metadata
     storage: Storage
     keys: Keys
     executor: ThreadPoolExecutor
@@ -201,14 +199,7 @@ async def connection_address(
     return address
 
 
-async def database_owner_is_admin(session: AsyncSession, database: Database) -> bool:
-    owner = await session.get(User, database.user_id)
-    return owner is not None and owner.role == Role.ADMIN.value
-
-
-async def connection_for(
-    ctx: JobContext, database: Database, owner_is_admin: bool
-) -> ConnectionInfo:
+async def connection_for(ctx: JobContext, database: Record, owner_is_admin: bool) -> ConnectionInfo:
     """Where and how a job connects to ``database``, every check made (``JobFailed``)."""
     try:
         password = decrypt_secret(ctx.keys, database.password_encrypted)
@@ -235,14 +226,18 @@ async def connection_for(
     )
 
 
-async def _record_server_version(ctx: JobContext, database: Database, tools: JobTools) -> None:
+async def record_server_version(metadata: Metadata, database: Record, version: str | None) -> None:
     """Keep the version the server just reported on its record (not an edit: no updated_at)."""
-    version = None if tools.server_version is None else str(tools.server_version)
     if version is None or version == database.server_version:
         return
-    table = Database.__table__  # type: ignore[attr-defined]
-    statement = update(table).where(table.c.id == database.id).values(server_version=version)
-    await ctx.transactions.run(lambda connection: connection.execute(statement))
+    database_id: int = database.id
+    values = {"server_version": version}
+    await metadata.write(lambda c: databases.update_database(c, database_id, values))
+
+
+async def _record_server_version(ctx: JobContext, database: Record, tools: JobTools) -> None:
+    version = None if tools.server_version is None else str(tools.server_version)
+    await record_server_version(ctx.metadata, database, version)
 
 
 def _dumper_for(ctx: JobContext, db_type: str) -> Dumper:
@@ -353,17 +348,12 @@ async def _update(
 ) -> None:
     """Apply ``values`` to one job record (a record deleted meanwhile is left alone).
 
-    One statement through the transaction runner: on SQLite that is the thread that
-    makes the API's own writes, so job updates and new backups never wait on each
-    other's lock (SQLite's busy handler sleeps 1 to 100 ms at a time).
+    One statement through ``Metadata.write``: on SQLite that is the thread that makes the
+    API's own writes, so job updates and new backups never wait on each other's lock
+    (SQLite's busy handler sleeps 1 to 100 ms at a time).
     """
-    table = model.__table__  # type: ignore[union-attr]
-    statement = (
-        update(table)
-        .where(table.c.id == record_id)
-        .values(**values, updated_at=now_utc().replace(microsecond=0))
-    )
-    await ctx.transactions.run(lambda connection: connection.execute(statement))
+    changes = {**values, "updated_at": now_utc().replace(microsecond=0)}
+    await ctx.metadata.write(lambda c: job_records.update_job(c, model, record_id, changes))
 
 
 def _failed(reason: str, finished_at: datetime) -> dict[str, object]:
@@ -381,7 +371,7 @@ async def fail_backup(ctx: JobContext, backup_id: int, reason: str) -> None:
 class _DumpArchiver:
     """The dump worker: hands the tool's stdout to an archive writer process."""
 
-    def __init__(self, ctx: JobContext, backup: Backup, writer: ArchiveWriter) -> None:
+    def __init__(self, ctx: JobContext, backup: Record, writer: ArchiveWriter) -> None:
         self._writer = writer
         self._launcher = ctx.archivers
         self._options = ArchiverOptions(
@@ -404,15 +394,25 @@ class _DumpArchiver:
         )
 
 
+def database_owner_is_admin(connection: Connection, database: Record | None) -> bool:
+    return database is not None and users.is_admin(connection, database.user_id)
+
+
+def _backup_job(
+    connection: Connection, backup_id: int
+) -> tuple[Record | None, Record | None, bool]:
+    """The backup record, its database's, and whether the database's owner is an admin."""
+    backup = backups.get(connection, backup_id)
+    database = (
+        databases.get(connection, backup.database_id)
+        if backup is not None and backup.database_id is not None
+        else None
+    )
+    return backup, database, database_owner_is_admin(connection, database)
+
+
 async def run_backup(ctx: JobContext, job: Job) -> None:
-    async with ctx.sessions() as session:
-        backup = await session.get(Backup, job.id)
-        database = (
-            await session.get(Database, backup.database_id)
-            if backup is not None and backup.database_id is not None
-            else None
-        )
-        owner_is_admin = database is not None and await database_owner_is_admin(session, database)
+    backup, database, owner_is_admin = await ctx.metadata.read(lambda c: _backup_job(c, job.id))
     if backup is None or backup.status != JobStatus.PENDING.value:
         return
     if database is None:
@@ -560,7 +560,7 @@ SAFETY_BACKUP_CANCELLED = "restauration supprimée pendant cette sauvegarde pré
 
 
 async def _back_up_target_first(
-    ctx: JobContext, job: Job, backup_id: int, target: Database
+    ctx: JobContext, job: Job, backup_id: int, target: Record
 ) -> str | None:
     """Run the backup of a restore's target that the restore asked for; the reason the
     restore must stop there, if that backup did not complete.
@@ -574,8 +574,7 @@ async def _back_up_target_first(
         if job.cancel_reason is CancelReason.DELETED:
             await asyncio.shield(fail_backup(ctx, backup_id, SAFETY_BACKUP_CANCELLED))
         raise
-    async with ctx.sessions() as session:
-        backup = await session.get(Backup, backup_id)
+    backup = await ctx.metadata.read(lambda c: backups.get(c, backup_id))
     if backup is not None and backup.status == JobStatus.COMPLETED.value:
         return None
     return (
@@ -584,20 +583,29 @@ async def _back_up_target_first(
     )
 
 
+def _restore_job(
+    connection: Connection, restore_id: int
+) -> tuple[Record | None, Record | None, Record | None, bool]:
+    """The restore record, its backup's, its target's, and whether the target's owner is an
+    admin."""
+    restore = restores.get(connection, restore_id)
+    backup = (
+        backups.get(connection, restore.backup_id)
+        if restore is not None and restore.backup_id is not None
+        else None
+    )
+    target = (
+        databases.get(connection, restore.database_id)
+        if restore is not None and restore.database_id is not None
+        else None
+    )
+    return restore, backup, target, database_owner_is_admin(connection, target)
+
+
 async def run_restore(ctx: JobContext, job: Job) -> None:
-    async with ctx.sessions() as session:
-        restore = await session.get(Restore, job.id)
-        backup = (
-            await session.get(Backup, restore.backup_id)
-            if restore is not None and restore.backup_id is not None
-            else None
-        )
-        target = (
-            await session.get(Database, restore.database_id)
-            if restore is not None and restore.database_id is not None
-            else None
-        )
-        owner_is_admin = target is not None and await database_owner_is_admin(session, target)
+    restore, backup, target, owner_is_admin = await ctx.metadata.read(
+        lambda c: _restore_job(c, job.id)
+    )
     if restore is None or restore.status != JobStatus.PENDING.value:
         return
     if backup is None or backup.status != JobStatus.COMPLETED.value:
@@ -730,25 +738,22 @@ async def recover(ctx: JobContext, runner: Runner) -> None:
         (Backup, JobKind.BACKUP, SHUTDOWN_BACKUP),
         (Restore, JobKind.RESTORE, SHUTDOWN_RESTORE),
     )
-    resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
-    async with ctx.sessions() as session:
+
+    def settle(connection: Connection) -> list[tuple[datetime, JobKind, int, int | None, int]]:
+        resume: list[tuple[datetime, JobKind, int, int | None, int]] = []
         for model, kind, reason in interrupted:
-            query = select(model).where(model.status == JobStatus.PENDING.value)
-            result = await session.exec(query.order_by(col(model.id)))
-            records = cast(Sequence[JobRecord], result.all())
-            for record in records:
-                assert record.id is not None
+            for record in job_records.pending(connection, model):
                 if record.started_at is None:
                     # Never started: nothing was lost, run it now.
                     resume.append(
                         (record.created_at, kind, record.id, record.database_id, record.user_id)
                     )
                     continue
-                for name, value in _failed(reason, stamp).items():
-                    setattr(record, name, value)
-                record.updated_at = stamp.replace(microsecond=0)
-                session.add(record)
-        await session.commit()
+                values = {**_failed(reason, stamp), "updated_at": stamp.replace(microsecond=0)}
+                job_records.update_job(connection, model, record.id, values)
+        return resume
+
+    resume = await ctx.metadata.write(settle)
     for _, kind, job_id, database_id, user_id in sorted(
         resume, key=lambda item: (item[0], item[2])
     ):

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from backup_api import logs, migrate, openapi
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
-from backup_api.db import TransactionRunner, create_engine, create_session_factory
+from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import (
@@ -72,8 +72,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await migrate.upgrade(engine)
         # alembic's fileConfig-free run leaves logging alone, but re-arm redaction anyway.
         logs.install_redaction()
-        sessions = create_session_factory(engine)
-        transactions = TransactionRunner(engine, settings)
+        metadata = Metadata(engine, settings)
         storage = LocalStorage(settings.backup_root)
         executor = ThreadPoolExecutor(
             max_workers=settings.max_concurrent_jobs + 2, thread_name_prefix="backup-io"
@@ -83,8 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         )
         jobs = JobContext(
             settings=settings,
-            sessions=sessions,
-            transactions=transactions,
+            metadata=metadata,
             storage=storage,
             keys=keys,
             executor=executor,
@@ -94,7 +92,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         scheduler = Scheduler(
             clock=time_source,
             settings=settings,
-            transactions=transactions,
+            metadata=metadata,
             storage=storage,
         )
         runner = Runner(
@@ -103,7 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             max_per_user=settings.running_jobs_per_user,
         )
         sweeper = RetentionSweeper(
-            settings=settings, sessions=sessions, storage=storage, runner=runner, clock=time_source
+            settings=settings, metadata=metadata, storage=storage, runner=runner, clock=time_source
         )
         jobs.on_backup_completed = sweeper.request
         app.state.backup_api = AppState(
@@ -141,7 +139,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await runner.shutdown()
             jobs.archivers.close()
             executor.shutdown(wait=True)
-            transactions.close()
+            metadata.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from backup_api.exceptions import Forbidden
 from backup_api.models import Role
 
 
@@ -40,12 +39,6 @@ class Principal:
         return bool(self.token_key) and hmac.compare_digest(
             self.token_key.encode(), token_key.encode()
         )
-
-
-def ensure_owner(user: Principal, owner_id: int | None) -> None:
-    """403 unless ``user`` owns the record (``owner_id``) or is an admin."""
-    if not user.is_admin and owner_id != user.id:
-        raise Forbidden()
 
 
 class PrincipalCache:

@@ -5,7 +5,7 @@ Jobs (backups and restores) wait in submission order and start while fewer than
 and one user never runs more than ``max_per_user`` at once (whatever their kind): a running
 job cannot be taken back, so this is what keeps a slot for other users when one user's jobs
 hang. A job held back by either rule waits, in order, while others overtake it. Jobs are
-identified by ids, never ORM objects; the job body opens its own session.
+identified by ids, never records; the job body reads its own.
 """
 
 from __future__ import annotations

@@ -29,79 +29,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, select, update
+from sqlalchemy import Connection
 
 from backup_api.clock import Clock
 from backup_api.config import Settings
 from backup_api.cron import CronError, CronSchedule
-from backup_api.db import TransactionRunner
+from backup_api.db import Metadata
 from backup_api.exceptions import AppError, InsufficientStorage
-from backup_api.models import Backup, BackupTrigger, Database, JobStatus, Schedule, User
+from backup_api.models import BackupTrigger
 from backup_api.principals import Principal
+from backup_api.repositories import Record, backups, schedules
 from backup_api.runner import Job, JobKind, Runner
 from backup_api.services.admission import ensure_disk_reserve
 from backup_api.services.backups import insert_backup
 from backup_api.storage.base import Storage
 
 logger = logging.getLogger("backup_api.scheduler")
-
-_SCHEDULES = Schedule.__table__  # type: ignore[attr-defined]
-_BACKUPS = Backup.__table__  # type: ignore[attr-defined]
-_DATABASES = Database.__table__  # type: ignore[attr-defined]
-_USERS = User.__table__  # type: ignore[attr-defined]
-
-_DUE = (
-    select(
-        _SCHEDULES.c.id,
-        _SCHEDULES.c.database_id,
-        _SCHEDULES.c.cron,
-        _SCHEDULES.c.timezone,
-        _SCHEDULES.c.next_run_at,
-        _SCHEDULES.c.retry_at,
-        _USERS.c.id.label("owner_id"),
-        _USERS.c.role.label("owner_role"),
-    )
-    .join(_DATABASES, _DATABASES.c.id == _SCHEDULES.c.database_id)
-    .join(_USERS, _USERS.c.id == _DATABASES.c.user_id)
-    .where(
-        _SCHEDULES.c.enabled.is_(True),
-        (_SCHEDULES.c.next_run_at <= bindparam("now"))
-        | (_SCHEDULES.c.retry_at <= bindparam("now")),
-    )
-    .order_by(_SCHEDULES.c.id)
-)
-_FAILED_WITHOUT_RETRY = (
-    select(_SCHEDULES.c.id, _SCHEDULES.c.last_backup_id, _SCHEDULES.c.retry_attempt)
-    .join(_BACKUPS, _BACKUPS.c.id == _SCHEDULES.c.last_backup_id)
-    .where(
-        _SCHEDULES.c.enabled.is_(True),
-        _SCHEDULES.c.retry_at.is_(None),
-        _SCHEDULES.c.retry_attempt < bindparam("retries"),
-        _BACKUPS.c.status == JobStatus.FAILED.value,
-    )
-)
-_PLAN_RETRY = (
-    update(_SCHEDULES)
-    .where(
-        _SCHEDULES.c.id == bindparam("schedule_id"),
-        _SCHEDULES.c.last_backup_id == bindparam("backup_id"),
-        _SCHEDULES.c.retry_attempt == bindparam("attempt"),
-        _SCHEDULES.c.retry_at.is_(None),
-    )
-    .values(retry_at=bindparam("retry_at"))
-)
-_NEXT_WAKE = select(func.min(_SCHEDULES.c.next_run_at), func.min(_SCHEDULES.c.retry_at)).where(
-    _SCHEDULES.c.enabled.is_(True)
-)
-_BUSY = (
-    select(_BACKUPS.c.id)
-    .where(
-        _BACKUPS.c.database_id == bindparam("database_id"),
-        _BACKUPS.c.status == JobStatus.PENDING.value,
-    )
-    .limit(1)
-)
-
 
 _MIN_NAP = timedelta(seconds=1)
 
@@ -131,12 +74,12 @@ class Scheduler:
         *,
         clock: Clock,
         settings: Settings,
-        transactions: TransactionRunner,
+        metadata: Metadata,
         storage: Storage,
     ) -> None:
         self.clock = clock
         self._settings = settings
-        self._transactions = transactions
+        self._metadata = metadata
         self._storage = storage
         self._wake = asyncio.Event()
         self._runner: Runner | None = None
@@ -202,9 +145,7 @@ class Scheduler:
         except Exception:
             logger.exception("could not plan the retries of failed scheduled backups")
             failed = True
-        rows = await self._transactions.read(
-            lambda c: list(c.execute(_DUE, {"now": now}).mappings())
-        )
+        rows = await self._metadata.read(lambda c: schedules.due(c, now))
         for row in rows:
             for due in _dues(row, now):
                 try:
@@ -214,7 +155,7 @@ class Scheduler:
                     failed = True
         if failed:
             return None
-        nearest = await self._transactions.read(lambda c: c.execute(_NEXT_WAKE).one())
+        nearest = await self._metadata.read(schedules.next_wake)
         instants = [as_utc(value) for value in nearest if value is not None]
         return min(instants) if instants else None
 
@@ -224,24 +165,15 @@ class Scheduler:
             return
         retry_at = now + timedelta(seconds=self._settings.schedule_retry_delay_seconds)
         # Read first: most passes find nothing, and then take no write lock.
-        failed = await self._transactions.read(
-            lambda c: list(c.execute(_FAILED_WITHOUT_RETRY, {"retries": retries}))
-        )
+        failed = await self._metadata.read(lambda c: schedules.failed_without_retry(c, retries))
         if not failed:
             return
 
         def plan(connection: Connection) -> None:
             for row in failed:
-                planned = connection.execute(
-                    _PLAN_RETRY,
-                    {
-                        "schedule_id": row.id,
-                        "backup_id": row.last_backup_id,
-                        "attempt": row.retry_attempt,
-                        "retry_at": retry_at,
-                    },
-                )
-                if planned.rowcount == 1:
+                if schedules.plan_retry(
+                    connection, row.id, row.last_backup_id, row.retry_attempt, retry_at
+                ):
                     logger.info(
                         "schedule %s: backup %s failed, retry %d of %d at %s",
                         row.id,
@@ -251,7 +183,7 @@ class Scheduler:
                         retry_at.isoformat(),
                     )
 
-        await self._transactions.run(plan)
+        await self._metadata.write(plan)
 
     async def _start(self, due: Due, now: datetime) -> None:
         disk_ok = True
@@ -261,11 +193,11 @@ class Scheduler:
             disk_ok = False
 
         async def claim_and_submit() -> None:
-            row = await self._transactions.run(
+            row = await self._metadata.write(
                 lambda c: self._claim(c, due, now, disk_ok), exclusive=True
             )
             if row is not None and self._runner is not None:
-                self._runner.submit(JobKind.BACKUP, row["id"], due.database_id, due.owner.id)
+                self._runner.submit(JobKind.BACKUP, row.id, due.database_id, due.owner.id)
 
         # Once the record is committed the job is submitted, even if the loop is stopped
         # meanwhile (a record left pending would run at the next start anyway).
@@ -273,28 +205,19 @@ class Scheduler:
 
     def _claim(
         self, connection: Connection, due: Due, now: datetime, disk_ok: bool
-    ) -> RowMapping | None:
+    ) -> Record | None:
         """Claim ``due`` and record its backup, in the caller's transaction; the backup's
         row, or None when another process claimed it first or the slot is skipped."""
-        table = _SCHEDULES
-        mine = table.c.id == due.schedule_id
         if due.trigger is BackupTrigger.SCHEDULE:
-            next_run = self._next_slot(due, now)
-            claim = (
-                update(table)
-                .where(mine, table.c.next_run_at == due.mark, table.c.enabled.is_(True))
-                .values(next_run_at=next_run)
+            claimed = schedules.claim_slot(
+                connection, due.schedule_id, due.mark, self._next_slot(due, now)
             )
         else:
-            claim = (
-                update(table)
-                .where(mine, table.c.retry_at == due.mark, table.c.enabled.is_(True))
-                .values(retry_at=None, retry_attempt=table.c.retry_attempt + 1)
-            )
-        if connection.execute(claim).rowcount != 1:
+            claimed = schedules.claim_retry(connection, due.schedule_id, due.mark)
+        if not claimed:
             return None
         reason = None
-        if connection.execute(_BUSY, {"database_id": due.database_id}).first() is not None:
+        if backups.has_pending(connection, due.database_id):
             reason = "a backup of the database is already pending or running"
         elif not disk_ok:
             reason = "the backup root is below its free-space reserve"
@@ -307,17 +230,15 @@ class Scheduler:
             except AppError as exc:
                 reason = f"refused ({exc.status_code})"
         if row is None:
-            connection.execute(
-                update(table).where(mine).values(skipped_runs=table.c.skipped_runs + 1)
-            )
+            schedules.count_skipped(connection, due.schedule_id)
             logger.info("schedule %s: %s skipped: %s", due.schedule_id, due.trigger, reason)
             return None
-        values: dict[str, Any] = {"last_run_at": now, "last_backup_id": row["id"]}
+        values: dict[str, Any] = {"last_run_at": now, "last_backup_id": row.id}
         if due.trigger is BackupTrigger.SCHEDULE:
             # A new slot: the retries of the previous one end here.
             values.update(retry_attempt=0, retry_at=None)
-        connection.execute(update(table).where(mine).values(**values))
-        logger.info("schedule %s: %s backup %s started", due.schedule_id, due.trigger, row["id"])
+        schedules.record_run(connection, due.schedule_id, values)
+        logger.info("schedule %s: %s backup %s started", due.schedule_id, due.trigger, row.id)
         return row
 
     @staticmethod
@@ -330,20 +251,20 @@ class Scheduler:
             return None
 
 
-def _dues(row: RowMapping, now: datetime) -> list[Due]:
-    owner = Principal(id=row["owner_id"], role=row["owner_role"])
+def _dues(row: Record, now: datetime) -> list[Due]:
+    owner = Principal(id=row.owner_id, role=row.owner_role)
     common = {
-        "schedule_id": row["id"],
-        "database_id": row["database_id"],
+        "schedule_id": row.id,
+        "database_id": row.database_id,
         "owner": owner,
-        "cron": row["cron"],
-        "timezone": row["timezone"],
+        "cron": row.cron,
+        "timezone": row.timezone,
     }
     dues = []
     # The slot first: it ends the retries of the previous one, so a retry due at the same
     # time then finds nothing to claim.
-    if row["next_run_at"] is not None and as_utc(row["next_run_at"]) <= now:
-        dues.append(Due(**common, trigger=BackupTrigger.SCHEDULE, mark=row["next_run_at"]))
-    if row["retry_at"] is not None and as_utc(row["retry_at"]) <= now:
-        dues.append(Due(**common, trigger=BackupTrigger.RETRY, mark=row["retry_at"]))
+    if row.next_run_at is not None and as_utc(row.next_run_at) <= now:
+        dues.append(Due(**common, trigger=BackupTrigger.SCHEDULE, mark=row.next_run_at))
+    if row.retry_at is not None and as_utc(row.retry_at) <= now:
+        dues.append(Due(**common, trigger=BackupTrigger.RETRY, mark=row.retry_at))
     return dues

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backup_api.config import Settings
-from backup_api.db import SessionFactory, TransactionRunner
+from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.jobs import JobContext
 from backup_api.principals import PrincipalCache
@@ -43,12 +43,8 @@ class AppState:
         return self.jobs.settings
 
     @property
-    def sessions(self) -> SessionFactory:
-        return self.jobs.sessions
-
-    @property
-    def transactions(self) -> TransactionRunner:
-        return self.jobs.transactions
+    def metadata(self) -> Metadata:
+        return self.jobs.metadata
 
     @property
     def storage(self) -> Storage:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import Connection, Executable, Row, text
 
 from backup_api.clock import Clock
 from backup_api.config import Settings
@@ -160,6 +161,20 @@ class Api:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{url} still pending after {timeout}s: {record}")
             await asyncio.sleep(0.05)
+
+
+async def metadata_sql(app: FastAPI, statement: str | Executable, **params: Any) -> list[Row[Any]]:
+    """Run one statement (SQL text, or a Core statement: its columns come back typed) on
+    the app's metadata database, SQLite or PostgreSQL as the suite runs, through the app's
+    own ``Metadata``, as one transaction; its rows (compared as tuples, read by attribute)."""
+    executable = text(statement) if isinstance(statement, str) else statement
+
+    def work(connection: Connection) -> list[Row[Any]]:
+        result = connection.execute(executable, params)
+        return list(result) if result.returns_rows else []
+
+    rows: list[Row[Any]] = await app.state.backup_api.metadata.write(work)
+    return rows
 
 
 def unique_name(prefix: str = "db") -> str:

@@ -2,11 +2,10 @@
 
 It runs after each completed backup of a database (for that database) and every
 ``BACKUP_API_RETENTION_SWEEP_SECONDS`` (for all of them), one sweep at a time. Each
-deletion goes through the same service path as ``DELETE /api/backups/{id}`` in its own
-transaction; one that cannot happen now (a restore reads the backup, a client downloads
-it, the file cannot be removed) is logged and left for the next sweep, and the sweep goes
-on. A file already gone counts as
-deleted.
+deletion goes through the same service path as ``DELETE /api/backups/{id}``
+(``services.backups.delete_backup``); one that cannot happen now (a restore reads the
+backup, a client downloads it, the file cannot be removed) is logged and left for the next
+sweep, and the sweep goes on. A file already gone counts as deleted.
 """
 
 from __future__ import annotations
@@ -16,14 +15,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings
-from backup_api.db import SessionFactory, session_scope
+from backup_api.db import Metadata
 from backup_api.exceptions import Conflict
-from backup_api.models import Backup, RetentionPolicy
+from backup_api.repositories import Record as Row
+from backup_api.repositories import backups
+from backup_api.repositories import retention as retention_records
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
 from backup_api.runner import Runner
@@ -33,7 +33,7 @@ from backup_api.storage.base import Storage
 logger = logging.getLogger("backup_api.retention")
 
 
-def policy_of(row: RetentionPolicy) -> Policy:
+def policy_of(row: Row) -> Policy:
     return Policy(
         keep_last=row.keep_last,
         keep_hourly=row.keep_hourly,
@@ -45,12 +45,7 @@ def policy_of(row: RetentionPolicy) -> Policy:
     )
 
 
-async def _history(session: AsyncSession, database_id: int | None) -> list[Record]:
-    query = select(Backup)
-    if database_id is None:
-        query = query.where(col(Backup.database_id).is_(None))
-    else:
-        query = query.where(Backup.database_id == database_id)
+def _history(connection: Connection, database_id: int | None) -> list[Record]:
     return [
         Record(
             id=backup.id,
@@ -59,8 +54,7 @@ async def _history(session: AsyncSession, database_id: int | None) -> list[Recor
             pinned=bool(backup.pinned),
             started=backup.started_at is not None,
         )
-        for backup in (await session.exec(query)).all()
-        if backup.id is not None
+        for backup in retention_records.history(connection, database_id)
     ]
 
 
@@ -82,14 +76,14 @@ class RetentionSweeper:
         self,
         *,
         settings: Settings,
-        sessions: SessionFactory,
+        metadata: Metadata,
         storage: Storage,
         runner: Runner,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        self._sessions = sessions
+        self._metadata = metadata
         self._storage = storage
         self._runner = runner
         self._lock = asyncio.Lock()
@@ -104,30 +98,33 @@ class RetentionSweeper:
         self.downloads = ActiveDownloads()
 
     # ------------------------------------------------------------------ decision
-    async def plan(
-        self, session: AsyncSession, database_id: int | None, policy: Policy | _Saved | None = SAVED
-    ) -> Plan:
+    async def plan(self, database_id: int | None, policy: Policy | _Saved | None = SAVED) -> Plan:
         """What a sweep of ``database_id`` would do now, under ``policy`` (the saved one
         by default; ``None``: no policy)."""
-        if isinstance(policy, _Saved):
-            row = None if database_id is None else await session.get(RetentionPolicy, database_id)
-            policy = None if row is None else policy_of(row)
-        zone = await session.run_sync(lambda sync: retention_zone(sync.connection(), database_id))
-        return plan(
-            await _history(session, database_id),
-            policy,
-            self.clock.now(),
-            zone,
-            timedelta(days=self.settings.retention_failed_days),
-        )
+        failed_age = timedelta(days=self.settings.retention_failed_days)
+
+        def work(connection: Connection) -> Plan:
+            chosen = policy
+            if isinstance(chosen, _Saved):
+                row = (
+                    None
+                    if database_id is None
+                    else retention_records.get_policy(connection, database_id)
+                )
+                chosen = None if row is None else policy_of(row)
+            zone = retention_zone(connection, database_id)
+            return plan(
+                _history(connection, database_id), chosen, self.clock.now(), zone, failed_age
+            )
+
+        return await self._metadata.read(work)
 
     # ------------------------------------------------------------------ sweeping
     async def sweep(self, database_id: int | None) -> SweepOutcome:
         """Apply the saved policy of ``database_id`` (``None``: records of deleted databases,
         which only lose their expired failed records)."""
         async with self._lock:
-            async with self._sessions() as session:
-                doomed = (await self.plan(session, database_id)).delete
+            doomed = (await self.plan(database_id)).delete
             outcome = SweepOutcome()
             for item in doomed:
                 if await self._delete(database_id, item):
@@ -143,16 +140,16 @@ class RetentionSweeper:
                 item.backup_id,
             )
             return False
+        backup_id = item.backup_id
         try:
-            async with session_scope(self._sessions) as session:
-                backup = await session.get(Backup, item.backup_id)
-                if backup is None:
-                    return True
-                if backup.pinned or backup.database_id != database_id:
-                    return False  # pinned or moved since the plan: its next sweep decides
-                await delete_backup(
-                    session=session, storage=self._storage, runner=self._runner, backup=backup
-                )
+            backup = await self._metadata.read(lambda c: backups.get(c, backup_id))
+            if backup is None:
+                return True
+            if backup.pinned or backup.database_id != database_id:
+                return False  # pinned or moved since the plan: its next sweep decides
+            await delete_backup(
+                metadata=self._metadata, storage=self._storage, runner=self._runner, backup=backup
+            )
         except Conflict:
             logger.info(
                 "retention: backup %s is being restored, left for the next sweep", item.backup_id
@@ -170,9 +167,7 @@ class RetentionSweeper:
         return True
 
     async def sweep_all(self) -> None:
-        async with self._sessions() as session:
-            result = await session.exec(select(Backup.database_id).distinct())
-            database_ids = list(result.all())
+        database_ids = await self._metadata.read(retention_records.database_ids)
         for database_id in database_ids:
             try:
                 await self.sweep(database_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection
+
+from backup_api.repositories import retention
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -12,18 +14,13 @@ UTC_ZONE = ZoneInfo("UTC")
 def retention_zone(connection: Connection, database_id: int | None) -> ZoneInfo:
     """The ``timezone`` of the database's schedule when schedules exist, else UTC.
 
-    Read by table name so that retention does not depend on the schedules' code: without
-    a ``schedules`` table (or a schedule for this database, or a zone this system knows),
-    the day of a backup is its UTC day.
+    Without a ``schedules`` table (or a schedule for this database, or a zone this system
+    knows), the day of a backup is its UTC day.
     """
-    if database_id is None or not inspect(connection).has_table("schedules"):
-        return UTC_ZONE
-    name = connection.execute(
-        text("SELECT timezone FROM schedules WHERE database_id = :id"), {"id": database_id}
-    ).scalar()
+    name = None if database_id is None else retention.schedule_zone(connection, database_id)
     if not name:
         return UTC_ZONE
     try:
-        return ZoneInfo(str(name))
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return UTC_ZONE

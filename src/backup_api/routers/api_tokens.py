@@ -8,13 +8,11 @@ from backup_api.deps import (
     ApiTokenDep,
     CurrentUser,
     PageDep,
-    SessionDep,
     StateDep,
     client_address,
 )
 from backup_api.models import (
     MAX_API_TOKEN_DAYS,
-    ApiToken,
     ApiTokenCreate,
     ApiTokenCreated,
     ApiTokenItem,
@@ -22,6 +20,7 @@ from backup_api.models import (
     ApiTokenPublic,
     MessageResponse,
 )
+from backup_api.repositories import Record
 from backup_api.routers.responses import OWNER_ONLY, ErrorCase, errors
 from backup_api.services import api_tokens as service
 
@@ -48,7 +47,7 @@ BAD_LIFETIME = ErrorCase(
 )
 
 
-def _public(token: ApiToken) -> ApiTokenPublic:
+def _public(token: Record) -> ApiTokenPublic:
     return ApiTokenPublic.model_validate(token, from_attributes=True)
 
 
@@ -63,7 +62,6 @@ async def create_token(
     data: ApiTokenCreate,
     request: Request,
     caller: CurrentUser,
-    session: SessionDep,
     state: StateDep,
 ) -> ApiTokenCreated:
     """A token that acts as its owner (with the owner's role at the time of each request)
@@ -71,7 +69,7 @@ async def create_token(
     SHA-256. Send it as `Authorization: Bearer <secret>`. A password change revokes the
     account's tokens unless asked to keep them; a role change does not."""
     token, secret = await service.create(
-        session=session,
+        metadata=state.metadata,
         settings=state.settings,
         limiter=state.token_creations,
         caller=caller,
@@ -87,11 +85,11 @@ async def create_token(
     summary="List one's personal API tokens",
     responses=errors(),
 )
-async def list_tokens(caller: CurrentUser, session: SessionDep, page: PageDep) -> ApiTokenList:
+async def list_tokens(caller: CurrentUser, state: StateDep, page: PageDep) -> ApiTokenList:
     """The caller's own tokens (an admin's too: theirs only), oldest first, without their
     secrets."""
     tokens = await service.list_tokens(
-        session=session, user_id=caller.id, limit=page.limit, offset=page.offset
+        metadata=state.metadata, user_id=caller.id, limit=page.limit, offset=page.offset
     )
     return ApiTokenList(tokens=[_public(token) for token in tokens])
 
@@ -114,10 +112,10 @@ async def get_token(token: ApiTokenDep) -> ApiTokenItem:
     responses=errors(OWNER_ONLY, TOKEN_NOT_FOUND),
 )
 async def revoke_token(
-    token: ApiTokenDep, request: Request, caller: CurrentUser, session: SessionDep
+    token: ApiTokenDep, request: Request, caller: CurrentUser, state: StateDep
 ) -> MessageResponse:
     """The token stops working at once: the next request carrying it is refused (401)."""
     await service.revoke(
-        session=session, token=token, caller=caller, client=client_address(request)
+        metadata=state.metadata, token=token, caller=caller, client=client_address(request)
     )
     return MessageResponse(message="Token révoqué avec succès")

@@ -7,26 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 
-from backup_api.deps import (
-    CurrentUser,
-    OptionalUser,
-    SessionDep,
-    StateDep,
-    client_address,
-)
+from backup_api.deps import CurrentUser, OptionalUser, StateDep, client_address
 from backup_api.models import (
     LoginResponse,
     OAuth2Token,
     PasswordChange,
     PasswordChanged,
     TokenRequest,
-    User,
     UserEnvelope,
     UserItem,
     UserLogin,
     UserPublic,
     UserRegister,
 )
+from backup_api.repositories import Record
 from backup_api.routers.responses import (
     ADMIN_ROLE_REFUSED,
     EMAIL_TAKEN,
@@ -44,6 +38,10 @@ from backup_api.state import AppState
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
+def _public(user: Record) -> UserPublic:
+    return UserPublic.model_validate(user, from_attributes=True)
+
+
 @router.post(
     "/register",
     status_code=status.HTTP_201_CREATED,
@@ -53,16 +51,12 @@ router = APIRouter(prefix="/auth", tags=["auth"])
         INVALID_EMAIL, SHORT_PASSWORD, REGISTRATION_CLOSED, ADMIN_ROLE_REFUSED, EMAIL_TAKEN
     ),
 )
-async def register(
-    data: UserRegister, session: SessionDep, state: StateDep, caller: OptionalUser
-) -> UserEnvelope:
+async def register(data: UserRegister, state: StateDep, caller: OptionalUser) -> UserEnvelope:
     """Create an account (role `admin` only for the first account or by an admin)."""
     user = await users_service.register(
-        session=session, settings=state.settings, data=data, caller=caller
+        metadata=state.metadata, settings=state.settings, data=data, caller=caller
     )
-    return UserEnvelope(
-        message="Utilisateur créé avec succès", user=UserPublic.model_validate(user.model_dump())
-    )
+    return UserEnvelope(message="Utilisateur créé avec succès", user=_public(user))
 
 
 BAD_CREDENTIALS = ErrorCase(
@@ -88,11 +82,11 @@ PASSWORD_THROTTLED = ErrorCase(
 
 
 async def _log_in(
-    request: Request, session: SessionDep, state: AppState, email: str, password: str, via: str
-) -> tuple[User, str]:
+    request: Request, state: AppState, email: str, password: str, via: str
+) -> tuple[Record, str]:
     """The account and a new token for it: both login routes, one set of checks."""
     user = await users_service.authenticate(
-        session=session,
+        metadata=state.metadata,
         throttle=state.throttle,
         email=email,
         password=password,
@@ -102,8 +96,7 @@ async def _log_in(
     return user, _token_for(user, state)
 
 
-def _token_for(user: User, state: AppState) -> str:
-    assert user.id is not None
+def _token_for(user: Record, state: AppState) -> str:
     return create_access_token(
         user.id, state.keys.jwt_secret, state.settings.jwt_expire_minutes, token_key=user.token_key
     )
@@ -115,15 +108,13 @@ def _token_for(user: User, state: AppState) -> str:
     summary="Log in",
     responses=errors(BAD_CREDENTIALS, LOGIN_THROTTLED),
 )
-async def login(
-    data: UserLogin, request: Request, session: SessionDep, state: StateDep
-) -> LoginResponse:
+async def login(data: UserLogin, request: Request, state: StateDep) -> LoginResponse:
     """Exchange email and password for a JWT bearer token."""
-    user, token = await _log_in(request, session, state, data.email, data.password, "login")
+    user, token = await _log_in(request, state, data.email, data.password, "login")
     return LoginResponse(
         token=token,
         expires_in=state.settings.jwt_expire_minutes * 60,
-        user=UserPublic.model_validate(user.model_dump()),
+        user=_public(user),
     )
 
 
@@ -134,12 +125,12 @@ async def login(
     responses=errors(MISSING_USERNAME, WRONG_GRANT, BAD_CREDENTIALS, LOGIN_THROTTLED),
 )
 async def token(
-    data: Annotated[TokenRequest, Form()], request: Request, session: SessionDep, state: StateDep
+    data: Annotated[TokenRequest, Form()], request: Request, state: StateDep
 ) -> OAuth2Token:
     """The same as `POST /auth/login` for OAuth2 clients (Swagger UI's **Authorize**): a form
     (`application/x-www-form-urlencoded`) with `username` (the e-mail) and `password`,
     answered with `access_token`. Throttled with the same counts as `/auth/login`."""
-    _, access_token = await _log_in(request, session, state, data.username, data.password, "token")
+    _, access_token = await _log_in(request, state, data.username, data.password, "token")
     return OAuth2Token(
         access_token=access_token,
         token_type="bearer",  # noqa: S106 (the scheme's name, not a secret)
@@ -148,10 +139,10 @@ async def token(
 
 
 @router.get("/me", response_model=UserItem, summary="Current account", responses=errors())
-async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
+async def me(caller: CurrentUser, state: StateDep) -> UserItem:
     """The account the token belongs to."""
-    user = await users_service.get_user(session=session, user_id=caller.id)
-    return UserItem(user=UserPublic.model_validate(user.model_dump()))
+    user = await users_service.get_user(metadata=state.metadata, user_id=caller.id)
+    return UserItem(user=_public(user))
 
 
 @router.put(
@@ -161,23 +152,18 @@ async def me(caller: CurrentUser, session: SessionDep) -> UserItem:
     responses=errors(SHORT_NEW_PASSWORD, WRONG_CURRENT_PASSWORD, PASSWORD_THROTTLED),
 )
 async def change_password(
-    data: PasswordChange,
-    request: Request,
-    caller: CurrentUser,
-    session: SessionDep,
-    state: StateDep,
+    data: PasswordChange, request: Request, caller: CurrentUser, state: StateDep
 ) -> PasswordChanged:
     """Check `current_password`, store `new_password` (the rules of registration) and end
     every token of the account issued before, the caller's included: the answer carries a
     new one. Personal API tokens are revoked too unless `keep_api_tokens` is true. The new
     password may be the current one: that just ends the other sessions. A wrong
     `current_password` counts as a failed login (same limits, 429 past them)."""
-    user = await users_service.get_user(session=session, user_id=caller.id)
-    revoked = await users_service.change_password(
-        session=session,
+    user, revoked = await users_service.change_password(
+        metadata=state.metadata,
         throttle=state.throttle,
         principals=state.principals,
-        user=user,
+        user_id=caller.id,
         data=data,
         client=client_address(request),
     )

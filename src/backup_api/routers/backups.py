@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 
-from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, SessionDep, StateDep
+from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
 from backup_api.models import (
     BackupEnvelope,
     BackupItem,
@@ -49,7 +49,7 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
     """Start a backup in the background; returns the `pending` record at once (507 when
     your storage quota or the server's free-space reserve is reached)."""
     backup = await backups_service.create_backup(
-        transactions=state.transactions,
+        metadata=state.metadata,
         settings=state.settings,
         storage=state.storage,
         runner=state.runner,
@@ -64,7 +64,7 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
 async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     body = await backups_service.list_backups_json(
-        transactions=state.transactions, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
     )
     return Response(body, media_type="application/json")
 
@@ -80,7 +80,7 @@ async def list_database_backups(
 ) -> Response:
     """List the backups of one database, newest first."""
     body = await backups_service.list_backups_json(
-        transactions=state.transactions,
+        metadata=state.metadata,
         user=user,
         limit=page.limit,
         offset=page.offset,
@@ -95,7 +95,7 @@ async def list_database_backups(
 async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
     """One backup, with its status and, when failed, the reason in `error_msg`."""
     body = await backups_service.get_backup_json(
-        transactions=state.transactions, user=user, backup_id=backup_id
+        metadata=state.metadata, user=user, backup_id=backup_id
     )
     return Response(body, media_type="application/json")
 
@@ -161,10 +161,10 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
     summary="Delete a backup",
     responses=errors(*ONE_BACKUP, RESTORE_RUNNING),
 )
-async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep) -> MessageResponse:
+async def delete_backup(backup: BackupDep, state: StateDep) -> MessageResponse:
     """Delete a backup and its file; a running dump is stopped first."""
     await backups_service.delete_backup(
-        session=session, storage=state.storage, runner=state.runner, backup=backup
+        metadata=state.metadata, storage=state.storage, runner=state.runner, backup=backup
     )
     return MessageResponse(message="Sauvegarde supprimée avec succès")
 
@@ -175,10 +175,10 @@ async def delete_backup(backup: BackupDep, session: SessionDep, state: StateDep)
     summary="Pin or unpin a backup",
     responses=errors(*ONE_BACKUP),
 )
-async def update_backup(
-    data: BackupUpdate, backup: BackupDep, session: SessionDep
-) -> BackupEnvelope:
+async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) -> BackupEnvelope:
     """`{"pinned": true}` keeps a backup out of retention for good; `false` hands it back."""
-    backup = await backups_service.set_pinned(session=session, backup=backup, pinned=data.pinned)
+    backup = await backups_service.set_pinned(
+        metadata=state.metadata, backup=backup, pinned=data.pinned
+    )
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
     return BackupEnvelope(message=message, backup=backups_service.to_public(backup))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from backup_api.deps import CurrentUser, DatabaseDep, PageDep, SessionDep, StateDep
+from backup_api.deps import CurrentUser, DatabaseDep, PageDep, StateDep
 from backup_api.models import (
     ConnectionTestResult,
-    Database,
     DatabaseCreate,
     DatabaseEnvelope,
     DatabaseItem,
@@ -16,6 +15,7 @@ from backup_api.models import (
     DatabaseUpdate,
     MessageResponse,
 )
+from backup_api.repositories import Record
 from backup_api.routers.responses import (
     CONNECTION_TESTS_THROTTLED,
     DATABASE_BUSY,
@@ -36,7 +36,7 @@ router = APIRouter(prefix="/api/databases", tags=["databases"])
 ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
-def _public(database: Database) -> DatabasePublic:
+def _public(database: Record) -> DatabasePublic:
     return DatabasePublic.model_validate(database, from_attributes=True)
 
 
@@ -48,11 +48,11 @@ def _public(database: Database) -> DatabasePublic:
     responses=errors(UNSUPPORTED_TYPE, INVALID_PORT, HOST_REFUSED, HOST_UNRESOLVED),
 )
 async def create_database(
-    data: DatabaseCreate, user: CurrentUser, session: SessionDep, state: StateDep
+    data: DatabaseCreate, user: CurrentUser, state: StateDep
 ) -> DatabaseEnvelope:
     """Register a PostgreSQL or MySQL/MariaDB database to back up."""
     database, warning = await databases_service.create_database(
-        session=session,
+        metadata=state.metadata,
         settings=state.settings,
         keys=state.keys,
         probe=state.server_probe,
@@ -65,10 +65,10 @@ async def create_database(
 
 
 @router.get("", response_model=DatabaseList, summary="List databases", responses=errors())
-async def list_databases(user: CurrentUser, session: SessionDep, page: PageDep) -> DatabaseList:
+async def list_databases(user: CurrentUser, state: StateDep, page: PageDep) -> DatabaseList:
     """List your registered databases (an admin sees all)."""
     databases = await databases_service.list_databases(
-        session=session, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
     )
     return DatabaseList(databases=[_public(d) for d in databases])
 
@@ -93,11 +93,11 @@ async def get_database(database: DatabaseDep) -> DatabaseItem:
     ),
 )
 async def update_database(
-    data: DatabaseUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
+    data: DatabaseUpdate, database: DatabaseDep, state: StateDep
 ) -> DatabaseEnvelope:
     """Update a registered database; without `password` the stored one is kept."""
     database, warning = await databases_service.update_database(
-        session=session,
+        metadata=state.metadata,
         settings=state.settings,
         keys=state.keys,
         probe=state.server_probe,
@@ -118,11 +118,11 @@ async def update_database(
     summary="Delete a database",
     responses=errors(*ONE_DATABASE, DATABASE_BUSY_DELETE),
 )
-async def delete_database(
-    database: DatabaseDep, session: SessionDep, state: StateDep
-) -> MessageResponse:
+async def delete_database(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Delete a registered database; its backups are kept."""
-    await databases_service.delete_database(session=session, runner=state.runner, database=database)
+    await databases_service.delete_database(
+        metadata=state.metadata, runner=state.runner, database=database
+    )
     return MessageResponse(message="Base de données supprimée avec succès")
 
 
@@ -134,14 +134,14 @@ async def delete_database(
     responses=errors(*ONE_DATABASE, CONNECTION_TESTS_THROTTLED),
 )
 async def test_database(
-    database: DatabaseDep, user: CurrentUser, session: SessionDep, state: StateDep
+    database: DatabaseDep, user: CurrentUser, state: StateDep
 ) -> ConnectionTestResult:
     """Connect as a backup would (same checks, same address, same credentials) and answer
     `ok: true` with the server's version, the database's size and the dump client a backup
     would run, or `ok: false` with why a backup would fail (its category; an admin also
     reads the tool's message). The password is never in the answer."""
     return await connectiontests.run_connection_test(
-        session=session,
+        metadata=state.metadata,
         jobs=state.jobs,
         probe=state.server_probe,
         limiter=state.connection_tests,

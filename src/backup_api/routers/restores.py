@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, status
 
-from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, SessionDep, StateDep
+from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, StateDep
 from backup_api.exceptions import BadRequest
 from backup_api.models import (
     MessageResponse,
@@ -63,7 +63,6 @@ ONE_RESTORE = (OWNER_ONLY, RESTORE_NOT_FOUND)
 async def create_restore(
     backup: BackupDep,
     user: CurrentUser,
-    session: SessionDep,
     state: StateDep,
     data: Annotated[RestoreCreate, Body()] = None,  # type: ignore[assignment]
 ) -> RestoreEnvelope:
@@ -75,17 +74,14 @@ async def create_restore(
     """
     if data is None:
         raise BadRequest(restores_service.MISSING_TARGET)
-    target = await restores_service.load_target(
-        session=session, user=user, database_id=data.database_id
-    )
     restore = await restores_service.create_restore(
-        transactions=state.transactions,
+        metadata=state.metadata,
         settings=state.settings,
         storage=state.storage,
         runner=state.runner,
         user=user,
         backup=backup,
-        target=target,
+        target_id=data.database_id,
         confirm=data.confirm,
         backup_target_first=data.backup_target_first,
     )
@@ -98,12 +94,12 @@ async def create_restore(
 @router.get(
     "/api/restores", response_model=RestoreList, summary="List restores", responses=errors()
 )
-async def list_restores(user: CurrentUser, session: SessionDep, page: PageDep) -> RestoreList:
+async def list_restores(user: CurrentUser, state: StateDep, page: PageDep) -> RestoreList:
     """List your restores, newest first (an admin sees all)."""
     restores = await restores_service.list_restores(
-        session=session, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
     )
-    return RestoreList(restores=[restores_service.to_public(r) for r in restores])
+    return RestoreList(restores=restores)
 
 
 @router.get(
@@ -123,9 +119,9 @@ async def get_restore(restore: RestoreDep) -> RestoreItem:
     summary="Delete a restore",
     responses=errors(*ONE_RESTORE),
 )
-async def delete_restore(
-    restore: RestoreDep, session: SessionDep, state: StateDep
-) -> MessageResponse:
+async def delete_restore(restore: RestoreDep, state: StateDep) -> MessageResponse:
     """Delete a restore record; a running restore is stopped first and rolls back."""
-    await restores_service.delete_restore(session=session, runner=state.runner, restore=restore)
+    await restores_service.delete_restore(
+        metadata=state.metadata, runner=state.runner, restore=restore
+    )
     return MessageResponse(message="Restauration supprimée avec succès")

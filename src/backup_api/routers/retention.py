@@ -6,16 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backup_api.deps import DatabaseDep, SessionDep, StateDep
+from backup_api.deps import DatabaseDep, StateDep
 from backup_api.models import (
     MessageResponse,
     RetentionEnvelope,
     RetentionItem,
-    RetentionPolicy,
     RetentionPolicyBody,
     RetentionPreview,
     RetentionPublic,
 )
+from backup_api.repositories import Record
 from backup_api.routers.responses import (
     DATABASE_NOT_FOUND,
     INVALID_RETENTION,
@@ -30,7 +30,7 @@ router = APIRouter(prefix="/api/databases", tags=["retention"])
 ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
-def _public(policy: RetentionPolicy) -> RetentionPublic:
+def _public(policy: Record) -> RetentionPublic:
     return RetentionPublic.model_validate(policy, from_attributes=True)
 
 
@@ -41,12 +41,14 @@ def _public(policy: RetentionPolicy) -> RetentionPublic:
     responses=errors(INVALID_RETENTION, *ONE_DATABASE),
 )
 async def put_retention(
-    data: RetentionPolicyBody, database: DatabaseDep, session: SessionDep
+    data: RetentionPolicyBody, database: DatabaseDep, state: StateDep
 ) -> RetentionEnvelope:
     """Create or replace the policy; omitted counts are 0, `max_age_days` null is no
     limit. The next sweep (after the database's next backup, or within the hour) applies
     it: see `/retention/preview`."""
-    policy = await retention_service.put_policy(session=session, database=database, body=data)
+    policy = await retention_service.put_policy(
+        metadata=state.metadata, database=database, body=data
+    )
     return RetentionEnvelope(
         message="Politique de rétention enregistrée", retention=_public(policy)
     )
@@ -58,9 +60,9 @@ async def put_retention(
     summary="Get a database's retention policy",
     responses=errors(*ONE_DATABASE, RETENTION_NOT_FOUND),
 )
-async def get_retention(database: DatabaseDep, session: SessionDep) -> RetentionItem:
+async def get_retention(database: DatabaseDep, state: StateDep) -> RetentionItem:
     """The saved policy (404 when none: every backup is kept)."""
-    policy = await retention_service.get_policy(session=session, database=database)
+    policy = await retention_service.get_policy(metadata=state.metadata, database=database)
     return RetentionItem(retention=_public(policy))
 
 
@@ -70,9 +72,9 @@ async def get_retention(database: DatabaseDep, session: SessionDep) -> Retention
     summary="Remove a database's retention policy",
     responses=errors(*ONE_DATABASE, RETENTION_NOT_FOUND),
 )
-async def delete_retention(database: DatabaseDep, session: SessionDep) -> MessageResponse:
+async def delete_retention(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Without a policy, every backup of the database is kept."""
-    await retention_service.delete_policy(session=session, database=database)
+    await retention_service.delete_policy(metadata=state.metadata, database=database)
     return MessageResponse(message="Politique de rétention supprimée")
 
 
@@ -85,15 +87,12 @@ async def delete_retention(database: DatabaseDep, session: SessionDep) -> Messag
 async def preview_retention(
     query: Annotated[RetentionPolicyBody, Query()],
     database: DatabaseDep,
-    session: SessionDep,
     state: StateDep,
 ) -> RetentionPreview:
     """What the next sweep would keep (and why) and delete, under the saved policy, or
     under the policy given in the query (`?keep_daily=7&keep_weekly=4`) to try one."""
     body = query if query.model_fields_set else None
-    return await retention_service.preview(
-        session=session, sweeper=state.retention, database=database, body=body
-    )
+    return await retention_service.preview(sweeper=state.retention, database=database, body=body)
 
 
 @router.post(
@@ -103,10 +102,8 @@ async def preview_retention(
     responses=errors(INVALID_RETENTION, *ONE_DATABASE),
 )
 async def preview_retention_body(
-    data: RetentionPolicyBody, database: DatabaseDep, session: SessionDep, state: StateDep
+    data: RetentionPolicyBody, database: DatabaseDep, state: StateDep
 ) -> RetentionPreview:
     """What the next sweep would keep (and why) and delete under the policy given; nothing
     is saved or deleted."""
-    return await retention_service.preview(
-        session=session, sweeper=state.retention, database=database, body=data
-    )
+    return await retention_service.preview(sweeper=state.retention, database=database, body=data)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backup_api.db import after_commit
-from backup_api.deps import DatabaseDep, SessionDep, StateDep
+from backup_api.deps import CurrentUser, DatabaseDep, StateDep
 from backup_api.models import MessageResponse, ScheduleEnvelope, ScheduleItem, ScheduleUpdate
 from backup_api.routers.responses import (
     DATABASE_NOT_FOUND,
@@ -29,17 +28,21 @@ ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
     responses=errors(INVALID_CRON, INVALID_TIMEZONE, *ONE_DATABASE),
 )
 async def put_schedule(
-    data: ScheduleUpdate, database: DatabaseDep, session: SessionDep, state: StateDep
+    data: ScheduleUpdate, database: DatabaseDep, user: CurrentUser, state: StateDep
 ) -> ScheduleEnvelope:
     """Create or replace the schedule: `cron` (five fields or `@hourly`, `@daily`,
     `@weekly`, `@monthly`) read in `timezone` (IANA, default `UTC`). Each slot runs once;
     slots missed while the service was stopped give one catch-up run; a slot that finds a
     backup of the database pending or running is skipped and counted in `skipped_runs`."""
     schedule, created = await schedules_service.put_schedule(
-        session=session, database=database, data=data, now=state.scheduler.clock.now()
+        metadata=state.metadata,
+        user=user,
+        database_id=database.id,
+        data=data,
+        now=state.scheduler.clock.now(),
     )
-    # The scheduler reads the new timing once it is committed.
-    after_commit(session, state.scheduler.wake)
+    # Committed: the scheduler reads the new timing.
+    state.scheduler.wake()
     message = "Planification créée avec succès" if created else "Planification mise à jour"
     return ScheduleEnvelope(message=message, schedule=schedules_service.to_public(schedule))
 
@@ -50,9 +53,9 @@ async def put_schedule(
     summary="Get a database's schedule",
     responses=errors(*ONE_DATABASE, SCHEDULE_NOT_FOUND),
 )
-async def get_schedule(database: DatabaseDep, session: SessionDep) -> ScheduleItem:
+async def get_schedule(database: DatabaseDep, state: StateDep) -> ScheduleItem:
     """The schedule and where it stands: next and last run, skipped slots."""
-    schedule = await schedules_service.get_schedule(session=session, database=database)
+    schedule = await schedules_service.get_schedule(metadata=state.metadata, database=database)
     return ScheduleItem(schedule=schedules_service.to_public(schedule))
 
 
@@ -62,7 +65,7 @@ async def get_schedule(database: DatabaseDep, session: SessionDep) -> ScheduleIt
     summary="Delete a database's schedule",
     responses=errors(*ONE_DATABASE, SCHEDULE_NOT_FOUND),
 )
-async def delete_schedule(database: DatabaseDep, session: SessionDep) -> MessageResponse:
+async def delete_schedule(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Stop backing the database up on a schedule (its backups are kept)."""
-    await schedules_service.delete_schedule(session=session, database=database)
+    await schedules_service.delete_schedule(metadata=state.metadata, database=database)
     return MessageResponse(message="Planification supprimée avec succès")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backup_api.deps import AdminUser, IdPath, PageDep, SessionDep, StateDep
+from backup_api.deps import AdminUser, IdPath, PageDep, StateDep
 from backup_api.models import MessageResponse, UserItem, UserList, UserPublic, UserRoleUpdate
 from backup_api.routers.responses import (
     ADMIN_ONLY,
@@ -24,9 +24,11 @@ def _public(user: object) -> UserPublic:
 
 
 @router.get("", response_model=UserList, summary="List accounts", responses=errors(ADMIN_ONLY))
-async def list_users(_: AdminUser, session: SessionDep, page: PageDep) -> UserList:
+async def list_users(_: AdminUser, state: StateDep, page: PageDep) -> UserList:
     """List every account."""
-    users = await users_service.list_users(session=session, limit=page.limit, offset=page.offset)
+    users = await users_service.list_users(
+        metadata=state.metadata, limit=page.limit, offset=page.offset
+    )
     return UserList(users=[_public(u) for u in users])
 
 
@@ -36,9 +38,11 @@ async def list_users(_: AdminUser, session: SessionDep, page: PageDep) -> UserLi
     summary="Get an account",
     responses=errors(ADMIN_ONLY, USER_NOT_FOUND),
 )
-async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserItem:
+async def get_user(user_id: IdPath, _: AdminUser, state: StateDep) -> UserItem:
     """One account."""
-    return UserItem(user=_public(await users_service.get_user(session=session, user_id=user_id)))
+    return UserItem(
+        user=_public(await users_service.get_user(metadata=state.metadata, user_id=user_id))
+    )
 
 
 @router.put(
@@ -48,12 +52,11 @@ async def get_user(user_id: IdPath, _: AdminUser, session: SessionDep) -> UserIt
     responses=errors(ADMIN_ONLY, USER_NOT_FOUND, LAST_ADMIN),
 )
 async def set_role(
-    user_id: IdPath, data: UserRoleUpdate, _: AdminUser, session: SessionDep, state: StateDep
+    user_id: IdPath, data: UserRoleUpdate, _: AdminUser, state: StateDep
 ) -> UserItem:
     """Change an account's role."""
-    user = await users_service.get_user(session=session, user_id=user_id)
     user = await users_service.set_role(
-        session=session, principals=state.principals, user=user, role=data.role
+        metadata=state.metadata, principals=state.principals, user_id=user_id, role=data.role
     )
     return UserItem(user=_public(user))
 
@@ -64,14 +67,12 @@ async def set_role(
     summary="Delete an account",
     responses=errors(ADMIN_ONLY, USER_NOT_FOUND, DELETE_SELF),
 )
-async def delete_user(
-    user_id: IdPath, admin: AdminUser, session: SessionDep, state: StateDep
-) -> MessageResponse:
+async def delete_user(user_id: IdPath, admin: AdminUser, state: StateDep) -> MessageResponse:
     """Delete an account with its databases, backups (files included) and restores."""
-    user = await users_service.get_user(session=session, user_id=user_id)
+    user = await users_service.get_user(metadata=state.metadata, user_id=user_id)
     users_service.ensure_not_self(admin, user)
     await admin_service.delete_user(
-        session=session,
+        metadata=state.metadata,
         storage=state.storage,
         runner=state.runner,
         principals=state.principals,

@@ -7,41 +7,18 @@ requests cannot both take the last place.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Connection, ScalarSelect, Table, bindparam, func, select
+from sqlalchemy import Connection
 
 from backup_api.config import Settings
 from backup_api.diskspace import below_reserve
 from backup_api.exceptions import InsufficientStorage, TooManyRequests
-from backup_api.models import Backup, JobStatus, Restore
+from backup_api.repositories import backups, jobs
 from backup_api.storage.base import Storage
-
-_BACKUPS: Table = Backup.__table__  # type: ignore[attr-defined]
-_RESTORES: Table = Restore.__table__  # type: ignore[attr-defined]
-
-
-def _pending_of(table: Table) -> ScalarSelect[Any]:
-    return (
-        select(func.count())
-        .select_from(table)
-        .where(table.c.user_id == bindparam("user_id"), table.c.status == JobStatus.PENDING.value)
-        .scalar_subquery()
-    )
-
-
-# Every kind of job counts: restores (and later drills) queue as backups do.
-_COUNT_PENDING_JOBS = select(_pending_of(_BACKUPS) + _pending_of(_RESTORES))
-_STORED_BYTES = select(func.coalesce(func.sum(_BACKUPS.c.size), 0)).where(
-    _BACKUPS.c.user_id == bindparam("user_id"),
-    _BACKUPS.c.status == JobStatus.COMPLETED.value,
-)
 
 
 def ensure_job_slot(connection: Connection, settings: Settings, user_id: int) -> None:
     """429 when the user already has as many pending backups and restores as allowed."""
-    active = connection.execute(_COUNT_PENDING_JOBS, {"user_id": user_id}).scalar_one()
-    if active >= settings.max_active_backups_per_user:
+    if jobs.pending_of_user(connection, user_id) >= settings.max_active_backups_per_user:
         raise TooManyRequests(
             "Trop de sauvegardes et restaurations en cours pour cet utilisateur, "
             "réessayez plus tard",
@@ -54,7 +31,7 @@ def ensure_within_quota(connection: Connection, settings: Settings, user_id: int
     quota = settings.user_quota_bytes
     if quota is None:
         return
-    used = int(connection.execute(_STORED_BYTES, {"user_id": user_id}).scalar_one())
+    used = backups.stored_bytes(connection, user_id)
     if used >= quota:
         raise InsufficientStorage(
             f"Quota de stockage atteint: vos sauvegardes occupent {used} octets "

@@ -11,27 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, update
-from sqlalchemy import select as core_select
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
 from backup_api import audit, security
 from backup_api.config import Settings
-from backup_api.db import after_commit
-from backup_api.exceptions import Conflict, Forbidden, TooManyRequests
-from backup_api.models import (
-    API_TOKEN_PREFIX,
-    ApiToken,
-    ApiTokenCreate,
-    User,
-    as_utc,
-    utcnow,
-)
+from backup_api.db import Metadata
+from backup_api.exceptions import Conflict, Forbidden, TooManyRequests, Unauthorized
+from backup_api.models import API_TOKEN_PREFIX, ApiTokenCreate, as_utc, utcnow
 from backup_api.principals import Principal
 from backup_api.ratelimit import RateLimiter
+from backup_api.repositories import Record, api_tokens
+from backup_api.services.ownership import API_TOKEN
 
-NOT_FOUND = "Token introuvable"
+NOT_FOUND = API_TOKEN.missing
 CREATION_THROTTLED = "Trop de tokens créés récemment, réessayez plus tard"
 FROM_API_TOKEN = (
     "Un token d'API ne peut pas créer d'autre token: connectez-vous avec votre mot de passe"  # noqa: S105
@@ -52,127 +44,83 @@ def is_api_token(token: str) -> bool:
 
 async def create(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     settings: Settings,
     limiter: RateLimiter,
     caller: Principal,
     data: ApiTokenCreate,
     client: str | None,
-) -> tuple[ApiToken, str]:
+) -> tuple[Record, str]:
     """A new token of the caller's and its secret (the only time it exists in clear)."""
     if caller.api_token_id is not None:
         # A leaked token must not be able to outlive its own revocation.
         raise Forbidden(FROM_API_TOKEN)
-    count = await session.exec(
-        select(func.count()).select_from(ApiToken).where(col(ApiToken.user_id) == caller.id)
-    )
-    if int(count.one()) >= settings.max_api_tokens_per_user:
+    user_id = caller.id
+    if await metadata.read(lambda c: api_tokens.count_of_user(c, user_id)) >= (
+        settings.max_api_tokens_per_user
+    ):
         raise Conflict(too_many(settings.max_api_tokens_per_user))
-    retry_after = limiter.acquire(caller.id)
+    retry_after = limiter.acquire(user_id)
     if retry_after:
-        audit.record(audit.API_TOKEN_CREATE, audit.THROTTLED, client=client, user_id=caller.id)
+        audit.record(audit.API_TOKEN_CREATE, audit.THROTTLED, client=client, user_id=user_id)
         raise TooManyRequests(CREATION_THROTTLED, retry_after=retry_after)
     secret, token_hash = security.new_api_token(API_TOKEN_PREFIX)
     now = utcnow()
     expires = None if data.expires_in_days is None else now + timedelta(days=data.expires_in_days)
-    token = ApiToken(
-        user_id=caller.id, name=data.name, token_hash=token_hash, created_at=now, expires_at=expires
-    )
-    session.add(token)
-    await session.flush()
-    token_id = token.id
-    after_commit(
-        session,
-        lambda: audit.record(
-            audit.API_TOKEN_CREATE,
-            audit.SUCCESS,
-            client=client,
-            user_id=caller.id,
-            token_id=token_id,
-            expires_at=expires.isoformat() if expires else "never",
-        ),
+    values = {
+        "user_id": user_id,
+        "name": data.name,
+        "token_hash": token_hash,
+        "created_at": now,
+        "expires_at": expires,
+    }
+    token = await metadata.write(lambda c: api_tokens.insert_token(c, values))
+    audit.record(
+        audit.API_TOKEN_CREATE,
+        audit.SUCCESS,
+        client=client,
+        user_id=user_id,
+        token_id=token.id,
+        expires_at=expires.isoformat() if expires else "never",
     )
     return token, secret
 
 
-async def list_tokens(
-    *, session: AsyncSession, user_id: int, limit: int, offset: int
-) -> list[ApiToken]:
-    result = await session.exec(
-        select(ApiToken)
-        .where(col(ApiToken.user_id) == user_id)
-        .order_by(col(ApiToken.id))
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(result.all())
+async def list_tokens(*, metadata: Metadata, user_id: int, limit: int, offset: int) -> list[Record]:
+    """The account's own tokens, oldest first."""
+    return await metadata.read(lambda c: api_tokens.page(c, user_id, limit, offset))
 
 
 async def revoke(
-    *, session: AsyncSession, token: ApiToken, caller: Principal, client: str | None
+    *, metadata: Metadata, token: Record, caller: Principal, client: str | None
 ) -> None:
-    await session.delete(token)
-    await session.flush()
-    token_id, owner_id = token.id, token.user_id
-    after_commit(
-        session,
-        lambda: audit.record(
+    token_id: int = token.id
+    owner_id: int = token.user_id
+    await metadata.write(lambda c: api_tokens.delete_token(c, token_id))
+    audit.record(
+        audit.API_TOKEN_REVOKE,
+        audit.SUCCESS,
+        client=client,
+        user_id=caller.id,
+        owner_id=owner_id if owner_id != caller.id else None,
+        token_id=token_id,
+    )
+
+
+def audit_revoked(token_ids: list[int], *, client: str | None, user_id: int, reason: str) -> None:
+    """Record that the account's tokens ``token_ids`` were revoked at once (committed)."""
+    if token_ids:
+        audit.record(
             audit.API_TOKEN_REVOKE,
             audit.SUCCESS,
             client=client,
-            user_id=caller.id,
-            owner_id=owner_id if owner_id != caller.id else None,
-            token_id=token_id,
-        ),
-    )
-
-
-async def revoke_all(
-    session: AsyncSession, user_id: int, *, client: str | None, reason: str
-) -> int:
-    """Revoke every token of the account; how many there were."""
-    result = await session.exec(select(ApiToken).where(col(ApiToken.user_id) == user_id))
-    tokens = list(result.all())
-    ids = [token.id for token in tokens]
-    for token in tokens:
-        await session.delete(token)
-    await session.flush()
-    if ids:
-        token_ids = ",".join(str(token_id) for token_id in ids)
-        after_commit(
-            session,
-            lambda: audit.record(
-                audit.API_TOKEN_REVOKE,
-                audit.SUCCESS,
-                client=client,
-                user_id=user_id,
-                token_ids=token_ids,
-                reason=reason,
-            ),
+            user_id=user_id,
+            token_ids=",".join(str(token_id) for token_id in token_ids),
+            reason=reason,
         )
-    return len(ids)
 
 
 # --------------------------------------------------------------------------- requests
-
-_TOKENS = ApiToken.__table__  # type: ignore[attr-defined]
-_USERS = User.__table__  # type: ignore[attr-defined]
-_LOOKUP = (
-    core_select(
-        _TOKENS.c.id,
-        _TOKENS.c.expires_at,
-        _TOKENS.c.last_used_at,
-        _USERS.c.id.label("user_id"),
-        _USERS.c.role,
-    )
-    .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
-    .where(_TOKENS.c.token_hash == bindparam("token_hash"))
-)
-_TOUCH = (
-    update(_TOKENS)
-    .where(_TOKENS.c.id == bindparam("token_id"))
-    .values(last_used_at=bindparam("now"))
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +134,7 @@ class Lookup:
 
 def lookup(connection: Connection, secret: str, now: datetime) -> Lookup:
     """The caller a token stands for, read from its row (see the module's docstring)."""
-    row = connection.execute(_LOOKUP, {"token_hash": security.hash_api_token(secret)}).first()
+    row = api_tokens.by_hash(connection, security.hash_api_token(secret))
     if row is None:
         return Lookup(None)
     if row.expires_at is not None and as_utc(row.expires_at) <= now:
@@ -197,5 +145,22 @@ def lookup(connection: Connection, secret: str, now: datetime) -> Lookup:
     return Lookup(principal, token_id=row.id, touch=touch)
 
 
-def touch(connection: Connection, token_id: int, now: datetime) -> None:
-    connection.execute(_TOUCH, {"token_id": token_id, "now": now})
+async def principal_of(metadata: Metadata, secret: str, client: str | None) -> Principal:
+    """The caller a presented personal token stands for, or 401. Its row is read on every
+    request, never cached: its revocation and its owner's role changes apply to the very
+    next one."""
+    now = utcnow()
+    found = await metadata.read(lambda c: lookup(c, secret, now))
+    if found.principal is None:
+        audit.record(
+            audit.API_TOKEN_USE,
+            audit.FAILURE,
+            client=client,
+            token_id=found.token_id,
+            reason=found.refused or "unknown",
+        )
+        raise Unauthorized("Token invalide ou expiré")
+    token_id = found.token_id
+    if found.touch and token_id is not None:
+        await metadata.write(lambda c: api_tokens.touch(c, token_id, now))
+    return found.principal

@@ -10,8 +10,7 @@ where the database points: a user gets a limited number per window.
 
 from __future__ import annotations
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
+from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import NoCompatibleClient
 from backup_api.dumpers.registry import UnknownDatabaseType, get_dumper
 from backup_api.exceptions import TooManyRequests
@@ -20,12 +19,14 @@ from backup_api.jobs import (
     JobFailed,
     connection_for,
     database_owner_is_admin,
+    record_server_version,
     tool_missing,
 )
-from backup_api.models import ConnectionTestResult, Database, DumpClientPublic
+from backup_api.models import ConnectionTestResult, DumpClientPublic
 from backup_api.principals import Principal
 from backup_api.process import ToolNotFoundError
 from backup_api.ratelimit import RateLimiter
+from backup_api.repositories import Record
 from backup_api.services.serverprobe import ServerProbe
 
 THROTTLED = "Trop de tests de connexion pour cet utilisateur, réessayez plus tard"
@@ -33,19 +34,18 @@ THROTTLED = "Trop de tests de connexion pour cet utilisateur, réessayez plus ta
 
 async def run_connection_test(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     jobs: JobContext,
     probe: ServerProbe,
     limiter: RateLimiter,
     caller: Principal,
-    database: Database,
+    database: Record,
 ) -> ConnectionTestResult:
     wait = limiter.acquire(caller.id)
     if wait:
         raise TooManyRequests(THROTTLED, retry_after=wait)
-    owner_is_admin = await database_owner_is_admin(session, database)
-    # Nothing more to read: the connection goes back to the pool while the server answers.
-    await session.commit()
+    # Read in a unit of its own: no transaction stays open while the server answers.
+    owner_is_admin = await metadata.read(lambda c: database_owner_is_admin(c, database))
     try:
         dumper = get_dumper(database.type, jobs.settings)
     except UnknownDatabaseType:
@@ -62,10 +62,9 @@ async def run_connection_test(
         return ConnectionTestResult(ok=False, error=str(exc))
     except ToolNotFoundError as exc:
         return ConnectionTestResult(ok=False, error=tool_missing(exc.tool))
-    if database.type == "postgresql" and database.server_version != facts.version:
-        # What a job would record too (not an edit: updated_at stays).
-        database.server_version = facts.version
-        session.add(database)
+    if database.type == "postgresql":
+        # What a job would record too.
+        await record_server_version(metadata, database, facts.version)
     return ConnectionTestResult(
         ok=True,
         server_version=facts.version,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from typing import Any
 
 from backup_api.config import Settings
+from backup_api.db import Metadata
 from backup_api.dumpers.registry import DUMPERS
-from backup_api.exceptions import BadRequest, Conflict, Forbidden, UnsupportedDatabaseType
+from backup_api.exceptions import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    UnsupportedDatabaseType,
+)
 from backup_api.jobs import ConnectionRefused, ServerUnavailable, connection_address
-from backup_api.models import Database, DatabaseCreate, DatabaseUpdate, Role, User, utcnow
+from backup_api.models import DatabaseCreate, DatabaseUpdate, utcnow
 from backup_api.principals import Principal
+from backup_api.repositories import Record, databases, users
 from backup_api.runner import Runner
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
+from backup_api.services.ownership import DATABASE
 from backup_api.services.serverprobe import ServerProbe
 
 #: Where a database is: changing any of these sends the password somewhere else, so the
@@ -26,7 +34,7 @@ def _check_type(db_type: str) -> None:
         raise UnsupportedDatabaseType(db_type)
 
 
-def _has_password(keys: Keys, database: Database) -> bool:
+def _has_password(keys: Keys, database: Record) -> bool:
     try:
         return bool(decrypt_secret(keys, database.password_encrypted))
     except CredentialError:
@@ -75,13 +83,13 @@ async def _check_connection(
 
 async def create_database(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     settings: Settings,
     keys: Keys,
     probe: ServerProbe,
     owner: Principal,
     data: DatabaseCreate,
-) -> tuple[Database, str | None]:
+) -> tuple[Record, str | None]:
     """The new record, and a warning when a backup of it would fail as things stand."""
     _check_type(data.type)
     address, unreachable = await _check_connection(
@@ -94,86 +102,82 @@ async def create_database(
         has_password=bool(data.password),
         db_name=data.db_name,
     )
-    database = Database(
-        name=data.name,
-        type=data.type,
-        host=data.host,
-        port=data.port,
-        username=data.username,
-        password_encrypted=encrypt_secret(keys, data.password),
-        db_name=data.db_name,
-        user_id=owner.id,
-    )
+    created = utcnow()
+    values: dict[str, Any] = {
+        "name": data.name,
+        "type": data.type,
+        "host": data.host,
+        "port": data.port,
+        "username": data.username,
+        "password_encrypted": encrypt_secret(keys, data.password),
+        "db_name": data.db_name,
+        "user_id": owner.id,
+        "created_at": created,
+        "updated_at": created,
+    }
     # Before the insert: no write lock is held while the server answers (or not).
-    warning = await serverversions.detect(
-        probe, database, data.password, address=address, unreachable=unreachable
+    values["server_version"], warning = await serverversions.detect(
+        probe, values, data.password, address=address, unreachable=unreachable
     )
-    session.add(database)
-    await session.flush()
-    return database, warning
+    return await metadata.write(lambda c: databases.insert_database(c, values)), warning
 
 
 async def list_databases(
-    *, session: AsyncSession, user: Principal, limit: int, offset: int
-) -> list[Database]:
-    query = select(Database).order_by(col(Database.id))
-    if not user.is_admin:
-        query = query.where(Database.user_id == user.id)
-    result = await session.exec(query.limit(limit).offset(offset))
-    return list(result.all())
+    *, metadata: Metadata, user: Principal, limit: int, offset: int
+) -> list[Record]:
+    """Oldest first: the caller's, or everyone's for an admin."""
+    owner_id = None if user.is_admin else user.id
+    return await metadata.read(lambda c: databases.page(c, owner_id, limit, offset))
 
 
 async def update_database(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     settings: Settings,
     keys: Keys,
     probe: ServerProbe,
     runner: Runner,
-    database: Database,
+    database: Record,
     data: DatabaseUpdate,
-) -> tuple[Database, str | None]:
+) -> tuple[Record, str | None]:
     """The updated record, and a warning when a backup of it would fail as things stand."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     if "type" in changes:
         _check_type(changes["type"])
-    moved = [
-        name
-        for name in PLACE_FIELDS
-        if changes.get(name, getattr(database, name)) != getattr(database, name)
-    ]
+    current = database._mapping
+    moved = [name for name in PLACE_FIELDS if changes.get(name, current[name]) != current[name]]
     if moved and "password" not in changes:
         raise BadRequest(f"Données invalides: password: requis pour modifier {', '.join(moved)}")
     connection_fields = {"type", "host", "port", "username", "password", "db_name"}
+    # The record as it is to be, for the checks and the probe.
+    place = {**current, **changes}
     # Only a real change reconnects: the same values sent again leave the record as it is.
     reconnect = any(
-        name == "password" or changes[name] != getattr(database, name)
+        name == "password" or changes[name] != current[name]
         for name in connection_fields & changes.keys()
     )
     address: str | None = None
     unreachable: str | None = None
     if reconnect:
-        owner = await session.get(User, database.user_id)
+        owner_id: int = database.user_id
         address, unreachable = await _check_connection(
             settings,
-            owner_is_admin=owner is not None and owner.role == Role.ADMIN.value,
-            db_type=changes.get("type", database.type),
-            host=changes.get("host", database.host),
-            port=changes.get("port", database.port),
-            username=changes.get("username", database.username),
+            owner_is_admin=await metadata.read(lambda c: users.is_admin(c, owner_id)),
+            db_type=place["type"],
+            host=place["host"],
+            port=place["port"],
+            username=place["username"],
             has_password=bool(changes["password"])
             if "password" in changes
             else _has_password(keys, database),
-            db_name=changes.get("db_name", database.db_name),
+            db_name=place["db_name"],
         )
-    assert database.id is not None
-    if connection_fields & changes.keys() and runner.database_busy(database.id):
+    database_id: int = database.id
+    if connection_fields & changes.keys() and runner.database_busy(database_id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")
     password = changes.pop("password", None)
     if password is not None:
-        database.password_encrypted = encrypt_secret(keys, password)
-    for name, value in changes.items():
-        setattr(database, name, value)
+        changes["password_encrypted"] = encrypt_secret(keys, password)
     warning = None
     if reconnect:
         try:
@@ -181,23 +185,22 @@ async def update_database(
                 password = decrypt_secret(keys, database.password_encrypted)
         except CredentialError:
             # Undecipherable (the key changed): the jobs will say so; nothing to probe with.
-            database.server_version = None
+            changes["server_version"] = None
         else:
-            warning = await serverversions.detect(
-                probe, database, password, address=address, unreachable=unreachable
+            changes["server_version"], warning = await serverversions.detect(
+                probe, place, password, address=address, unreachable=unreachable
             )
-    database.updated_at = utcnow()
-    session.add(database)
-    await session.flush()
-    return database, warning
+    changes["updated_at"] = utcnow()
+    updated = await metadata.write(lambda c: databases.update_database(c, database_id, changes))
+    if updated is None:
+        raise NotFound(DATABASE.missing)
+    return updated, warning
 
 
-async def delete_database(*, session: AsyncSession, runner: Runner, database: Database) -> None:
-    assert database.id is not None
-    if runner.database_busy(database.id):
+async def delete_database(*, metadata: Metadata, runner: Runner, database: Record) -> None:
+    database_id: int = database.id
+    if runner.database_busy(database_id):
         raise Conflict(
             "Impossible de supprimer la base: une sauvegarde ou restauration est en cours"
         )
-    # Backups stay (their database_id becomes null through the foreign key).
-    await session.delete(database)
-    await session.flush()
+    await metadata.write(lambda c: databases.delete_database(c, database_id))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import text
-
 from backup_api.dumpers.registry import DUMPERS, get_dumper
 from backup_api.models import ClientStatus, HealthResponse, HealthStatus
 from backup_api.state import AppState
@@ -13,8 +11,7 @@ from backup_api.state import AppState
 
 async def metadata_reachable(state: AppState) -> bool:
     try:
-        async with state.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        await state.metadata.ping()
     except Exception:
         return False
     return True

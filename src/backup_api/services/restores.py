@@ -5,26 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sqlalchemy import Connection, RowMapping, insert
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import Connection
 
 from backup_api.config import Settings
-from backup_api.db import TransactionRunner, record_fields
-from backup_api.exceptions import BadRequest, Conflict, NotFound
-from backup_api.models import (
-    Backup,
-    Database,
-    JobStatus,
-    Restore,
-    RestorePublic,
-    duration_seconds,
-    utcnow,
-)
-from backup_api.principals import Principal, ensure_owner
+from backup_api.db import Metadata
+from backup_api.exceptions import BadRequest, Conflict
+from backup_api.models import JobStatus, RestorePublic, duration_seconds, utcnow
+from backup_api.principals import Principal
+from backup_api.repositories import Record, restores
 from backup_api.runner import CancelReason, JobKind, Runner
 from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
 from backup_api.services.backups import insert_backup
+from backup_api.services.ownership import TARGET, load_owned
 from backup_api.storage.base import Storage
 
 MISSING_TARGET = (
@@ -32,14 +24,10 @@ MISSING_TARGET = (
     'par exemple {"database_id": 1})'
 )
 
-_RESTORES = Restore.__table__  # type: ignore[attr-defined]
-_COLUMNS = tuple(_RESTORES.columns.keys())
-_INSERT = insert(_RESTORES).returning(*_RESTORES.c)
 
-
-def to_public(restore: Restore | RowMapping) -> RestorePublic:
-    """The public shape of a record, from the ORM object or a Core row alike."""
-    fields = record_fields(restore, _COLUMNS)
+def to_public(restore: Record) -> RestorePublic:
+    """The public shape of a record."""
+    fields = restore._mapping
     return RestorePublic(
         id=fields["id"],
         backup_id=fields["backup_id"],
@@ -56,16 +44,7 @@ def to_public(restore: Restore | RowMapping) -> RestorePublic:
     )
 
 
-async def load_target(*, session: AsyncSession, user: Principal, database_id: int) -> Database:
-    """The target database, named by the request; it must be the caller's."""
-    target = await session.get(Database, database_id)
-    if target is None:
-        raise NotFound("Base de données cible introuvable")
-    ensure_owner(user, target.user_id)
-    return target
-
-
-def overwrites_source(backup: Backup, target: Database) -> bool:
+def overwrites_source(backup: Record, target: Record) -> bool:
     """Whether restoring ``backup`` into ``target`` writes over the database it came from:
     the same registration, or another one of the same database on the same server."""
     if backup.database_id is not None and backup.database_id == target.id:
@@ -78,7 +57,7 @@ def overwrites_source(backup: Backup, target: Database) -> bool:
     ) == (target.type, target.host, target.port, target.db_name)
 
 
-def _check_confirmation(backup: Backup, target: Database, confirm: str | None) -> None:
+def _check_confirmation(backup: Record, target: Record, confirm: str | None) -> None:
     if not overwrites_source(backup, target) or confirm == target.db_name:
         return
     expected = json.dumps({"database_id": target.id, "confirm": target.db_name}, ensure_ascii=False)
@@ -91,21 +70,23 @@ def _check_confirmation(backup: Backup, target: Database, confirm: str | None) -
 
 async def create_restore(
     *,
-    transactions: TransactionRunner,
+    metadata: Metadata,
     settings: Settings,
     storage: Storage,
     runner: Runner,
     user: Principal,
-    backup: Backup,
-    target: Database,
+    backup: Record,
+    target_id: int,
     confirm: str | None = None,
     backup_target_first: bool = False,
 ) -> RestorePublic:
-    """Record a ``pending`` restore (and, when asked, the backup of the target that it
-    runs first) and hand it to the runner.
+    """Record a ``pending`` restore of ``backup`` into the database ``target_id`` (the
+    caller's), and, when asked, the backup of the target that it runs first, and hand it
+    to the runner.
 
     Shielded like ``create_backup``: once committed, the job is submitted.
     """
+    target = await metadata.read(lambda c: load_owned(c, TARGET, target_id, user))
     if target.type != backup.db_type:
         raise BadRequest(
             f"Données invalides: database_id: la base cible est de type {target.type}, "
@@ -114,22 +95,20 @@ async def create_restore(
     if backup.status != JobStatus.COMPLETED.value:
         raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
     _check_confirmation(backup, target, confirm)
-    assert target.id is not None
-    target_id = target.id
     if runner.database_busy(target_id):
         raise Conflict("Une sauvegarde ou restauration de la base cible est déjà en cours")
 
     if backup_target_first:
         await ensure_disk_reserve(storage, settings)
 
-    def record(connection: Connection) -> RowMapping:
+    def record(connection: Connection) -> Record:
         # Counted and inserted in one exclusive unit, as backups are: concurrent requests
         # cannot both take a user's last place.
         ensure_job_slot(connection, settings, user.id)
         safety_backup_id = None
         if backup_target_first:
             # The restore job runs this backup before anything else (see jobs.run_restore).
-            safety_backup_id = insert_backup(connection, settings, user, target_id)["id"]
+            safety_backup_id = insert_backup(connection, settings, user, target_id).id
         created = utcnow()
         values = {
             "backup_id": backup.id,
@@ -140,29 +119,27 @@ async def create_restore(
             "created_at": created,
             "updated_at": created,
         }
-        return connection.execute(_INSERT, values).mappings().one()
+        return restores.insert_restore(connection, values)
 
-    async def record_and_submit() -> RowMapping:
-        row = await transactions.run(record, exclusive=True)
-        runner.submit(JobKind.RESTORE, row["id"], target_id, user.id)
+    async def record_and_submit() -> Record:
+        row = await metadata.write(record, exclusive=True)
+        runner.submit(JobKind.RESTORE, row.id, target_id, user.id)
         return row
 
     return to_public(await asyncio.shield(record_and_submit()))
 
 
 async def list_restores(
-    *, session: AsyncSession, user: Principal, limit: int, offset: int
-) -> list[Restore]:
-    query = select(Restore).order_by(col(Restore.id).desc())
-    if not user.is_admin:
-        query = query.where(Restore.user_id == user.id)
-    result = await session.exec(query.limit(limit).offset(offset))
-    return list(result.all())
+    *, metadata: Metadata, user: Principal, limit: int, offset: int
+) -> list[RestorePublic]:
+    """Newest first: the caller's, or everyone's for an admin."""
+    owner_id = None if user.is_admin else user.id
+    rows = await metadata.read(lambda c: restores.page(c, owner_id, limit, offset))
+    return [to_public(row) for row in rows]
 
 
-async def delete_restore(*, session: AsyncSession, runner: Runner, restore: Restore) -> None:
+async def delete_restore(*, metadata: Metadata, runner: Runner, restore: Record) -> None:
     """Stop a queued or running restore (its transaction rolls back), then drop the record."""
-    assert restore.id is not None
-    await runner.cancel(JobKind.RESTORE, restore.id, CancelReason.DELETED)
-    await session.delete(restore)
-    await session.flush()
+    restore_id: int = restore.id
+    await runner.cancel(JobKind.RESTORE, restore_id, CancelReason.DELETED)
+    await metadata.write(lambda c: restores.delete_restore(c, restore_id))

@@ -10,12 +10,14 @@ a server's own words are read (``POST /api/databases/{id}/test`` is).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from backup_api.dumpers.base import ConnectionInfo, ServerFacts
 from backup_api.dumpers.pgclients import NoCompatibleClient
 from backup_api.dumpers.postgresql import PostgreSQLDumper
 from backup_api.dumpers.registry import get_dumper
 from backup_api.jobs import JobFailed, tool_missing
-from backup_api.models import Database
 from backup_api.process import ToolNotFoundError
 from backup_api.services.serverprobe import ServerProbe
 
@@ -33,19 +35,22 @@ def unreachable_warning(reason: str) -> str:
 
 async def detect(
     probe: ServerProbe,
-    database: Database,
+    database: Mapping[str, Any],
     password: str,
     *,
     address: str | None,
     unreachable: str | None,
-) -> str | None:
-    """Set ``database.server_version``; the warning to give, if any.
+) -> tuple[str | None, str | None]:
+    """The server's version to store (PostgreSQL's, if it tells), and the warning to
+    give, if any.
 
-    ``address`` is where the checks pinned the connection; ``unreachable`` the reason
-    they could not (then nothing more is tried).
+    ``database``: the record's connection fields (``type``, ``host``, ``port``,
+    ``username``, ``db_name``), as they are or are about to be stored. ``address`` is where
+    the checks pinned the connection; ``unreachable`` the reason they could not (then
+    nothing more is tried).
     """
-    database.server_version = None
-    dumper = get_dumper(database.type, probe.settings)
+    version: str | None = None
+    dumper = get_dumper(database["type"], probe.settings)
     warnings: list[str] = []
     facts: ServerFacts | None = None
     if unreachable is not None or address is None:
@@ -53,11 +58,11 @@ async def detect(
     else:
         timeout = min(probe.settings.connect_timeout_seconds, REGISTRATION_PROBE_SECONDS)
         conn = ConnectionInfo(
-            host=database.host,
-            port=int(database.port),
-            username=database.username,
+            host=database["host"],
+            port=int(database["port"]),
+            username=database["username"],
             password=password,
-            db_name=database.db_name,
+            db_name=database["db_name"],
             pinned_address=address,
             connect_timeout=timeout,
         )
@@ -74,7 +79,7 @@ async def detect(
         except ToolNotFoundError as exc:
             warnings.append(tool_missing(exc.tool))
     if facts is not None and isinstance(dumper, PostgreSQLDumper):
-        database.server_version = facts.version
+        version = facts.version
     # PostgreSQL's client depends on the server's version: unknown, nothing to say.
     if facts is not None or not isinstance(dumper, PostgreSQLDumper):
         try:
@@ -83,4 +88,4 @@ async def detect(
             warnings.append(str(exc))
         except ToolNotFoundError as exc:
             warnings.append(tool_missing(exc.tool))
-    return "; ".join(dict.fromkeys(warnings)) or None
+    return version, "; ".join(dict.fromkeys(warnings)) or None

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import anyio
-from sqlalchemy import func
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backup_api import audit, security
 from backup_api.config import Settings
-from backup_api.db import after_commit
+from backup_api.db import Metadata
 from backup_api.exceptions import (
     AppError,
     Conflict,
@@ -21,89 +22,79 @@ from backup_api.exceptions import (
 )
 from backup_api.models import (
     FIRST_ADMIN,
-    Bootstrap,
     PasswordChange,
     Role,
-    User,
     UserRegister,
     canonical_email,
     new_token_key,
     utcnow,
 )
 from backup_api.principals import Principal, PrincipalCache
+from backup_api.repositories import Record, users
+from backup_api.repositories import api_tokens as api_token_records
 from backup_api.services import api_tokens
 from backup_api.throttle import LoginThrottle
 
 INVALID_CREDENTIALS = "Email ou mot de passe incorrect"
-
-
-async def _count_users(session: AsyncSession) -> int:
-    result = await session.exec(select(func.count()).select_from(User))
-    return int(result.one())
-
-
-async def get_by_email(session: AsyncSession, email: str) -> User | None:
-    result = await session.exec(select(User).where(User.email == canonical_email(email)))
-    return result.first()
-
-
-async def _claim(session: AsyncSession, step: str) -> bool:
-    """Take a one-time step for this transaction, or learn that someone already has.
-
-    The row's primary key decides between concurrent claimants, whatever process they run
-    in: the later insert waits for the earlier transaction and fails if it committed.
-    """
-    session.add(Bootstrap(step=step))
-    try:
-        await session.flush()
-    except IntegrityError:
-        return False
-    return True
-
-
 ADMIN_ONLY = "Seul un administrateur peut créer un compte administrateur"
+EMAIL_TAKEN = "Un compte existe déjà avec cet email"
+USER_MISSING = "Utilisateur introuvable"
+
+T = TypeVar("T")
 
 
 async def register(
-    *, session: AsyncSession, settings: Settings, data: UserRegister, caller: Principal | None
-) -> User:
+    *, metadata: Metadata, settings: Settings, data: UserRegister, caller: Principal | None
+) -> Record:
     caller_is_admin = caller is not None and caller.is_admin
-    first_account = await _count_users(session) == 0
-    if not settings.allow_registration and not caller_is_admin and not first_account:
-        raise Forbidden("Les inscriptions sont fermées")
+    email = canonical_email(data.email)
+
+    def admissible(connection: Connection) -> bool:
+        """Whether this is the instance's first account; refusals raise."""
+        first_account = users.count(connection) == 0
+        if not settings.allow_registration and not caller_is_admin and not first_account:
+            raise Forbidden("Les inscriptions sont fermées")
+        if data.role is Role.ADMIN and not caller_is_admin and not first_account:
+            raise Forbidden(ADMIN_ONLY)
+        if users.by_email(connection, email) is not None:
+            raise Conflict(EMAIL_TAKEN)
+        return first_account
+
+    await metadata.read(admissible)
     self_made_admin = data.role is Role.ADMIN and not caller_is_admin
-    if self_made_admin and not first_account:
-        raise Forbidden(ADMIN_ONLY)
-    if await get_by_email(session, data.email) is not None:
-        raise Conflict("Un compte existe déjà avec cet email")
+    # Hashed between the units: no transaction waits on Argon2.
     password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
-    # Several requests may all have seen no account yet: only one gets to be the first admin.
-    if self_made_admin and not await _claim(session, FIRST_ADMIN):
-        raise Forbidden(ADMIN_ONLY)
-    user = User(email=data.email, password_hash=password_hash, role=data.role.value)
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise Conflict("Un compte existe déjà avec cet email") from None
-    return user
+
+    def insert(connection: Connection) -> Record:
+        # Several requests may all have seen no account yet: only one gets to be the first
+        # admin.
+        if self_made_admin and not users.claim_step(connection, FIRST_ADMIN):
+            raise Forbidden(ADMIN_ONLY)
+        try:
+            return users.insert_user(
+                connection, email=data.email, password_hash=password_hash, role=data.role.value
+            )
+        except IntegrityError:
+            raise Conflict(EMAIL_TAKEN) from None
+
+    return await metadata.write(insert)
 
 
 async def authenticate(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     throttle: LoginThrottle,
     email: str,
     password: str,
     client: str | None,
     via: str,
-) -> User:
+) -> Record:
     """The account of ``email`` if ``password`` is its own; throttled and audited.
 
     ``via`` names the route in the audit trail (``login``, ``token``).
     """
     email = canonical_email(email)
-    user = await get_by_email(session, email)
+    user = await metadata.read(lambda c: users.by_email(c, email))
     await _check_password(
         throttle=throttle,
         email=email,
@@ -123,7 +114,7 @@ async def _check_password(
     *,
     throttle: LoginThrottle,
     email: str,
-    user: User | None,
+    user: Record | None,
     password: str,
     client: str | None,
     action: str,
@@ -163,15 +154,17 @@ WRONG_CURRENT_PASSWORD = "Mot de passe actuel incorrect"  # noqa: S105 (a messag
 
 async def change_password(
     *,
-    session: AsyncSession,
+    metadata: Metadata,
     throttle: LoginThrottle,
     principals: PrincipalCache,
-    user: User,
+    user_id: int,
     data: PasswordChange,
     client: str | None,
-) -> int:
+) -> tuple[Record, int]:
     """Check the current password, store the new one and end every other token of the
-    account (and its personal API tokens unless kept). Returns how many of those ended."""
+    account (and its personal API tokens unless kept). Returns the account as changed and
+    how many personal tokens ended."""
+    user = await get_user(metadata=metadata, user_id=user_id)
     await _check_password(
         throttle=throttle,
         email=user.email,
@@ -181,98 +174,104 @@ async def change_password(
         action=audit.PASSWORD_CHANGE,
         refusal=Forbidden(WRONG_CURRENT_PASSWORD),
     )
-    user.password_hash = await anyio.to_thread.run_sync(security.hash_password, data.new_password)
-    await rotate_token_key(session, user, principals=principals)
-    assert user.id is not None
-    revoked = 0
-    if not data.keep_api_tokens:
-        revoked = await api_tokens.revoke_all(
-            session, user.id, client=client, reason=audit.PASSWORD_CHANGE
-        )
-    user_id = user.id
-    after_commit(
-        session,
-        lambda: audit.record(audit.PASSWORD_CHANGE, audit.SUCCESS, client=client, user_id=user_id),
-    )
-    return revoked
+    # Hashed between the units: no transaction waits on Argon2.
+    password_hash = await anyio.to_thread.run_sync(security.hash_password, data.new_password)
+    keep_api_tokens = data.keep_api_tokens
+
+    def work(connection: Connection) -> tuple[Record, list[int]]:
+        changed = _new_token_key(connection, user_id, password_hash=password_hash)
+        if keep_api_tokens:
+            return changed, []
+        return changed, api_token_records.delete_of_user(connection, user_id)
+
+    changed, revoked = await changing_principal(metadata, principals, user_id, work)
+    api_tokens.audit_revoked(revoked, client=client, user_id=user_id, reason=audit.PASSWORD_CHANGE)
+    audit.record(audit.PASSWORD_CHANGE, audit.SUCCESS, client=client, user_id=user_id)
+    return changed, len(revoked)
 
 
-async def list_users(*, session: AsyncSession, limit: int, offset: int) -> list[User]:
-    result = await session.exec(select(User).order_by(col(User.id)).limit(limit).offset(offset))
-    return list(result.all())
+async def list_users(*, metadata: Metadata, limit: int, offset: int) -> list[Record]:
+    return await metadata.read(lambda c: users.page(c, limit, offset))
 
 
-async def get_user(*, session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
+def _existing(user: Record | None) -> Record:
     if user is None:
-        raise NotFound("Utilisateur introuvable")
+        raise NotFound(USER_MISSING)
     return user
 
 
-async def _admin_count(session: AsyncSession) -> int:
-    result = await session.exec(
-        select(func.count()).select_from(User).where(User.role == Role.ADMIN.value)
+async def get_user(*, metadata: Metadata, user_id: int) -> Record:
+    return _existing(await metadata.read(lambda c: users.get(c, user_id)))
+
+
+async def changing_principal(
+    metadata: Metadata, principals: PrincipalCache, user_id: int, work: Callable[[Connection], T]
+) -> T:
+    """Run ``work``, a unit that changes what the account's tokens may do (its role, its
+    token key, its existence), dropping the cached caller before it and again once it is
+    committed: a request that read the old row in between must not keep it. A unit that
+    raises commits nothing, and the second drop is not needed then."""
+    principals.forget(user_id)
+    result = await metadata.write(work)
+    principals.forget(user_id)
+    return result
+
+
+def _new_token_key(connection: Connection, user_id: int, **values: object) -> Record:
+    """Apply ``values`` with a new token key: every token issued before stops working."""
+    changed = users.update_user(
+        connection, user_id, token_key=new_token_key(), updated_at=utcnow(), **values
     )
-    return int(result.one())
+    return _existing(changed)
 
 
 async def set_role(
-    *, session: AsyncSession, principals: PrincipalCache, user: User, role: Role
-) -> User:
-    if user.role == Role.ADMIN.value and role is Role.USER and await _admin_count(session) <= 1:
-        raise Conflict("Impossible de retirer le dernier administrateur")
-    if user.role == role.value:
-        return user
-    user.role = role.value
-    await rotate_token_key(session, user, principals=principals)
-    return user
+    *, metadata: Metadata, principals: PrincipalCache, user_id: int, role: Role
+) -> Record:
+    def work(connection: Connection) -> Record:
+        user = _existing(users.get(connection, user_id))
+        if (
+            user.role == Role.ADMIN.value
+            and role is Role.USER
+            and users.count_admins(connection) <= 1
+        ):
+            raise Conflict("Impossible de retirer le dernier administrateur")
+        if user.role == role.value:
+            return user
+        return _new_token_key(connection, user_id, role=role.value)
+
+    return await changing_principal(metadata, principals, user_id, work)
 
 
-async def rotate_token_key(
-    session: AsyncSession, user: User, *, principals: PrincipalCache | None
-) -> None:
-    """Give the account a new token key: every token issued before stops working at once.
-
-    For role and password changes. ``principals`` is the running service's cache of
-    callers (``state.principals``); ``None`` only outside the service (the CLI), whose
-    change the service sees when its cached entry expires.
-    """
-    user.token_key = new_token_key()
-    user.updated_at = utcnow()
-    session.add(user)
-    await session.flush()
-    if principals is not None:
-        forget_principal(session, principals, user)
+async def rotate_token_key(*, metadata: Metadata, principals: PrincipalCache, user_id: int) -> None:
+    """Give the account a new token key: every token issued before stops working at once
+    (what a password change calls)."""
+    await changing_principal(metadata, principals, user_id, lambda c: _new_token_key(c, user_id))
 
 
-def forget_principal(session: AsyncSession, principals: PrincipalCache, user: User) -> None:
-    """Drop the cached caller now and again once committed: a request that read the old
-    row in between must not keep it."""
-    assert user.id is not None
-    user_id = user.id
-    principals.forget(user_id)
-    after_commit(session, lambda: principals.forget(user_id))
-
-
-async def create_admin(*, session: AsyncSession, email: str, password: str) -> User:
+async def create_admin(*, metadata: Metadata, email: str, password: str) -> Record:
+    """The ``create-admin`` command: a new admin, or an existing account made admin with a
+    new password. Outside the service, no cached caller to drop: the service sees the
+    change when its cached entry expires, and the tokens issued before end with the key."""
     data = UserRegister(email=email, password=password, role=Role.ADMIN)
-    existing = await get_by_email(session, data.email)
     password_hash = await anyio.to_thread.run_sync(security.hash_password, data.password)
-    # The instance has its first admin now: registration no longer offers the role.
-    if await session.get(Bootstrap, FIRST_ADMIN) is None:
-        session.add(Bootstrap(step=FIRST_ADMIN))
-    if existing is not None:
-        existing.role = Role.ADMIN.value
-        existing.password_hash = password_hash
-        # New password and role: the tokens issued before end.
-        await rotate_token_key(session, existing, principals=None)
-        return existing
-    user = User(email=data.email, password_hash=password_hash, role=Role.ADMIN.value)
-    session.add(user)
-    await session.flush()
-    return user
+
+    def work(connection: Connection) -> Record:
+        # The instance has its first admin now: registration no longer offers the role.
+        if not users.step_taken(connection, FIRST_ADMIN):
+            users.claim_step(connection, FIRST_ADMIN)
+        existing = users.by_email(connection, canonical_email(data.email))
+        if existing is None:
+            return users.insert_user(
+                connection, email=data.email, password_hash=password_hash, role=Role.ADMIN.value
+            )
+        return _new_token_key(
+            connection, existing.id, role=Role.ADMIN.value, password_hash=password_hash
+        )
+
+    return await metadata.write(work)
 
 
-def ensure_not_self(caller: Principal, target: User) -> None:
+def ensure_not_self(caller: Principal, target: Record) -> None:
     if caller.id == target.id:
         raise Conflict("Un administrateur ne peut pas se supprimer lui-même")
