@@ -20,6 +20,9 @@ ROUTES = [
     ("DELETE", "/api/databases/{database}/retention", None),
     ("GET", "/api/databases/{database}/retention/preview", None),
     ("POST", "/api/databases/{database}/retention/preview", {"keep_last": 1}),
+    ("PUT", "/api/databases/{database}/schedule", {"cron": "* * * * *"}),
+    ("GET", "/api/databases/{database}/schedule", None),
+    ("DELETE", "/api/databases/{database}/schedule", None),
     ("POST", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/database/{database}", None),
     ("GET", "/api/backups/{backup}", None),
@@ -55,12 +58,17 @@ async def _state(api: Api) -> dict[str, Any]:
         d["id"]: (await api.get(f"/api/databases/{d['id']}/retention")).json()
         for d in databases["databases"]
     }
+    schedules = [
+        (await api.get(f"/api/databases/{database['id']}/schedule")).json()
+        for database in databases["databases"]
+    ]
     return {
         "databases": databases,
         "backups": backups,
         "restores": restores,
         "tokens": tokens,
         "retention": retention,
+        "schedules": schedules,
     }
 
 
@@ -82,6 +90,10 @@ async def test_second_user_gets_403_everywhere(
     )
     assert response.status_code == 202, response.text
     restore = await alice.wait_restore(response.json()["restore"]["id"])
+    response = await alice.put(
+        f"/api/databases/{database['id']}/schedule", json={"cron": "0 3 * * *"}
+    )
+    assert response.status_code == 200, response.text
     bob_database = await bob.add_database(pg_server, source)
     bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
     token = (await alice.post("/api/tokens", json={"name": "ci"})).json()["token"]
@@ -124,6 +136,7 @@ async def test_second_user_gets_403_everywhere(
     }
     for url in (
         f"/api/databases/{database['id']}",
+        f"/api/databases/{database['id']}/schedule",
         f"/api/backups/{backup['id']}",
         f"/api/backups/{backup['id']}/download",
         f"/api/restores/{restore['id']}",

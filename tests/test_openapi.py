@@ -215,6 +215,7 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             ("PUT", "/api/users/{user_id}/role"): {"role": "user"},
             ("PUT", "/api/backups/{backup_id}"): {"pinned": True},
             ("POST", "/api/databases/{database_id}/retention/preview"): {"keep_last": 1},
+            ("PUT", "/api/databases/{database_id}/schedule"): {"cron": "0 3 * * *"},
         }
 
         async def check(

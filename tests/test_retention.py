@@ -21,6 +21,7 @@ from backup_api.models import Backup, RetentionPolicy
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.services.backups import open_download
 from tests.support.apphelpers import Api, metadata_sql, unique_name
+from tests.support.clocks import TravelClock
 from tests.support.locks import table_locked, wait_until
 from tests.support.sample_data import create_filled
 
@@ -38,19 +39,9 @@ POLICY = {
 POLICIES = RetentionPolicy.__table__  # type: ignore[attr-defined]
 
 
-class Clock:
-    """The time retention reads: the test moves it."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @asynccontextmanager
 async def app_with_clock(
-    settings: Settings, clock: Clock
+    settings: Settings, clock: TravelClock
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
@@ -184,7 +175,7 @@ async def test_preview_is_what_the_sweep_does(pg_server: Any, settings_factory: 
     settings = settings_factory()
     # Noon, so that the day buckets below do not depend on when the test runs; every
     # backup's time is set relative to it.
-    clock = Clock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
+    clock = TravelClock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
@@ -193,7 +184,7 @@ async def test_preview_is_what_the_sweep_does(pg_server: Any, settings_factory: 
         ages = [timedelta(hours=2), timedelta(days=1), timedelta(days=1, hours=1)]
         ages += [timedelta(days=3), timedelta(days=20), timedelta(days=400)]
         for backup, age in zip(backups[::-1], ages, strict=True):
-            await set_created_at(app, backup["id"], clock.now - age)
+            await set_created_at(app, backup["id"], clock.now() - age)
         ids = [b["id"] for b in backups[::-1]]  # newest first
 
         url = f"/api/databases/{database['id']}/retention"
@@ -231,11 +222,58 @@ async def test_preview_is_what_the_sweep_does(pg_server: Any, settings_factory: 
     pg_server.drop_database(source)
 
 
+async def test_days_follow_the_schedule_zone(pg_server: Any, settings_factory: Any) -> None:
+    """The zone a database's schedule is saved with (PUT .../schedule) is the one its
+    retention days are cut in: the same backups keep or lose their day with it."""
+    source = unique_name("ret")
+    create_filled(pg_server, source)
+    clock = TravelClock(datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0))
+    async with app_with_clock(settings_factory(), clock) as (app, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(pg_server, source)
+        newest, evening, afternoon = (await completed_backups(app, alice, database["id"], 3))[::-1]
+        # 10:00, and the day before 20:00 and 13:00 UTC; in Tokyo (UTC+9) 19:00 and 05:00
+        # the same day, and 22:00 the day before.
+        await set_created_at(app, newest["id"], clock.now() - timedelta(hours=2))
+        await set_created_at(app, evening["id"], clock.now() - timedelta(hours=16))
+        await set_created_at(app, afternoon["id"], clock.now() - timedelta(hours=23))
+        url = f"/api/databases/{database['id']}"
+        assert (await alice.put(f"{url}/retention", json={"keep_daily": 2})).status_code == 200
+
+        async def plan() -> tuple[set[int], set[int]]:
+            response = await alice.get(f"{url}/retention/preview")
+            assert response.status_code == 200, response.text
+            body = response.json()
+            return {k["backup_id"] for k in body["keep"]}, {d["backup_id"] for d in body["delete"]}
+
+        # No schedule: UTC days, the day before keeps its evening backup.
+        assert await plan() == ({newest["id"], evening["id"]}, {afternoon["id"]})
+        response = await alice.put(
+            f"{url}/schedule", json={"cron": "0 3 * * *", "timezone": "Asia/Tokyo"}
+        )
+        assert response.status_code == 200, response.text
+        # Tokyo days: the evening backup shares the newest one's day.
+        tokyo = ({newest["id"], afternoon["id"]}, {evening["id"]})
+        assert await plan() == tokyo
+        # Without the schedule, UTC again; with it, Tokyo, and the sweep does as planned.
+        assert (await alice.delete(f"{url}/schedule")).status_code == 200
+        assert await plan() == ({newest["id"], evening["id"]}, {afternoon["id"]})
+        response = await alice.put(
+            f"{url}/schedule", json={"cron": "@daily", "timezone": "Asia/Tokyo"}
+        )
+        assert response.status_code == 200, response.text
+        assert await plan() == tokyo
+        outcome = await sweeper(app).sweep(database["id"])
+        assert outcome.deleted == [evening["id"]]
+        assert set(await backups_of(alice, database["id"])) == tokyo[0]
+    pg_server.drop_database(source)
+
+
 async def test_sweep_follows_each_completed_backup(pg_server: Any, settings_factory: Any) -> None:
     source = unique_name("ret")
     create_filled(pg_server, source)
     settings = settings_factory()
-    async with app_with_clock(settings, Clock()) as (app, client):
+    async with app_with_clock(settings, TravelClock()) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         (first,) = await completed_backups(app, alice, database["id"], 1)
@@ -260,19 +298,20 @@ async def test_sweep_follows_each_completed_backup(pg_server: Any, settings_fact
 async def test_periodic_sweep_runs_on_the_clock(pg_server: Any, settings_factory: Any) -> None:
     source = unique_name("ret")
     create_filled(pg_server, source)
-    settings = settings_factory(retention_check_seconds=0.02)
-    clock = Clock()
+    settings = settings_factory()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         old, new = await completed_backups(app, alice, database["id"], 2)
-        await set_created_at(app, old["id"], clock.now - timedelta(hours=3))
+        await set_created_at(app, old["id"], clock.now() - timedelta(hours=3))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         # The clock has not moved: no sweep is due.
+        await clock.settled()
         assert old["id"] in await backups_of(alice, database["id"])
 
-        clock.now += timedelta(hours=1)
+        clock.travel(timedelta(hours=1))
 
         async def old_gone() -> bool:
             return old["id"] not in await backups_of(alice, database["id"])
@@ -288,13 +327,13 @@ async def test_missing_file_counts_as_deleted_and_an_error_stops_nothing(
     source = unique_name("ret")
     create_filled(pg_server, source)
     settings = settings_factory()
-    clock = Clock()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         oldest, stuck, newest = await completed_backups(app, alice, database["id"], 3)
-        await set_created_at(app, oldest["id"], clock.now - timedelta(days=3))
-        await set_created_at(app, stuck["id"], clock.now - timedelta(days=2))
+        await set_created_at(app, oldest["id"], clock.now() - timedelta(days=3))
+        await set_created_at(app, stuck["id"], clock.now() - timedelta(days=2))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         # The oldest one's file is gone; the other cannot be removed (a directory took
@@ -328,7 +367,7 @@ async def test_failed_records_expire(pg_server: Any, settings_factory: Any) -> N
     source = unique_name("ret")
     create_filled(pg_server, source)
     settings = settings_factory()
-    clock = Clock()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
@@ -337,9 +376,9 @@ async def test_failed_records_expire(pg_server: Any, settings_factory: Any) -> N
         failed = [await alice.wait_backup((await alice.start_backup(database["id"]))["id"])]
         failed.append(await alice.wait_backup((await alice.start_backup(database["id"]))["id"]))
         assert [b["status"] for b in failed] == ["failed", "failed"]
-        await set_created_at(app, good["id"], clock.now - timedelta(days=90))
-        await set_created_at(app, failed[0]["id"], clock.now - timedelta(days=31))
-        await set_created_at(app, failed[1]["id"], clock.now - timedelta(days=29))
+        await set_created_at(app, good["id"], clock.now() - timedelta(days=90))
+        await set_created_at(app, failed[0]["id"], clock.now() - timedelta(days=31))
+        await set_created_at(app, failed[1]["id"], clock.now() - timedelta(days=29))
 
         # No policy: only the expired failure goes; the old success stays whatever happens.
         preview = (await alice.get(f"/api/databases/{database['id']}/retention/preview")).json()
@@ -354,13 +393,13 @@ async def test_pinned_backups_stay(pg_server: Any, settings_factory: Any) -> Non
     source = unique_name("ret")
     create_filled(pg_server, source)
     settings = settings_factory()
-    clock = Clock()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         old, new = await completed_backups(app, alice, database["id"], 2)
         assert old["pinned"] is False
-        await set_created_at(app, old["id"], clock.now - timedelta(days=10))
+        await set_created_at(app, old["id"], clock.now() - timedelta(days=10))
 
         response = await alice.put(f"/api/backups/{old['id']}", json={"pinned": True})
         assert response.status_code == 200, response.text
@@ -403,13 +442,13 @@ async def test_a_backup_being_restored_waits_for_the_next_sweep(
     create_filled(pg_server, source)
     create_filled(pg_server, target)
     settings = settings_factory()
-    clock = Clock()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         target_database = await alice.add_database(pg_server, target)
         old, _ = await completed_backups(app, alice, database["id"], 2)
-        await set_created_at(app, old["id"], clock.now - timedelta(days=10))
+        await set_created_at(app, old["id"], clock.now() - timedelta(days=10))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         with table_locked(pg_server, target):
@@ -439,12 +478,12 @@ async def test_a_backup_being_downloaded_waits_for_the_next_sweep(
     source = unique_name("ret")
     create_filled(pg_server, source)
     settings = settings_factory()
-    clock = Clock()
+    clock = TravelClock()
     async with app_with_clock(settings, clock) as (app, client):
         alice = await Api(client).signup()
         database = await alice.add_database(pg_server, source)
         old, _ = await completed_backups(app, alice, database["id"], 2)
-        await set_created_at(app, old["id"], clock.now - timedelta(days=10))
+        await set_created_at(app, old["id"], clock.now() - timedelta(days=10))
         url = f"/api/databases/{database['id']}/retention"
         assert (await alice.put(url, json={"keep_last": 1})).status_code == 200
         state = app.state.backup_api

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     # requests, so a running backup slows them as little as it can.
     tool_nice: int = Field(default=5, ge=0, le=19)
 
+    # --- schedules
+    # New attempts after a scheduled backup failed, and the wait before each; every
+    # attempt is a backup of its own (trigger "retry").
+    schedule_retries: int = Field(default=2, ge=0, le=100)
+    schedule_retry_delay_seconds: float = Field(default=600, ge=0)
+    # Besides the next slot, how often the scheduler reads the schedules again (changes
+    # and failures that another service process on the same metadata database made).
+    scheduler_poll_seconds: float = Field(default=30, gt=0)
+
     # --- disk
     # Bytes of stored backups (completed archives) per user before new backups are
     # refused; unset: no quota.
@@ -120,7 +129,8 @@ class Settings(BaseSettings):
     retention_failed_days: int = Field(default=30, ge=1)
     # How often every database is swept (besides after each completed backup).
     retention_sweep_seconds: float = Field(default=3600, gt=0)
-    # How often the sweep loop reads its clock to see whether a sweep is due.
+    # Between sweeps, how often the loop looks at the clock again: a wall clock that
+    # jumped (a machine waking up) is noticed within this.
     retention_check_seconds: float = Field(default=60, gt=0)
 
     # --- listing

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
+from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
@@ -23,7 +24,7 @@ from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
-from backup_api.retention.sweep import Clock, RetentionSweeper, system_clock
+from backup_api.retention.sweep import RetentionSweeper
 from backup_api.routers import (
     api_tokens,
     auth,
@@ -33,8 +34,10 @@ from backup_api.routers import (
     health,
     restores,
     retention,
+    schedules,
     users,
 )
+from backup_api.scheduler import Scheduler
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.state import AppState
@@ -53,9 +56,11 @@ the messages a route sends and when.
 """
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
-    """The application; ``clock`` is the time retention reads (tests move it)."""
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """The application; ``clock`` is what schedules and retention read the time from and
+    wait with (tests bring their own)."""
     settings = settings or get_settings()
+    time_source: Clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +88,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
         sweeper = RetentionSweeper(
-            settings=settings, metadata=metadata, storage=storage, queue=queue, clock=clock
+            settings=settings, metadata=metadata, storage=storage, queue=queue, clock=time_source
+        )
+        scheduler = Scheduler(
+            clock=time_source, settings=settings, metadata=metadata, storage=storage
         )
         state = AppState(
             settings=settings,
@@ -110,11 +118,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
             ),
             retention=sweeper,
             server_probe=ServerProbe(settings, pg_clients, tool_versions, executor),
+            scheduler=scheduler,
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
+        # A backup that ended may need its retry planned.
+        state.records.listeners.append(scheduler.job_event)
         app.state.backup_api = state
         await recover(state)
+        scheduler.start(state.queue)
         sweeper.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (over the framework's, the ORM's and the
@@ -124,6 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         try:
             yield
         finally:
+            await scheduler.stop()
             await sweeper.stop()
             await state.queue.shutdown()
             state.archive_processes.close()
@@ -142,7 +155,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in (auth, databases, retention, backups, restores, users, api_tokens, health, docs):
+    for router in (
+        auth,
+        databases,
+        schedules,
+        retention,
+        backups,
+        restores,
+        users,
+        api_tokens,
+        health,
+        docs,
+    ):
         app.include_router(router.router)
     openapi.install(app, settings)
     return app

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     PlainSerializer,
     WithJsonSchema,
     field_validator,
@@ -36,6 +37,7 @@ from sqlalchemy import (
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from backup_api.cron import EXPRESSION_PATTERN, known_zones, normalize_expression, parse_zone
 from backup_api.dumpers.registry import accepted_types, canonical_type
 
 
@@ -97,6 +99,14 @@ class JobStatus(StrEnum):
     PENDING = "pending"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+class BackupTrigger(StrEnum):
+    """What started a backup: a request, a schedule's slot, or the retry of a failed one."""
+
+    MANUAL = "manual"
+    SCHEDULE = "schedule"
+    RETRY = "retry"
 
 
 # --------------------------------------------------------------------------- users
@@ -623,6 +633,15 @@ class Backup(SQLModel, table=True):
         default=False,
         sa_column=Column(Boolean, nullable=False, default=False, server_default=false()),
     )
+    trigger: str = SQLField(
+        default=BackupTrigger.MANUAL.value,
+        sa_column=Column(
+            String(16),
+            nullable=False,
+            default=BackupTrigger.MANUAL.value,
+            server_default=BackupTrigger.MANUAL.value,
+        ),
+    )
 
 
 class BackupPublic(BaseModel):
@@ -656,6 +675,11 @@ class BackupPublic(BaseModel):
     )
     pinned: bool = Field(
         default=False, description="Kept out of retention: no sweep ever deletes it"
+    )
+    trigger: BackupTrigger = Field(
+        default=BackupTrigger.MANUAL,
+        description="`manual` (a request), `schedule` (a slot of the database's schedule) "
+        "or `retry` (a new attempt after a scheduled backup failed)",
     )
 
 
@@ -758,6 +782,103 @@ class PreviewDelete(BaseModel):
 class RetentionPreview(BaseModel):
     keep: list[PreviewKeep]
     delete: list[PreviewDelete]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class Schedule(SQLModel, table=True):
+    """When a database is backed up on its own, and where its schedule stands.
+
+    ``next_run_at`` is the slot to run next: a process claims it by moving it forward
+    with one conditional update, so two processes never both run it. ``retry_at`` and
+    ``retry_attempt`` are the retries of the last slot's failed backup, kept here so that
+    a restart keeps them too.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    database_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("databases.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+    cron: str = SQLField(sa_column=Column(String(128), nullable=False))
+    timezone: str = SQLField(sa_column=Column(String(64), nullable=False))
+    enabled: bool = SQLField(default=True, sa_column=Column(Boolean, nullable=False))
+    next_run_at: datetime | None = _tz_column(nullable=True)
+    last_run_at: datetime | None = _tz_column(nullable=True)
+    last_backup_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("backups.id", ondelete="SET NULL", name="fk_schedules_last_backup_id"),
+            nullable=True,
+        ),
+    )
+    skipped_runs: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    retry_attempt: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    retry_at: datetime | None = _tz_column(nullable=True)
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+# Every zone the service knows: a client (and Swagger UI) can offer them.
+_ZONES: list[JsonValue] = [*sorted(known_zones())]
+
+
+class ScheduleUpdate(StrictBody):
+    cron: str = Field(
+        max_length=128,
+        description="Five fields (minute hour day-of-month month day-of-week), or "
+        "`@hourly`, `@daily`, `@weekly`, `@monthly`",
+        examples=["0 3 * * *"],
+        json_schema_extra={"pattern": EXPRESSION_PATTERN},
+    )
+    timezone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="IANA zone the times are read in",
+        examples=["Europe/Paris"],
+        json_schema_extra={"enum": _ZONES},
+    )
+    enabled: bool = Field(default=True, strict=True)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        normalize_expression(_no_nul(value))
+        return " ".join(value.split())
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        parse_zone(value)
+        return value
+
+
+class SchedulePublic(BaseModel):
+    cron: str
+    timezone: str
+    enabled: bool
+    next_run_at: OptionalTimestamp = Field(description="The next slot (null while disabled)")
+    last_run_at: OptionalTimestamp = Field(
+        description="When the schedule last started a backup (a slot's, or a retry)"
+    )
+    last_backup_id: int | None = Field(description="The backup it then started")
+    skipped_runs: int = Field(
+        description="Slots not run because the database already had a backup pending or "
+        "running, or because the account's limits refused one"
+    )
+    next_retry_at: OptionalTimestamp = Field(
+        default=None,
+        description="When the failed scheduled backup is tried again, if it will be",
+    )
 
 
 # --------------------------------------------------------------------------- restores
@@ -949,6 +1070,15 @@ class BackupItem(BaseModel):
 
 class BackupList(BaseModel):
     backups: list[BackupPublic]
+
+
+class ScheduleEnvelope(BaseModel):
+    message: str
+    schedule: SchedulePublic
+
+
+class ScheduleItem(BaseModel):
+    schedule: SchedulePublic
 
 
 class VerificationPublic(BaseModel):

@@ -25,6 +25,7 @@ from backup_api.toolversions import ToolVersions
 if TYPE_CHECKING:
     # The jobs import this module: what only the routes use stays out of their imports.
     from backup_api.retention.sweep import RetentionSweeper
+    from backup_api.scheduler import Scheduler
     from backup_api.services.serverprobe import ServerProbe
 
 
@@ -49,3 +50,4 @@ class AppState:
     connection_tests: RateLimiter
     retention: RetentionSweeper
     server_probe: ServerProbe
+    scheduler: Scheduler

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Connection, Executable, Row, text
 
+from backup_api.clock import Clock
 from backup_api.config import Settings
 from backup_api.main import create_app
 
@@ -66,8 +67,10 @@ def pg_metadata_url(server: Any, database: str) -> str:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(settings)
+async def running_app(
+    settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4242))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -7,6 +7,7 @@ from typing import Any
 
 import schemathesis
 
+from backup_api.cron import EXPRESSION_PATTERN, CronError, normalize_expression
 from backup_api.services.databases import PLACE_FIELDS
 from tests.support.servers import RESERVED_PORTS
 
@@ -15,6 +16,9 @@ from tests.support.servers import RESERVED_PORTS
 SPECIAL_USE_DOMAIN = re.compile(
     r"(?:^|[.@])(?:arpa|invalid|local|localhost|onion|test)\.?$", re.IGNORECASE
 )
+
+
+CRON_SHAPE = re.compile(EXPRESSION_PATTERN)
 
 
 def _port_number(value: Any) -> int | None:
@@ -39,6 +43,15 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     # without a password keeps the database where it is.
     if case.method.upper() == "PUT" and isinstance(body, dict) and "password" not in body:
         case.body = {key: value for key, value in body.items() if key not in PLACE_FIELDS}
+    # A schedule's pattern states an expression's shape, not each field's range (minute
+    # 0-59, a range's start before its end...): a generated one of the right shape that
+    # cron cannot read is replaced by one it can.
+    cron = body.get("cron") if isinstance(body, dict) else None
+    if isinstance(cron, str) and len(cron) <= 128 and CRON_SHAPE.fullmatch(cron):
+        try:
+            normalize_expression(cron)
+        except CronError:
+            case.body = {**case.body, "cron": "0 3 * * *"}
 
 
 @schemathesis.hook

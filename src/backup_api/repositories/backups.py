@@ -43,6 +43,14 @@ _STORED_BYTES = select(func.coalesce(func.sum(_BACKUPS.c.size), 0)).where(
     _BACKUPS.c.user_id == bindparam("user_id"),
     _BACKUPS.c.status == JobStatus.COMPLETED.value,
 )
+_PENDING_OF_DATABASE = (
+    select(_BACKUPS.c.id)
+    .where(
+        _BACKUPS.c.database_id == bindparam("database_id"),
+        _BACKUPS.c.status == JobStatus.PENDING.value,
+    )
+    .limit(1)
+)
 _FILES_OF_USER = select(_BACKUPS.c.id, _BACKUPS.c.db_type, _BACKUPS.c.filename).where(
     _BACKUPS.c.user_id == bindparam("user_id")
 )
@@ -77,3 +85,9 @@ def stored_bytes(connection: Connection, user_id: int) -> int:
 def files_of_user(connection: Connection, user_id: int) -> list[Record]:
     """``id``, ``db_type`` and ``filename`` of each of the user's backups."""
     return list(connection.execute(_FILES_OF_USER, {"user_id": user_id}))
+
+
+def has_pending(connection: Connection, database_id: int) -> bool:
+    """Whether a backup of the database is pending (queued or running)."""
+    found = connection.execute(_PENDING_OF_DATABASE, {"database_id": database_id}).first()
+    return found is not None

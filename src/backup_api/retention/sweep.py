@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import Connection
 
+from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.exceptions import Conflict
@@ -32,12 +32,6 @@ from backup_api.services.backups import ActiveDownloads, delete_backup
 from backup_api.storage.base import Storage
 
 logger = logging.getLogger("backup_api.retention")
-
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def policy_of(row: Row) -> Policy:
@@ -86,16 +80,18 @@ class RetentionSweeper:
         metadata: Metadata,
         storage: Storage,
         queue: JobQueue,
-        clock: Clock = system_clock,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
         self._metadata = metadata
         self._storage = storage
         self._queue = queue
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        # Set by a clock that moved (a test's), so the loop looks at the new time.
+        self._wake = asyncio.Event()
         self._closed = False
         #: Sweeps made after a completed backup, so far (tests wait for theirs).
         self.requested_sweeps = 0
@@ -118,7 +114,9 @@ class RetentionSweeper:
                 )
                 chosen = None if row is None else policy_of(row)
             zone = retention_zone(connection, database_id)
-            return plan(_history(connection, database_id), chosen, self.clock(), zone, failed_age)
+            return plan(
+                _history(connection, database_id), chosen, self.clock.now(), zone, failed_age
+            )
 
         return await self._metadata.read(work)
 
@@ -208,19 +206,22 @@ class RetentionSweeper:
         self._loop_task = asyncio.create_task(self._periodic(), name="retention-loop")
 
     async def _periodic(self) -> None:
-        # The clock is read often and the sweep made when due, so a clock moved forward
-        # (tests, a machine waking up) is noticed within one check.
+        # Asleep until the sweep is due, but looking at the clock at least every
+        # ``retention_check_seconds``, so a wall clock that jumped (a machine waking up)
+        # is noticed within one check; a test's clock wakes it whenever it moves.
         interval = timedelta(seconds=self.settings.retention_sweep_seconds)
-        due = self.clock() + interval
+        check = timedelta(seconds=self.settings.retention_check_seconds)
+        due = self.clock.now() + interval
         while True:
-            await asyncio.sleep(self.settings.retention_check_seconds)
-            if self.clock() < due:
+            await self.clock.sleep_until(min(due, self.clock.now() + check), self._wake)
+            self._wake.clear()
+            if self.clock.now() < due:
                 continue
             try:
                 await self.sweep_all()
             except Exception:
                 logger.exception("retention: periodic sweep failed")
-            due = self.clock() + interval
+            due = self.clock.now() + interval
 
     async def stop(self) -> None:
         self._closed = True

@@ -84,6 +84,17 @@ INVALID_RETENTION = ErrorCase(
     "Données invalides: keep_daily: valeur trop petite",
     "a count is not an integer from 0 to 10000, or `max_age_days` not from 1 to 36500",
 )
+INVALID_CRON = ErrorCase(
+    400,
+    "Données invalides: cron: cinq champs attendus (minute heure jour mois jour-de-semaine)",
+    "`cron` is not five fields nor `@hourly`, `@daily`, `@weekly`, `@monthly` (or a field "
+    "is out of range)",
+)
+INVALID_TIMEZONE = ErrorCase(
+    400,
+    "Données invalides: timezone: fuseau horaire IANA inconnu (par exemple Europe/Paris, UTC)",
+    "`timezone` is not an IANA zone name",
+)
 
 # --- 403
 OWNER_ONLY = ErrorCase(
@@ -121,6 +132,9 @@ RETENTION_NOT_FOUND = ErrorCase(
 )
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
+SCHEDULE_NOT_FOUND = ErrorCase(
+    404, "Aucune planification pour cette base de données", "the database has no schedule"
+)
 TARGET_NOT_FOUND = ErrorCase(
     404, "Base de données cible introuvable", "no database has the target `database_id`"
 )

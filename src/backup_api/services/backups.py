@@ -22,7 +22,7 @@ from backup_api.dumpers.registry import DUMPERS
 from backup_api.exceptions import Conflict, NotFound, UnsupportedDatabaseType
 from backup_api.jobs.failures import BACKUP_FILE_MISSING
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
-from backup_api.models import BackupPublic, JobStatus, duration_seconds, utcnow
+from backup_api.models import BackupPublic, BackupTrigger, JobStatus, duration_seconds, utcnow
 from backup_api.principals import Principal
 from backup_api.repositories import Record, backups, restores
 from backup_api.services.admission import (
@@ -71,6 +71,7 @@ def to_public(backup: Record) -> BackupPublic:
         db_port=fields["db_port"],
         dump_tool_version=fields["dump_tool_version"],
         pinned=bool(fields["pinned"]),
+        trigger=BackupTrigger(fields["trigger"]),
     )
 
 
@@ -161,7 +162,11 @@ def _startable_database(
 
 
 def insert_backup(
-    connection: Connection, settings: Settings, user: Principal, database_id: int
+    connection: Connection,
+    settings: Settings,
+    user: Principal,
+    database_id: int,
+    trigger: BackupTrigger = BackupTrigger.MANUAL,
 ) -> Record:
     """Record a ``pending`` backup of ``database_id`` in the caller's unit of work (not
     submitted to the job queue; refusals raise as ``create_backup`` documents)."""
@@ -184,6 +189,7 @@ def insert_backup(
         "database_id": database_id,
         "created_at": created,
         "updated_at": created,
+        "trigger": trigger.value,
     }
     return backups.insert_backup(connection, values)
 

@@ -1,7 +1,7 @@
 """retention policies, and backups kept out of retention
 
 Revision ID: 0007_retention
-Revises: 0005_api_tokens
+Revises: 0006_schedules
 Create Date: 2026-11-28 14:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_retention"
-down_revision = "0005_api_tokens"
+down_revision = "0006_schedules"
 branch_labels = None
 depends_on = None
 
