@@ -1,6 +1,6 @@
 """The report's wording: table rows, the lines under the table, and the verdicts.
 
-Tests and earlier results rely on this wording (tests/test_bench_smoke.py, RESULTS.md);
+Tests and earlier results rely on this wording (tests/project/test_bench_smoke.py, RESULTS.md);
 change it only on purpose.
 """
 

@@ -16,8 +16,10 @@ if [ "$#" -eq 0 ]; then
     # The API and job tests again with the metadata in PostgreSQL (asyncpg).
     echo "== pytest (PostgreSQL metadata)"
     BACKUP_API_TEST_METADATA=postgresql .venv/bin/pytest \
-        tests/test_errors.py tests/test_authorization.py tests/test_backup_failures.py \
-        tests/test_faults.py tests/test_restores.py tests/test_restore_targets.py \
-        tests/test_security_injection.py tests/test_security_limits.py \
-        tests/test_security_ids.py tests/test_fairness.py tests/test_disk_limits.py
+        tests/api/test_errors.py tests/api/test_authorization.py tests/jobs/test_backup_failures.py \
+        tests/jobs/test_faults.py tests/jobs/test_restores.py tests/jobs/test_restore_targets.py \
+        tests/security/test_security_injection.py tests/security/test_security_limits.py \
+        tests/security/test_security_ids.py tests/jobs/test_fairness.py tests/jobs/test_disk_limits.py \
+        tests/accounts/test_api_tokens.py tests/retention/test_retention.py \
+        tests/schedules/test_schedules.py
 fi

@@ -1,4 +1,4 @@
-"""schemathesis hooks for tests/test_schemathesis.py, loaded through SCHEMATHESIS_HOOKS."""
+"""schemathesis hooks for tests/api/test_schemathesis.py, loaded through SCHEMATHESIS_HOOKS."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ Import rule: this module and everything it imports may import only the standard 
 ``backup_api.jobs.priority`` and ``backup_api.storage.base`` (and their packages'
 ``__init__``, kept empty). A backup waits for this process to start, so each further
 import (the ORM, the web framework, the settings) would slow every backup.
-``tests/test_archive_process_imports.py`` runs jobs in children started as the service
+``tests/archiving/test_archive_process_imports.py`` runs jobs in children started as the service
 starts them, under ``python -X importtime``, and fails on any module beyond that list.
 """
 

@@ -16,7 +16,7 @@ import yaml
 from backup_api.healthcheck import health_url
 from tests.support.serverproc import free_port, server_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = ["python", "-m", "backup_api.healthcheck"]
 
 

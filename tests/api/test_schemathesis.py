@@ -22,7 +22,7 @@ from tests.support.apphelpers import PASSWORD, unique_name
 from tests.support.sample_data import create_filled
 from tests.support.serverproc import ServerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = """
 [headers]

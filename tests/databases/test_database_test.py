@@ -18,10 +18,10 @@ from backup_api.jobs.failures import CONNECTION_REASONS, UNCHECKED_SERVER
 from backup_api.ratelimit import RateLimiter
 from backup_api.services.connectiontests import THROTTLED
 from backup_api.services.serverversions import unreachable_warning
+from tests.databases.test_connection_security import TrustedRole
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.sample_data import create_filled
 from tests.support.serverproc import free_port
-from tests.test_connection_security import TrustedRole
 
 MISSING_ID = 2**31 - 1
 WRONG_PASSWORD = "pas-le-bon-" + uuid.uuid4().hex[:12]

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from backup_api.config import Settings
+from tests.accounts.test_api_tokens import FakeClock, bearer
 from tests.support.apphelpers import PASSWORD, Api, running_app
-from tests.test_api_tokens import FakeClock, bearer
 
 BAD_CREDENTIALS = {"error": "Email ou mot de passe incorrect"}
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.jobs.test_lifecycle import account_of_its_own
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.locks import table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled, snapshot
-from tests.test_lifecycle import account_of_its_own
 
 ENGINES = ["postgresql", "mysql"]
 CLIENTS = {"postgresql": ("psql",), "mysql": ("mysql", "mariadb")}

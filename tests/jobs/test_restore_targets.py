@@ -11,10 +11,10 @@ import pytest
 
 from backup_api.jobs.restore import SAFETY_BACKUP_CANCELLED
 from backup_api.services.restores import MISSING_TARGET
+from tests.jobs.test_flow import SEED_BACKUP_KEYS
 from tests.support.apphelpers import Api, unique_name
 from tests.support.locks import table_locked, tool_processes, wait_until
 from tests.support.sample_data import create_filled, snapshot
-from tests.test_flow import SEED_BACKUP_KEYS
 
 
 async def completed_backup(api: Api, database_id: int) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from backup_api.dumpers.base import Diagnosis
 from backup_api.dumpers.mysql import diagnose_mysql
 from backup_api.dumpers.postgresql import diagnose_postgresql
 from backup_api.jobs.failures import CONNECTION_REASONS
+from tests.jobs.test_backup_failures import expected_message
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.fakes import stalled_server
 from tests.support.fakeservers import serving, ssh_banner
-from tests.test_backup_failures import expected_message
 
 UNREACHABLE = CONNECTION_REASONS[Diagnosis.UNREACHABLE]
 AUTH_FAILED = CONNECTION_REASONS[Diagnosis.AUTH_FAILED]

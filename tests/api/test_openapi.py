@@ -22,7 +22,7 @@ from backup_api.models import DatabaseCreate, UserRegister
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.sample_data import create_filled
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "backup_api"
+SRC = Path(__file__).resolve().parents[2] / "src" / "backup_api"
 DOCUMENTATION_MODULES = {SRC / "routers" / "responses.py", SRC / "openapi.py"}
 FRENCH = re.compile(r"[àâçéèêëîïôûùüÿœæ]", re.IGNORECASE)
 MISSING_ID = 2**31 - 1

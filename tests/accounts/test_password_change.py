@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from backup_api.config import Settings
+from tests.accounts.test_api_tokens import FakeClock, bearer, create_token
 from tests.support.apphelpers import PASSWORD, Api, running_app
-from tests.test_api_tokens import FakeClock, bearer, create_token
 
 NEW_PASSWORD = "un-nouveau-mot-de-passe"
 

@@ -18,7 +18,7 @@ from tests.support.apphelpers import unique_name
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import server_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
 # Under `set -e`, a curl that gets an HTTP error fails the script (and still shows the body).
 PRELUDE = """set -eu

@@ -7,7 +7,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "backup_api"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "backup_api"
 
 #: Where SQLAlchemy is more than the ``Connection`` a unit of work is given: the engine and
 #: ``Metadata`` (db.py), the tables (models.py), the schema's migrations.

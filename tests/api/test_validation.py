@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.test_errors import UNSUPPORTED_ORACLE, VALID_DB, assert_error
 from tests.support.apphelpers import PASSWORD, Api
-from tests.test_errors import UNSUPPORTED_ORACLE, VALID_DB, assert_error
 
 
 async def test_mariadb_is_an_alias_stored_as_mysql(alice: Api) -> None:

@@ -14,11 +14,18 @@ from typing import Any
 
 import pytest
 
+from tests.jobs.test_lifecycle import (
+    BACKUP_STOPPED,
+    RESTORE_STOPPED,
+    Client,
+    alive,
+    leftovers,
+    wait_for,
+)
 from tests.support.apphelpers import unique_name
 from tests.support.locks import archive_processes, table_locked, table_shared_lock, tool_processes
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import ServerProcess, server_process
-from tests.test_lifecycle import BACKUP_STOPPED, RESTORE_STOPPED, Client, alive, leftovers, wait_for
 
 MYSQL_DUMPS = ("mysqldump", "mariadb-dump")
 MYSQL_CLIENTS = ("mysql", "mariadb")

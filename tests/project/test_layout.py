@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "src" / "backup_api"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "backup_api"
 WEB = ("routers", "services", "deps", "main", "cli", "openapi", "middleware", "httpprotocol")
 
 

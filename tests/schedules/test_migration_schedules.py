@@ -7,7 +7,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from backup_api.migrate import alembic_config
-from tests.test_migration_backup_source import EXISTING, run_sql
+from tests.project.test_migration_backup_source import EXISTING, run_sql
 
 REVISION = "0006_schedules"
 

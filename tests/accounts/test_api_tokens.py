@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 
 from backup_api.config import Settings
 from backup_api.migrate import alembic_config
+from tests.project.test_migration_backup_source import run_sql
 from tests.support.apphelpers import Api, metadata_sql, running_app
-from tests.test_migration_backup_source import run_sql
 
 INVALID_TOKEN = {"error": "Token invalide ou expiré"}
 
