@@ -19,7 +19,7 @@ if [ "$#" -eq 0 ]; then
         tests/api/test_errors.py tests/api/test_authorization.py tests/jobs/test_backup_failures.py \
         tests/jobs/test_faults.py tests/jobs/test_restores.py tests/jobs/test_restore_targets.py \
         tests/security/test_security_injection.py tests/security/test_security_limits.py \
-        tests/security/test_security_ids.py tests/jobs/test_fairness.py tests/jobs/test_disk_limits.py \
+        tests/security/test_security_ids.py \
         tests/accounts/test_api_tokens.py tests/retention/test_retention.py \
         tests/schedules/test_schedules.py
 fi
