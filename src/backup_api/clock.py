@@ -31,5 +31,9 @@ class SystemClock:
         delay = (deadline - self.now()).total_seconds()
         if delay <= 0 or wake.is_set():
             return
+        # asyncio.timeout rather than wait_for: on Python 3.11, wait_for swallows a
+        # cancellation that arrives as ``wake`` is set, and a loop being stopped then
+        # goes back to sleep instead of ending.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), delay)
+            async with asyncio.timeout(delay):
+                await wake.wait()
