@@ -74,9 +74,16 @@ async def test_the_free_space_reserve(mysql_server: Any, tmp_path: Path) -> None
     create_bulky(mysql_server, source)
     try:
         with small_volume(tmp_path / "volume", 4) as volume:
-            # 80 % of 4 MiB stays free: backups may use 0.8 MiB of it.
+            # 80 % of 4 MiB stays free: backups may use 0.8 MiB of it. The dump's first
+            # output must reach the archive process within the connect timeout, and this
+            # app's first backup waits for that process to boot: on a busy machine that
+            # alone can take the suite's usual 5 s, which would fail the backup as a
+            # connection problem before the reserve is ever reached.
             settings = make_settings(
-                tmp_path, backup_root=volume / "backups", disk_reserve_percent=80
+                tmp_path,
+                backup_root=volume / "backups",
+                disk_reserve_percent=80,
+                connect_timeout_seconds=60,
             )
             async with running_app(settings) as (_, client):
                 alice = await Api(client).signup()
