@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.apphelpers import Api, make_settings, running_app, unique_name
 from tests.support.locks import table_locked, tool_processes
-from tests.support.sample_data import create_filled
+from tests.support.sample_data import create_bulky, create_filled
 
 MIB = 1 << 20
 
@@ -68,31 +68,22 @@ def small_volume(directory: Path, size_mib: int) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
-def create_bulky(server: Any, database: str) -> None:
-    """2 MiB of random bytes in ``bulk`` (an archive of about 2.1 MB: the dump's hex text
-    barely compresses below half), then the small ``items`` table: mysqldump writes
-    ``bulk`` whole, then waits on ``items`` while another session locks it."""
-    server.create_database(database)
-    server.execute(
-        "CREATE TABLE bulk (id INT PRIMARY KEY, b BLOB) ENGINE=InnoDB;"
-        "INSERT INTO bulk "
-        "WITH RECURSIVE seq AS (SELECT 1 AS g UNION ALL SELECT g + 1 FROM seq WHERE g < 64) "
-        "SELECT a.g * 100 + b.g, RANDOM_BYTES(1024) FROM seq a, seq b WHERE a.g <= 32;"
-        "CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB;"
-        "INSERT INTO items VALUES (1);",
-        database,
-    )
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
 async def test_the_free_space_reserve(mysql_server: Any, tmp_path: Path) -> None:
     source = unique_name("bulky")
     create_bulky(mysql_server, source)
     try:
         with small_volume(tmp_path / "volume", 4) as volume:
-            # 80 % of 4 MiB stays free: backups may use 0.8 MiB of it.
+            # 80 % of 4 MiB stays free: backups may use 0.8 MiB of it. The dump's first
+            # output must reach the archive process within the connect timeout, and this
+            # app's first backup waits for that process to boot: on a busy machine that
+            # alone can take the suite's usual 5 s, which would fail the backup as a
+            # connection problem before the reserve is ever reached.
             settings = make_settings(
-                tmp_path, backup_root=volume / "backups", disk_reserve_percent=80
+                tmp_path,
+                backup_root=volume / "backups",
+                disk_reserve_percent=80,
+                connect_timeout_seconds=60,
             )
             async with running_app(settings) as (_, client):
                 alice = await Api(client).signup()

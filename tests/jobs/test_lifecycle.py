@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -20,14 +21,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.apphelpers import PASSWORD, unique_name
+from backup_api.db import Metadata, create_engine
+from backup_api.jobs.queue import CancelReason, InProcessQueue, Job, JobKind
+from backup_api.repositories import backups
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app, unique_name
 from tests.support.locks import (
     archive_processes,
     job_workdir_contents,
     table_locked,
     tool_processes,
+    wait_until,
 )
-from tests.support.sample_data import create_filled
+from tests.support.sample_data import create_bulky, create_filled
 from tests.support.serverproc import server_process
 
 BACKUP_STOPPED = "le serveur s'est arrêté pendant la sauvegarde"
@@ -343,3 +348,57 @@ def test_sigkill_mid_dump_leaves_no_credentials_behind(
         finally:
             client.close()
     server.drop_database(source)
+
+
+async def test_a_job_stopped_before_its_first_step_still_ends() -> None:
+    """Cancelled in the very step that started it (the task never ran its coroutine), a
+    job still ends: neither ``cancel`` nor ``shutdown`` waits for it forever."""
+    started: list[int] = []
+
+    async def body(job: Job) -> None:
+        started.append(job.id)
+        await asyncio.Event().wait()
+
+    queue = InProcessQueue(2, body, max_per_user=2)
+    async with asyncio.timeout(30):
+        queue.submit(JobKind.BACKUP, 1, 1, 1)
+        assert await queue.cancel(JobKind.BACKUP, 1, CancelReason.DELETED)
+        queue.submit(JobKind.BACKUP, 2, 1, 1)
+        queue.submit(JobKind.RESTORE, 3, 2, 1)
+        await queue.shutdown()
+    assert started == []
+    assert (queue.running_count, queue.queued_count) == (0, 0)
+
+
+async def test_leaving_the_app_while_a_mysql_dump_waits_on_a_lock(
+    mysql_server: Any, tmp_path: Path
+) -> None:
+    """The app stops while its dump is blocked on a table lock, writing nothing: the stop
+    kills the tool and its archive process, and the backup is failed for that reason."""
+    source = unique_name("held")
+    create_bulky(mysql_server, source)
+    settings = make_settings(tmp_path)
+    try:
+        with table_locked(mysql_server, source, "items"):
+            async with running_app(settings) as (_, client):
+                alice = await Api(client).signup()
+                database = await alice.add_database(mysql_server, source)
+                backup = await alice.start_backup(database["id"])
+                marker = f"backup:{backup['id']}@{settings.backup_root.resolve()}"
+                tools = await wait_until(lambda: tool_processes("mysqldump", marker))
+                # The dump has written ``bulk`` and waits on ``items``, archive running.
+                archivers = await wait_until(lambda: archive_processes(settings.backup_root))
+            assert not any(alive(pid) for pid in [*tools, *archivers])
+            assert leftovers(settings.backup_root) == []
+        # Read as the stop left it: a restart would fail a started job the same way.
+        engine = create_engine(settings)
+        metadata = Metadata(engine, settings)
+        try:
+            record = await metadata.read(lambda c: backups.get(c, backup["id"]))
+        finally:
+            metadata.close()
+            await engine.dispose()
+        assert record is not None
+        assert (record.status, record.error_msg) == ("failed", BACKUP_STOPPED)
+    finally:
+        mysql_server.drop_database(source)

@@ -74,3 +74,19 @@ def create_filled(server: Any, database: str) -> list[list[tuple[Any, ...]]]:
     rows = snapshot(server, database)
     assert len(rows[0]) == 501
     return rows
+
+
+def create_bulky(server: Any, database: str) -> None:
+    """2 MiB of random bytes in ``bulk`` (an archive of about 2.1 MB: the dump's hex text
+    barely compresses below half), then the small ``items`` table: mysqldump writes
+    ``bulk`` whole, then waits on ``items`` while another session locks it."""
+    server.create_database(database)
+    server.execute(
+        "CREATE TABLE bulk (id INT PRIMARY KEY, b BLOB) ENGINE=InnoDB;"
+        "INSERT INTO bulk "
+        "WITH RECURSIVE seq AS (SELECT 1 AS g UNION ALL SELECT g + 1 FROM seq WHERE g < 64) "
+        "SELECT a.g * 100 + b.g, RANDOM_BYTES(1024) FROM seq a, seq b WHERE a.g <= 32;"
+        "CREATE TABLE items (id INT PRIMARY KEY) ENGINE=InnoDB;"
+        "INSERT INTO items VALUES (1);",
+        database,
+    )

@@ -13,6 +13,7 @@ implementation may run it in another process.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,11 @@ class InProcessQueue:
             per_user[job.user_id] += 1
             self._running[job.key] = job
             job.task = asyncio.create_task(self._run(job), name=f"{job.kind}-{job.id}")
+            # A callback, not the coroutine's ``finally``: a task cancelled before its
+            # first step never runs its coroutine at all, and ``cancel`` and ``shutdown``
+            # would wait for its end forever. Its record was not touched: it stays
+            # pending, like a queued job's.
+            job.task.add_done_callback(functools.partial(self._finished, job))
 
     async def _run(self, job: Job) -> None:
         try:
@@ -148,11 +154,12 @@ class InProcessQueue:
             logger.info("%s %s cancelled (%s)", job.kind, job.id, job.cancel_reason)
         except Exception:
             logger.exception("%s %s crashed", job.kind, job.id)
-        finally:
-            self._running.pop(job.key, None)
-            job.done.set()
-            if not self._closed:
-                self._dispatch()
+
+    def _finished(self, job: Job, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job.key, None)
+        job.done.set()
+        if not self._closed:
+            self._dispatch()
 
     async def cancel(self, kind: JobKind, job_id: int, reason: CancelReason) -> bool:
         """Stop a queued or running job and wait until it has cleaned up."""

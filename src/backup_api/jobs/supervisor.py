@@ -28,6 +28,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from backup_api.dumpers.base import SecretFile, SecretPath, ToolCommand
 from backup_api.jobs.markers import child_env
@@ -253,12 +254,21 @@ async def run_tool(
     progress = Progress()
     io_future = asyncio.ensure_future(worker(own_fd, progress))
     assert process.stderr is not None
-    stderr_reader = asyncio.StreamReader()
-    stderr_transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(stderr_reader), process.stderr
-    )
-    stderr_task = asyncio.create_task(_read_tail(stderr_reader, stderr_limit))
     wait_task = _exit_future(process, loop)
+    stderr_reader = asyncio.StreamReader()
+    try:
+        stderr_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stderr_reader), process.stderr
+        )
+    except BaseException:
+        # Cancelled before supervision began: the tool must not outlive this call either
+        # (a tool blocked on a lock would never end by itself, nor its archive process).
+        kill_group(process.pid)
+        if input_hold is not None:
+            os.close(input_hold)
+        await asyncio.shield(_reap(wait_task, io_future))
+        raise
+    stderr_task = asyncio.create_task(_read_tail(stderr_reader, stderr_limit))
     started = time.monotonic()
     failure: FailureKind | None = None
     io_error: BaseException | None = None
@@ -364,9 +374,5 @@ def _discard_spawned(fds: tuple[int, ...], spawn: Future[subprocess.Popen[bytes]
     threading.Thread(target=process.wait, daemon=True).start()
 
 
-async def _reap(
-    wait_task: Future[int],
-    io_future: asyncio.Future[None],
-    stderr_task: asyncio.Task[bytes],
-) -> None:
-    await asyncio.gather(wait_task, io_future, stderr_task, return_exceptions=True)
+async def _reap(*futures: asyncio.Future[Any]) -> None:
+    await asyncio.gather(*futures, return_exceptions=True)
