@@ -44,20 +44,26 @@ def _session_root(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _metadata_backend(request: pytest.FixtureRequest) -> None:
+def _metadata_backend(request: pytest.FixtureRequest) -> Iterator[None]:
     """BACKUP_API_TEST_METADATA=postgresql runs the app tests on PostgreSQL metadata."""
     if os.environ.get("BACKUP_API_TEST_METADATA") == "postgresql":
         tests.support.apphelpers.METADATA_SERVER = request.getfixturevalue("pg_server")
+    yield
+    if tests.support.apphelpers.METADATA_SERVER is not None:
+        tests.support.apphelpers.drop_metadata_databases()
 
 
 @pytest.fixture(autouse=True)
 def _metadata_databases_dropped() -> Iterator[None]:
     """Each test's PostgreSQL metadata databases go with it (a long run would pile them up).
 
-    Autouse, so it is set up before the test's other fixtures and torn down after them.
+    Autouse, so it is set up before the test's other function-scoped fixtures and torn down
+    after them; fixtures of a wider scope are set up before it, so the databases of their
+    apps (still running for the next tests) are left to the session's end.
     """
+    made_before = tests.support.apphelpers.metadata_databases_made()
     yield
-    tests.support.apphelpers.drop_metadata_databases()
+    tests.support.apphelpers.drop_metadata_databases(since=made_before)
 
 
 from tests.support.apphelpers import (  # noqa: E402

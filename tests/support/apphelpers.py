@@ -40,10 +40,15 @@ def default_metadata_url(tmp_path: Path) -> str:
     return pg_metadata_url(METADATA_SERVER, name)
 
 
-def drop_metadata_databases() -> None:
-    """Drop the metadata databases the test made (its apps have stopped by then)."""
-    while _metadata_databases:
+def drop_metadata_databases(since: int = 0) -> None:
+    """Drop the metadata databases made after the first ``since`` (their apps have stopped
+    by then); those of module- or session-scoped apps are dropped at the session's end."""
+    while len(_metadata_databases) > since:
         METADATA_SERVER.drop_database(_metadata_databases.pop())
+
+
+def metadata_databases_made() -> int:
+    return len(_metadata_databases)
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
