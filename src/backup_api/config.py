@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # --- credentials of the registered databases
     encryption_key: SecretStr | None = None
     allowed_db_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Outbound targets that non-admins choose (S3 endpoints, webhooks) must resolve to
+    # public addresses, unless listed here (names and CIDRs). Admins are not limited.
+    allowed_outbound_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Lets every account, not only admins, reach servers that do not check the password
     # they are given (PostgreSQL trust, MySQL accounts without a password): they then
     # connect with the service's own network position, as the operator would.
@@ -137,7 +140,7 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
 
-    @field_validator("allowed_db_hosts", "trusted_proxies", mode="before")
+    @field_validator("allowed_db_hosts", "allowed_outbound_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
@@ -151,7 +154,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in re.split(r"[,:]", value) if part.strip()]
         return value
 
-    @field_validator("allowed_db_hosts")
+    @field_validator("allowed_db_hosts", "allowed_outbound_hosts")
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
         for entry in value:

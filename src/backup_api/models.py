@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    true,
 )
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -380,6 +381,11 @@ class Database(SQLModel, table=True):
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     # Last version the server reported (PostgreSQL), at registration or before a job.
     server_version: str | None = SQLField(default=None, sa_column=Column(String(32), nullable=True))
+    # Whether backups keep a copy in the service's own backup root (the "local" destination).
+    keep_local: bool = SQLField(
+        default=True,
+        sa_column=Column(Boolean, nullable=False, default=True, server_default=true()),
+    )
 
 
 _HOSTNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$"
@@ -685,6 +691,115 @@ class BackupPublic(BaseModel):
 
 class BackupUpdate(StrictBody):
     pinned: bool = Field(strict=True, description="true: retention never deletes this backup")
+
+
+# --------------------------------------------------------------------------- storages
+
+
+class StorageType(StrEnum):
+    S3 = "s3"
+
+
+class CopyStatus(StrEnum):
+    """Where one destination's copy of a backup stands."""
+
+    PENDING = "pending"  # the backup (or a retry) has not written it yet
+    RUNNING = "running"  # being written
+    COMPLETED = "completed"  # complete and readable
+    FAILED = "failed"  # not written; a retry sends it again from a complete copy
+    DELETE_FAILED = "delete_failed"  # its deletion failed; a retry finishes it
+
+
+class Storage(SQLModel, table=True):
+    """An off-site destination (an S3-compatible bucket) that one user owns."""
+
+    __tablename__ = "storages"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    user_id: int = SQLField(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = SQLField(sa_column=Column(String(100), nullable=False))
+    type: str = SQLField(sa_column=Column(String(16), nullable=False))
+    endpoint: str = SQLField(sa_column=Column(String(1024), nullable=False))
+    region: str = SQLField(sa_column=Column(String(64), nullable=False))
+    bucket: str = SQLField(sa_column=Column(String(255), nullable=False))
+    prefix: str = SQLField(sa_column=Column(String(512), nullable=False))
+    access_key_id: str = SQLField(sa_column=Column(String(255), nullable=False))
+    # Fernet token of the secret key, like database passwords ("" encrypted when empty).
+    secret_encrypted: str = SQLField(sa_column=Column(Text, nullable=False))
+    path_style: bool = SQLField(default=True, sa_column=Column(Boolean, nullable=False))
+    # Days an object stays under S3 Object Lock (compliance mode); null: not locked.
+    object_lock_days: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class DatabaseStorage(SQLModel, table=True):
+    """A destination a database's backups go to, in the order the owner gave."""
+
+    __tablename__ = "database_storages"
+
+    database_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("databases.id", ondelete="CASCADE"), primary_key=True)
+    )
+    # RESTRICT: a destination that databases still send backups to is not deleted (409).
+    storage_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("storages.id", ondelete="RESTRICT"),
+            primary_key=True,
+            index=True,
+        )
+    )
+    position: int = SQLField(sa_column=Column(Integer, nullable=False))
+
+
+class BackupCopy(SQLModel, table=True):
+    """One destination's copy of a backup's archive (the local backup root or a storage)."""
+
+    __tablename__ = "backup_copies"
+    __table_args__ = (
+        Index("ix_backup_copies_backup_id", "backup_id"),
+        Index("ix_backup_copies_retry", "status", "next_retry_at"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    backup_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("backups.id", ondelete="CASCADE"), nullable=False)
+    )
+    # Null for the local copy; kept null too once its storage is gone (its row stays
+    # to say where the object was).
+    storage_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer, ForeignKey("storages.id", ondelete="SET NULL"), nullable=True, index=True
+        ),
+    )
+    #: "local" or a storage type ("s3").
+    kind: str = SQLField(sa_column=Column(String(16), nullable=False))
+    storage_name: str = SQLField(sa_column=Column(String(100), nullable=False))
+    # The relative path under the backup root for "local", else ``s3://bucket/key``.
+    location: str = SQLField(sa_column=Column(String(2048), nullable=False))
+    # The object's key in its bucket (null for "local").
+    object_key: str | None = SQLField(default=None, sa_column=Column(String(1024), nullable=True))
+    status: str = SQLField(
+        default=CopyStatus.PENDING.value, sa_column=Column(String(16), nullable=False)
+    )
+    size: int | None = SQLField(default=None, sa_column=Column(BigInteger, nullable=True))
+    error_msg: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    # The object version S3 gave (versioned and locked buckets); a deletion names it.
+    version_id: str | None = SQLField(default=None, sa_column=Column(String(1024), nullable=True))
+    # Under Object Lock until then: nobody can delete it before.
+    retain_until: datetime | None = _tz_column(nullable=True)
+    attempts: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    next_retry_at: datetime | None = _tz_column(nullable=True)
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
 # --------------------------------------------------------------------------- retention
