@@ -20,6 +20,19 @@ def storage_key(db_type: str, filename: str) -> str:
     return f"{db_type}/{filename}"
 
 
+def object_key(prefix: str, db_type: str, filename: str) -> str:
+    """Where a backup's archive is stored in a bucket: ``{prefix}/{db_type}/{filename}``
+    (no leading slash when the prefix is empty)."""
+    prefix = prefix.strip("/")
+    key = storage_key(db_type, filename)
+    return f"{prefix}/{key}" if prefix else key
+
+
+def object_uri(bucket: str, key: str) -> str:
+    """How a copy in a bucket is shown: ``s3://bucket/key``."""
+    return f"s3://{bucket}/{key}"
+
+
 class StorageFullError(OSError):
     """The backend ran out of space while writing."""
 

@@ -1,0 +1,98 @@
+"""Each backup's copies (one per destination: the local backup root, each storage), and
+the destinations a new backup of a database gets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+
+from backup_api.models import BackupCopy, CopyStatus, DatabaseStorage, Storage
+from backup_api.repositories import Record
+
+_COPIES: Table = BackupCopy.__table__  # type: ignore[attr-defined]
+_STORAGES: Table = Storage.__table__  # type: ignore[attr-defined]
+_DESTINATIONS: Table = DatabaseStorage.__table__  # type: ignore[attr-defined]
+
+#: The name of the service's own backup root as a destination.
+LOCAL = "local"
+
+_OF_BACKUP = (
+    select(_COPIES).where(_COPIES.c.backup_id == bindparam("backup_id")).order_by(_COPIES.c.id)
+)
+_INSERT = insert(_COPIES).returning(*_COPIES.c)
+_DESTINATIONS_OF = (
+    select(_STORAGES)
+    .join(_DESTINATIONS, _DESTINATIONS.c.storage_id == _STORAGES.c.id)
+    .where(_DESTINATIONS.c.database_id == bindparam("database_id"))
+    .order_by(_DESTINATIONS.c.position)
+)
+
+
+def destinations_of(connection: Connection, database_id: int) -> list[Record]:
+    """The storages a database's backups go to, in the owner's order."""
+    return list(connection.execute(_DESTINATIONS_OF, {"database_id": database_id}))
+
+
+def insert_copies(connection: Connection, rows: list[dict[str, Any]]) -> list[Record]:
+    return [connection.execute(_INSERT, row).one() for row in rows]
+
+
+def of_backup(connection: Connection, backup_id: int) -> list[Record]:
+    return list(connection.execute(_OF_BACKUP, {"backup_id": backup_id}))
+
+
+def of_backups(connection: Connection, backup_ids: Iterable[int]) -> dict[int, list[Record]]:
+    """The copies of several backups at once (a listing's page), by backup id."""
+    ids = list(backup_ids)
+    found: dict[int, list[Record]] = {backup_id: [] for backup_id in ids}
+    if not ids:
+        return found
+    query = select(_COPIES).where(_COPIES.c.backup_id.in_(ids)).order_by(_COPIES.c.id)
+    for row in connection.execute(query):
+        found[row.backup_id].append(row)
+    return found
+
+
+def get(connection: Connection, copy_id: int) -> Record | None:
+    return connection.execute(select(_COPIES).where(_COPIES.c.id == copy_id)).first()
+
+
+def update_copy(connection: Connection, copy_id: int, values: Mapping[str, Any]) -> None:
+    connection.execute(update(_COPIES).where(_COPIES.c.id == copy_id).values(**values))
+
+
+def update_copies_of(
+    connection: Connection, backup_id: int, statuses: Iterable[str], values: Mapping[str, Any]
+) -> None:
+    """Change every copy of a backup whose status is among ``statuses``."""
+    connection.execute(
+        update(_COPIES)
+        .where(_COPIES.c.backup_id == backup_id, _COPIES.c.status.in_(list(statuses)))
+        .values(**values)
+    )
+
+
+def delete_copy(connection: Connection, copy_id: int) -> None:
+    connection.execute(delete(_COPIES).where(_COPIES.c.id == copy_id))
+
+
+def due_for_retry(connection: Connection, now: datetime) -> list[int]:
+    """Backups with a failed copy whose automatic retry is due."""
+    query = (
+        select(_COPIES.c.backup_id)
+        .where(
+            _COPIES.c.status == CopyStatus.FAILED.value,
+            _COPIES.c.next_retry_at.is_not(None),
+            _COPIES.c.next_retry_at <= now,
+        )
+        .distinct()
+        .order_by(_COPIES.c.backup_id)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def storage(connection: Connection, storage_id: int) -> Record | None:
+    return connection.execute(select(_STORAGES).where(_STORAGES.c.id == storage_id)).first()
