@@ -111,6 +111,14 @@ class InsufficientStorage(AppError):
     default_message = "Espace de stockage insuffisant"
 
 
+class StorageUnavailable(AppError):
+    """A storage (an S3 endpoint) that holds what was asked for did not answer as it
+    should: the service stands between the client and it (502)."""
+
+    status_code = 502
+    default_message = "Stockage distant indisponible"
+
+
 def error_response(
     status: int,
     message: str,

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from backup_api import logs, migrate, openapi
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
+from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.exceptions import install_error_handlers
@@ -87,8 +88,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         queue = InProcessQueue(
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
+        copy_store = CopyStore(storage)
         sweeper = RetentionSweeper(
-            settings=settings, metadata=metadata, storage=storage, queue=queue, clock=time_source
+            settings=settings,
+            metadata=metadata,
+            copy_store=copy_store,
+            queue=queue,
+            clock=time_source,
         )
         scheduler = Scheduler(
             clock=time_source, settings=settings, metadata=metadata, storage=storage
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             engine=engine,
             metadata=metadata,
             storage=storage,
+            copy_store=copy_store,
             keys=keys,
             executor=executor,
             archive_processes=archive_process_launcher(settings),

@@ -102,6 +102,20 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
+class StorageType(StrEnum):
+    S3 = "s3"
+
+
+class CopyStatus(StrEnum):
+    """Where one destination's copy of a backup stands."""
+
+    PENDING = "pending"  # the backup (or a retry) has not written it yet
+    RUNNING = "running"  # being written
+    COMPLETED = "completed"  # complete and readable
+    FAILED = "failed"  # not written; a retry sends it again from a complete copy
+    DELETE_FAILED = "delete_failed"  # its deletion failed; a retry finishes it
+
+
 class BackupTrigger(StrEnum):
     """What started a backup: a request, a schedule's slot, or the retry of a failed one."""
 
@@ -687,6 +701,30 @@ class BackupPublic(BaseModel):
         description="`manual` (a request), `schedule` (a slot of the database's schedule) "
         "or `retry` (a new attempt after a scheduled backup failed)",
     )
+    copies: list[CopyPublic] = Field(
+        default_factory=list,
+        description="One per destination. `status` is `completed` when every copy is "
+        "complete; the complete ones stay usable when another failed",
+    )
+
+
+class CopyPublic(BaseModel):
+    """One destination's copy of a backup."""
+
+    storage_id: int | None = Field(
+        description="The storage holding it; null for the service's own backup root "
+        "(`local`), or once the storage is deleted"
+    )
+    storage_name: str = Field(description="`local`, or the storage's name")
+    location: str = Field(
+        description="Path under the backup root (`local`), else `s3://bucket/key`"
+    )
+    status: CopyStatus
+    size: int | None = Field(description="Bytes stored, once complete")
+    error_msg: str | None = Field(description="Why it failed (French), when it did")
+    retain_until: OptionalTimestamp = Field(
+        default=None, description="Under S3 Object Lock until then: no deletion before"
+    )
 
 
 class BackupUpdate(StrictBody):
@@ -694,20 +732,6 @@ class BackupUpdate(StrictBody):
 
 
 # --------------------------------------------------------------------------- storages
-
-
-class StorageType(StrEnum):
-    S3 = "s3"
-
-
-class CopyStatus(StrEnum):
-    """Where one destination's copy of a backup stands."""
-
-    PENDING = "pending"  # the backup (or a retry) has not written it yet
-    RUNNING = "running"  # being written
-    COMPLETED = "completed"  # complete and readable
-    FAILED = "failed"  # not written; a retry sends it again from a complete copy
-    DELETE_FAILED = "delete_failed"  # its deletion failed; a retry finishes it
 
 
 class Storage(SQLModel, table=True):

@@ -24,6 +24,7 @@ from backup_api.toolversions import ToolVersions
 
 if TYPE_CHECKING:
     # The jobs import this module: what only the routes use stays out of their imports.
+    from backup_api.copies.store import CopyStore
     from backup_api.retention.sweep import RetentionSweeper
     from backup_api.scheduler import Scheduler
     from backup_api.services.serverprobe import ServerProbe
@@ -35,6 +36,8 @@ class AppState:
     engine: AsyncEngine
     metadata: Metadata
     storage: Storage
+    #: Every backup's copies, wherever they are (the local root, the storages).
+    copy_store: CopyStore
     keys: Keys
     #: Threads for the short blocking steps of jobs (starting processes, reading /proc).
     executor: ThreadPoolExecutor

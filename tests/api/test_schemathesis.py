@@ -27,6 +27,17 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = """
 [headers]
 Authorization = "Bearer ${BACKUP_API_FUZZ_TOKEN}"
+
+# A database's retention policy and schedule are optional sub-resources: deleting one that
+# the database does not have is a 404 by design, not a resource the creation of the
+# database failed to make.
+[[operations]]
+include-name = "DELETE /api/databases/{database_id}/retention"
+checks.ensure_resource_availability.enabled = false
+
+[[operations]]
+include-name = "DELETE /api/databases/{database_id}/schedule"
+checks.ensure_resource_availability.enabled = false
 """
 
 

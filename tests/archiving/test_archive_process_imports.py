@@ -94,7 +94,7 @@ async def run_every_kind_of_job(tmp_path: Path, launcher: ArchiveProcessLauncher
         try:
             options = ArchiveOptions("a.sql", Compression.ISAL, 1, datetime(2026, 11, 28), 1, 0)
             await write_archive(
-                read_fd, fd, options, on_read=lambda _: None, launcher=launcher, executor=executor
+                read_fd, [fd], options, on_read=lambda _: None, launcher=launcher, executor=executor
             )
         finally:
             os.close(fd)

@@ -47,11 +47,13 @@ def write_archive_in_process(
     launcher: ArchiveProcessLauncher,
 ) -> ArchiveResult:
     with ThreadPoolExecutor(2) as executor:
-        return asyncio.run(
+        outcome = asyncio.run(
             write_archive(
-                dump_fd, output_fd, options, on_read=on_read, launcher=launcher, executor=executor
+                dump_fd, [output_fd], options, on_read=on_read, launcher=launcher, executor=executor
             )
         )
+    assert outcome.output_errors == (None,)
+    return outcome.archive
 
 
 def extract_in_process(

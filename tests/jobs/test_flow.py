@@ -108,6 +108,18 @@ async def test_seed_flow(server: Any, metadata_url: str, tmp_path: Path) -> None
         assert backup["size"] == archive_path.stat().st_size > 0
         assert backup["error_msg"] is None
         assert len(backup["checksum"]) == 64
+        # One destination: the service's own backup root.
+        assert backup["copies"] == [
+            {
+                "storage_id": None,
+                "storage_name": "local",
+                "location": f"{server.kind}/{backup['filename']}",
+                "status": "completed",
+                "size": backup["size"],
+                "error_msg": None,
+                "retain_until": None,
+            }
+        ]
 
         # 4. Listings and details.
         response = await api.get("/api/backups")

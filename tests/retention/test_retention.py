@@ -491,7 +491,10 @@ async def test_a_backup_being_downloaded_waits_for_the_next_sweep(
         [record] = await metadata_sql(app, select(table).where(table.c.id == old["id"]))
         # The download route's own stream, held after its first chunk.
         download = await open_download(
-            storage=state.storage, backup=record, downloads=sweeper(app).downloads
+            metadata=state.metadata,
+            copy_store=state.copy_store,
+            backup=record,
+            downloads=sweeper(app).downloads,
         )
         first = await anext(download.chunks)
         assert first.startswith(b"PK")

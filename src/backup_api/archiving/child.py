@@ -39,13 +39,13 @@ from typing import BinaryIO
 
 from backup_api.archiving.archive import (
     ArchiveError,
-    ArchiveResult,
     ZipStreamWriter,
     open_sql_entry,
 )
 from backup_api.archiving.protocol import (
     JOBS,
     MAX_JOB_BYTES,
+    MAX_OUTPUTS,
     REPORT_INTERVAL,
     ArchiveOptions,
     ExtractOptions,
@@ -53,6 +53,7 @@ from backup_api.archiving.protocol import (
     Options,
     VerifyOptions,
     VerifyResult,
+    descriptor_count,
     encode_error,
 )
 from backup_api.archiving.readahead import PipeReadAhead
@@ -97,21 +98,38 @@ class _Reporter:
                 view = view[os.write(self._fd, view) :]
 
 
-class _FileSink:
-    """The archive's file descriptor, written raw (the ZIP writer already batches)."""
+class _FanOutSink:
+    """The archive's outputs (one per destination), each written raw and whole (the ZIP
+    writer already batches). An output that fails leaves the job with its error, and the
+    others go on: one destination's full disk or lost upload costs that copy alone. When
+    the last one fails, its error ends the job."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
+    def __init__(self, fds: list[int]) -> None:
+        self._live = list(range(len(fds)))
+        self._fds = fds
+        self.errors: list[OSError | None] = [None] * len(fds)
 
-    def write(self, data: bytes | memoryview, /) -> int:
-        return os.write(self._fd, data)
+    def write(self, data: bytes | memoryview, /) -> None:
+        view = memoryview(data)
+        for index in list(self._live):
+            try:
+                rest = view
+                while rest:
+                    rest = rest[os.write(self._fds[index], rest) :]
+            except OSError as exc:
+                self.errors[index] = exc
+                self._live.remove(index)
+                os.close(self._fds[index])  # a reader (an upload process) sees its end
+                if not self._live:
+                    raise
 
 
 def _archive(
-    options: ArchiveOptions, dump_fd: int, output_fd: int, reporter: _Reporter
-) -> ArchiveResult:
+    options: ArchiveOptions, dump_fd: int, output_fds: list[int], reporter: _Reporter
+) -> dict[str, object]:
+    sink = _FanOutSink(output_fds)
     writer = ZipStreamWriter(
-        _FileSink(output_fd),
+        sink,
         options.entry_name,
         compression=options.compression,
         level=options.level,
@@ -132,7 +150,9 @@ def _archive(
         while count := os.readv(dump_fd, [buffer]):
             reporter.read(count)
             writer.write(view[:count])
-    return writer.close()
+    result = writer.close()
+    errors = [None if error is None else encode_error(error) for error in sink.errors]
+    return {**result._asdict(), "output_errors": errors}
 
 
 def _sha256_of(archive: BinaryIO, reporter: _Reporter) -> str:
@@ -199,15 +219,16 @@ def _verify(options: VerifyOptions, archive_fd: int, reporter: _Reporter) -> Ver
 def _receive_job(control_fd: int) -> tuple[Options, list[int]] | None:
     """Wait for the job: None if the service closed the socket without one."""
     with socket.socket(fileno=control_fd) as control:
-        message, fds, _, _ = socket.recv_fds(control, MAX_JOB_BYTES, 2)
+        message, fds, _, _ = socket.recv_fds(control, MAX_JOB_BYTES, 1 + MAX_OUTPUTS)
     values = json.loads(message) if message else {}
     kind = values.get("kind")
-    job = JOBS.get(kind) if isinstance(kind, str) else None
-    if job is None or len(fds) != job[1]:
+    parse = JOBS.get(kind) if isinstance(kind, str) else None
+    options = None if parse is None else parse(values)
+    if options is None or len(fds) != descriptor_count(options):
         for fd in fds:
             os.close(fd)
         return None
-    return job[0](values), fds
+    return options, fds
 
 
 def main(argv: list[str]) -> int:
@@ -220,19 +241,19 @@ def main(argv: list[str]) -> int:
         set_group_niceness(os.getpid(), options.nice)  # its session's (see launcher)
     reporter = _Reporter(sys.stdout.fileno())
     try:
-        result: ArchiveResult | ExtractResult | VerifyResult
+        result: dict[str, object]
         if isinstance(options, VerifyOptions):
-            result = _verify(options, fds[0], reporter)
+            result = _verify(options, fds[0], reporter)._asdict()
         elif isinstance(options, ExtractOptions):
-            result = _extract(options, fds[0], fds[1], reporter)
+            result = _extract(options, fds[0], fds[1], reporter)._asdict()
         else:
-            result = _archive(options, fds[0], fds[1], reporter)
+            result = _archive(options, fds[0], fds[1:], reporter)
     except Exception as exc:
         reporter.finish({"error": encode_error(exc)})
         if not isinstance(exc, OSError | ArchiveError):
             raise  # the traceback goes to the service's stderr
         return 1
-    reporter.finish({"result": result._asdict()})
+    reporter.finish({"result": result})
     return 0
 
 

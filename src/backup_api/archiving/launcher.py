@@ -22,13 +22,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any
 
 from backup_api.archiving.archive import ArchiveResult
 from backup_api.archiving.protocol import (
     ArchiveOptions,
+    ArchiveOutcome,
     ArchiveProcessCrashedError,
     ExtractOptions,
     ExtractResult,
@@ -168,22 +169,27 @@ class _WaitingProcess:
 
 async def write_archive(
     dump_fd: int,
-    output_fd: int,
+    output_fds: Sequence[int],
     options: ArchiveOptions,
     *,
     on_read: Callable[[int], None],
     launcher: ArchiveProcessLauncher,
     executor: Executor,
-) -> ArchiveResult:
-    """Archive what ``dump_fd`` delivers into ``output_fd`` in an archive process.
+) -> ArchiveOutcome:
+    """Archive what ``dump_fd`` delivers into every one of ``output_fds`` in an archive
+    process (one pass: the archive is made once and written to each).
 
     Owns ``dump_fd``: our copy goes as soon as the child has its own, since the tool must
     see the child's end alone (EPIPE if it dies). ``on_read(count)`` is called with each
-    increase of the bytes read. Raises ``StorageFullError`` or ``OSError`` as the child
-    reports them, ``ArchiveProcessCrashedError`` if it reports nothing.
+    increase of the bytes read. An output that fails is reported in the outcome while the
+    others go on; when all fail, raises ``StorageFullError`` or ``OSError`` as the child
+    reports the last one, ``ArchiveProcessCrashedError`` if it reports nothing.
     """
-    fds = (dump_fd, output_fd)
-    return ArchiveResult(**await _run(options, fds, dump_fd, on_read, launcher, executor))
+    options = options._replace(outputs=len(output_fds))
+    fds = (dump_fd, *output_fds)
+    fields = await _run(options, fds, dump_fd, on_read, launcher, executor)
+    errors = tuple(None if e is None else decode_error(e) for e in fields.pop("output_errors"))
+    return ArchiveOutcome(ArchiveResult(**fields), errors)
 
 
 async def extract_archive(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from backup_api.archiving.archive import ArchiveError, Compression
+from backup_api.archiving.archive import ArchiveError, ArchiveResult, Compression
 from backup_api.storage.base import DISK_FULL, FULL_ERRNOS, StorageFullError
 
 REPORT_INTERVAL = 0.1
@@ -33,7 +33,9 @@ MAX_MESSAGE = 1024
 
 
 class ArchiveOptions(NamedTuple):
-    """A backup's job: the ZIP entry to write and how, and the process's niceness."""
+    """A backup's job: the ZIP entry to write and how, the process's niceness, and how
+    many outputs receive the archive (one per destination writer: a staged local file, a
+    pipe to an upload process)."""
 
     entry_name: str
     compression: Compression
@@ -41,6 +43,7 @@ class ArchiveOptions(NamedTuple):
     date_time: datetime
     readahead_mib: int
     nice: int
+    outputs: int = 1
 
     def to_json(self) -> bytes:
         values = {
@@ -51,6 +54,7 @@ class ArchiveOptions(NamedTuple):
             "date_time": self.date_time.isoformat(),
             "readahead_mib": self.readahead_mib,
             "nice": self.nice,
+            "outputs": self.outputs,
         }
         return json.dumps(values).encode()
 
@@ -63,6 +67,7 @@ class ArchiveOptions(NamedTuple):
             date_time=datetime.fromisoformat(values["date_time"]),
             readahead_mib=int(values["readahead_mib"]),
             nice=int(values["nice"]),
+            outputs=int(values.get("outputs", 1)),
         )
 
 
@@ -122,12 +127,31 @@ class VerifyResult(NamedTuple):
 
 
 Options = ArchiveOptions | ExtractOptions | VerifyOptions
-#: A job's "kind": how its options are read, and how many descriptors come with it.
-JOBS: dict[str, tuple[Callable[[Mapping[str, Any]], Options], int]] = {
-    "archive": (ArchiveOptions.from_values, 2),  # the dump's pipe, the staged archive
-    "extract": (ExtractOptions.from_values, 2),  # the archive, the restore tool's stdin
-    "verify": (VerifyOptions.from_values, 1),  # the archive
+#: A job's "kind": how its options are read.
+JOBS: dict[str, Callable[[Mapping[str, Any]], Options]] = {
+    "archive": ArchiveOptions.from_values,
+    "extract": ExtractOptions.from_values,
+    "verify": VerifyOptions.from_values,
 }
+#: The most outputs an archive job may have (one per destination of a backup).
+MAX_OUTPUTS = 64
+
+
+def descriptor_count(options: Options) -> int:
+    """How many descriptors come with a job: the dump's pipe and each output (archive),
+    the archive and the restore tool's stdin (extract), the archive (verify)."""
+    if isinstance(options, ArchiveOptions):
+        return 1 + options.outputs
+    return 2 if isinstance(options, ExtractOptions) else 1
+
+
+class ArchiveOutcome(NamedTuple):
+    """An archive job's result: the archive's, and for each output the error that put it
+    out of the job (None: it received the whole archive). The job fails only when every
+    output failed; the others still hold the complete archive."""
+
+    archive: ArchiveResult
+    output_errors: tuple[Exception | None, ...]
 
 
 class ArchiveProcessCrashedError(OSError):

@@ -1,45 +1,56 @@
 """A backup: the dump tool's stdout goes to an archive process, which writes the ZIP
-archive into a staged file of the storage; published under its key only once complete."""
+archive to each destination at once (a staged file of the local backup root, an upload
+process for the storages); each copy is published under its name only once complete."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
-from backup_api.archiving.archive import ArchiveResult, Compression
+from backup_api.archiving.archive import Compression
 from backup_api.archiving.launcher import write_archive
-from backup_api.archiving.protocol import ArchiveOptions
+from backup_api.archiving.protocol import ArchiveOptions, ArchiveOutcome
+from backup_api.copies.rules import failed_summary
 from backup_api.diskspace import within_reserve
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
 from backup_api.dumpers.pgclients import JobTools, tools_for_backup
 from backup_api.jobs import pipeline
 from backup_api.jobs.connection import database_owner_is_admin
-from backup_api.jobs.pipeline import Pipeline, Target
+from backup_api.jobs.destinations import (
+    CopyResult,
+    Destination,
+    LocalDestination,
+    open_destinations,
+    record_copy_results,
+)
+from backup_api.jobs.failures import JobError, copy_failure, internal_error
+from backup_api.jobs.pipeline import Completion, Pipeline, Target
 from backup_api.jobs.queue import Job
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
-from backup_api.models import JobStatus
-from backup_api.repositories import Record, backups, databases
+from backup_api.models import CopyStatus, JobStatus, utcnow
+from backup_api.repositories import Record, backups, copies, databases
 from backup_api.state import AppState
-from backup_api.storage.base import ArchiveWriter, storage_key
 
 logger = logging.getLogger("backup_api.jobs")
 
 
 def _backup_job(
     connection: Connection, backup_id: int
-) -> tuple[Record | None, Record | None, bool]:
-    """The backup record, its database's, and whether the database's owner is an admin."""
+) -> tuple[Record | None, Record | None, bool, list[Record]]:
+    """The backup record, its database's, whether the database's owner is an admin, and
+    the backup's copies."""
     backup = backups.get(connection, backup_id)
     database = (
         databases.get(connection, backup.database_id)
         if backup is not None and backup.database_id is not None
         else None
     )
-    return backup, database, database_owner_is_admin(connection, database)
+    owner_is_admin = database_owner_is_admin(connection, database)
+    return backup, database, owner_is_admin, copies.of_backup(connection, backup_id)
 
 
 class BackupPipeline(Pipeline):
@@ -48,12 +59,13 @@ class BackupPipeline(Pipeline):
     def __init__(self, state: AppState, job: Job) -> None:
         super().__init__(state, job)
         self._backup: Record | None = None
-        self._writer: ArchiveWriter | None = None
-        self._result: ArchiveResult | None = None
+        self._copies: list[Record] = []
+        self._destinations: list[Destination] = []
+        self._outcome: ArchiveOutcome | None = None
 
     async def load(self) -> Target | None:
         job_id = self.job.id
-        backup, database, is_admin = await self.state.metadata.read(
+        backup, database, is_admin, copy_rows = await self.state.metadata.read(
             lambda c: _backup_job(c, job_id)
         )
         if backup is None or backup.status != JobStatus.PENDING.value:
@@ -62,6 +74,7 @@ class BackupPipeline(Pipeline):
             await self.fail("la base de données a été supprimée")
             return None
         self._backup = backup
+        self._copies = copy_rows
         return Target(database, is_admin)
 
     async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
@@ -77,10 +90,11 @@ class BackupPipeline(Pipeline):
         backup = self._backup
         assert backup is not None
         settings = self.state.settings
-        writer = await self.state.storage.create_writer(
-            storage_key(backup.db_type, backup.filename)
+        self._destinations = await open_destinations(self.state, backup, self._copies)
+        await self._set_copies(
+            [copy.id for d in self._destinations for copy in d.copies],
+            {"status": CopyStatus.RUNNING.value},
         )
-        self._writer = writer
         options = ArchiveOptions(
             entry_name=Path(backup.filename).stem + ".sql",
             compression=Compression(settings.compression),
@@ -89,11 +103,12 @@ class BackupPipeline(Pipeline):
             readahead_mib=settings.dump_readahead_mib,
             nice=settings.job_nice,
         )
+        outputs = [destination.fileno() for destination in self._destinations]
 
         async def archive(fd: int, progress: Progress) -> None:
-            self._result = await write_archive(
+            self._outcome = await write_archive(
                 fd,
-                writer.fileno(),
+                outputs,
                 options,
                 on_read=progress.advance,
                 launcher=self.state.archive_processes,
@@ -104,28 +119,54 @@ class BackupPipeline(Pipeline):
 
     async def supervise(self, running: Coroutine[Any, Any, ProcessOutcome]) -> ProcessOutcome:
         # Stopped (the tool killed) if the disk's free space drops below the reserve.
+        if not any(isinstance(d, LocalDestination) for d in self._destinations):
+            return await running
         return await within_reserve(
             running, self.state.storage, self.state.settings.disk_reserve_percent
         )
 
-    async def complete(self, tools: JobTools) -> Mapping[str, object]:
-        result, writer = self._result, self._writer
-        if result is None or writer is None:  # the tool succeeded, so the archive did or raised
+    async def complete(self, tools: JobTools) -> Completion:
+        outcome, destinations = self._outcome, self._destinations
+        if outcome is None:  # the tool succeeded, so the archive did or raised
             raise RuntimeError("the archive process returned no result")
-        await writer.commit()
-        self._writer = None
-        logger.info("backup %s archived (%d bytes)", self.job.id, result.size)
-        return {
-            "size": result.size,
-            "checksum": result.sha256,
-            "dump_size": result.uncompressed_size,
+        self._destinations = []
+        archive = outcome.archive
+        results: list[CopyResult] = []
+        for destination, error in zip(destinations, outcome.output_errors, strict=True):
+            if error is None:
+                results.extend(await destination.commit(archive))
+            else:
+                await destination.abort()
+                results.extend(destination.failed(copy_failure(error)))
+        copy_rows = await self.state.metadata.write(
+            lambda c: record_copy_results(c, self.job.id, results)
+        )
+        if all(result.error is not None for result in results):
+            raise JobError(failed_summary(copy_rows) or internal_error("sauvegarde"))
+        logger.info("backup %s archived (%d bytes)", self.job.id, archive.size)
+        columns = {
+            "size": archive.size,
+            "checksum": archive.sha256,
+            "dump_size": archive.uncompressed_size,
             "dump_tool_version": None if tools.tool_version is None else str(tools.tool_version),
         }
+        return Completion(columns, failed_summary(copy_rows))
 
     async def discard(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.abort()
+        destinations, self._destinations = self._destinations, []
+        for destination in destinations:
+            await destination.abort()
+        # The copies this job did not finish; those it did keep how they ended.
+        unfinished = (CopyStatus.PENDING.value, CopyStatus.RUNNING.value)
+        values = {"status": CopyStatus.FAILED.value, "updated_at": utcnow()}
+        backup_id = self.job.id
+        await self.state.metadata.write(
+            lambda c: copies.update_copies_of(c, backup_id, unfinished, values)
+        )
+
+    async def _set_copies(self, ids: list[int], values: dict[str, object]) -> None:
+        if ids:
+            await self.state.metadata.write(lambda c: copies.update_copies(c, ids, values))
 
 
 async def run_backup(state: AppState, job: Job) -> None:

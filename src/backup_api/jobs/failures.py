@@ -131,6 +131,12 @@ def reason_for(error: BaseException | None, action: str, where: Where) -> str | 
     return None
 
 
+def copy_failure(error: BaseException) -> str:
+    """Why one destination of a backup did not receive its copy (its writer's error)."""
+    action = ACTIONS[JobKind.BACKUP]
+    return reason_for(error, action, Where.ARCHIVE_IO) or internal_error(action)
+
+
 def failure_reason(error: Exception, job: Job) -> str:
     """The owner-facing reason for a job that raised ``error`` (never its raw text)."""
     action = ACTIONS[job.kind]

@@ -51,6 +51,15 @@ logger = logging.getLogger("backup_api.jobs")
 
 
 @dataclass(frozen=True)
+class Completion:
+    """What a completed job produced, as record columns, and what did not stand (a
+    backup that some destinations did not receive; French), if anything."""
+
+    columns: Mapping[str, object]
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     """The registered database a job's tool connects to."""
 
@@ -99,11 +108,14 @@ class Pipeline(ABC):
         return await running
 
     @abstractmethod
-    async def complete(self, tools: JobTools) -> Mapping[str, object]:
-        """Make the tool's work final; the record's columns that say what it produced."""
+    async def complete(self, tools: JobTools) -> Completion:
+        """Make the tool's work final; what it produced."""
 
     async def discard(self) -> None:  # noqa: B027 (a step most pipelines do not need)
         """Undo what a failed or cancelled job left half-done; may raise."""
+
+    async def release(self) -> None:  # noqa: B027 (a step most pipelines do not need)
+        """Free what the job held for its whole run, however it ended."""
 
     async def discard_quietly(self) -> None:
         try:
@@ -122,12 +134,20 @@ class Pipeline(ABC):
 
 async def run(pipeline: Pipeline) -> None:
     """Run one job through ``pipeline``'s steps and record its outcome."""
-    state, job = pipeline.state, pipeline.job
-    settings = state.settings
     target = await pipeline.load()
     if target is None:
         return
-    pipeline.database_id = database_id = target.database.id
+    pipeline.database_id = target.database.id
+    try:
+        await _run_loaded(pipeline, target)
+    finally:
+        await asyncio.shield(pipeline.release())
+
+
+async def _run_loaded(pipeline: Pipeline, target: Target) -> None:
+    state, job = pipeline.state, pipeline.job
+    settings = state.settings
+    database_id = pipeline.database_id
     await pipeline.record(JobStarted(job.kind, job.id, database_id=database_id))
     problem = await pipeline.prepare(target)
     if problem is not None:
@@ -174,9 +194,15 @@ async def run(pipeline: Pipeline) -> None:
                     private_paths=[str(workdir)],
                 )
             )
-        results = await pipeline.complete(tools)
+        done = await pipeline.complete(tools)
         await pipeline.record(
-            JobCompleted(job.kind, job.id, results=results, database_id=database_id)
+            JobCompleted(
+                job.kind,
+                job.id,
+                results=done.columns,
+                problem=done.problem,
+                database_id=database_id,
+            )
         )
         logger.info("%s %s completed", job.kind, job.id)
     except asyncio.CancelledError:

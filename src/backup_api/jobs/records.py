@@ -49,6 +49,10 @@ class JobStarted(JobEvent):
 class JobCompleted(JobEvent):
     #: What the job produced, as record columns (a backup's size, checksum, tool version).
     results: Mapping[str, object] = field(default_factory=dict)
+    #: The job's work is done but not all of it stands (a backup whose archive some
+    #: destinations did not receive): the record says ``failed`` with this reason
+    #: (French), and what did complete stays usable.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,8 +74,8 @@ def changes_for(event: JobEvent) -> dict[str, Any] | None:
     elif isinstance(event, JobCompleted):
         values = {
             **event.results,
-            "status": JobStatus.COMPLETED.value,
-            "error_msg": None,
+            "status": (JobStatus.COMPLETED if event.problem is None else JobStatus.FAILED).value,
+            "error_msg": event.problem,
             "finished_at": event.at,
         }
     elif isinstance(event, JobFailed):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import Connection
 
@@ -18,7 +19,8 @@ from backup_api.jobs.failures import ACTIONS, interrupted
 from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.workdirs import clear_job_workdirs, jobs_root
-from backup_api.models import Backup, Restore, utcnow
+from backup_api.models import Backup, CopyStatus, Restore, utcnow
+from backup_api.repositories import copies
 from backup_api.repositories import jobs as job_records
 from backup_api.state import AppState
 
@@ -28,6 +30,12 @@ _RECORDS: tuple[tuple[JobKind, type[Backup] | type[Restore]], ...] = (
     (JobKind.BACKUP, Backup),
     (JobKind.RESTORE, Restore),
 )
+
+
+def _fail_copies(connection: Connection, *, backup_id: int, reason: str, at: datetime) -> None:
+    unfinished = (CopyStatus.PENDING.value, CopyStatus.RUNNING.value)
+    values = {"status": CopyStatus.FAILED.value, "error_msg": reason, "updated_at": at}
+    copies.update_copies_of(connection, backup_id, unfinished, values)
 
 
 async def recover(state: AppState) -> None:
@@ -63,6 +71,10 @@ async def recover(state: AppState) -> None:
     await state.metadata.read(pending)
     for kind, job_id in cut_short:
         reason = interrupted(ACTIONS[kind])
+        if kind is JobKind.BACKUP:
+            await state.metadata.write(
+                partial(_fail_copies, backup_id=job_id, reason=reason, at=stamp)
+            )
         await state.records.record(JobFailed(kind, job_id, at=stamp, reason=reason))
     for _, kind, job_id, database_id, user_id in sorted(
         resume, key=lambda item: (item[0], item[2])

@@ -4,27 +4,30 @@ tool's stdin; first, when the restore asked for it, a backup of its target."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Mapping
+import contextlib
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import Connection
 
 from backup_api.archiving.launcher import extract_archive
 from backup_api.archiving.protocol import ExtractOptions
+from backup_api.copies.rules import choose as choose_copy
+from backup_api.copies.store import CopyUnavailable
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ToolCommand
 from backup_api.dumpers.pgclients import JobTools, tools_for_restore
+from backup_api.exceptions import Conflict
 from backup_api.jobs import pipeline
 from backup_api.jobs.backup import run_backup
 from backup_api.jobs.connection import database_owner_is_admin
-from backup_api.jobs.pipeline import Pipeline, Target
+from backup_api.jobs.pipeline import Completion, Pipeline, Target
 from backup_api.jobs.queue import CancelReason, Job, JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.supervisor import PipeWorker, Progress
+from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import JobStatus
-from backup_api.repositories import Record, backups, databases, restores
+from backup_api.repositories import Record, backups, copies, databases, restores
 from backup_api.state import AppState
-from backup_api.storage.base import storage_key
 
 SAFETY_BACKUP_CANCELLED = "restauration supprimée pendant cette sauvegarde préalable"
 
@@ -55,6 +58,8 @@ class RestorePipeline(Pipeline):
         super().__init__(state, job)
         self._restore: Record | None = None
         self._backup: Record | None = None
+        self._archive: BinaryIO | None = None
+        self._held = contextlib.ExitStack()
 
     async def load(self) -> Target | None:
         job_id = self.job.id
@@ -63,7 +68,7 @@ class RestorePipeline(Pipeline):
         )
         if restore is None or restore.status != JobStatus.PENDING.value:
             return None
-        if backup is None or backup.status != JobStatus.COMPLETED.value:
+        if backup is None or backup.checksum is None:
             await self.fail("la sauvegarde n'est plus disponible")
             return None
         if target is None:
@@ -78,6 +83,9 @@ class RestorePipeline(Pipeline):
 
         It runs inside the restore's job, so nothing else touches the target in between.
         """
+        return await self._safety_backup(target) or await self._open_archive()
+
+    async def _safety_backup(self, target: Target) -> str | None:
         assert self._restore is not None
         backup_id = self._restore.safety_backup_id
         if backup_id is None:
@@ -106,6 +114,30 @@ class RestorePipeline(Pipeline):
             "restauration annulée, la base cible n'a pas été modifiée"
         )
 
+    async def _open_archive(self) -> str | None:
+        """Open the archive of the backup's best complete copy (a remote one is fetched
+        into a directory of the job's first); the reason to stop, if there is none."""
+        backup = self._backup
+        assert backup is not None
+        backup_id: int = backup.id
+        rows = await self.state.metadata.read(lambda c: copies.of_backup(c, backup_id))
+        try:
+            copy = choose_copy(rows, None)
+        except Conflict:
+            return "la sauvegarde n'a plus de copie complète"
+        workdir = self._held.enter_context(
+            job_workdir(jobs_root(self.state.settings), f"restore-{self.job.id}-archive")
+        )
+        try:
+            self._archive = await self.state.copy_store.open(copy, workdir)
+        except CopyUnavailable as exc:
+            return str(exc)
+        self._held.callback(self._archive.close)
+        return None
+
+    async def release(self) -> None:
+        await asyncio.to_thread(self._held.close)
+
     async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
         assert self._backup is not None
         return await tools_for_restore(
@@ -119,10 +151,10 @@ class RestorePipeline(Pipeline):
         return dumper.restore_command(conn, workdir)
 
     async def worker(self) -> PipeWorker:
-        backup = self._backup
+        backup, archive = self._backup, self._archive
         assert backup is not None
+        assert archive is not None
         state = self.state
-        key = storage_key(backup.db_type, backup.filename)
         options = ExtractOptions(
             expected_sha256=backup.checksum, db_type=backup.db_type, nice=state.settings.job_nice
         )
@@ -131,26 +163,19 @@ class RestorePipeline(Pipeline):
             # The archive process, run backwards: it checks the archive, then streams the
             # SQL into the tool's stdin. A restore tool that stopped reading (it failed) is
             # judged by its exit code.
-            loop = asyncio.get_running_loop()
-            try:
-                archive = await loop.run_in_executor(state.executor, state.storage.open_sync, key)
-            except BaseException:
-                os.close(fd)
-                raise
-            with archive:
-                await extract_archive(
-                    archive.fileno(),
-                    fd,
-                    options,
-                    on_write=progress.advance,
-                    launcher=state.archive_processes,
-                    executor=state.executor,
-                )
+            await extract_archive(
+                archive.fileno(),
+                fd,
+                options,
+                on_write=progress.advance,
+                launcher=state.archive_processes,
+                executor=state.executor,
+            )
 
         return feed
 
-    async def complete(self, tools: JobTools) -> Mapping[str, object]:
-        return {}
+    async def complete(self, tools: JobTools) -> Completion:
+        return Completion({})
 
 
 async def run_restore(state: AppState, job: Job) -> None:

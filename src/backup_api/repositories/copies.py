@@ -64,6 +64,10 @@ def update_copy(connection: Connection, copy_id: int, values: Mapping[str, Any])
     connection.execute(update(_COPIES).where(_COPIES.c.id == copy_id).values(**values))
 
 
+def update_copies(connection: Connection, copy_ids: list[int], values: Mapping[str, Any]) -> None:
+    connection.execute(update(_COPIES).where(_COPIES.c.id.in_(copy_ids)).values(**values))
+
+
 def update_copies_of(
     connection: Connection, backup_id: int, statuses: Iterable[str], values: Mapping[str, Any]
 ) -> None:

@@ -55,6 +55,9 @@ _FAILED_WITHOUT_RETRY = (
         _SCHEDULES.c.retry_at.is_(None),
         _SCHEDULES.c.retry_attempt < bindparam("retries"),
         _BACKUPS.c.status == JobStatus.FAILED.value,
+        # A backup with a checksum made its archive, and only some destinations failed:
+        # their copies are sent again from a complete one (copy retries), not re-dumped.
+        _BACKUPS.c.checksum.is_(None),
     )
 )
 _PLAN_RETRY = (

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings
+from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata
 from backup_api.exceptions import Conflict
 from backup_api.jobs.queue import JobKind, JobQueue
@@ -29,7 +30,6 @@ from backup_api.repositories import retention as retention_records
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
 from backup_api.services.backups import ActiveDownloads, delete_backup
-from backup_api.storage.base import Storage
 
 logger = logging.getLogger("backup_api.retention")
 
@@ -78,14 +78,14 @@ class RetentionSweeper:
         *,
         settings: Settings,
         metadata: Metadata,
-        storage: Storage,
+        copy_store: CopyStore,
         queue: JobQueue,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._metadata = metadata
-        self._storage = storage
+        self._copy_store = copy_store
         self._queue = queue
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,7 +149,10 @@ class RetentionSweeper:
             if backup.pinned or backup.database_id != database_id:
                 return False  # pinned or moved since the plan: its next sweep decides
             await delete_backup(
-                metadata=self._metadata, storage=self._storage, queue=self._queue, backup=backup
+                metadata=self._metadata,
+                copy_store=self._copy_store,
+                queue=self._queue,
+                backup=backup,
             )
         except Conflict:
             logger.info(

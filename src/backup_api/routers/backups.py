@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
@@ -34,6 +36,15 @@ router = APIRouter(prefix="/api/backups", tags=["backups"])
 
 CREATED_MESSAGE = "Sauvegarde créée avec succès. Le processus de sauvegarde a commencé."
 ONE_BACKUP = (OWNER_ONLY, BACKUP_NOT_FOUND)
+#: Which copy a download or a verification reads: ``local`` or a storage's id.
+CopyChoice = Annotated[
+    str | None,
+    Query(
+        pattern=r"^(local|[1-9][0-9]{0,9})$",
+        description="The copy to read: `local`, or a storage's id; by default the local "
+        "copy, else the first complete one",
+    ),
+]
 
 
 @router.post(
@@ -112,10 +123,16 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
         **errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
     },
 )
-async def download_backup(backup: BackupDep, state: StateDep) -> StreamingResponse:
+async def download_backup(
+    backup: BackupDep, state: StateDep, storage_id: CopyChoice = None
+) -> StreamingResponse:
     """Download the ZIP archive of a completed backup (streamed)."""
     download = await backups_service.open_download(
-        storage=state.storage, backup=backup, downloads=state.retention.downloads
+        metadata=state.metadata,
+        copy_store=state.copy_store,
+        backup=backup,
+        storage_id=storage_id,
+        downloads=state.retention.downloads,
     )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',
@@ -133,14 +150,18 @@ async def download_backup(backup: BackupDep, state: StateDep) -> StreamingRespon
     summary="Verify a backup",
     responses=errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
 )
-async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationResponse:
+async def verify_backup(
+    backup: BackupDep, state: StateDep, storage_id: CopyChoice = None
+) -> VerificationResponse:
     """Recompute the archive's SHA-256 and test the ZIP."""
     result = await backups_service.verify_backup(
-        storage=state.storage,
+        metadata=state.metadata,
+        copy_store=state.copy_store,
+        settings=state.settings,
         executor=state.executor,
         launcher=state.archive_processes,
-        nice=state.settings.job_nice,
         backup=backup,
+        storage_id=storage_id,
     )
     message = "Sauvegarde intègre" if result.valid else "Sauvegarde corrompue"
     return VerificationResponse(
@@ -151,7 +172,7 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
             checksum_actual=result.checksum_actual,
             error=result.error,
         ),
-        backup=backups_service.to_public(backup),
+        backup=await backups_service.public(state.metadata, backup),
     )
 
 
@@ -164,7 +185,7 @@ async def verify_backup(backup: BackupDep, state: StateDep) -> VerificationRespo
 async def delete_backup(backup: BackupDep, state: StateDep) -> MessageResponse:
     """Delete a backup and its file; a running dump is stopped first."""
     await backups_service.delete_backup(
-        metadata=state.metadata, storage=state.storage, queue=state.queue, backup=backup
+        metadata=state.metadata, copy_store=state.copy_store, queue=state.queue, backup=backup
     )
     return MessageResponse(message="Sauvegarde supprimée avec succès")
 
@@ -181,4 +202,6 @@ async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) 
         metadata=state.metadata, backup=backup, pinned=data.pinned
     )
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
-    return BackupEnvelope(message=message, backup=backups_service.to_public(backup))
+    return BackupEnvelope(
+        message=message, backup=await backups_service.public(state.metadata, backup)
+    )

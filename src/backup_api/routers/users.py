@@ -73,7 +73,7 @@ async def delete_user(user_id: IdPath, admin: AdminUser, state: StateDep) -> Mes
     users_service.ensure_not_self(admin, user)
     await admin_service.delete_user(
         metadata=state.metadata,
-        storage=state.storage,
+        copy_store=state.copy_store,
         queue=state.queue,
         principals=state.principals,
         user=user,

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+from functools import partial
+
 from sqlalchemy import Connection
 
+from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.principals import PrincipalCache
-from backup_api.repositories import Record, api_tokens, backups, databases, restores, users
+from backup_api.repositories import Record, api_tokens, backups, copies, databases, restores, users
 from backup_api.services.users import changing_principal
-from backup_api.storage.base import Storage, storage_key
+
+logger = logging.getLogger("backup_api.admin")
 
 
 async def delete_user(
     *,
     metadata: Metadata,
-    storage: Storage,
+    copy_store: CopyStore,
     queue: JobQueue,
     principals: PrincipalCache,
     user: Record,
 ) -> None:
-    """Stop the user's jobs, remove their archives, then the account and all its records."""
+    """Stop the user's jobs, remove every copy of their archives (those that cannot be
+    removed are logged: the account goes all the same), then the account and all its
+    records."""
     user_id: int = user.id
 
     def jobs_of_user(connection: Connection) -> tuple[list[int], list[Record]]:
@@ -31,7 +38,17 @@ async def delete_user(
         await queue.cancel(JobKind.RESTORE, restore_id, CancelReason.DELETED)
     for backup in files:
         await queue.cancel(JobKind.BACKUP, backup.id, CancelReason.DELETED)
-        await storage.delete(storage_key(backup.db_type, backup.filename))
+        backup_id: int = backup.id
+        for copy in await metadata.read(partial(copies.of_backup, backup_id=backup_id)):
+            reason = await copy_store.delete(copy)
+            if reason is not None:
+                logger.warning(
+                    "account %s deleted: copy %s of backup %s left (%s)",
+                    user_id,
+                    copy.location,
+                    backup_id,
+                    reason,
+                )
 
     def delete_all(connection: Connection) -> None:
         restores.delete_of_user(connection, user_id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+import uuid
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,21 +18,37 @@ from sqlalchemy import Connection
 from backup_api.archiving.launcher import ArchiveProcessLauncher, verify_archive
 from backup_api.archiving.protocol import VerifyOptions
 from backup_api.config import Settings
+from backup_api.copies.rules import choose as choose_copy
+from backup_api.copies.rules import new_copies
+from backup_api.copies.rules import to_public as copy_public
+from backup_api.copies.store import CopyStore, CopyUnavailable
 from backup_api.db import Metadata
 from backup_api.dumpers.registry import DUMPERS
-from backup_api.exceptions import Conflict, NotFound, UnsupportedDatabaseType
-from backup_api.jobs.failures import BACKUP_FILE_MISSING
+from backup_api.exceptions import (
+    Conflict,
+    NotFound,
+    StorageUnavailable,
+    UnsupportedDatabaseType,
+)
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
-from backup_api.models import BackupPublic, BackupTrigger, JobStatus, duration_seconds, utcnow
+from backup_api.jobs.workdirs import job_workdir, jobs_root
+from backup_api.models import (
+    BackupPublic,
+    BackupTrigger,
+    CopyStatus,
+    JobStatus,
+    duration_seconds,
+    utcnow,
+)
 from backup_api.principals import Principal
-from backup_api.repositories import Record, backups, restores
+from backup_api.repositories import Record, backups, copies, restores
 from backup_api.services.admission import (
     ensure_disk_reserve,
     ensure_job_slot,
     ensure_within_quota,
 )
 from backup_api.services.ownership import BACKUP, DATABASE, load_owned
-from backup_api.storage.base import Storage, storage_key
+from backup_api.storage.base import Storage
 
 MAX_STEM = 80
 
@@ -44,8 +61,8 @@ def safe_stem(db_name: str) -> str:
     return stem or "database"
 
 
-def to_public(backup: Record) -> BackupPublic:
-    """The public shape of a record."""
+def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
+    """The public shape of a record and its copies."""
     fields = backup._mapping
     # The record is ours and already valid: construct without re-validating (hot path).
     return BackupPublic.model_construct(
@@ -72,6 +89,7 @@ def to_public(backup: Record) -> BackupPublic:
         dump_tool_version=fields["dump_tool_version"],
         pinned=bool(fields["pinned"]),
         trigger=BackupTrigger(fields["trigger"]),
+        copies=[copy_public(row) for row in copy_rows],
     )
 
 
@@ -84,7 +102,8 @@ async def get_backup_json(*, metadata: Metadata, user: Principal, backup_id: int
 
     def work(connection: Connection) -> bytes:
         backup = load_owned(connection, BACKUP, backup_id, user)
-        return b'{"backup":' + _rendered_rows.render(backup) + b"}"
+        rendered = _rendered_rows.render(backup, copies.of_backup(connection, backup_id))
+        return b'{"backup":' + rendered + b"}"
 
     return await metadata.read(work)
 
@@ -101,11 +120,11 @@ class RenderedRows:
         self._size = size
         self._fragments: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 
-    def render(self, row: Record) -> bytes:
-        key = tuple(row)
+    def render(self, row: Record, copy_rows: Sequence[Record]) -> bytes:
+        key = (tuple(row), *map(tuple, copy_rows))
         fragment = self._fragments.get(key)
         if fragment is None:
-            fragment = _SERIALIZER.to_json(to_public(row))
+            fragment = _SERIALIZER.to_json(to_public(row, copy_rows))
             self._fragments[key] = fragment
             if len(self._fragments) > self._size:
                 self._fragments.popitem(last=False)
@@ -131,10 +150,14 @@ async def list_backups_json(
     def work(connection: Connection) -> bytes:
         if database_id is not None:
             load_owned(connection, DATABASE, database_id, user)
-        rows = backups.page(
-            connection, owner_id=owner_id, database_id=database_id, limit=limit, offset=offset
+        rows = list(
+            backups.page(
+                connection, owner_id=owner_id, database_id=database_id, limit=limit, offset=offset
+            )
         )
-        return b'{"backups":[' + b",".join(map(_rendered_rows.render, rows)) + b"]}"
+        copy_rows = copies.of_backups(connection, [row.id for row in rows])
+        rendered = [_rendered_rows.render(row, copy_rows[row.id]) for row in rows]
+        return b'{"backups":[' + b",".join(rendered) + b"]}"
 
     return await metadata.read(work)
 
@@ -174,10 +197,10 @@ def insert_backup(
     created = utcnow()
     stem = f"{safe_stem(database.db_name)}_{created:%Y%m%d_%H%M%S}"
     filename = _free_filename(connection, database.type, stem)
-    root = PurePosixPath(settings.backup_root.as_posix())
+    filepath, copy_rows = new_copies(connection, settings, database, filename)
     values = {
         "filename": filename,
-        "filepath": str(root / storage_key(database.type, filename)),
+        "filepath": filepath,
         "size": 0,
         "status": JobStatus.PENDING.value,
         "db_type": database.type,
@@ -191,7 +214,15 @@ def insert_backup(
         "updated_at": created,
         "trigger": trigger.value,
     }
-    return backups.insert_backup(connection, values)
+    row = backups.insert_backup(connection, values)
+    copies.insert_copies(
+        connection,
+        [
+            {**copy, "backup_id": row.id, "created_at": created, "updated_at": created}
+            for copy in copy_rows
+        ],
+    )
+    return row
 
 
 async def create_backup(
@@ -214,16 +245,18 @@ async def create_backup(
     await metadata.read(lambda c: _startable_database(c, settings, user, database_id))
     await ensure_disk_reserve(storage, settings)
 
-    async def record_and_submit() -> Record:
+    def insert(connection: Connection) -> tuple[Record, list[Record]]:
+        row = insert_backup(connection, settings, user, database_id)
+        return row, copies.of_backup(connection, row.id)
+
+    async def record_and_submit() -> tuple[Record, list[Record]]:
         # One process owns the job queue, so an exclusive unit makes "pick a free name, insert"
         # atomic (the unique filepath would refuse a duplicate anyway).
-        row = await metadata.write(
-            lambda c: insert_backup(c, settings, user, database_id), exclusive=True
-        )
+        row, copy_rows = await metadata.write(insert, exclusive=True)
         queue.submit(JobKind.BACKUP, row.id, database_id, user.id)
-        return row
+        return row, copy_rows
 
-    return to_public(await asyncio.shield(record_and_submit()))
+    return to_public(*await asyncio.shield(record_and_submit()))
 
 
 @dataclass(frozen=True)
@@ -257,18 +290,48 @@ class ActiveDownloads:
                 del self._counts[backup_id]
 
 
+async def public(metadata: Metadata, backup: Record) -> BackupPublic:
+    """The public shape of a record, with its copies as they are now."""
+    return to_public(backup, await _copies_of(metadata, backup))
+
+
+async def _copies_of(metadata: Metadata, backup: Record) -> list[Record]:
+    backup_id: int = backup.id
+    return await metadata.read(lambda c: copies.of_backup(c, backup_id))
+
+
+def ensure_archived(backup: Record) -> None:
+    """A backup whose archive was made: completed, or failed with some copies complete
+    (it has a checksum then)."""
+    if backup.status == JobStatus.COMPLETED.value:
+        return
+    if backup.status == JobStatus.FAILED.value and backup.checksum is not None:
+        return
+    raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
+
+
 async def open_download(
-    *, storage: Storage, backup: Record, downloads: ActiveDownloads | None = None
+    *,
+    metadata: Metadata,
+    copy_store: CopyStore,
+    backup: Record,
+    storage_id: str | None = None,
+    downloads: ActiveDownloads | None = None,
 ) -> Download:
-    if backup.status != JobStatus.COMPLETED.value:
-        raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
-    key = storage_key(backup.db_type, backup.filename)
-    if not await storage.exists(key):
-        raise NotFound("Fichier de sauvegarde introuvable")
-    chunks = storage.iter_bytes(key)
+    """The archive of one complete copy (``storage_id``'s, else the local one, else the
+    first complete remote one), streamed through the service."""
+    ensure_archived(backup)
+    copy = choose_copy(await _copies_of(metadata, backup), storage_id)
+    try:
+        size = await copy_store.size(copy)
+    except CopyUnavailable as exc:
+        if exc.missing:
+            raise NotFound("Fichier de sauvegarde introuvable") from None
+        raise StorageUnavailable(f"Stockage distant indisponible: {exc}") from None
+    chunks = copy_store.chunks(copy)
     return Download(
         filename=backup.filename,
-        size=await storage.size(key),
+        size=size,
         checksum=backup.checksum,
         chunks=chunks if downloads is None else downloads.stream(backup.id, chunks),
     )
@@ -284,25 +347,32 @@ class Verification:
 
 async def verify_backup(
     *,
-    storage: Storage,
+    metadata: Metadata,
+    copy_store: CopyStore,
+    settings: Settings,
     executor: Executor,
     launcher: ArchiveProcessLauncher,
-    nice: int,
     backup: Record,
+    storage_id: str | None = None,
 ) -> Verification:
-    if backup.status != JobStatus.COMPLETED.value:
-        raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
-    key = storage_key(backup.db_type, backup.filename)
-    if not await storage.exists(key):
-        return Verification(False, backup.checksum, None, BACKUP_FILE_MISSING)
+    """Check one complete copy as a restore would (``storage_id``'s, else the local one,
+    else the first complete remote one, which is read back whole)."""
+    ensure_archived(backup)
+    copy = choose_copy(await _copies_of(metadata, backup), storage_id)
     # Hashing and decompressing happen in an archive process, not in this one; it makes a
     # restore's own checks, so what passes here is what a restore accepts.
-    options = VerifyOptions(expected_sha256=backup.checksum, db_type=backup.db_type, nice=nice)
-    handle = await asyncio.get_running_loop().run_in_executor(executor, storage.open_sync, key)
-    with handle:
-        result = await verify_archive(
-            handle.fileno(), options, launcher=launcher, executor=executor
-        )
+    options = VerifyOptions(
+        expected_sha256=backup.checksum, db_type=backup.db_type, nice=settings.job_nice
+    )
+    with job_workdir(jobs_root(settings), f"verify-{backup.id}-{uuid.uuid4().hex}") as workdir:
+        try:
+            handle = await copy_store.open(copy, workdir)
+        except CopyUnavailable as exc:
+            return Verification(False, backup.checksum, None, str(exc))
+        with handle:
+            result = await verify_archive(
+                handle.fileno(), options, launcher=launcher, executor=executor
+            )
     return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
 
 
@@ -310,17 +380,43 @@ BACKUP_IN_USE = "Une restauration en cours ou en attente utilise cette sauvegard
 
 
 async def delete_backup(
-    *, metadata: Metadata, storage: Storage, queue: JobQueue, backup: Record
+    *, metadata: Metadata, copy_store: CopyStore, queue: JobQueue, backup: Record
 ) -> None:
-    """Delete a backup's file and record: the one path of ``DELETE /api/backups/{id}`` and
-    of retention. Refused (409) while a restore reads it, or runs it first; a running dump
-    is stopped first (its staged file removed); a file already gone is fine."""
+    """Delete every copy of a backup, then its record: the one path of
+    ``DELETE /api/backups/{id}`` and of retention. Refused (409) while a restore reads it,
+    or runs it first; a running dump is stopped first (its staged data removed); a copy
+    already gone is fine. A copy that cannot be deleted stays, ``delete_failed`` with the
+    reason, and so does the record: 409 naming it (a new deletion or a retry finishes)."""
     backup_id: int = backup.id
     if await metadata.read(lambda c: restores.pending_readers(c, backup_id)):
         raise Conflict(BACKUP_IN_USE)
     await queue.cancel(JobKind.BACKUP, backup_id, CancelReason.DELETED)
-    await storage.delete(storage_key(backup.db_type, backup.filename))
+    failures = await delete_copies(metadata, copy_store, await _copies_of(metadata, backup))
+    if failures:
+        raise Conflict("Suppression incomplète: " + "; ".join(failures))
     await metadata.write(lambda c: backups.delete_backup(c, backup_id))
+
+
+async def delete_copies(
+    metadata: Metadata, copy_store: CopyStore, copy_rows: Sequence[Record]
+) -> list[str]:
+    """Delete each copy and its row; those that cannot be deleted become
+    ``delete_failed``. The French "destination: reason" of each failure."""
+    failures: list[str] = []
+    for copy in copy_rows:
+        reason = await copy_store.delete(copy)
+        copy_id: int = copy.id
+        if reason is None:
+            await metadata.write(partial(copies.delete_copy, copy_id=copy_id))
+            continue
+        failures.append(f"{copy.storage_name}: {reason}")
+        values = {
+            "status": CopyStatus.DELETE_FAILED.value,
+            "error_msg": reason,
+            "updated_at": utcnow(),
+        }
+        await metadata.write(partial(copies.update_copy, copy_id=copy_id, values=values))
+    return failures
 
 
 async def set_pinned(*, metadata: Metadata, backup: Record, pinned: bool) -> Record:

@@ -15,7 +15,7 @@ from backup_api.models import JobStatus, RestorePublic, duration_seconds, utcnow
 from backup_api.principals import Principal
 from backup_api.repositories import Record, restores
 from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
-from backup_api.services.backups import insert_backup
+from backup_api.services.backups import ensure_archived, insert_backup
 from backup_api.services.ownership import TARGET, load_owned
 from backup_api.storage.base import Storage
 
@@ -92,8 +92,7 @@ async def create_restore(
             f"Données invalides: database_id: la base cible est de type {target.type}, "
             f"la sauvegarde de type {backup.db_type}"
         )
-    if backup.status != JobStatus.COMPLETED.value:
-        raise Conflict(f"La sauvegarde n'est pas terminée (statut: {backup.status})")
+    ensure_archived(backup)
     _check_confirmation(backup, target, confirm)
     if queue.database_busy(target_id):
         raise Conflict("Une sauvegarde ou restauration de la base cible est déjà en cours")
