@@ -117,9 +117,12 @@ def _wait_ready(server: S3Server) -> None:
                 + server.log_path.read_text(errors="replace")[-2000:]
             )
         # moto's own health route does not count as an action of the no-auth window.
-        with contextlib.suppress(OSError, urllib.error.URLError):
-            with urllib.request.urlopen(f"{server.endpoint}/moto-api/", timeout=2):  # noqa: S310
-                return
+        url = f"{server.endpoint}/moto-api/"
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2),  # noqa: S310
+        ):
+            return
         time.sleep(0.1)
     server.stop()
     raise ServerStartError("moto_server did not answer in time")
