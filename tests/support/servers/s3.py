@@ -81,6 +81,27 @@ class S3Server:
         options.update(overrides)
         return boto3.client("s3", **options)
 
+    def iam(self) -> Any:
+        return boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def make_user(self) -> tuple[str, str, str]:
+        """Another user allowed everything: (user name, access key id, secret), for tests
+        that revoke a key while it is in use."""
+        iam = self.iam()
+        name = f"u-{uuid.uuid4().hex[:12]}"
+        iam.create_user(UserName=name)
+        iam.put_user_policy(
+            UserName=name, PolicyName="admin", PolicyDocument=json.dumps(_ADMIN_POLICY)
+        )
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return name, key["AccessKeyId"], key["SecretAccessKey"]
+
     def location(self, bucket: str, **overrides: Any) -> S3Location:
         """The service's view of ``bucket`` (one attempt per request, short timeouts)."""
         values: dict[str, Any] = {

@@ -40,7 +40,7 @@ def _prefix(location: S3Location) -> str:
     return f"{prefix}/" if prefix else ""
 
 
-def content_md5(data: bytes) -> str:
+def content_md5(data: bytes | bytearray) -> str:
     """Content-MD5 of ``data``: S3 wants it (or a checksum) on writes under Object Lock."""
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
