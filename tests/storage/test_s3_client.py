@@ -28,6 +28,12 @@ def test_unreachable_endpoint(s3_server: S3Server) -> None:
         objects.check_bucket(location)
 
 
+def test_tls_to_a_plain_http_server(s3_server: S3Server) -> None:
+    location = s3_server.location("b", endpoint=f"https://127.0.0.1:{s3_server.port}")
+    with pytest.raises(S3Error, match=r"^erreur TLS$"):
+        objects.check_bucket(location)
+
+
 def test_slow_endpoint_times_out(s3_server: S3Server) -> None:
     with stalled_server() as port:
         location = s3_server.location(

@@ -185,6 +185,17 @@ async def test_a_missing_bucket_shows_at_start(s3_server: S3Server) -> None:
     assert [o.ok for o in outcomes] == [False, True]
 
 
+async def test_the_pipe_is_drained_when_every_destination_failed(s3_server: S3Server) -> None:
+    upload = await S3Upload.start([_target(s3_server.location("no-such-bucket-here"))], PART)
+    # Far more than a pipe holds: the archive writer would block if nobody read.
+    data = os.urandom(3 * PART)
+    await _feed(upload, data)
+    outcomes = await upload.commit(hashlib.sha256(data).hexdigest(), len(data))
+    assert [(o.ok, o.error) for o in outcomes] == [
+        (False, "compartiment introuvable: no-such-bucket-here")
+    ]
+
+
 async def test_object_lock_keeps_the_archive_until_its_date(s3_server: S3Server) -> None:
     bucket = s3_server.make_bucket(object_lock=True)
     location = s3_server.location(bucket, object_lock_days=2)

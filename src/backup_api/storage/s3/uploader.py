@@ -260,6 +260,17 @@ class _Uploader:
     # ---------------------------------------------------------------- main thread
 
     def run(self) -> int:
+        try:
+            return self._run()
+        except BaseException:
+            # Whatever went wrong here (the service's end of stdout gone, a malformed
+            # command), no upload is left open behind this process.
+            with contextlib.suppress(BaseException):
+                for destination in self.destinations:
+                    destination.abort()
+            raise
+
+    def _run(self) -> int:
         for destination in self.destinations:
             destination.start()
         self.report("started", self.outcomes())
