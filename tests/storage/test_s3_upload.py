@@ -69,6 +69,16 @@ async def test_one_archive_to_two_buckets_in_parts(s3_server: S3Server) -> None:
         assert s3_server.list_multipart_uploads(bucket) == []
 
 
+async def test_the_upload_process_keeps_to_the_pinned_address(s3_server: S3Server) -> None:
+    bucket = s3_server.make_bucket()
+    location = s3_server.location(
+        bucket, endpoint=f"http://s3.test.invalid:{s3_server.port}", pinned_address="127.0.0.1"
+    )
+    outcomes = await _upload([_target(location)], b"pinned")
+    assert [o.ok for o in outcomes] == [True]
+    assert s3_server.object_bytes(bucket, KEY) == b"pinned"
+
+
 async def test_an_empty_archive(s3_server: S3Server) -> None:
     bucket = s3_server.make_bucket()
     outcomes = await _upload([_target(s3_server.location(bucket))], b"")
