@@ -25,6 +25,7 @@ from backup_api.archiving.agecrypt import (
     AgeEncryptingSink,
     AgeError,
     generate_identity,
+    inspect,
     parse_identity,
     parse_recipient,
     recipient_of,
@@ -318,6 +319,35 @@ def test_an_absurd_scrypt_work_factor_is_refused_before_any_work() -> None:
         read_with(hard, passphrase=PASSPHRASE)
     with pytest.raises(ValueError, match="scrypt_log_n"):
         AgeEncryptingSink(io.BytesIO(), passphrase=PASSPHRASE, scrypt_log_n=MAX_SCRYPT_LOG_N + 1)
+
+
+def test_inspect_checks_what_needs_no_key(tmp_path: Path) -> None:
+    _, first = generate_identity()
+    _, second = generate_identity()
+    data = payload(2 * CHUNK + 7)
+    encrypted = encrypt(data, recipients=[first, second])
+    layout = inspect(io.BytesIO(encrypted))
+    assert (layout.passphrase, layout.stanzas, layout.chunks, layout.size) == (
+        False,
+        2,
+        3,
+        len(data),
+    )
+    with_passphrase = encrypt(b"", passphrase=PASSPHRASE, scrypt_log_n=FAST_LOG_N)
+    assert inspect(io.BytesIO(with_passphrase)) == (True, 1, 1, 0)
+    plain = tmp_path / "in.bin"
+    plain.write_bytes(data)
+    by_age = tmp_path / "f.age"
+    subprocess.run(["age", "-r", first, "-o", str(by_age), str(plain)], check=True)
+    with by_age.open("rb") as source:
+        assert inspect(source) == (False, 1, 3, len(data))
+    start = header_length(encrypted) + 16
+    with pytest.raises(AgeError, match=r"^fichier chiffré tronqué$"):
+        inspect(io.BytesIO(encrypted[: start + 2 * SEALED + 15]))
+    with pytest.raises(AgeError, match=r"^format age invalide$"):
+        inspect(io.BytesIO(flipped(encrypted, 3)))
+    # Without the key a cut at a chunk boundary looks like a shorter file.
+    assert inspect(io.BytesIO(encrypted[: start + SEALED])).size == CHUNK
 
 
 # ---------------------------------------------------------------------------- keys

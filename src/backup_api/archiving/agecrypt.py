@@ -16,8 +16,9 @@ HMAC-SHA256 come from the standard library, which keeps the archive process's im
 
 Both sides hold one chunk at a time, whatever the file's size. The reader authenticates
 every chunk it returns and, on opening, the final one: a file cut at a chunk boundary or
-inside one is refused before any plaintext is used. Errors (``AgeError``) are French,
-shown to users, and never contain key material.
+inside one is refused before any plaintext is used. Without the key (a backup encrypted
+to its owner's recipients only) ``inspect`` checks what can be checked. Errors
+(``AgeError``) are French, shown to users, and never contain key material.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import io
 import os
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Final, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -44,7 +45,9 @@ __all__ = [
     "AgeDecryptingReader",
     "AgeEncryptingSink",
     "AgeError",
+    "AgeLayout",
     "generate_identity",
+    "inspect",
     "parse_identity",
     "parse_recipient",
     "recipient_of",
@@ -502,14 +505,8 @@ class AgeDecryptingReader(io.RawIOBase):
         nonce = _read_exactly(source, _NONCE)
         self._aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
         self._payload = start + header.length + _NONCE
-        payload = source.seek(0, os.SEEK_END) - self._payload
-        if payload < _TAG:  # not even one (empty) chunk
-            raise AgeError(AgeError.TRUNCATED)
-        self._chunks = -(-payload // _SEALED)
-        self._last_size = payload - (self._chunks - 1) * _SEALED
-        if self._last_size < _TAG:  # cut inside a chunk's tag
-            raise AgeError(AgeError.TRUNCATED)
-        self._size = payload - self._chunks * _TAG
+        self._chunks, self._last_size = _chunking(source.seek(0, os.SEEK_END) - self._payload)
+        self._size = self._chunks * CHUNK - _SEALED + self._last_size
         self._position = 0
         self._cached_index = -1
         self._cached = b""
@@ -602,6 +599,39 @@ class AgeDecryptingReader(io.RawIOBase):
         if last and not plaintext and index:
             raise AgeError(AgeError.INVALID)  # only an empty file ends with an empty chunk
         return plaintext
+
+
+def _chunking(payload: int) -> tuple[int, int]:
+    """The number of chunks in ``payload`` encrypted bytes, and the size of the last."""
+    if payload < _TAG:  # not even one (empty) chunk
+        raise AgeError(AgeError.TRUNCATED)
+    chunks = -(-payload // _SEALED)
+    last_size = payload - (chunks - 1) * _SEALED
+    if last_size < _TAG:  # cut inside a chunk's tag
+        raise AgeError(AgeError.TRUNCATED)
+    return chunks, last_size
+
+
+class AgeLayout(NamedTuple):
+    passphrase: bool  # one scrypt stanza; otherwise stanzas for recipients
+    stanzas: int
+    chunks: int
+    size: int  # plaintext bytes
+
+
+def inspect(source: BinaryIO) -> AgeLayout:
+    """What can be checked of an age file without its key: the header's syntax and a
+    payload length an encoder writes (``AgeError`` otherwise). The MAC and the chunks
+    need the file key: an altered chunk, or a file cut exactly at a chunk boundary, pass.
+    ``source`` is read from its current position, where the file starts."""
+    start = source.tell()
+    header = _read_header(source)
+    kinds = [args[0] for args, _ in header.stanzas]
+    if b"scrypt" in kinds and len(kinds) > 1:
+        raise AgeError(AgeError.INVALID)
+    payload = source.seek(0, os.SEEK_END) - start - header.length - _NONCE
+    chunks, _ = _chunking(payload)
+    return AgeLayout(b"scrypt" in kinds, len(kinds), chunks, payload - chunks * _TAG)
 
 
 def _read_exactly(source: BinaryIO, size: int) -> bytes:
