@@ -19,8 +19,10 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from sqlalchemy import (
     BigInteger,
@@ -38,6 +40,7 @@ from sqlalchemy import (
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
+from backup_api.archiving.agecrypt import parse_identity, parse_recipient
 from backup_api.cron import EXPRESSION_PATTERN, known_zones, normalize_expression, parse_zone
 from backup_api.dumpers.registry import accepted_types, canonical_type
 
@@ -400,6 +403,17 @@ class Database(SQLModel, table=True):
         default=True,
         sa_column=Column(Boolean, nullable=False, default=True, server_default=true()),
     )
+    # How new backups are encrypted: null (not), "recipients" (age X25519 public keys, a
+    # JSON list: public, kept plain) or "passphrase" (scrypt; the passphrase as a Fernet token).
+    encryption_mode: str | None = SQLField(
+        default=None, sa_column=Column(String(16), nullable=True)
+    )
+    encryption_recipients: str | None = SQLField(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
+    encryption_passphrase_encrypted: str | None = SQLField(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
 
 
 _HOSTNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$"
@@ -513,6 +527,67 @@ DbType = Annotated[
 ]
 
 
+MIN_PASSPHRASE = 12
+MAX_RECIPIENTS = 20
+
+
+class EncryptionSettings(StrictBody):
+    """How a database's new backups are encrypted, in the age format: to ``recipients``
+    (age X25519 public keys: the service can encrypt, never decrypt) or with a
+    ``passphrase`` (scrypt: the service keeps it, encrypted, and restores on its own)."""
+
+    recipients: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_RECIPIENTS,
+        description="age public keys (`age1...`, from `age-keygen -y key.txt`)",
+    )
+    passphrase: str | None = Field(
+        default=None,
+        min_length=MIN_PASSPHRASE,
+        max_length=1024,
+        repr=False,
+        description=f"At least {MIN_PASSPHRASE} characters; never returned",
+        json_schema_extra={"pattern": _NO_NUL},
+    )
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for recipient in value:
+            parse_recipient(recipient)  # ValueError: a French message, never the input
+        return [recipient.strip() for recipient in value]
+
+    @field_validator("passphrase")
+    @classmethod
+    def _passphrase(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("phrase secrète vide")
+        return None if value is None else _no_nul(value)
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> EncryptionSettings:
+        if (self.recipients is None) == (self.passphrase is None):
+            raise ValueError("indiquez soit recipients, soit passphrase (un seul des deux)")
+        return self
+
+
+class RecipientsEncryption(BaseModel):
+    mode: Literal["recipients"]
+    recipients: list[str]
+
+
+class PassphraseEncryption(BaseModel):
+    mode: Literal["passphrase"]
+
+
+EncryptionPublic = Annotated[
+    RecipientsEncryption | PassphraseEncryption, Field(discriminator="mode")
+]
+
+
 class DatabaseFields(StrictBody):
     @field_validator("host", check_fields=False)
     @classmethod
@@ -543,13 +618,23 @@ class DatabaseCreate(DatabaseFields):
     username: Identifier
     password: DbPassword = ""
     db_name: Identifier
+    encryption: EncryptionSettings | None = Field(
+        default=None,
+        description="null (default): backups are plain ZIPs; else how they are encrypted",
+    )
+
+
+#: Optional body fields whose ``null`` means something (``encryption: null``: none).
+NULLABLE_FIELDS = frozenset({"encryption"})
 
 
 def _without_null(schema: dict[str, Any]) -> None:
     """JSON schema hook for bodies whose optional fields may be omitted but not null: the
     fields stay ``X | None`` (so errors name them plainly), the document offers no null."""
     null = {"type": "null"}
-    for field in schema.get("properties", {}).values():
+    for name, field in schema.get("properties", {}).items():
+        if name in NULLABLE_FIELDS:
+            continue
         branches = field.get("anyOf")
         if branches and null in branches:
             rest = [branch for branch in branches if branch != null]
@@ -577,11 +662,16 @@ class DatabaseUpdate(DatabaseFields):
     username: Identifier | None = None
     password: DbPassword | None = None
     db_name: Identifier | None = None
+    encryption: EncryptionSettings | None = Field(
+        default=None,
+        description="How new backups are encrypted; null turns encryption off (older "
+        "backups keep theirs)",
+    )
 
     @field_validator("*", mode="before")
     @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in NULLABLE_FIELDS:
             raise ValueError("null refusé: omettez le champ pour garder sa valeur")
         return value
 
@@ -601,6 +691,11 @@ class DatabasePublic(BaseModel):
         default=None,
         description="PostgreSQL server version, read at registration and before each "
         "backup or restore (null: unknown, or MySQL)",
+    )
+    encryption: EncryptionPublic | None = Field(
+        default=None,
+        description="null: new backups are plain ZIPs; `recipients` (with the keys) or "
+        "`passphrase` (never returned): how they are encrypted (age format)",
     )
 
 
@@ -662,6 +757,19 @@ class Backup(SQLModel, table=True):
             server_default=BackupTrigger.MANUAL.value,
         ),
     )
+    # Wrapped in the age format: to these recipients (a JSON list, public keys) or with
+    # this passphrase (a Fernet token), as the database's setting was when it was taken,
+    # so a later change of the setting never strands it.
+    encrypted: bool = SQLField(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, default=False, server_default=false()),
+    )
+    encryption_recipients: str | None = SQLField(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
+    encryption_passphrase_encrypted: str | None = SQLField(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
 
 
 class BackupPublic(BaseModel):
@@ -676,7 +784,10 @@ class BackupPublic(BaseModel):
     user_id: int
     database_id: int | None
     error_msg: str | None
-    checksum: str | None = Field(description="SHA-256 of the ZIP archive (hexadecimal)")
+    checksum: str | None = Field(
+        description="SHA-256 of the stored file (hexadecimal): the ZIP archive, or the "
+        "`.zip.age` file when encrypted"
+    )
     db_type: str
     dump_size: int | None = Field(description="Size of the uncompressed SQL dump, in bytes")
     started_at: OptionalTimestamp
@@ -705,6 +816,10 @@ class BackupPublic(BaseModel):
         default_factory=list,
         description="One per destination. `status` is `completed` when every copy is "
         "complete; the complete ones stay usable when another failed",
+    )
+    encrypted: bool = Field(
+        default=False,
+        description="The stored file is the ZIP wrapped in the age format (`.zip.age`)",
     )
 
 
@@ -1080,6 +1195,20 @@ class RestoreCreate(StrictBody):
         description="Back the target up first; the restore waits for that backup and "
         "fails, changing nothing, if it fails",
     )
+    identity: str | None = Field(
+        default=None,
+        max_length=4096,
+        repr=False,
+        description="The age secret key (`AGE-SECRET-KEY-1...`) of a backup encrypted to "
+        "recipients; used in memory for this restore only, never stored",
+    )
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_identity(value)  # ValueError: a French message, never the input
+        return value
 
     model_config = ConfigDict(json_schema_extra=_without_null)
 
@@ -1225,6 +1354,12 @@ class VerificationPublic(BaseModel):
     checksum_expected: str | None
     checksum_actual: str | None
     error: str | None
+    contents_checked: bool = Field(
+        default=True,
+        description="Whether the ZIP and its SQL were checked; false for a backup "
+        "encrypted to recipients, whose file's SHA-256 and age structure alone can be "
+        "checked without the identity",
+    )
 
 
 class VerificationResponse(BaseModel):

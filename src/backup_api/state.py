@@ -4,7 +4,7 @@ routes through ``deps`` and by the jobs as their one argument."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -54,3 +54,7 @@ class AppState:
     retention: RetentionSweeper
     server_probe: ServerProbe
     scheduler: Scheduler
+    #: The age identity each pending restore of a backup encrypted to recipients brought,
+    #: by restore id: in this process's memory only (never stored, never queued), taken
+    #: by the restore's job when it starts. A restart loses them, and fails those restores.
+    restore_identities: dict[int, str] = field(default_factory=dict, repr=False)

@@ -10,7 +10,13 @@ is handed to this process, so no dump byte passes through the service at all.
 Restores take the same road backwards: the child checks the archive's SHA-256, validates
 it and streams the decompressed SQL into the restore tool's stdin. A verification makes
 the very same checks (``_validated_sql``), writing nothing: an archive passes both or
-neither, for the same reason. The child never sees a credential.
+neither, for the same reason. The child never sees a database credential.
+
+Encrypted backups (age) are encrypted here too, in the same pass: the ZIP writer's output
+goes through the age sink, and what leaves that sink is hashed (the stored file's
+SHA-256) and written to every output. Restores and verifications read the stored file
+through a decrypting, seekable reader, so the ZIP checks are the same. The age keys (a
+passphrase, a restore's identity) come in the job's message only.
 
 Started as ``python -P -m backup_api.archiving.child CONTROL_FD`` (see ``launcher``), it
 waits on its control socket for one job (see ``protocol``).
@@ -18,7 +24,9 @@ waits on its control socket for one job (see ``protocol``).
 Import rule: this module and everything it imports may import only the standard library,
 ``isal``, and ``backup_api.archiving.{archive,protocol,readahead,sqlguard}``,
 ``backup_api.jobs.priority`` and ``backup_api.storage.base`` (and their packages'
-``__init__``, kept empty). A backup waits for this process to start, so each further
+``__init__``, kept empty); encrypted jobs alone also import
+``backup_api.archiving.agecrypt`` and ``cryptography`` (with its cffi backend), so plain
+backups never pay for them. A backup waits for this process to start, so each further
 import (the ORM, the web framework, the settings) would slow every backup.
 ``tests/archiving/test_archive_process_imports.py`` runs jobs in children started as the service
 starts them, under ``python -X importtime``, and fails on any module beyond that list.
@@ -35,10 +43,12 @@ import sys
 import threading
 import time
 from collections.abc import Generator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from backup_api.archiving.archive import (
     ArchiveError,
+    ArchiveResult,
+    ArchiveSink,
     ZipStreamWriter,
     open_sql_entry,
 )
@@ -47,6 +57,7 @@ from backup_api.archiving.protocol import (
     MAX_JOB_BYTES,
     MAX_OUTPUTS,
     REPORT_INTERVAL,
+    AgeKeys,
     ArchiveOptions,
     ExtractOptions,
     ExtractResult,
@@ -59,6 +70,9 @@ from backup_api.archiving.protocol import (
 from backup_api.archiving.readahead import PipeReadAhead
 from backup_api.archiving.sqlguard import sql_guard
 from backup_api.jobs.priority import lower_priority, set_group_niceness
+
+if TYPE_CHECKING:
+    from backup_api.archiving.agecrypt import AgeDecryptingReader
 
 CHUNK = 1 << 20
 SHA256_MISMATCH = "archive corrompue: la somme de contrôle SHA-256 ne correspond pas"
@@ -124,12 +138,52 @@ class _FanOutSink:
                     raise
 
 
+class _HashingSink:
+    """Hashes and counts what passes on to ``sink``: the encrypted file as stored."""
+
+    def __init__(self, sink: _FanOutSink) -> None:
+        self._sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview, /) -> None:
+        self._hash.update(data)
+        self.size += len(data)
+        self._sink.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 def _archive(
     options: ArchiveOptions, dump_fd: int, output_fds: list[int], reporter: _Reporter
 ) -> dict[str, object]:
     sink = _FanOutSink(output_fds)
+    keys = options.encryption
+    if keys is None:  # a plain ZIP: the writer hashes what it emits
+        result = _archive_into(options, sink, dump_fd, reporter)
+    else:
+        from backup_api.archiving.agecrypt import AgeEncryptingSink
+
+        stored = _HashingSink(sink)
+        encrypting = AgeEncryptingSink(
+            stored,
+            recipients=list(keys.recipients) if keys.passphrase is None else None,
+            passphrase=keys.passphrase,
+            scrypt_log_n=keys.scrypt_log_n,
+        )
+        result = _archive_into(options, encrypting, dump_fd, reporter)
+        encrypting.close()
+        result = result._replace(size=stored.size, sha256=stored.hexdigest())
+    errors = [None if error is None else encode_error(error) for error in sink.errors]
+    return {**result._asdict(), "output_errors": errors}
+
+
+def _archive_into(
+    options: ArchiveOptions, target: ArchiveSink, dump_fd: int, reporter: _Reporter
+) -> ArchiveResult:
     writer = ZipStreamWriter(
-        sink,
+        target,
         options.entry_name,
         compression=options.compression,
         level=options.level,
@@ -150,9 +204,7 @@ def _archive(
         while count := os.readv(dump_fd, [buffer]):
             reporter.read(count)
             writer.write(view[:count])
-    result = writer.close()
-    errors = [None if error is None else encode_error(error) for error in sink.errors]
-    return {**result._asdict(), "output_errors": errors}
+    return writer.close()
 
 
 def _sha256_of(archive: BinaryIO, reporter: _Reporter) -> str:
@@ -177,11 +229,52 @@ def _validated_sql(
     if options.expected_sha256 is not None and sha256 != options.expected_sha256:
         raise ArchiveError(SHA256_MISMATCH)
     guard = sql_guard(options.db_type)
-    _, entry = open_sql_entry(archive)
-    with entry:
-        while chunk := entry.read(CHUNK):
-            yield from guard.feed(chunk)
+    damaged: tuple[type[Exception], ...] = ()
+    if options.encrypted:
+        from backup_api.archiving.agecrypt import AgeError
+
+        # A raw, seekable file: what zipfile needs of it.
+        archive, damaged = cast(BinaryIO, _decrypting(archive, options.keys)), (AgeError,)
+    try:
+        _, entry = open_sql_entry(archive)
+        with entry:
+            while chunk := entry.read(CHUNK):
+                yield from guard.feed(chunk)
+    except damaged as exc:  # a chunk that fails authentication: altered
+        raise ArchiveError(str(exc)) from None
     yield from guard.finish()
+
+
+def _decrypting(archive: BinaryIO, keys: AgeKeys | None) -> AgeDecryptingReader:
+    """The ZIP inside an age file, seekable; its final chunk already authenticated (a
+    truncated file fails here), every chunk read later as it is read."""
+    from backup_api.archiving.agecrypt import AgeDecryptingReader, AgeError
+
+    if keys is None or not (keys.identities or keys.passphrase):
+        raise ArchiveError("sauvegarde chiffrée: clé de déchiffrement absente")
+    try:
+        if keys.passphrase is not None:
+            return AgeDecryptingReader(archive, passphrase=keys.passphrase)
+        return AgeDecryptingReader(archive, identities=list(keys.identities))
+    except AgeError as exc:
+        raise ArchiveError(str(exc)) from None
+
+
+def _age_problem(archive: BinaryIO, options: VerifyOptions) -> str | None:
+    """For a verification of an encrypted archive: every chunk authenticated when it can
+    be opened, else (no keys) what can be checked without them. Why it is refused, if it is."""
+    from backup_api.archiving.agecrypt import AgeError, inspect
+
+    try:
+        if options.keys is None:
+            inspect(archive)
+        else:
+            _decrypting(archive, options.keys).verify_all()
+    except (AgeError, ArchiveError) as exc:
+        return str(exc)
+    finally:
+        archive.seek(0)
+    return None
 
 
 def _extract(
@@ -207,6 +300,12 @@ def _extract(
 def _verify(options: VerifyOptions, archive_fd: int, reporter: _Reporter) -> VerifyResult:
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
         sha256 = _sha256_of(archive, reporter)
+        if options.expected_sha256 is not None and sha256 != options.expected_sha256:
+            return VerifyResult(sha256=sha256, problem=SHA256_MISMATCH)
+        if options.encrypted:
+            problem = _age_problem(archive, options)
+            if problem is not None or options.keys is None:
+                return VerifyResult(sha256, problem, contents_checked=False)
         try:
             with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
                 for _ in pieces:

@@ -30,12 +30,49 @@ REPORT_INTERVAL = 0.1
 MAX_JOB_BYTES = 64 * 1024
 # Bounds an error line well under PIPE_BUF, so it is written in one piece.
 MAX_MESSAGE = 1024
+#: scrypt work factor (log2 N) of passphrase-encrypted archives: what ``age -p`` writes.
+SCRYPT_LOG_N = 18
+
+
+class AgeKeys(NamedTuple):
+    """The age keys of a job: to encrypt (``recipients``, or ``passphrase`` with its
+    scrypt work factor) or to decrypt (``identities``, or ``passphrase``). The secrets
+    travel in the job's message on the control socket only, never in argv or the
+    environment, and stay out of ``repr``."""
+
+    recipients: tuple[str, ...] = ()
+    identities: tuple[str, ...] = ()
+    passphrase: str | None = None
+    scrypt_log_n: int = SCRYPT_LOG_N
+
+    def __repr__(self) -> str:
+        return f"AgeKeys(recipients={self.recipients!r}, secrets=***)"
+
+    def to_values(self) -> dict[str, Any]:
+        return {
+            "recipients": list(self.recipients),
+            "identities": list(self.identities),
+            "passphrase": self.passphrase,
+            "scrypt_log_n": self.scrypt_log_n,
+        }
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None) -> AgeKeys | None:
+        if values is None:
+            return None
+        passphrase = values.get("passphrase")
+        return cls(
+            recipients=tuple(str(r) for r in values.get("recipients", ())),
+            identities=tuple(str(i) for i in values.get("identities", ())),
+            passphrase=None if passphrase is None else str(passphrase),
+            scrypt_log_n=int(values.get("scrypt_log_n", SCRYPT_LOG_N)),
+        )
 
 
 class ArchiveOptions(NamedTuple):
-    """A backup's job: the ZIP entry to write and how, the process's niceness, and how
+    """A backup's job: the ZIP entry to write and how, the process's niceness, how
     many outputs receive the archive (one per destination writer: a staged local file, a
-    pipe to an upload process)."""
+    pipe to an upload process), and the age keys it is encrypted to (None: a plain ZIP)."""
 
     entry_name: str
     compression: Compression
@@ -44,6 +81,7 @@ class ArchiveOptions(NamedTuple):
     readahead_mib: int
     nice: int
     outputs: int = 1
+    encryption: AgeKeys | None = None
 
     def to_json(self) -> bytes:
         values = {
@@ -55,6 +93,7 @@ class ArchiveOptions(NamedTuple):
             "readahead_mib": self.readahead_mib,
             "nice": self.nice,
             "outputs": self.outputs,
+            "encryption": None if self.encryption is None else self.encryption.to_values(),
         }
         return json.dumps(values).encode()
 
@@ -68,19 +107,23 @@ class ArchiveOptions(NamedTuple):
             readahead_mib=int(values["readahead_mib"]),
             nice=int(values["nice"]),
             outputs=int(values.get("outputs", 1)),
+            encryption=AgeKeys.from_values(values.get("encryption")),
         )
 
 
 class ExtractOptions(NamedTuple):
     """A restore's job: the archive's expected SHA-256 (None: not checked), the backup's
-    database type (whose dump tool's SQL alone is accepted) and niceness."""
+    database type (whose dump tool's SQL alone is accepted) and niceness; for an
+    ``encrypted`` archive (age), the keys that open it."""
 
     expected_sha256: str | None
     db_type: str
     nice: int
+    encrypted: bool = False
+    keys: AgeKeys | None = None
 
     def to_json(self) -> bytes:
-        return _checks_json("extract", self.expected_sha256, self.db_type, self.nice)
+        return _checks_json("extract", self)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ExtractOptions:
@@ -88,31 +131,44 @@ class ExtractOptions(NamedTuple):
 
 
 class VerifyOptions(NamedTuple):
-    """A verification's job: the same checks as a restore's."""
+    """A verification's job: the same checks as a restore's. An encrypted archive
+    without ``keys`` (encrypted to recipients: the service has no identity) gets what
+    can be checked without them: its SHA-256 and its age structure."""
 
     expected_sha256: str | None
     db_type: str
     nice: int
+    encrypted: bool = False
+    keys: AgeKeys | None = None
 
     def to_json(self) -> bytes:
-        return _checks_json("verify", self.expected_sha256, self.db_type, self.nice)
+        return _checks_json("verify", self)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> VerifyOptions:
         return cls(*_checks_from(values))
 
 
-def _checks_json(kind: str, expected_sha256: str | None, db_type: str, nice: int) -> bytes:
-    values = {"kind": kind, "expected_sha256": expected_sha256, "db_type": db_type, "nice": nice}
+def _checks_json(kind: str, options: ExtractOptions | VerifyOptions) -> bytes:
+    values = {
+        "kind": kind,
+        "expected_sha256": options.expected_sha256,
+        "db_type": options.db_type,
+        "nice": options.nice,
+        "encrypted": options.encrypted,
+        "keys": None if options.keys is None else options.keys.to_values(),
+    }
     return json.dumps(values).encode()
 
 
-def _checks_from(values: Mapping[str, Any]) -> tuple[str | None, str, int]:
+def _checks_from(values: Mapping[str, Any]) -> tuple[str | None, str, int, bool, AgeKeys | None]:
     expected = values["expected_sha256"]
     return (
         None if expected is None else str(expected),
         str(values["db_type"]),
         int(values["nice"]),
+        bool(values.get("encrypted", False)),
+        AgeKeys.from_values(values.get("keys")),
     )
 
 
@@ -124,6 +180,9 @@ class ExtractResult(NamedTuple):
 class VerifyResult(NamedTuple):
     sha256: str  # of the archive file as it is now
     problem: str | None  # why a restore would refuse it (French), None if sound
+    # False: an encrypted archive checked without its keys (SHA-256 and age structure
+    # only; the ZIP inside was not read).
+    contents_checked: bool = True
 
 
 Options = ArchiveOptions | ExtractOptions | VerifyOptions

@@ -1,6 +1,7 @@
 """A backup: the dump tool's stdout goes to an archive process, which writes the ZIP
-archive to each destination at once (a staged file of the local backup root, an upload
-process for the storages); each copy is published under its name only once complete."""
+archive (wrapped in the age format when the backup is encrypted) to each destination at
+once (a staged file of the local backup root, an upload process for the storages); each
+copy is published under its name only once complete."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from backup_api import encryption
 from backup_api.archiving.archive import Compression
 from backup_api.archiving.launcher import write_archive
 from backup_api.archiving.protocol import ArchiveOptions, ArchiveOutcome
@@ -90,18 +92,23 @@ class BackupPipeline(Pipeline):
         backup = self._backup
         assert backup is not None
         settings = self.state.settings
+        # Before any destination is opened: a passphrase that cannot be decrypted fails
+        # the job with nothing to undo. The keys go to the archive process in its job
+        # message, never on a command line.
+        keys = encryption.encrypting_keys(self.state.keys, settings, backup)
         self._destinations = await open_destinations(self.state, backup, self._copies)
         await self._set_copies(
             [copy.id for d in self._destinations for copy in d.copies],
             {"status": CopyStatus.RUNNING.value},
         )
         options = ArchiveOptions(
-            entry_name=Path(backup.filename).stem + ".sql",
+            entry_name=encryption.entry_name(backup.filename),
             compression=Compression(settings.compression),
             level=settings.compression_level,
             date_time=backup.created_at,
             readahead_mib=settings.dump_readahead_mib,
             nice=settings.job_nice,
+            encryption=keys,
         )
         outputs = [destination.fileno() for destination in self._destinations]
 

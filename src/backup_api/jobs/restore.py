@@ -1,5 +1,6 @@
-"""A restore: an archive process checks the archive and streams its SQL into the restore
-tool's stdin; first, when the restore asked for it, a backup of its target."""
+"""A restore: an archive process checks the archive (decrypting it when it is encrypted)
+and streams its SQL into the restore tool's stdin; first, when the restore asked for it,
+a backup of its target."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import BinaryIO
 
 from sqlalchemy import Connection
 
+from backup_api import encryption
 from backup_api.archiving.launcher import extract_archive
 from backup_api.archiving.protocol import ExtractOptions
 from backup_api.copies.rules import choose as choose_copy
@@ -59,6 +61,7 @@ class RestorePipeline(Pipeline):
         self._restore: Record | None = None
         self._backup: Record | None = None
         self._archive: BinaryIO | None = None
+        self._identity: str | None = None
         self._held = contextlib.ExitStack()
 
     async def load(self) -> Target | None:
@@ -66,6 +69,8 @@ class RestorePipeline(Pipeline):
         restore, backup, target, is_admin = await self.state.metadata.read(
             lambda c: _restore_job(c, job_id)
         )
+        # Taken at once, whatever follows: the identity lives no longer than needed.
+        identity = self.state.restore_identities.pop(job_id, None)
         if restore is None or restore.status != JobStatus.PENDING.value:
             return None
         if backup is None or backup.checksum is None:
@@ -74,6 +79,10 @@ class RestorePipeline(Pipeline):
         if target is None:
             await self.fail("la base de données cible a été supprimée")
             return None
+        if encryption.needs_identity(backup) and identity is None:
+            await self.fail(encryption.IDENTITY_LOST)
+            return None
+        self._identity = identity
         self._restore, self._backup = restore, backup
         return Target(target, is_admin)
 
@@ -156,7 +165,11 @@ class RestorePipeline(Pipeline):
         assert archive is not None
         state = self.state
         options = ExtractOptions(
-            expected_sha256=backup.checksum, db_type=backup.db_type, nice=state.settings.job_nice
+            expected_sha256=backup.checksum,
+            db_type=backup.db_type,
+            nice=state.settings.job_nice,
+            encrypted=bool(backup.encrypted),
+            keys=encryption.opening_keys(state.keys, backup, self._identity),
         )
 
         async def feed(fd: int, progress: Progress) -> None:

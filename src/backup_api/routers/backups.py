@@ -141,7 +141,9 @@ async def download_backup(
     if download.checksum:
         headers["ETag"] = f'"{download.checksum}"'
         headers["X-Checksum-SHA256"] = download.checksum
-    return StreamingResponse(download.chunks, media_type="application/zip", headers=headers)
+    # An encrypted backup is sent as stored: the age file (`.zip.age`).
+    media_type = "application/octet-stream" if download.encrypted else "application/zip"
+    return StreamingResponse(download.chunks, media_type=media_type, headers=headers)
 
 
 @router.post(
@@ -158,12 +160,21 @@ async def verify_backup(
         metadata=state.metadata,
         copy_store=state.copy_store,
         settings=state.settings,
+        keys=state.keys,
         executor=state.executor,
         launcher=state.archive_processes,
         backup=backup,
         storage_id=storage_id,
     )
-    message = "Sauvegarde intègre" if result.valid else "Sauvegarde corrompue"
+    if not result.valid:
+        message = "Sauvegarde corrompue"
+    elif result.contents_checked:
+        message = "Sauvegarde intègre"
+    else:
+        message = (
+            "Fichier chiffré intègre (SHA-256 et structure age); le ZIP qu'il contient n'a "
+            "pas été vérifié: il faut l'identité des destinataires pour le déchiffrer"
+        )
     return VerificationResponse(
         message=message,
         verification=VerificationPublic(
@@ -171,6 +182,7 @@ async def verify_backup(
             checksum_expected=result.checksum_expected,
             checksum_actual=result.checksum_actual,
             error=result.error,
+            contents_checked=result.contents_checked,
         ),
         backup=await backups_service.public(state.metadata, backup),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from backup_api import encryption
 from backup_api.deps import CurrentUser, DatabaseDep, PageDep, StateDep
 from backup_api.models import (
     ConnectionTestResult,
@@ -37,7 +38,8 @@ ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
 def _public(database: Record) -> DatabasePublic:
-    return DatabasePublic.model_validate(database, from_attributes=True)
+    fields = {**database._mapping, "encryption": encryption.public(database)}
+    return DatabasePublic.model_validate(fields)
 
 
 @router.post(

@@ -70,7 +70,9 @@ async def create_restore(
 
     Over the backup's own source, `confirm` must hold that database's `db_name`. With
     `backup_target_first`, the target is backed up first (`safety_backup_id`), and the
-    restore only goes on if that backup completes.
+    restore only goes on if that backup completes. A backup encrypted to age recipients
+    needs `identity` (the secret key of one of them), checked against the file before
+    anything is queued and kept in memory for this restore only.
     """
     if data is None:
         raise BadRequest(restores_service.MISSING_TARGET)
@@ -82,8 +84,12 @@ async def create_restore(
         user=user,
         backup=backup,
         target_id=data.database_id,
+        copy_store=state.copy_store,
+        keys=state.keys,
+        identities=state.restore_identities,
         confirm=data.confirm,
         backup_target_first=data.backup_target_first,
+        identity=data.identity,
     )
     return RestoreEnvelope(
         message="Restauration créée avec succès. Le processus de restauration a commencé.",
@@ -122,6 +128,9 @@ async def get_restore(restore: RestoreDep) -> RestoreItem:
 async def delete_restore(restore: RestoreDep, state: StateDep) -> MessageResponse:
     """Delete a restore record; a running restore is stopped first and rolls back."""
     await restores_service.delete_restore(
-        metadata=state.metadata, queue=state.queue, restore=restore
+        metadata=state.metadata,
+        queue=state.queue,
+        restore=restore,
+        identities=state.restore_identities,
     )
     return MessageResponse(message="Restauration supprimée avec succès")

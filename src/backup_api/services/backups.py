@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from backup_api import encryption
 from backup_api.archiving.launcher import ArchiveProcessLauncher, verify_archive
 from backup_api.archiving.protocol import VerifyOptions
 from backup_api.config import Settings
@@ -42,6 +43,7 @@ from backup_api.models import (
 )
 from backup_api.principals import Principal
 from backup_api.repositories import Record, backups, copies, restores
+from backup_api.security import CredentialError, Keys
 from backup_api.services.admission import (
     ensure_disk_reserve,
     ensure_job_slot,
@@ -90,6 +92,7 @@ def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
         pinned=bool(fields["pinned"]),
         trigger=BackupTrigger(fields["trigger"]),
         copies=[copy_public(row) for row in copy_rows],
+        encrypted=bool(fields["encrypted"]),
     )
 
 
@@ -162,12 +165,12 @@ async def list_backups_json(
     return await metadata.read(work)
 
 
-def _free_filename(connection: Connection, db_type: str, stem: str) -> str:
+def _free_filename(connection: Connection, db_type: str, stem: str, suffix: str) -> str:
     taken = backups.names_taken(connection, db_type, stem)
-    filename = f"{stem}.zip"
+    filename = f"{stem}{suffix}"
     counter = 2
     while filename in taken:
-        filename = f"{stem}_{counter}.zip"
+        filename = f"{stem}_{counter}{suffix}"
         counter += 1
     return filename
 
@@ -196,7 +199,7 @@ def insert_backup(
     database = _startable_database(connection, settings, user, database_id)
     created = utcnow()
     stem = f"{safe_stem(database.db_name)}_{created:%Y%m%d_%H%M%S}"
-    filename = _free_filename(connection, database.type, stem)
+    filename = _free_filename(connection, database.type, stem, encryption.file_suffix(database))
     filepath, copy_rows = new_copies(connection, settings, database, filename)
     values = {
         "filename": filename,
@@ -213,6 +216,7 @@ def insert_backup(
         "created_at": created,
         "updated_at": created,
         "trigger": trigger.value,
+        **encryption.backup_columns(database),
     }
     row = backups.insert_backup(connection, values)
     copies.insert_copies(
@@ -265,6 +269,7 @@ class Download:
     size: int
     checksum: str | None
     chunks: AsyncIterator[bytes]
+    encrypted: bool = False
 
 
 class ActiveDownloads:
@@ -334,6 +339,7 @@ async def open_download(
         size=size,
         checksum=backup.checksum,
         chunks=chunks if downloads is None else downloads.stream(backup.id, chunks),
+        encrypted=bool(backup.encrypted),
     )
 
 
@@ -343,6 +349,8 @@ class Verification:
     checksum_expected: str | None
     checksum_actual: str | None
     error: str | None
+    #: False: encrypted to recipients, checked without the identity (see VerifyOptions).
+    contents_checked: bool = True
 
 
 async def verify_backup(
@@ -350,19 +358,30 @@ async def verify_backup(
     metadata: Metadata,
     copy_store: CopyStore,
     settings: Settings,
+    keys: Keys,
     executor: Executor,
     launcher: ArchiveProcessLauncher,
     backup: Record,
     storage_id: str | None = None,
 ) -> Verification:
     """Check one complete copy as a restore would (``storage_id``'s, else the local one,
-    else the first complete remote one, which is read back whole)."""
+    else the first complete remote one, which is read back whole). An encrypted copy has
+    its whole age stream authenticated and its ZIP checked when the service holds its
+    passphrase; encrypted to recipients, its SHA-256 and age structure alone."""
     ensure_archived(backup)
     copy = choose_copy(await _copies_of(metadata, backup), storage_id)
+    try:
+        age_keys = encryption.opening_keys(keys, backup)
+    except CredentialError as exc:
+        return Verification(False, backup.checksum, None, str(exc), contents_checked=False)
     # Hashing and decompressing happen in an archive process, not in this one; it makes a
     # restore's own checks, so what passes here is what a restore accepts.
     options = VerifyOptions(
-        expected_sha256=backup.checksum, db_type=backup.db_type, nice=settings.job_nice
+        expected_sha256=backup.checksum,
+        db_type=backup.db_type,
+        nice=settings.job_nice,
+        encrypted=bool(backup.encrypted),
+        keys=age_keys,
     )
     with job_workdir(jobs_root(settings), f"verify-{backup.id}-{uuid.uuid4().hex}") as workdir:
         try:
@@ -373,7 +392,13 @@ async def verify_backup(
             result = await verify_archive(
                 handle.fileno(), options, launcher=launcher, executor=executor
             )
-    return Verification(result.problem is None, backup.checksum, result.sha256, result.problem)
+    return Verification(
+        result.problem is None,
+        backup.checksum,
+        result.sha256,
+        result.problem,
+        contents_checked=result.contents_checked,
+    )
 
 
 BACKUP_IN_USE = "Une restauration en cours ou en attente utilise cette sauvegarde"

@@ -1,9 +1,11 @@
-"""Registered databases: validation beyond the schema, encryption of the password."""
+"""Registered databases: validation beyond the schema, encryption of the password and of
+the backups' passphrase."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from backup_api import encryption
 from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.dumpers.registry import DUMPERS
@@ -115,6 +117,7 @@ async def create_database(
         "user_id": owner.id,
         "created_at": created,
         "updated_at": created,
+        **encryption.setting_columns(keys, data.encryption),
     }
     # Before the insert: no write lock is held while the server answers (or not).
     values["server_version"], warning = await serverversions.detect(
@@ -143,6 +146,9 @@ async def update_database(
 ) -> tuple[Record, str | None]:
     """The updated record, and a warning when a backup of it would fail as things stand."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    changes.pop("encryption", None)
+    if "encryption" in data.model_fields_set:  # null: new backups are no longer encrypted
+        changes.update(encryption.setting_columns(keys, data.encryption))
     if "type" in changes:
         _check_type(changes["type"])
     current = database._mapping
