@@ -538,9 +538,9 @@ class EncryptionSettings(StrictBody):
 
     recipients: list[str] | None = Field(
         default=None,
-        min_length=1,
         max_length=MAX_RECIPIENTS,
         description="age public keys (`age1...`, from `age-keygen -y key.txt`)",
+        json_schema_extra={"minItems": 1},
     )
     passphrase: str | None = Field(
         default=None,
@@ -556,6 +556,8 @@ class EncryptionSettings(StrictBody):
     def _recipients(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
+        if not value:
+            raise ValueError("au moins un destinataire")
         for recipient in value:
             parse_recipient(recipient)  # ValueError: a French message, never the input
         return [recipient.strip() for recipient in value]
