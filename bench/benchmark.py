@@ -113,12 +113,14 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
     if bench.my is not None:
         result.databases.append(scenarios.mysql_database(bench, "bench_my", options.repeat))
     big = postgresql_names(options)[-1]
+    result.encryption = scenarios.encrypted_database(bench, big, options.repeat)
     result.latency = scenarios.latency(bench, big, options.load_seconds)
     result.listing = scenarios.listing(
         bench, meta, options.listing_records, result.latency.accepted
     )
     for path in bench.archives:
         check_archive(path)
+    result.encrypted_archives = scenarios.check_encrypted(bench)
     result.steadiness_line = bench.steadiness.line()
     result.archives = len(bench.archives)
     if bench.reference is not None:

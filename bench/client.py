@@ -40,20 +40,21 @@ class Api:
         self.client.post("/auth/register", json=body)
         self.token = self.client.post("/auth/login", json=body).json()["token"]
 
-    def add_database(self, server: DbServer, name: str) -> int:
-        response = self.client.post(
-            "/api/databases",
-            headers=self.headers,
-            json={
-                "name": name,
-                "type": server.kind,
-                "host": server.host,
-                "port": server.port,
-                "username": server.user,
-                "password": server.password,
-                "db_name": name,
-            },
-        )
+    def add_database(
+        self, server: DbServer, name: str, encryption: dict[str, Any] | None = None
+    ) -> int:
+        body: dict[str, Any] = {
+            "name": name,
+            "type": server.kind,
+            "host": server.host,
+            "port": server.port,
+            "username": server.user,
+            "password": server.password,
+            "db_name": name,
+        }
+        if encryption is not None:
+            body["encryption"] = encryption
+        response = self.client.post("/api/databases", headers=self.headers, json=body)
         response.raise_for_status()
         database_id: int = response.json()["database"]["id"]
         return database_id

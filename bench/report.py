@@ -24,6 +24,8 @@ MIN_ZIP_SPEEDUP = 3.0  # `dump | zip` / API backup
 MAX_SIZE_RATIO = 1.05  # API archive / `dump | zip` archive
 MAX_RSS_MIB = 64.0  # the service's peak RSS over idle during a backup
 MAX_P99_SECONDS = 0.05  # latency under load, and of listing pages
+MAX_ENCRYPTED_RATIO = 1.10  # encrypted API backup / unencrypted API backup
+MAX_ENCRYPTED_BARE_RATIO = 1.25  # encrypted API backup / bare dump
 
 TABLE_HEAD = [
     "| database (plain SQL) | dump > /dev/null | API backup | dump \\| zip "
@@ -70,19 +72,60 @@ class ListingResult:
 
 
 @dataclass
+class EncryptionResult:
+    """The largest PostgreSQL database backed up encrypted (age, to a recipient), beside
+    the unencrypted API backup and the bare dump, by turns."""
+
+    label: str
+    bare: list[float]
+    plain: list[float]
+    encrypted: list[float]
+    sizes: tuple[int, int]  # the unencrypted archive's and the encrypted file's
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.encrypted) / statistics.median(self.plain)
+
+    @property
+    def bare_ratio(self) -> float:
+        return statistics.median(self.encrypted) / statistics.median(self.bare)
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= MAX_ENCRYPTED_RATIO and self.bare_ratio <= MAX_ENCRYPTED_BARE_RATIO
+
+    def line(self) -> str:
+        plain_size, encrypted_size = self.sizes
+        return (
+            f"- {self.label} encrypted (age, to a recipient): "
+            f"{statistics.median(self.encrypted):.2f} s, "
+            f"{self.ratio:.2f}x the unencrypted API backup "
+            f"({statistics.median(self.plain):.2f} s; ≤ {MAX_ENCRYPTED_RATIO:g}: "
+            f"{mark(self.ratio <= MAX_ENCRYPTED_RATIO)}), {self.bare_ratio:.2f}x the bare dump "
+            f"({statistics.median(self.bare):.2f} s; ≤ {MAX_ENCRYPTED_BARE_RATIO:g}: "
+            f"{mark(self.bare_ratio <= MAX_ENCRYPTED_BARE_RATIO)}); "
+            f"{mb(encrypted_size)} stored for a {mb(plain_size)} ZIP"
+        )
+
+
+@dataclass
 class Report:
     repeat: int
     databases: list[DatabaseResult] = field(default_factory=list)
     steadiness_line: str = ""
     latency: LatencyResult | None = None
     listing: ListingResult | None = None
+    encryption: EncryptionResult | None = None
     archives: int = 0
+    encrypted_archives: int = 0
     reference_revision: str | None = None
     reference_lines: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
         """The names of the missed targets, in the order of the report."""
         missed = [database.name for database in self.databases if not database.ok]
+        if self.encryption is not None and not self.encryption.ok:
+            missed.append("encryption")
         if self.latency is not None and not self.latency.ok:
             missed.append("latency")
         if self.listing is not None and not self.listing.ok:
@@ -207,6 +250,7 @@ def render(report: Report) -> str:
         f"- Peak RSS over idle by database size: "
         f"{', '.join(f'{d:.1f} MiB' for d in pg_deltas)} (does not grow with size)",
         *(database.cpu_line for database in report.databases),
+        *([] if report.encryption is None else [report.encryption.line()]),
         report.steadiness_line,
     ]
     if report.latency is not None:
@@ -223,6 +267,11 @@ def render(report: Report) -> str:
     lines.append(
         f"- {report.archives} archives: all pass `unzip -t` and `zipfile.testzip()` (PASS)"
     )
+    if report.encrypted_archives:
+        lines.append(
+            f"- {report.encrypted_archives} encrypted files: `age -d -i` gives ZIPs that pass "
+            "the same checks (PASS)"
+        )
     if report.reference_revision is not None:
         lines += ["", f"Compared with {report.reference_revision} (alternated, same run):", ""]
         lines += report.reference_lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,7 +20,14 @@ from bench import report
 from bench.client import Api, latency_under_load, listing_latency, seed_backup_records
 from bench.measure import BusyCpu, CpuSteadiness
 from bench.reference import ApiSeries, Reference
-from bench.tools import Credentials, dump_size, mysqldump_argv, pg_dump_argv, timed
+from bench.tools import (
+    Credentials,
+    check_archive,
+    dump_size,
+    mysqldump_argv,
+    pg_dump_argv,
+    timed,
+)
 
 #: The database the latency load's backups dump: registered by the scenario, one row.
 TINY_DATABASE = "bench_tiny"
@@ -38,6 +46,8 @@ class Bench:
     reference: Reference | None
     steadiness: CpuSteadiness = field(default_factory=CpuSteadiness)
     archives: list[Path] = field(default_factory=list)  # every archive made, checked at the end
+    #: Every encrypted file made, with the age key file that opens it (checked at the end).
+    encrypted: list[tuple[Path, Path]] = field(default_factory=list)
 
     def series(self, server: DbServer, name: str) -> ApiSeries:
         return ApiSeries(self.api, self.pid, self.reference, server, name, self.archives)
@@ -95,6 +105,54 @@ def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResul
     row, ok = report.mysql_row(label, bare, series.times, series.size, delta)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
     return report.DatabaseResult("mysql", "mysql", row, cpu, delta, ok)
+
+
+def encrypted_database(bench: Bench, name: str, repeat: int) -> report.EncryptionResult:
+    """Bare ``pg_dump``, the unencrypted API backup and the one encrypted to a recipient
+    (age), by turns: what encryption adds, in the same run."""
+    key = bench.workdir / "age-key.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    recipient = subprocess.run(
+        ["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    env = Credentials(bench.workdir, bench.pg).pg_env()
+    argv = pg_dump_argv(bench.pg, name)
+    label = f"PostgreSQL {report.mb(dump_size(argv, env))}"
+    plain = bench.api.add_database(bench.pg, name)
+    encrypted = bench.api.add_database(bench.pg, name, {"recipients": [recipient]})
+    bare: list[float] = []
+    plain_times: list[float] = []
+    encrypted_times: list[float] = []
+    sizes = (0, 0)
+    for turn in range(repeat):
+        bare.append(timed(argv, env))
+        # Alternated order, so that neither always follows the other.
+        for database_id in (plain, encrypted) if turn % 2 == 0 else (encrypted, plain):
+            elapsed, backup, _, _ = bench.api.backup(database_id, bench.pid)
+            path = Path(backup["filepath"])
+            if database_id == encrypted:
+                encrypted_times.append(elapsed)
+                bench.encrypted.append((path, key))
+                sizes = (sizes[0], backup["size"])
+            else:
+                plain_times.append(elapsed)
+                bench.archives.append(path)
+                sizes = (backup["size"], sizes[1])
+    return report.EncryptionResult(label, bare, plain_times, encrypted_times, sizes)
+
+
+def check_encrypted(bench: Bench) -> int:
+    """Decrypt each encrypted file with the reference tool and check the ZIP inside."""
+    for index, (path, key) in enumerate(bench.encrypted):
+        plain = bench.workdir / f"decrypted-{index}.zip"
+        subprocess.run(
+            ["age", "-d", "-i", str(key), "-o", str(plain), str(path)],
+            check=True,
+            capture_output=True,
+        )
+        check_archive(plain)
+        plain.unlink()
+    return len(bench.encrypted)
 
 
 def create_tiny_database(server: DbServer) -> None:

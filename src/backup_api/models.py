@@ -528,7 +528,20 @@ DbType = Annotated[
 
 
 MIN_PASSPHRASE = 12
+# The shape of age keys (Bech32: its alphabet); the validators check the checksum too.
+_BECH32_CHARS = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_RECIPIENT = rf"^age1[{_BECH32_CHARS}]{{58}}$"
+_IDENTITY = rf"^AGE-SECRET-KEY-1[{_BECH32_CHARS.upper()}]{{58}}$"
 MAX_RECIPIENTS = 20
+
+
+def _encryption_schema(schema: dict[str, Any]) -> None:
+    """Exactly one of the two fields, neither null; recipients of an age key's shape."""
+    _without_null(schema)
+    recipients = schema["properties"]["recipients"]
+    recipients["items"] = {"type": "string", "pattern": _RECIPIENT}
+    recipients["minItems"] = 1
+    schema["oneOf"] = [{"required": ["recipients"]}, {"required": ["passphrase"]}]
 
 
 class EncryptionSettings(StrictBody):
@@ -536,11 +549,12 @@ class EncryptionSettings(StrictBody):
     (age X25519 public keys: the service can encrypt, never decrypt) or with a
     ``passphrase`` (scrypt: the service keeps it, encrypted, and restores on its own)."""
 
+    model_config = ConfigDict(json_schema_extra=_encryption_schema)
+
     recipients: list[str] | None = Field(
         default=None,
         max_length=MAX_RECIPIENTS,
         description="age public keys (`age1...`, from `age-keygen -y key.txt`)",
-        json_schema_extra={"minItems": 1},
     )
     passphrase: str | None = Field(
         default=None,
@@ -548,7 +562,7 @@ class EncryptionSettings(StrictBody):
         max_length=1024,
         repr=False,
         description=f"At least {MIN_PASSPHRASE} characters; never returned",
-        json_schema_extra={"pattern": _NO_NUL},
+        json_schema_extra={"pattern": _NOT_BLANK},
     )
 
     @field_validator("recipients")
@@ -559,8 +573,9 @@ class EncryptionSettings(StrictBody):
         if not value:
             raise ValueError("au moins un destinataire")
         for recipient in value:
-            parse_recipient(recipient)  # ValueError: a French message, never the input
-        return [recipient.strip() for recipient in value]
+            # ValueError: a French message, never the input; the shape first, as documented.
+            parse_recipient("" if not re.fullmatch(_RECIPIENT, recipient) else recipient)
+        return value
 
     @field_validator("passphrase")
     @classmethod
@@ -571,6 +586,8 @@ class EncryptionSettings(StrictBody):
 
     @model_validator(mode="after")
     def _one_mode(self) -> EncryptionSettings:
+        if any(getattr(self, name) is None for name in self.model_fields_set):
+            raise ValueError("null refusé: omettez le champ")
         if (self.recipients is None) == (self.passphrase is None):
             raise ValueError("indiquez soit recipients, soit passphrase (un seul des deux)")
         return self
@@ -1203,13 +1220,15 @@ class RestoreCreate(StrictBody):
         repr=False,
         description="The age secret key (`AGE-SECRET-KEY-1...`) of a backup encrypted to "
         "recipients; used in memory for this restore only, never stored",
+        json_schema_extra={"pattern": _IDENTITY},
     )
 
     @field_validator("identity")
     @classmethod
     def _identity(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_identity(value)  # ValueError: a French message, never the input
+            # ValueError: a French message, never the input; the shape first, as documented.
+            parse_identity("" if not re.fullmatch(_IDENTITY, value) else value)
         return value
 
     model_config = ConfigDict(json_schema_extra=_without_null)

@@ -38,6 +38,9 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "while two backups run, 20 clients" in text
     assert "GET /api/backups?limit=100 over" in text
     assert "all pass `unzip -t` and `zipfile.testzip()`" in text
+    assert "- PostgreSQL 6 MB encrypted (age, to a recipient): " in text
+    assert "x the unencrypted API backup (" in text
+    assert "encrypted files: `age -d -i` gives ZIPs that pass the same checks" in text
     # Every target line carries a verdict; the verdicts themselves are the benchmark's job.
     assert text.count("PASS") + text.count("FAIL") >= 12
 

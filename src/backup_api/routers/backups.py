@@ -117,8 +117,12 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
     summary="Download a backup",
     responses={
         200: {
-            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "The ZIP archive",
+            "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "The ZIP archive, or the age file (`.zip.age`) of an encrypted "
+            "backup, as stored",
         },
         **errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
     },
@@ -126,7 +130,8 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
 async def download_backup(
     backup: BackupDep, state: StateDep, storage_id: CopyChoice = None
 ) -> StreamingResponse:
-    """Download the ZIP archive of a completed backup (streamed)."""
+    """Download the ZIP archive of a completed backup (streamed); an encrypted backup's
+    file as stored (the age format, `.zip.age`)."""
     download = await backups_service.open_download(
         metadata=state.metadata,
         copy_store=state.copy_store,
@@ -155,7 +160,9 @@ async def download_backup(
 async def verify_backup(
     backup: BackupDep, state: StateDep, storage_id: CopyChoice = None
 ) -> VerificationResponse:
-    """Recompute the archive's SHA-256 and test the ZIP."""
+    """Recompute the archive's SHA-256 and test the ZIP. An encrypted backup's whole age
+    stream is authenticated, and its ZIP tested when the service holds its passphrase
+    (`contents_checked`)."""
     result = await backups_service.verify_backup(
         metadata=state.metadata,
         copy_store=state.copy_store,

@@ -79,6 +79,18 @@ TARGET_TYPE_MISMATCH = ErrorCase(
     "la sauvegarde de type postgresql",
     "the target database is not of the backup's engine",
 )
+IDENTITY_REQUIRED = ErrorCase(
+    400,
+    "Données invalides: identity: requise pour cette sauvegarde, chiffrée pour des "
+    "destinataires age (la clé secrète AGE-SECRET-KEY-1... de l'un d'eux)",
+    "the backup is encrypted to age recipients and the body has no `identity`",
+)
+WRONG_IDENTITY = ErrorCase(
+    400,
+    "Identité age incorrecte: cette clé n'ouvre pas la sauvegarde (aucun de ses "
+    "destinataires ne lui correspond); la base cible n'a pas été modifiée",
+    "`identity` does not open the backup's file (checked before anything is queued)",
+)
 INVALID_RETENTION = ErrorCase(
     400,
     "Données invalides: keep_daily: valeur trop petite",

@@ -20,6 +20,7 @@ from backup_api.routers.responses import (
     BACKUP_NOT_FOUND,
     CONFIRM_REQUIRED,
     DISK_RESERVE_REACHED,
+    IDENTITY_REQUIRED,
     JOBS_THROTTLED,
     MISSING_TARGET,
     OWNER_ONLY,
@@ -28,6 +29,7 @@ from backup_api.routers.responses import (
     TARGET_BUSY,
     TARGET_NOT_FOUND,
     TARGET_TYPE_MISMATCH,
+    WRONG_IDENTITY,
     errors,
 )
 from backup_api.services import restores as restores_service
@@ -44,6 +46,8 @@ ONE_RESTORE = (OWNER_ONLY, RESTORE_NOT_FOUND)
     summary="Restore a backup",
     responses=errors(
         MISSING_TARGET,
+        IDENTITY_REQUIRED,
+        WRONG_IDENTITY,
         CONFIRM_REQUIRED,
         TARGET_TYPE_MISMATCH,
         OWNER_ONLY,
