@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,52 @@ async def test_encrypted_backups_restore_row_for_row(
     assert snapshot(server, target) == expected
     server.drop_database(source)
     server.drop_database(target)
+
+
+async def test_a_file_that_age_encrypted_is_restored_by_the_service(
+    pg_server: Any, alice: Api, app: FastAPI, tmp_path: Path
+) -> None:
+    """The other direction: the stored file replaced by ``age -r``'s own encryption of
+    the same ZIP (its record made to match) is verified and restored as ours are."""
+    key, recipient = keygen(tmp_path)
+    identity = next(
+        line for line in key.read_text().splitlines() if line.startswith("AGE-SECRET-KEY-")
+    )
+    source, target = unique_name("src"), unique_name("dst")
+    expected = create_filled(pg_server, source)
+    pg_server.create_database(target)
+    database = await alice.add_database(pg_server, source, encryption={"recipients": [recipient]})
+    other = await alice.add_database(pg_server, target)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    path = local_file(app, backup)
+    plain = tmp_path / "f.zip"
+    age_decrypt(path, plain, key=key)
+    theirs = tmp_path / "theirs.zip.age"
+    subprocess.run(
+        ["age", "-r", recipient, "-o", str(theirs), str(plain)], check=True, capture_output=True
+    )
+    data = theirs.read_bytes()
+    assert data != path.read_bytes()
+    path.write_bytes(data)
+    await metadata_sql(
+        app,
+        "UPDATE backups SET checksum = :sum, size = :size WHERE id = :id",
+        sum=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        id=backup["id"],
+    )
+    verification = (await alice.post(f"/api/backups/{backup['id']}/verify")).json()
+    assert verification["verification"]["valid"] is True
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/restore",
+        json={"database_id": other["id"], "identity": identity},
+    )
+    assert response.status_code == 202, response.text
+    restore = await alice.wait_restore(response.json()["restore"]["id"])
+    assert restore["status"] == "completed", restore["error_msg"]
+    assert snapshot(pg_server, target) == expected
+    pg_server.drop_database(source)
+    pg_server.drop_database(target)
 
 
 async def test_wrong_or_missing_keys_are_refused_before_the_target_is_touched(
