@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         queue = InProcessQueue(
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
-        copy_store = CopyStore(storage)
+        copy_store = CopyStore(storage, metadata, settings, keys)
         sweeper = RetentionSweeper(
             settings=settings,
             metadata=metadata,
