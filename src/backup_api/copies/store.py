@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from backup_api.config import Settings
 from backup_api.db import Metadata
+from backup_api.models import CopyStatus, utcnow
 from backup_api.netpolicy import HostNotAllowedError
 from backup_api.repositories import Record, copies
 from backup_api.repositories.copies import LOCAL
@@ -137,6 +139,26 @@ class CopyStore:
         except S3Error as exc:  # ObjectLockedError says until when
             return str(exc)
         return None
+
+    async def delete_copies(self, copy_rows: Sequence[Record]) -> list[str]:
+        """Delete each copy and its row; those that cannot be deleted become
+        ``delete_failed`` with the reason. The French "destination: reason" of each
+        failure."""
+        failures: list[str] = []
+        for copy in copy_rows:
+            reason = await self.delete(copy)
+            copy_id: int = copy.id
+            if reason is None:
+                await self._metadata.write(partial(copies.delete_copy, copy_id=copy_id))
+                continue
+            failures.append(f"{copy.storage_name}: {reason}")
+            values = {
+                "status": CopyStatus.DELETE_FAILED.value,
+                "error_msg": reason,
+                "updated_at": utcnow(),
+            }
+            await self._metadata.write(partial(copies.update_copy, copy_id=copy_id, values=values))
+        return failures
 
 
 def _download(location: S3Location, key: str, path: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
 from backup_api.models import BackupCopy, CopyStatus, DatabaseStorage, Role, Storage, User
 from backup_api.repositories import Record
@@ -108,3 +108,17 @@ def storage_of_copy(connection: Connection, storage_id: int) -> tuple[Record | N
     )
     row = connection.execute(query).first()
     return row, row is not None and row.owner_role == Role.ADMIN.value
+
+
+def next_retry(connection: Connection) -> datetime | None:
+    """When the next automatic retry of a copy is due, if any is planned."""
+    query = select(func.min(_COPIES.c.next_retry_at)).where(
+        _COPIES.c.status == CopyStatus.FAILED.value
+    )
+    value: datetime | None = connection.execute(query).scalar()
+    return value
+
+
+def storage_ids(connection: Connection) -> list[int]:
+    """Every storage's id (recovery looks at each one's open uploads)."""
+    return list(connection.execute(select(_STORAGES.c.id).order_by(_STORAGES.c.id)).scalars())
