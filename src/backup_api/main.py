@@ -35,6 +35,7 @@ from backup_api.routers import (
     restores,
     retention,
     schedules,
+    storages,
     users,
 )
 from backup_api.scheduler import Scheduler
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         databases,
         schedules,
         retention,
+        storages,
         backups,
         restores,
         users,
