@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.servers import MariaDBServer, PostgresServer, start_mariadb, start_postgresql
+from tests.support.servers.s3 import S3Server, start_s3
 
 # --- throwaway database servers ---
 # Started once per test session (only if a test asks for them) and stopped at the end.
@@ -24,6 +25,16 @@ def pg_server() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def mysql_server() -> Iterator[MariaDBServer]:
     server = start_mariadb()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server with authentication enforced (see tests/support/servers/s3.py)."""
+    server = start_s3(tmp_path_factory.mktemp("s3"))
     try:
         yield server
     finally:
@@ -85,5 +96,6 @@ __all__ = [
     "metadata_url",
     "mysql_server",
     "pg_server",
+    "s3_server",
     "settings_factory",
 ]

@@ -106,3 +106,27 @@ def _is_net(entry: str) -> bool:
 
 def _full(entry: str) -> int:
     return 32 if ipaddress.ip_address(entry).version == 4 else 128
+
+
+def outbound_allowed_among(host: str, addresses: list[str], allowed: list[str]) -> list[str]:
+    """The addresses of an outbound target chosen by a non-admin (an S3 endpoint, a
+    webhook) that the service may connect to, in resolution order.
+
+    Public addresses only, so a user cannot make the service probe its own network: a
+    private, loopback, link-local or otherwise reserved address needs the operator to list
+    the name or a network holding it (``BACKUP_API_ALLOWED_OUTBOUND_HOSTS``).
+    """
+    names = {entry.lower() for entry in allowed if "/" not in entry and not _is_ip(entry)}
+    networks = _networks([e if "/" in e else f"{e}/{_full(e)}" for e in allowed if _is_net(e)])
+    name_listed = host.lower() in names
+    result = []
+    for address in addresses:
+        ip = _plain(address)
+        listed = name_listed or any(ip.version == net.version and ip in net for net in networks)
+        if listed or ip.is_global:
+            result.append(address)
+    if result:
+        return result
+    raise HostNotAllowedError(
+        f"adresse non publique (privée, locale ou réservée) non autorisée: {host}"
+    )
