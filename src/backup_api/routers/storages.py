@@ -12,6 +12,7 @@ from backup_api.models import (
     StorageItem,
     StorageList,
     StoragePublic,
+    StorageTestResult,
     StorageUpdate,
 )
 from backup_api.repositories import Record
@@ -22,9 +23,11 @@ from backup_api.routers.responses import (
     STORAGE_HOLDS_COPIES,
     STORAGE_IN_USE,
     STORAGE_NOT_FOUND,
+    STORAGE_TESTS_THROTTLED,
     errors,
 )
 from backup_api.services import storages as storages_service
+from backup_api.services import storagetests
 
 router = APIRouter(prefix="/api/storages", tags=["storages"])
 
@@ -101,3 +104,27 @@ async def delete_storage(storage: StorageDep, state: StateDep) -> MessageRespons
     objects in the bucket are not touched)."""
     await storages_service.delete_storage(metadata=state.metadata, storage=storage)
     return MessageResponse(message="Stockage supprimé avec succès")
+
+
+@router.post(
+    "/{storage_id}/test",
+    response_model=StorageTestResult,
+    response_model_exclude_none=True,
+    summary="Test a storage",
+    responses=errors(*ONE_STORAGE, STORAGE_TESTS_THROTTLED),
+)
+async def test_storage(
+    storage: StorageDep, user: CurrentUser, state: StateDep
+) -> StorageTestResult:
+    """Write, read back and delete a small object under the prefix, as a backup would
+    reach the bucket (same address rules, same credentials), and answer `ok: true`, or
+    `ok: false` with why (refused credentials, missing bucket, unreachable endpoint, TLS
+    error...). The secret key is never in the answer."""
+    return await storagetests.run_storage_test(
+        settings=state.settings,
+        metadata=state.metadata,
+        keys=state.keys,
+        limiter=state.connection_tests,
+        caller=user,
+        storage=storage,
+    )
