@@ -875,7 +875,7 @@ _REGION_PATTERN = r"^[A-Za-z0-9_.-]+$"
 _KEY_PATTERN = r"^[!-~]*$"
 
 
-def _check_endpoint(value: str) -> str:
+def check_endpoint(value: str) -> str:
     if _ENDPOINT.fullmatch(value):
         return value
     ipv6 = _ENDPOINT_IPV6.fullmatch(value)
@@ -936,7 +936,7 @@ def _check_key(value: str) -> str:
 
 
 _STORAGE_CHECKS = {
-    "endpoint": _check_endpoint,
+    "endpoint": check_endpoint,
     "bucket": _check_bucket,
     "prefix": _check_prefix,
     "region": _check_region,

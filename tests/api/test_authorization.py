@@ -39,6 +39,7 @@ ROUTES = [
     ("GET", "/api/storages/{storage}", None),
     ("PUT", "/api/storages/{storage}", {"name": "pris par bob"}),
     ("DELETE", "/api/storages/{storage}", None),
+    ("POST", "/api/storages/{storage}/test", None),
     # Naming someone else's storage as a destination of one's own database.
     ("PUT", "/api/databases/{bob_database}", {"storage_ids": ["{storage}"]}),
 ]
