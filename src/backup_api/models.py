@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import email_validator
+from annotated_types import Ge, Le
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
@@ -510,9 +511,11 @@ def _distinct_ids(value: list[int]) -> list[int]:
     return value
 
 
+#: An id inside a list: ``Field`` there would not become the item schema's bounds.
+_ItemId = Annotated[int, Ge(1), Le(MAX_ID), BeforeValidator(_id_not_bool)]
 #: Destinations of a database's backups: storage ids, in order, each once.
 StorageIds = Annotated[
-    list[IdValue],
+    list[_ItemId],
     Field(max_length=MAX_DESTINATIONS, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_distinct_ids),
 ]
@@ -870,7 +873,10 @@ _PREFIX_SEGMENT = (
 )
 _PREFIX_PATTERN = rf"^(?:{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*/?)?$"
 _PREFIX = re.compile(_PREFIX_PATTERN)
-_REGION_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# A region as botocore accepts one: letters, digits and inner hyphens, up to 63, not
+# digits only.
+_REGION_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+_DIGITS_PATTERN = r"^[0-9]+$"
 # Keys: printable ASCII without spaces (an empty pair means unsigned requests).
 _KEY_PATTERN = r"^[!-~]*$"
 
@@ -925,7 +931,9 @@ def _check_region(value: str) -> str:
     if not value:
         raise ValueError("région requise")
     if not re.fullmatch(_REGION_PATTERN, value):
-        raise ValueError("lettres, chiffres, '.', '_' et '-' seulement")
+        raise ValueError("lettres, chiffres et '-' (ni au début ni à la fin) seulement")
+    if re.fullmatch(_DIGITS_PATTERN, value):
+        raise ValueError("pas seulement des chiffres")
     return value
 
 
@@ -982,7 +990,11 @@ Prefix = Annotated[
 ]
 Region = Annotated[
     str,
-    Field(min_length=1, max_length=64, json_schema_extra={"pattern": _REGION_PATTERN}),
+    Field(
+        min_length=1,
+        max_length=63,
+        json_schema_extra={"pattern": _REGION_PATTERN, "not": {"pattern": _DIGITS_PATTERN}},
+    ),
 ]
 AccessKeyId = Annotated[
     str,

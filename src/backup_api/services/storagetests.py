@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
+from botocore.exceptions import BotoCoreError
+
 from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.exceptions import TooManyRequests
@@ -20,7 +22,7 @@ from backup_api.ratelimit import RateLimiter
 from backup_api.repositories import Record, users
 from backup_api.security import CredentialError, Keys, decrypt_secret
 from backup_api.services.connectiontests import THROTTLED
-from backup_api.storage.s3.client import S3Error
+from backup_api.storage.s3.client import S3Error, describe_error
 from backup_api.storage.s3.objects import check_bucket
 from backup_api.storage.s3.policy import outbound_location
 
@@ -48,4 +50,7 @@ async def run_storage_test(
     except (HostNotAllowedError, S3Error, CredentialError) as exc:
         # French and free of the secret: each of these says what failed, never with what.
         return StorageTestResult(ok=False, error=str(exc))
+    except BotoCoreError as exc:
+        # What botocore refuses before any request (a region it cannot use...).
+        return StorageTestResult(ok=False, error=describe_error(exc, storage.bucket))
     return StorageTestResult(ok=True)
