@@ -514,3 +514,15 @@ async def test_deleting_a_storage_in_use_is_409(
     # The failed copy's row stays, without its storage.
     rows = await metadata_sql(app, select(copies.c.storage_id).where(copies.c.id == failed))
     assert rows[0].storage_id is None
+
+
+async def test_deleting_an_account_deletes_its_storages(
+    app: FastAPI, pg_server: Any, source: str, admin: Api, alice: Api
+) -> None:
+    storage = await add_storage(alice)
+    await alice.add_database(pg_server, source, storage_ids=[storage["id"]], keep_local=False)
+    response = await admin.delete(f"/api/users/{alice.user['id']}")
+    assert response.status_code == 200, response.text
+    assert (await admin.get("/api/storages")).json() == {"storages": []}
+    table = Storage.__table__  # type: ignore[attr-defined]
+    assert await metadata_sql(app, select(table.c.id)) == []
