@@ -36,6 +36,7 @@ from backup_api.routers import (
     restores,
     retention,
     schedules,
+    storages,
     users,
 )
 from backup_api.scheduler import Scheduler
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         databases,
         schedules,
         retention,
+        storages,
         backups,
         restores,
         users,
