@@ -34,7 +34,7 @@ from backup_api.copies.store import CopyStore, CopyUnavailable, is_local
 from backup_api.db import Metadata
 from backup_api.jobs.destinations import RETRY_EVERY, RETRY_FOR, CopyResult
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import CopyStatus, JobStatus, utcnow
+from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies
 from backup_api.storage.base import DISK_FULL, FULL_ERRNOS, Storage, storage_key
 from backup_api.storage.s3 import objects
@@ -255,7 +255,7 @@ class CopyRetrier:
                 upcoming = None
             deadline = now + RETRY_EVERY
             if upcoming is not None:
-                deadline = min(deadline, max(upcoming, now + timedelta(seconds=1)))
+                deadline = min(deadline, max(as_utc(upcoming), now + timedelta(seconds=1)))
             await self.clock.sleep_until(deadline, self._wake)
             self._wake.clear()
 
@@ -308,7 +308,7 @@ def _record(
             values |= {
                 "status": CopyStatus.FAILED.value,
                 "error_msg": result.error,
-                "next_retry_at": again if again <= backup.created_at + RETRY_FOR else None,
+                "next_retry_at": again if again <= as_utc(backup.created_at) + RETRY_FOR else None,
             }
         copies.update_copy(connection, result.copy_id, values)
     problem = failed_summary(copies.of_backup(connection, backup.id))

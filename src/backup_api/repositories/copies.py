@@ -122,3 +122,12 @@ def next_retry(connection: Connection) -> datetime | None:
 def storage_ids(connection: Connection) -> list[int]:
     """Every storage's id (recovery looks at each one's open uploads)."""
     return list(connection.execute(select(_STORAGES.c.id).order_by(_STORAGES.c.id)).scalars())
+
+
+def fail_running(connection: Connection, reason: str, at: datetime) -> None:
+    """Copies left ``running`` by a stopped service: failed, and retried soon."""
+    connection.execute(
+        update(_COPIES)
+        .where(_COPIES.c.status == CopyStatus.RUNNING.value)
+        .values(status=CopyStatus.FAILED.value, error_msg=reason, next_retry_at=at, updated_at=at)
+    )

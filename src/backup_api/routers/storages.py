@@ -20,6 +20,7 @@ from backup_api.routers.responses import (
     INVALID_ENDPOINT,
     OWNER_ONLY,
     SECRET_REQUIRED,
+    STORAGE_BEING_WRITTEN,
     STORAGE_HOLDS_COPIES,
     STORAGE_IN_USE,
     STORAGE_NOT_FOUND,
@@ -97,7 +98,7 @@ async def update_storage(
     "/{storage_id}",
     response_model=MessageResponse,
     summary="Delete a storage",
-    responses=errors(*ONE_STORAGE, STORAGE_IN_USE, STORAGE_HOLDS_COPIES),
+    responses=errors(*ONE_STORAGE, STORAGE_IN_USE, STORAGE_BEING_WRITTEN, STORAGE_HOLDS_COPIES),
 )
 async def delete_storage(storage: StorageDep, state: StateDep) -> MessageResponse:
     """Delete a storage that no database sends backups to and that holds no copy (the
