@@ -73,6 +73,7 @@ class CopyRetrier:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
+        self._started: asyncio.Future[int] | None = None
 
     # ------------------------------------------------------------------ requests
     async def request(self, backup_id: int) -> None:
@@ -239,10 +240,20 @@ class CopyRetrier:
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
+        self._started = asyncio.get_running_loop().create_future()
         self._loop_task = asyncio.create_task(self._periodic(), name="copies-loop")
 
+    async def wait_started(self) -> int:
+        """Once the start's look at open uploads is done: how many it aborted."""
+        assert self._started is not None
+        return await asyncio.shield(self._started)
+
     async def _periodic(self) -> None:
-        await self.abort_stale_uploads(self.clock.now())
+        # In the loop, not before the service answers: a storage that does not answer
+        # must not hold the start up.
+        aborted = await self.abort_stale_uploads(self.clock.now())
+        assert self._started is not None
+        self._started.set_result(aborted)
         while True:
             now = self.clock.now()
             try:
@@ -324,7 +335,7 @@ def _manifest(backup: Record) -> dict[str, Any]:
         db_type=backup.db_type,
         db_name=backup.db_name,
         server_version=None,
-        created_at=backup.created_at,
+        created_at=as_utc(backup.created_at),
         filename=backup.filename,
         dump_size=backup.dump_size,
         dump_tool_version=backup.dump_tool_version,

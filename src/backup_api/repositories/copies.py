@@ -131,3 +131,11 @@ def fail_running(connection: Connection, reason: str, at: datetime) -> None:
         .where(_COPIES.c.status == CopyStatus.RUNNING.value)
         .values(status=CopyStatus.FAILED.value, error_msg=reason, next_retry_at=at, updated_at=at)
     )
+
+
+def object_keys_of_storage(connection: Connection, storage_id: int) -> set[str]:
+    """The keys of every copy this service records in a storage."""
+    query = select(_COPIES.c.object_key).where(
+        _COPIES.c.storage_id == storage_id, _COPIES.c.object_key.is_not(None)
+    )
+    return set(connection.execute(query).scalars())
