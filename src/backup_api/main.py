@@ -36,6 +36,7 @@ from backup_api.routers import (
     restores,
     retention,
     schedules,
+    storages,
     users,
 )
 from backup_api.scheduler import Scheduler
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         queue = InProcessQueue(
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
-        copy_store = CopyStore(storage)
+        copy_store = CopyStore(storage, metadata, settings, keys)
         sweeper = RetentionSweeper(
             settings=settings,
             metadata=metadata,
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         databases,
         schedules,
         retention,
+        storages,
         backups,
         restores,
         users,

@@ -34,6 +34,7 @@ from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
 from backup_api.models import CopyStatus, JobStatus, utcnow
 from backup_api.repositories import Record, backups, copies, databases
 from backup_api.state import AppState
+from backup_api.storage.s3.manifest import build_manifest
 
 logger = logging.getLogger("backup_api.jobs")
 
@@ -61,6 +62,9 @@ class BackupPipeline(Pipeline):
         self._backup: Record | None = None
         self._copies: list[Record] = []
         self._destinations: list[Destination] = []
+        self._early_failures: list[CopyResult] = []
+        self._database: Record | None = None
+        self._tools: JobTools | None = None
         self._outcome: ArchiveOutcome | None = None
 
     async def load(self) -> Target | None:
@@ -73,12 +77,13 @@ class BackupPipeline(Pipeline):
         if database is None:
             await self.fail("la base de données a été supprimée")
             return None
-        self._backup = backup
+        self._backup, self._database = backup, database
         self._copies = copy_rows
         return Target(database, is_admin)
 
     async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
-        return await tools_for_backup(self.state.pg_clients, dumper, conn)
+        self._tools = await tools_for_backup(self.state.pg_clients, dumper, conn)
+        return self._tools
 
     def tool(self, dumper: Dumper) -> str:
         return dumper.dump_tool
@@ -90,7 +95,29 @@ class BackupPipeline(Pipeline):
         backup = self._backup
         assert backup is not None
         settings = self.state.settings
-        self._destinations = await open_destinations(self.state, backup, self._copies)
+        database = self._database
+        assert database is not None
+        tools = self._tools
+        manifest = build_manifest(
+            database_name=database.name,
+            db_type=backup.db_type,
+            db_name=backup.db_name,
+            server_version=None
+            if tools is None or tools.server_version is None
+            else str(tools.server_version),
+            created_at=backup.created_at,
+            filename=backup.filename,
+            dump_tool_version=None
+            if tools is None or tools.tool_version is None
+            else str(tools.tool_version),
+        )
+        self._destinations, failed = await open_destinations(
+            self.state, backup, self._copies, manifest
+        )
+        self._early_failures = failed
+        if not self._destinations:
+            await self.state.metadata.write(lambda c: record_copy_results(c, self.job.id, failed))
+            raise JobError("; ".join(sorted({r.error or "" for r in failed})))
         await self._set_copies(
             [copy.id for d in self._destinations for copy in d.copies],
             {"status": CopyStatus.RUNNING.value},
@@ -131,7 +158,7 @@ class BackupPipeline(Pipeline):
             raise RuntimeError("the archive process returned no result")
         self._destinations = []
         archive = outcome.archive
-        results: list[CopyResult] = []
+        results: list[CopyResult] = list(self._early_failures)
         for destination, error in zip(destinations, outcome.output_errors, strict=True):
             if error is None:
                 results.extend(await destination.commit(archive))

@@ -95,6 +95,27 @@ INVALID_TIMEZONE = ErrorCase(
     "Données invalides: timezone: fuseau horaire IANA inconnu (par exemple Europe/Paris, UTC)",
     "`timezone` is not an IANA zone name",
 )
+SECRET_REQUIRED = ErrorCase(
+    400,
+    "Données invalides: secret_access_key: requis pour modifier endpoint",
+    "`endpoint` or `bucket` changes without `secret_access_key`",
+)
+INVALID_ENDPOINT = ErrorCase(
+    400,
+    "Données invalides: endpoint: identifiants interdits dans l'URL: utilisez access_key_id",
+    "`endpoint` is not an http(s) URL, or holds credentials, a query or a fragment",
+)
+NO_DESTINATION = ErrorCase(
+    400,
+    "Données invalides: keep_local: une sauvegarde doit avoir au moins une destination "
+    "(keep_local ou storage_ids)",
+    "`keep_local` is false and `storage_ids` is empty",
+)
+STORAGE_OWNER_MISMATCH = ErrorCase(
+    400,
+    "Données invalides: storage_ids: le stockage 3 n'appartient pas au propriétaire de la base",
+    "an admin names a storage of another account than the database's owner",
+)
 
 # --- 403
 OWNER_ONLY = ErrorCase(
@@ -121,6 +142,9 @@ ADMIN_ROLE_REFUSED = ErrorCase(
     "Seul un administrateur peut créer un compte administrateur",
     '`role` is "admin", the caller is not an admin and accounts already exist',
 )
+STORAGE_OF_ANOTHER = ErrorCase(
+    403, Forbidden.default_message, "a storage in `storage_ids` belongs to another account"
+)
 
 # --- 404
 DATABASE_NOT_FOUND = ErrorCase(404, "Base de données introuvable", "no database has this id")
@@ -130,6 +154,7 @@ RETENTION_NOT_FOUND = ErrorCase(
     "Aucune politique de rétention pour cette base de données",
     "the database has no retention policy (every backup is kept)",
 )
+STORAGE_NOT_FOUND = ErrorCase(404, "Stockage introuvable", "no storage has this id")
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
 SCHEDULE_NOT_FOUND = ErrorCase(
@@ -162,6 +187,18 @@ DATABASE_BUSY_DELETE = ErrorCase(
     409,
     "Impossible de supprimer la base: une sauvegarde ou restauration est en cours",
     "a backup or restore of the database runs",
+)
+STORAGE_IN_USE = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: des bases de données y envoient leurs sauvegardes "
+    "(prod); retirez-le de leurs destinations",
+    "databases still send their backups to the storage (named)",
+)
+STORAGE_HOLDS_COPIES = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: il contient encore des sauvegardes (3 copies); "
+    "supprimez ces sauvegardes d'abord",
+    "the storage still holds copies of backups (complete, or whose deletion failed)",
 )
 RESTORE_RUNNING = ErrorCase(
     409,
@@ -200,6 +237,12 @@ CONNECTION_TESTS_THROTTLED = ErrorCase(
     "Trop de tests de connexion pour cet utilisateur, réessayez plus tard",
     "the account ran `BACKUP_API_CONNECTION_TESTS_PER_USER` connection tests within "
     "`BACKUP_API_CONNECTION_TESTS_WINDOW_SECONDS`",
+)
+STORAGE_TESTS_THROTTLED = ErrorCase(
+    429,
+    "Trop de tests de connexion pour cet utilisateur, réessayez plus tard",
+    "the account ran `BACKUP_API_CONNECTION_TESTS_PER_USER` connection tests (of databases "
+    "and storages together) within `BACKUP_API_CONNECTION_TESTS_WINDOW_SECONDS`",
 )
 
 # --- 507

@@ -15,7 +15,7 @@ from backup_api.storage.s3.location import S3Location
 
 if TYPE_CHECKING:
     from backup_api.config import Settings
-    from backup_api.models import Storage
+    from backup_api.repositories import Record
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -36,7 +36,7 @@ def endpoint_host_port(endpoint: str) -> tuple[str, int]:
 
 
 async def outbound_location(
-    settings: Settings, storage: Storage, secret: str, owner_is_admin: bool
+    settings: Settings, storage: Record, secret: str, owner_is_admin: bool
 ) -> S3Location:
     """The location of ``storage`` with its endpoint resolved once and pinned.
 
