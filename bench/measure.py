@@ -85,19 +85,25 @@ def service_rss(service: psutil.Process, children: list[psutil.Process]) -> int:
     return total
 
 
+#: The processes a backup runs beside the service, whose memory is the service's: the
+#: archive processes (the one at work and the one waiting for the next job) and, for
+#: backups to S3, the upload process.
+HELPER_MODULES = ("backup_api.archiving.child", "backup_api.storage.s3.uploader")
+
+
 def archive_processes(service: psutil.Process) -> list[psutil.Process]:
     found = []
     for child in service.children():
         with contextlib.suppress(psutil.Error):
-            if "backup_api.archiving.child" in child.cmdline():
+            if any(module in child.cmdline() for module in HELPER_MODULES):
                 found.append(child)
     return found
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS of the service plus its archive processes (``backup_api.archiving.child``:
-    the one at work and the one waiting for the next job), which do the compression out
-    of the service's process and so count as its memory."""
+    """Peak RSS of the service plus the processes it runs for backups (``HELPER_MODULES``):
+    they do the compression and the uploads out of the service's process, and so count as
+    its memory."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
