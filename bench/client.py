@@ -129,7 +129,10 @@ class Api:
             raise RuntimeError(f"backup failed: {backup['error_msg']}")
         return backup
 
-    def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int]:
+    def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int, int]:
+        """One backup: its wall time, its record, the service's RSS before it, its peak
+        during it (both with the processes it runs for backups), and the upload process's
+        own peak (0 without one)."""
         service = psutil.Process(pid)
         idle = service_rss(service, archive_processes(service))
         sampler = RssSampler(pid)
@@ -138,7 +141,7 @@ class Api:
         backup = self.wait(self.start(database_id))
         elapsed = time.perf_counter() - began
         peak = sampler.stop()
-        return elapsed, backup, idle, peak
+        return elapsed, backup, idle, peak, sampler.upload_peak
 
 
 class RawHttpConnection:

@@ -92,6 +92,7 @@ class ApiSeries:
         self.times: list[float] = []
         self.reference_times: list[float] = []
         self.rss_deltas: list[float] = []
+        self.upload_peaks: list[float] = []  # MiB, the upload process's own
         self.cpu = BusyCpu()
         self.size = 0
         self.last: dict[str, Any] = {}
@@ -100,11 +101,12 @@ class ApiSeries:
         """This code's backup, and the reference's right before or after it, by turns."""
         if turn % 2:
             self._run_reference()
-        elapsed, backup, idle, peak = self.cpu.measure(
+        elapsed, backup, idle, peak, upload_peak = self.cpu.measure(
             partial(self.api.backup, self.database_id, self.pid)
         )
         self.times.append(elapsed)
         self.rss_deltas.append((peak - idle) / 2**20)
+        self.upload_peaks.append(upload_peak / 2**20)
         self.size = backup["size"]
         self.last = backup
         self.archives.add(backup["filepath"])

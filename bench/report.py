@@ -43,6 +43,7 @@ class DatabaseResult:
     cpu_line: str
     rss_delta: float
     ok: bool
+    upload_rss: float = 0.0  # MiB: the upload process's own peak, within rss_delta
 
 
 @dataclass
@@ -205,7 +206,9 @@ def render(report: Report) -> str:
     """The whole report, as markdown."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     pg_deltas = [d.rss_delta for d in report.databases if d.engine == "postgresql"]
-    s3_deltas = [d.rss_delta for d in report.databases if d.engine == "postgresql-s3"]
+    s3_results = [d for d in report.databases if d.engine == "postgresql-s3"]
+    s3_deltas = [d.rss_delta for d in s3_results]
+    s3_uploads = [d.upload_rss for d in s3_results]
     lines = [
         f"Benchmark of {stamp}, {report.repeat} alternated runs each, medians.",
         "",
@@ -219,7 +222,9 @@ def render(report: Report) -> str:
         *(
             [
                 f"- Peak RSS over idle by database size, to S3 (the upload process counted): "
-                f"{', '.join(f'{d:.1f} MiB' for d in s3_deltas)} (does not grow with size)"
+                f"{', '.join(f'{d:.1f} MiB' for d in s3_deltas)} (does not grow with size); "
+                f"the upload process's own peak RSS: "
+                f"{', '.join(f'{d:.1f} MiB' for d in s3_uploads)}"
             ]
             if s3_deltas
             else []

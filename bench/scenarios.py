@@ -108,7 +108,8 @@ def postgresql_to_s3(bench: Bench, name: str, repeat: int) -> report.DatabaseRes
     delta = max(series.rss_deltas)
     row, ok = report.api_row(label, bare, series.times, series.size, delta)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu, "and the S3 server's")
-    return report.DatabaseResult(f"{name} to S3", "postgresql-s3", row, cpu, delta, ok)
+    upload = max(series.upload_peaks)
+    return report.DatabaseResult(f"{name} to S3", "postgresql-s3", row, cpu, delta, ok, upload)
 
 
 def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:

@@ -36,6 +36,7 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "| MariaDB " in text
     assert "Peak RSS over idle" in text
     assert "- Peak RSS over idle by database size, to S3 (the upload process counted): " in text
+    assert "the upload process's own peak RSS: " in text
     assert "- MariaDB " in text
     assert "Lowest possible API / bare ratio here:" in text
     assert "- PostgreSQL 6 MB to S3: the bare dump kept the machine" in text
