@@ -123,11 +123,13 @@ class CopyStatus(StrEnum):
 
 
 class BackupTrigger(StrEnum):
-    """What started a backup: a request, a schedule's slot, or the retry of a failed one."""
+    """What started a backup: a request, a schedule's slot, the retry of a failed one, or
+    an import of what a storage holds (``POST /api/storages/{id}/import``)."""
 
     MANUAL = "manual"
     SCHEDULE = "schedule"
     RETRY = "retry"
+    IMPORT = "import"
 
 
 # --------------------------------------------------------------------------- users
@@ -740,13 +742,28 @@ class BackupPublic(BaseModel):
     )
     trigger: BackupTrigger = Field(
         default=BackupTrigger.MANUAL,
-        description="`manual` (a request), `schedule` (a slot of the database's schedule) "
-        "or `retry` (a new attempt after a scheduled backup failed)",
+        description="`manual` (a request), `schedule` (a slot of the database's schedule), "
+        "`retry` (a new attempt after a scheduled backup failed) or `import` (found in a "
+        "storage by `POST /api/storages/{id}/import`)",
     )
     copies: list[CopyPublic] = Field(
         default_factory=list,
         description="One per destination. `status` is `completed` when every copy is "
         "complete; the complete ones stay usable when another failed",
+    )
+
+
+class StorageImport(BaseModel):
+    """What ``POST /api/storages/{id}/import`` found in a bucket."""
+
+    message: str
+    found: int = Field(description="Backups (manifests) found under the storage's prefix")
+    imported: list[BackupPublic] = Field(
+        description="Those this service did not know, now recorded"
+    )
+    known: int = Field(description="Those it already knew (a copy of one of its backups)")
+    invalid: list[str] = Field(
+        description="Keys of manifests that could not be read, or whose archive is missing"
     )
 
 

@@ -28,6 +28,8 @@ ROUTES = [
     ("GET", "/api/backups/{backup}", None),
     ("GET", "/api/backups/{backup}/download", None),
     ("POST", "/api/backups/{backup}/verify", None),
+    ("POST", "/api/backups/{backup}/copies/retry", None),
+    ("GET", "/api/backups/{backup}/download?storage_id=local", None),
     ("POST", "/api/backups/{backup}/restore", {"database_id": "{database}"}),
     ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
     ("PUT", "/api/backups/{backup}", {"pinned": True}),

@@ -34,7 +34,7 @@ from backup_api.copies.store import CopyStore, CopyUnavailable, is_local
 from backup_api.db import Metadata
 from backup_api.jobs.destinations import RETRY_EVERY, RETRY_FOR, CopyResult
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import CopyStatus, JobStatus, utcnow
+from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies
 from backup_api.storage.base import DISK_FULL, FULL_ERRNOS, Storage, storage_key
 from backup_api.storage.s3 import objects
@@ -73,6 +73,7 @@ class CopyRetrier:
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
+        self._started: asyncio.Future[int] | None = None
 
     # ------------------------------------------------------------------ requests
     async def request(self, backup_id: int) -> None:
@@ -239,10 +240,20 @@ class CopyRetrier:
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
+        self._started = asyncio.get_running_loop().create_future()
         self._loop_task = asyncio.create_task(self._periodic(), name="copies-loop")
 
+    async def wait_started(self) -> int:
+        """Once the start's look at open uploads is done: how many it aborted."""
+        assert self._started is not None
+        return await asyncio.shield(self._started)
+
     async def _periodic(self) -> None:
-        await self.abort_stale_uploads(self.clock.now())
+        # In the loop, not before the service answers: a storage that does not answer
+        # must not hold the start up.
+        aborted = await self.abort_stale_uploads(self.clock.now())
+        assert self._started is not None
+        self._started.set_result(aborted)
         while True:
             now = self.clock.now()
             try:
@@ -255,7 +266,7 @@ class CopyRetrier:
                 upcoming = None
             deadline = now + RETRY_EVERY
             if upcoming is not None:
-                deadline = min(deadline, max(upcoming, now + timedelta(seconds=1)))
+                deadline = min(deadline, max(as_utc(upcoming), now + timedelta(seconds=1)))
             await self.clock.sleep_until(deadline, self._wake)
             self._wake.clear()
 
@@ -308,7 +319,7 @@ def _record(
             values |= {
                 "status": CopyStatus.FAILED.value,
                 "error_msg": result.error,
-                "next_retry_at": again if again <= backup.created_at + RETRY_FOR else None,
+                "next_retry_at": again if again <= as_utc(backup.created_at) + RETRY_FOR else None,
             }
         copies.update_copy(connection, result.copy_id, values)
     problem = failed_summary(copies.of_backup(connection, backup.id))
@@ -324,7 +335,7 @@ def _manifest(backup: Record) -> dict[str, Any]:
         db_type=backup.db_type,
         db_name=backup.db_name,
         server_version=None,
-        created_at=backup.created_at,
+        created_at=as_utc(backup.created_at),
         filename=backup.filename,
         dump_size=backup.dump_size,
         dump_tool_version=backup.dump_tool_version,

@@ -31,7 +31,7 @@ from backup_api.jobs.failures import JobError, copy_failure, internal_error
 from backup_api.jobs.pipeline import Completion, Pipeline, Target
 from backup_api.jobs.queue import Job
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
-from backup_api.models import CopyStatus, JobStatus, utcnow
+from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies, databases
 from backup_api.state import AppState
 from backup_api.storage.s3.manifest import build_manifest
@@ -105,7 +105,7 @@ class BackupPipeline(Pipeline):
             server_version=None
             if tools is None or tools.server_version is None
             else str(tools.server_version),
-            created_at=backup.created_at,
+            created_at=as_utc(backup.created_at),
             filename=backup.filename,
             dump_tool_version=None
             if tools is None or tools.tool_version is None

@@ -142,7 +142,9 @@ class S3Destination(Destination):
     async def commit(self, archive: ArchiveResult) -> list[CopyResult]:
         upload, self._upload = self._upload, None
         assert upload is not None
-        outcomes = await upload.commit(archive.sha256, archive.size)
+        outcomes = await upload.commit(
+            archive.sha256, archive.size, {"dump_size": archive.uncompressed_size}
+        )
         results = []
         for copy, outcome in zip(self.copies, outcomes, strict=True):
             if not outcome.ok:

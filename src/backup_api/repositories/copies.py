@@ -122,3 +122,20 @@ def next_retry(connection: Connection) -> datetime | None:
 def storage_ids(connection: Connection) -> list[int]:
     """Every storage's id (recovery looks at each one's open uploads)."""
     return list(connection.execute(select(_STORAGES.c.id).order_by(_STORAGES.c.id)).scalars())
+
+
+def fail_running(connection: Connection, reason: str, at: datetime) -> None:
+    """Copies left ``running`` by a stopped service: failed, and retried soon."""
+    connection.execute(
+        update(_COPIES)
+        .where(_COPIES.c.status == CopyStatus.RUNNING.value)
+        .values(status=CopyStatus.FAILED.value, error_msg=reason, next_retry_at=at, updated_at=at)
+    )
+
+
+def object_keys_of_storage(connection: Connection, storage_id: int) -> set[str]:
+    """The keys of every copy this service records in a storage."""
+    query = select(_COPIES.c.object_key).where(
+        _COPIES.c.storage_id == storage_id, _COPIES.c.object_key.is_not(None)
+    )
+    return set(connection.execute(query).scalars())

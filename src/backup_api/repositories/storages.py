@@ -82,6 +82,14 @@ def databases_using(connection: Connection, storage_id: int) -> list[str]:
     return list(connection.execute(_USERS_OF, {"storage_id": storage_id}).scalars())
 
 
+def copies_being_written(connection: Connection, storage_id: int) -> int:
+    """How many copies a backup (or a retry) is writing to the storage right now."""
+    query = select(func.count()).where(
+        _COPIES.c.storage_id == storage_id, _COPIES.c.status == CopyStatus.RUNNING.value
+    )
+    return int(connection.execute(query).scalar_one())
+
+
 def held_copies(connection: Connection, storage_id: int) -> int:
     """How many backup copies the storage holds (complete, or whose deletion failed)."""
     return int(connection.execute(_HELD_COPIES, {"storage_id": storage_id}).scalar_one())

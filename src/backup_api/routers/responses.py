@@ -35,6 +35,7 @@ HEADLINES = {
     404: "Not found",
     409: "Conflicts with the current state of the resource",
     429: "Too many requests; `Retry-After` says when to try again",
+    502: "A storage holding what was asked for did not answer",
     500: "Unexpected error: the message carries a request id, the log has the details",
     503: "Unavailable",
     507: "Insufficient storage: the account's quota or the server's free-space reserve",
@@ -176,7 +177,7 @@ EMAIL_TAKEN = ErrorCase(
 BACKUP_NOT_COMPLETED = ErrorCase(
     409,
     "La sauvegarde n'est pas terminée (statut: pending)",
-    "the backup is not `completed` (still `pending`, or `failed`)",
+    "the backup's archive was never made (still `pending`, or `failed` with no copy)",
 )
 DATABASE_BUSY = ErrorCase(
     409,
@@ -199,6 +200,40 @@ STORAGE_HOLDS_COPIES = ErrorCase(
     "Impossible de supprimer le stockage: il contient encore des sauvegardes (3 copies); "
     "supprimez ces sauvegardes d'abord",
     "the storage still holds copies of backups (complete, or whose deletion failed)",
+)
+STORAGE_BEING_WRITTEN = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: une sauvegarde y écrit en ce moment",
+    "a backup (or a retry of its copies) is writing to the storage",
+)
+COPIES_NOT_DELETED = ErrorCase(
+    409,
+    "Suppression incomplète: s3-prod: objet verrouillé jusqu'au 2026-12-31 00:00:00 UTC",
+    "some copies could not be deleted: they stay `delete_failed` with the reason, the "
+    "backup stays; a new deletion or `POST /api/backups/{id}/copies/retry` finishes it",
+)
+NO_COMPLETE_COPY = ErrorCase(
+    409, "Aucune copie complète de cette sauvegarde", "no copy of the backup is complete"
+)
+COPY_NOT_COMPLETE = ErrorCase(
+    409,
+    "La copie sur s3-prod n'est pas complète (statut: failed)",
+    "the copy asked for (`storage_id`) is not complete",
+)
+NO_SUCH_COPY = ErrorCase(
+    404,
+    "Aucune copie de cette sauvegarde sur ce stockage",
+    "the backup has no copy on the storage asked for (`storage_id`)",
+)
+STORAGE_UNREACHABLE = ErrorCase(
+    502,
+    "Stockage distant indisponible: stockage injoignable",
+    "the storage holding the copy did not answer (the reason follows)",
+)
+NOTHING_TO_RETRY = ErrorCase(
+    409,
+    "Aucune copie manquante à renvoyer",
+    "every copy is complete, none is complete to send from, or a retry already runs",
 )
 RESTORE_RUNNING = ErrorCase(
     409,

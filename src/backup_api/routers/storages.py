@@ -9,6 +9,7 @@ from backup_api.models import (
     MessageResponse,
     StorageCreate,
     StorageEnvelope,
+    StorageImport,
     StorageItem,
     StorageList,
     StoragePublic,
@@ -20,14 +21,17 @@ from backup_api.routers.responses import (
     INVALID_ENDPOINT,
     OWNER_ONLY,
     SECRET_REQUIRED,
+    STORAGE_BEING_WRITTEN,
     STORAGE_HOLDS_COPIES,
     STORAGE_IN_USE,
     STORAGE_NOT_FOUND,
     STORAGE_TESTS_THROTTLED,
+    STORAGE_UNREACHABLE,
     errors,
 )
+from backup_api.services import backups as backups_service
+from backup_api.services import storageimport, storagetests
 from backup_api.services import storages as storages_service
-from backup_api.services import storagetests
 
 router = APIRouter(prefix="/api/storages", tags=["storages"])
 
@@ -97,7 +101,7 @@ async def update_storage(
     "/{storage_id}",
     response_model=MessageResponse,
     summary="Delete a storage",
-    responses=errors(*ONE_STORAGE, STORAGE_IN_USE, STORAGE_HOLDS_COPIES),
+    responses=errors(*ONE_STORAGE, STORAGE_IN_USE, STORAGE_BEING_WRITTEN, STORAGE_HOLDS_COPIES),
 )
 async def delete_storage(storage: StorageDep, state: StateDep) -> MessageResponse:
     """Delete a storage that no database sends backups to and that holds no copy (the
@@ -127,4 +131,26 @@ async def test_storage(
         limiter=state.connection_tests,
         caller=user,
         storage=storage,
+    )
+
+
+@router.post(
+    "/{storage_id}/import",
+    response_model=StorageImport,
+    summary="Import the backups a storage holds",
+    responses=errors(*ONE_STORAGE, STORAGE_UNREACHABLE),
+)
+async def import_storage(storage: StorageDep, state: StateDep) -> StorageImport:
+    """Read each archive's manifest under the storage's prefix and record, as completed
+    backups of the storage's owner, those this service does not know (a new instance, a
+    lost metadata database): they can be downloaded, verified and restored at once."""
+    outcome = await storageimport.import_backups(
+        metadata=state.metadata, copy_store=state.copy_store, storage=storage
+    )
+    return StorageImport(
+        message=f"{len(outcome.imported)} sauvegarde(s) importée(s)",
+        found=outcome.found,
+        imported=[backups_service.to_public(row, rows) for row, rows in outcome.imported],
+        known=outcome.known,
+        invalid=outcome.invalid,
     )

@@ -21,6 +21,7 @@ from backup_api.services.ownership import STORAGE, load_owned
 PLACE_FIELDS = ("endpoint", "bucket")
 IN_USE = "Impossible de supprimer le stockage: des bases de données y envoient leurs sauvegardes"
 HOLDS_COPIES = "Impossible de supprimer le stockage: il contient encore des sauvegardes"
+WRITING = "Impossible de supprimer le stockage: une sauvegarde y écrit en ce moment"
 NO_DESTINATION = (
     "Données invalides: keep_local: une sauvegarde doit avoir au moins une destination "
     "(keep_local ou storage_ids)"
@@ -74,6 +75,8 @@ def _delete(connection: Connection, storage_id: int) -> None:
     users = storages.databases_using(connection, storage_id)
     if users:
         raise Conflict(f"{IN_USE} ({', '.join(users)}); retirez-le de leurs destinations")
+    if storages.copies_being_written(connection, storage_id):
+        raise Conflict(WRITING)
     held = storages.held_copies(connection, storage_id)
     if held:
         raise Conflict(f"{HOLDS_COPIES} ({held} copies); supprimez ces sauvegardes d'abord")

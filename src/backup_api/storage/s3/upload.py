@@ -184,15 +184,18 @@ class S3Upload:
                 if isinstance(message, dict) and kind in message:
                     return message[kind]
 
-    async def commit(self, checksum: str, size: int) -> list[CopyOutcome]:
+    async def commit(
+        self, checksum: str, size: int, manifest: dict[str, Any] | None = None
+    ) -> list[CopyOutcome]:
         """Complete every destination that received ``size`` bytes; per destination, in
-        order, whether it holds the archive now. Call once the archive is written."""
+        order, whether it holds the archive now. Call once the archive is written.
+        ``manifest``: fields of the manifest known only now (the dump's size)."""
         self.close_writer()
         try:
             uploaded = await self._line("uploaded")
             if uploaded is None:
                 return await self._stopped()
-            self._send({"commit": {"checksum": checksum, "size": size}})
+            self._send({"commit": {"checksum": checksum, "size": size, "manifest": manifest or {}}})
             results = await self._line("results")
             if results is None:
                 return await self._stopped()

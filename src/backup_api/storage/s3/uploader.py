@@ -16,8 +16,9 @@ The process then:
   destination that fails is dropped and the others go on. The pipe is read to its end
   whatever happens, so the archive writer never blocks on it;
 - at the pipe's end reports ``{"uploaded": [outcome, ...]}`` and waits for a command on
-  the control socket: ``{"commit": {"checksum", "size"}}`` completes each upload whose size
-  matches, writes its manifest (checksum and size filled in) and reports
+  the control socket: ``{"commit": {"checksum", "size", "manifest"}}`` completes each upload
+  whose size matches, writes its manifest (checksum, size and what ``manifest`` adds, known
+  only once the archive is made, filled in) and reports
   ``{"results": [outcome, ...]}``; ``{"abort": true}``, the control socket's end (the
   service is gone) or SIGTERM abort every upload. Nothing is left half-written in a
   bucket: an object exists under its key only once completed.
@@ -134,7 +135,7 @@ class _Destination:
         self.parts.append({"PartNumber": number, "ETag": part["ETag"]})
         self.size += len(data)
 
-    def commit(self, checksum: str, size: int) -> None:
+    def commit(self, checksum: str, size: int, details: dict[str, Any]) -> None:
         if not self.going:
             return
         if size != self.size:
@@ -157,6 +158,7 @@ class _Destination:
         self.version_id = completed.get("VersionId")
         if self.retain_until is not None and not self._lock_version():
             return
+        self.manifest.update(details)
         self.manifest.update(checksum=checksum, size=size)
         try:
             put_manifest(self.location, self.key, self.manifest, self.retain_until)
@@ -295,7 +297,12 @@ class _Uploader:
                 commit = payload
             if at_end and commit is not None:
                 for destination in self.destinations:
-                    destination.commit(str(commit["checksum"]), int(commit["size"]))
+                    details = commit.get("manifest")
+                    destination.commit(
+                        str(commit["checksum"]),
+                        int(commit["size"]),
+                        details if isinstance(details, dict) else {},
+                    )
                 self.report("results", self.outcomes())
                 return 0
 
