@@ -21,6 +21,7 @@ from backup_api.storage.s3.location import S3Location
 from backup_api.storage.s3.upload import CopyOutcome, S3Upload, UploadTarget
 from backup_api.storage.s3.uploader import MIN_PART_SIZE
 from tests.archiving.test_archive_process_imports import imported
+from tests.support.fakes import stalled_server
 from tests.support.servers.s3 import S3Server, port_of, recording_proxy, redirecting_server
 
 PART = MIN_PART_SIZE
@@ -205,6 +206,16 @@ async def test_tls_to_a_plain_http_server(s3_server: S3Server) -> None:
     upload = await S3Upload.start([UploadTarget(location, KEY, {})], PART)
     await upload.abort()
     assert [(o.ok, o.error) for o in upload.started] == [(False, "erreur TLS")]
+
+
+async def test_a_silent_endpoint_times_out(s3_server: S3Server) -> None:
+    with stalled_server() as port:
+        location = s3_server.location(
+            "b", endpoint=f"http://127.0.0.1:{port}", connect_timeout=1.0, read_timeout=0.3
+        )
+        upload = await S3Upload.start([UploadTarget(location, KEY, {})], PART)
+        await upload.abort()
+    assert [(o.ok, o.error) for o in upload.started] == [(False, "délai dépassé")]
 
 
 class _FlakyHandler(BaseHTTPRequestHandler):

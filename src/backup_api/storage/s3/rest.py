@@ -23,7 +23,6 @@ from urllib.parse import quote, urlsplit
 import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from botocore.httpsession import get_cert_path
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -70,6 +69,21 @@ class S3RequestError(Exception):
     def __init__(self, reason: str, code: str = "") -> None:
         super().__init__(reason)
         self.code = code
+
+
+class _Keys:
+    """What botocore's signer reads of credentials (``botocore.credentials`` itself pulls in
+    much of botocore for its providers); the secret stays out of repr()."""
+
+    __slots__ = ("access_key", "secret_key", "token")
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"_Keys({self.access_key!r}, '***')"
 
 
 class Response(NamedTuple):
@@ -178,7 +192,7 @@ class S3Session:
             None
             if location.unsigned
             else S3SigV4Auth(
-                Credentials(location.access_key_id, location.secret_access_key),
+                _Keys(location.access_key_id, location.secret_access_key),
                 "s3",
                 location.region or "us-east-1",
             )
