@@ -155,6 +155,8 @@ class S3Session:
         self.location = location
         endpoint = urlsplit(location.endpoint)
         self._scheme = endpoint.scheme
+        if self._scheme not in _DEFAULT_PORTS:
+            raise S3RequestError("adresse du stockage invalide (http ou https attendu)")
         host = (endpoint.hostname or "").lower()
         port = endpoint.port or _DEFAULT_PORTS[self._scheme]
         self._path = endpoint.path.rstrip("/")
