@@ -111,6 +111,9 @@ class BackupPipeline(Pipeline):
             if tools is None or tools.tool_version is None
             else str(tools.tool_version),
         )
+        # Running from the moment their writers are opened (an upload is begun by then).
+        pending = [c.id for c in self._copies if c.status == CopyStatus.PENDING.value]
+        await self._set_copies(pending, {"status": CopyStatus.RUNNING.value})
         self._destinations, failed = await open_destinations(
             self.state, backup, self._copies, manifest
         )
@@ -118,10 +121,6 @@ class BackupPipeline(Pipeline):
         if not self._destinations:
             await self.state.metadata.write(lambda c: record_copy_results(c, self.job.id, failed))
             raise JobError("; ".join(sorted({r.error or "" for r in failed})))
-        await self._set_copies(
-            [copy.id for d in self._destinations for copy in d.copies],
-            {"status": CopyStatus.RUNNING.value},
-        )
         options = ArchiveOptions(
             entry_name=Path(backup.filename).stem + ".sql",
             compression=Compression(settings.compression),

@@ -169,6 +169,9 @@ class S3Destination(Destination):
             await upload.abort()
 
 
+_UNWRITTEN = (CopyStatus.PENDING.value, CopyStatus.RUNNING.value)
+
+
 async def open_destinations(
     state: AppState,
     backup: Record,
@@ -179,7 +182,7 @@ async def open_destinations(
     byte was written (a storage gone, an endpoint the outbound rule refuses)."""
     destinations: list[Destination] = []
     failed: list[CopyResult] = []
-    pending = [copy for copy in copy_rows if copy.status == CopyStatus.PENDING.value]
+    pending = [copy for copy in copy_rows if copy.status in _UNWRITTEN]
     try:
         for copy in pending:
             if copy.kind == LOCAL:
