@@ -1,11 +1,13 @@
 """Benchmark: backups through the API against the dump tools run bare, in the same run.
 
-Starts throwaway PostgreSQL and MariaDB servers (tests/support/servers/), fills databases
-with a realistic mix, starts `backup-api serve` as its own process, then alternates,
-several times: the bare tool to /dev/null, the API backup (POST until `completed`), and
-the shell pipeline `pg_dump | zip`. Prints a markdown table of medians and ratios, the
-server's peak RSS over its idle RSS, latency under load, listing latency over 10,000
-records, and checks every archive with `unzip -t` and `zipfile.testzip()`.
+Starts throwaway PostgreSQL and MariaDB servers and an S3 server keeping objects on disk
+(tests/support/servers/), fills databases with a realistic mix, starts `backup-api serve`
+as its own process, then alternates, several times: the bare tool to /dev/null, the API
+backup (POST until `completed`), and the shell pipeline `pg_dump | zip`; then the bare
+tool and the API backup to the S3 server alone. Prints a markdown table of medians and
+ratios, the server's peak RSS over its idle RSS, latency under load, listing latency over
+10,000 records, and checks every archive (those in S3 downloaded first) with `unzip -t`
+and `zipfile.testzip()`.
 
 From the repository root:
 
@@ -25,18 +27,19 @@ from pathlib import Path
 
 from tests.support.serverproc import ServerProcess
 from tests.support.servers import DbServer, start_mariadb, start_postgresql
+from tests.support.servers.seaweedfs import start_seaweedfs
 
 from bench import report, scenarios
 from bench.client import Api
 from bench.data import fill_mysql, fill_postgresql
 from bench.reference import Reference
-from bench.tools import check_archive
 
 
 @dataclass
 class Options:
     sizes: list[float]  # MB of plain SQL, one PostgreSQL database each
     mysql_size: float | None  # None: --skip-mysql
+    s3: bool  # False: --skip-s3
     repeat: int
     load_seconds: float
     listing_records: int
@@ -52,6 +55,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--skip-mysql", action="store_true")
+    parser.add_argument("--skip-s3", action="store_true", help="no backups to S3")
     parser.add_argument("--output", type=Path, help="also write the report here")
     parser.add_argument(
         "--setting",
@@ -71,11 +75,13 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         args.mysql_size = args.mysql_size or 3.0
     # The latency window runs two backups of one user at once: past the per-user share
     # (one slot less than the whole) that a service gives by default.
-    settings = {"max_running_jobs_per_user": "2"}
+    # The bench's account is not an admin: its S3 server, on 127.0.0.1, must be listed.
+    settings = {"max_running_jobs_per_user": "2", "allowed_outbound_hosts": "127.0.0.1"}
     settings.update(item.split("=", 1) for item in args.setting)
     return Options(
         sizes=args.sizes,
         mysql_size=None if args.skip_mysql else args.mysql_size or max(args.sizes) / 2,
+        s3=not args.skip_s3,
         repeat=args.repeat,
         load_seconds=0.5 if args.quick else 3.0,
         listing_records=1000 if args.quick else 10_000,
@@ -110,6 +116,9 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
     result = report.Report(repeat=options.repeat)
     for name in postgresql_names(options):
         result.databases.append(scenarios.postgresql_database(bench, name, options.repeat))
+    if bench.s3 is not None:
+        for name in postgresql_names(options):
+            result.databases.append(scenarios.postgresql_to_s3(bench, name, options.repeat))
     if bench.my is not None:
         result.databases.append(scenarios.mysql_database(bench, "bench_my", options.repeat))
     big = postgresql_names(options)[-1]
@@ -118,11 +127,11 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
     result.listing = scenarios.listing(
         bench, meta, options.listing_records, result.latency.accepted
     )
-    for path in bench.archives:
-        check_archive(path)
+    bench.archives.check(bench.s3, bench.workdir)
     result.encrypted_archives = scenarios.check_encrypted(bench)
     result.steadiness_line = bench.steadiness.line()
     result.archives = len(bench.archives)
+    result.remote_archives = len(bench.archives.remote)
     if bench.reference is not None:
         result.reference_revision = bench.reference.revision
         result.reference_lines = bench.reference.lines
@@ -151,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             my = start_mariadb()
             stack.callback(my.stop)
         fill_databases(options, pg, my)
+        s3 = None
+        if options.s3:
+            s3 = start_seaweedfs()
+            stack.callback(s3.stop)
         service = start_service(workdir, options.settings)
         stack.callback(service.stop)
         assert service.process is not None
@@ -160,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.compare:
             reference = Reference(options.compare, workdir, options.settings)
             stack.callback(reference.stop)
-        bench = scenarios.Bench(workdir, pg, my, api, service.process.pid, reference)
+        bench = scenarios.Bench(workdir, pg, my, api, service.process.pid, reference, s3)
+        if s3 is not None:
+            bench.storage_id = api.add_storage(s3, s3.make_bucket())
         publish(measure(options, bench, service.workdir / "meta.sqlite3"), options.output)
     return 0
 

@@ -15,10 +15,20 @@ from typing import Any
 import httpx
 import psutil
 from tests.support.servers import DbServer
+from tests.support.servers.seaweedfs import SeaweedFSServer
 
 from bench.measure import RssSampler, archive_processes, service_rss
 
 PASSWORD = "bench-password-123"
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """httpx's, with the service's answer (its French reason) in the message."""
+    if response.is_error:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text[:500]}"
+        )
 
 
 @dataclass
@@ -40,28 +50,51 @@ class Api:
         self.client.post("/auth/register", json=body)
         self.token = self.client.post("/auth/login", json=body).json()["token"]
 
-    def add_database(
-        self, server: DbServer, name: str, encryption: dict[str, Any] | None = None
-    ) -> int:
-        body: dict[str, Any] = {
-            "name": name,
-            "type": server.kind,
-            "host": server.host,
-            "port": server.port,
-            "username": server.user,
-            "password": server.password,
-            "db_name": name,
-        }
-        if encryption is not None:
-            body["encryption"] = encryption
-        response = self.client.post("/api/databases", headers=self.headers, json=body)
-        response.raise_for_status()
+    def add_database(self, server: DbServer, name: str, **fields: Any) -> int:
+        """Register database ``name`` of ``server``; ``fields`` are more of the database's
+        fields (``storage_ids``, ``keep_local``)."""
+        response = self.client.post(
+            "/api/databases",
+            headers=self.headers,
+            json={
+                "name": name,
+                "type": server.kind,
+                "host": server.host,
+                "port": server.port,
+                "username": server.user,
+                "password": server.password,
+                "db_name": name,
+                **fields,
+            },
+        )
+        raise_for_status(response)
         database_id: int = response.json()["database"]["id"]
         return database_id
 
+    def add_storage(self, s3: SeaweedFSServer, bucket: str) -> int:
+        """Register ``bucket`` of ``s3`` as a destination of backups."""
+        response = self.client.post(
+            "/api/storages",
+            headers=self.headers,
+            json={
+                "name": "bench-s3",
+                "type": "s3",
+                "endpoint": s3.endpoint,
+                "region": s3.region,
+                "bucket": bucket,
+                "prefix": "bench",
+                "access_key_id": s3.access_key_id,
+                "secret_access_key": s3.secret_access_key,
+                "path_style": True,
+            },
+        )
+        raise_for_status(response)
+        storage_id: int = response.json()["storage"]["id"]
+        return storage_id
+
     def start(self, database_id: int) -> int:
         response = self.client.post(f"/api/backups/database/{database_id}", headers=self.headers)
-        response.raise_for_status()
+        raise_for_status(response)
         backup_id: int = response.json()["backup"]["id"]
         return backup_id
 
@@ -96,7 +129,10 @@ class Api:
             raise RuntimeError(f"backup failed: {backup['error_msg']}")
         return backup
 
-    def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int]:
+    def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int, int]:
+        """One backup: its wall time, its record, the service's RSS before it, its peak
+        during it (both with the processes it runs for backups), and the upload process's
+        own peak (0 without one)."""
         service = psutil.Process(pid)
         idle = service_rss(service, archive_processes(service))
         sampler = RssSampler(pid)
@@ -105,7 +141,7 @@ class Api:
         backup = self.wait(self.start(database_id))
         elapsed = time.perf_counter() - began
         peak = sampler.stop()
-        return elapsed, backup, idle, peak
+        return elapsed, backup, idle, peak, sampler.upload_peak
 
 
 class RawHttpConnection:

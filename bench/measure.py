@@ -85,39 +85,61 @@ def service_rss(service: psutil.Process, children: list[psutil.Process]) -> int:
     return total
 
 
-def archive_processes(service: psutil.Process) -> list[psutil.Process]:
+ARCHIVE_MODULE = "backup_api.archiving.child"
+UPLOAD_MODULE = "backup_api.storage.s3.uploader"
+#: The processes a backup runs beside the service, whose memory is the service's: the
+#: archive processes (the one at work and the one waiting for the next job) and, for
+#: backups to S3, the upload process.
+HELPER_MODULES = (ARCHIVE_MODULE, UPLOAD_MODULE)
+
+
+def helper_processes(service: psutil.Process) -> list[tuple[psutil.Process, str]]:
+    """The service's children that run one of ``HELPER_MODULES``, each with its module."""
     found = []
     for child in service.children():
         with contextlib.suppress(psutil.Error):
-            if "backup_api.archiving.child" in child.cmdline():
-                found.append(child)
+            cmdline = child.cmdline()
+            found += [(child, module) for module in HELPER_MODULES if module in cmdline]
     return found
 
 
+def archive_processes(service: psutil.Process) -> list[psutil.Process]:
+    return [child for child, _ in helper_processes(service)]
+
+
 class RssSampler(threading.Thread):
-    """Peak RSS of the service plus its archive processes (``backup_api.archiving.child``:
-    the one at work and the one waiting for the next job), which do the compression out
-    of the service's process and so count as its memory."""
+    """Peak RSS of the service plus the processes it runs for backups (``HELPER_MODULES``):
+    they do the compression and the uploads out of the service's process, and so count as
+    its memory. The upload process's own peak is kept too: where the memory of a backup
+    to S3 goes."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.upload_peak = 0
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        children: list[psutil.Process] = []
+        children: list[tuple[psutil.Process, str]] = []
         next_scan = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
             if now >= next_scan:
                 # Listing children reads every process's stat: a few ms, so not every time.
-                children = archive_processes(self.process)
+                children = helper_processes(self.process)
                 next_scan = now + 0.2
             try:
-                self.peak = max(self.peak, service_rss(self.process, children))
+                total = self.process.memory_info().rss
             except psutil.Error:
                 return
+            for child, module in children:
+                with contextlib.suppress(psutil.Error):
+                    rss = child.memory_info().rss
+                    total += rss
+                    if module == UPLOAD_MODULE:
+                        self.upload_peak = max(self.upload_peak, rss)
+            self.peak = max(self.peak, total)
             time.sleep(0.02)
 
     def stop(self) -> int:

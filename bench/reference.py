@@ -7,12 +7,14 @@ import statistics
 import subprocess
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tests.support.serverproc import ServerProcess
 from tests.support.servers import DbServer
 
 from bench.client import Api
 from bench.measure import BusyCpu
+from bench.tools import Archives
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +68,8 @@ class Reference:
 
 class ApiSeries:
     """One database's API backups over the repetitions, with the reference's beside them
-    (``--compare``): wall times, busy CPU, peak RSS over idle, archive size and paths."""
+    (``--compare``): wall times, busy CPU, peak RSS over idle, archive size and locations,
+    the last record."""
 
     def __init__(
         self,
@@ -75,31 +78,38 @@ class ApiSeries:
         reference: Reference | None,
         server: DbServer,
         name: str,
-        archives: list[Path],
+        archives: Archives,
+        **fields: Any,
     ) -> None:
+        """``fields``: more of the database's fields (its destinations), for this code's
+        service only."""
         self.api = api
         self.pid = pid
         self.reference = reference
         self.archives = archives
-        self.database_id = api.add_database(server, name)
+        self.database_id = api.add_database(server, name, **fields)
         self.ref_id = reference.api.add_database(server, name) if reference else 0
         self.times: list[float] = []
         self.reference_times: list[float] = []
         self.rss_deltas: list[float] = []
+        self.upload_peaks: list[float] = []  # MiB, the upload process's own
         self.cpu = BusyCpu()
         self.size = 0
+        self.last: dict[str, Any] = {}
 
     def run(self, turn: int) -> None:
         """This code's backup, and the reference's right before or after it, by turns."""
         if turn % 2:
             self._run_reference()
-        elapsed, backup, idle, peak = self.cpu.measure(
+        elapsed, backup, idle, peak, upload_peak = self.cpu.measure(
             partial(self.api.backup, self.database_id, self.pid)
         )
         self.times.append(elapsed)
         self.rss_deltas.append((peak - idle) / 2**20)
+        self.upload_peaks.append(upload_peak / 2**20)
         self.size = backup["size"]
-        self.archives.append(Path(backup["filepath"]))
+        self.last = backup
+        self.archives.add(backup["filepath"])
         if not turn % 2:
             self._run_reference()
 

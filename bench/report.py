@@ -45,6 +45,7 @@ class DatabaseResult:
     cpu_line: str
     rss_delta: float
     ok: bool
+    upload_rss: float = 0.0  # MiB: the upload process's own peak, within rss_delta
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Report:
     listing: ListingResult | None = None
     encryption: EncryptionResult | None = None
     archives: int = 0
+    remote_archives: int = 0  # of ``archives``, those read back from the S3 server
     encrypted_archives: int = 0
     reference_revision: str | None = None
     reference_lines: list[str] = field(default_factory=list)
@@ -160,8 +162,14 @@ def machine_line() -> str:
 
 
 def cpu_line(
-    label: str, bare: list[float], bare_cpu: BusyCpu, api: list[float], api_cpu: BusyCpu
+    label: str,
+    bare: list[float],
+    bare_cpu: BusyCpu,
+    api: list[float],
+    api_cpu: BusyCpu,
+    also: str = "",
 ) -> str:
+    """``also``: who else worked during the API backups (``"and the S3 server's"``)."""
     cores = psutil.cpu_count() or 1
     wall = statistics.median(bare)
     added = api_cpu.median - bare_cpu.median
@@ -172,7 +180,8 @@ def cpu_line(
         f"- {label}: the bare dump kept the machine {bare_cpu.median:.2f} CPU-s busy in "
         f"{wall:.2f} s ({bare_cpu.median / cores / wall:.0%} of {cores} cores); the API "
         f"backup {api_cpu.median:.2f} CPU-s (+{added:.2f} s: the service's work, "
-        f"with the benchmark client's). Lowest possible API / bare ratio here: "
+        f"with the benchmark client's{' ' + also if also else ''}). "
+        f"Lowest possible API / bare ratio here: "
         f"{floor:.2f}; measured {statistics.median(api) / wall:.2f}"
     )
 
@@ -220,10 +229,11 @@ def postgresql_row(
     return row, ratio_ok and speedup_ok and size_ok and rss_ok
 
 
-def mysql_row(
+def api_row(
     label: str, bare: list[float], api: list[float], api_size: int, rss_delta: float
 ) -> tuple[str, bool]:
-    """The table row of a MariaDB database (no shell pipeline), and whether it met its targets."""
+    """The table row of a database without the shell pipeline (MariaDB, and backups to S3),
+    and whether it met its targets."""
     ratio = statistics.median(api) / statistics.median(bare)
     ratio_ok, rss_ok = ratio <= MAX_API_RATIO, rss_delta <= MAX_RSS_MIB
     row = (
@@ -239,6 +249,9 @@ def render(report: Report) -> str:
     """The whole report, as markdown."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     pg_deltas = [d.rss_delta for d in report.databases if d.engine == "postgresql"]
+    s3_results = [d for d in report.databases if d.engine == "postgresql-s3"]
+    s3_deltas = [d.rss_delta for d in s3_results]
+    s3_uploads = [d.upload_rss for d in s3_results]
     lines = [
         f"Benchmark of {stamp}, {report.repeat} alternated runs each, medians.",
         "",
@@ -249,6 +262,16 @@ def render(report: Report) -> str:
         "",
         f"- Peak RSS over idle by database size: "
         f"{', '.join(f'{d:.1f} MiB' for d in pg_deltas)} (does not grow with size)",
+        *(
+            [
+                f"- Peak RSS over idle by database size, to S3 (the upload process counted): "
+                f"{', '.join(f'{d:.1f} MiB' for d in s3_deltas)} (does not grow with size); "
+                f"the upload process's own peak RSS: "
+                f"{', '.join(f'{d:.1f} MiB' for d in s3_uploads)}"
+            ]
+            if s3_deltas
+            else []
+        ),
         *(database.cpu_line for database in report.databases),
         *([] if report.encryption is None else [report.encryption.line()]),
         report.steadiness_line,
@@ -264,8 +287,10 @@ def render(report: Report) -> str:
             f"p50 {percentile(listing.samples, 0.5) * 1e3:.1f} ms, "
             f"p99 {percentile(listing.samples, 0.99) * 1e3:.1f} ms ({mark(listing.ok)})"
         )
+    downloaded = f" ({report.remote_archives} downloaded from S3)" if report.remote_archives else ""
     lines.append(
-        f"- {report.archives} archives: all pass `unzip -t` and `zipfile.testzip()` (PASS)"
+        f"- {report.archives} archives{downloaded}: all pass `unzip -t` and "
+        "`zipfile.testzip()` (PASS)"
     )
     if report.encrypted_archives:
         lines.append(

@@ -1,5 +1,5 @@
-"""The benchmark's measurements, one function each: a PostgreSQL database, the MariaDB
-database, latency under load, listing over many records.
+"""The benchmark's measurements, one function each: a PostgreSQL database, the same to S3,
+the MariaDB database, latency under load, listing over many records.
 
 Every API backup alternates with the bare dump (and with the reference's backup under
 ``--compare``), so that all of them meet the same machine.
@@ -15,12 +15,14 @@ from functools import partial
 from pathlib import Path
 
 from tests.support.servers import DbServer
+from tests.support.servers.seaweedfs import SeaweedFSServer
 
 from bench import report
 from bench.client import Api, latency_under_load, listing_latency, seed_backup_records
 from bench.measure import BusyCpu, CpuSteadiness
 from bench.reference import ApiSeries, Reference
 from bench.tools import (
+    Archives,
     Credentials,
     check_archive,
     dump_size,
@@ -44,8 +46,11 @@ class Bench:
     api: Api
     pid: int  # the service's
     reference: Reference | None
+    s3: SeaweedFSServer | None = None  # None: --skip-s3
+    storage_id: int = 0  # the S3 server's bucket, registered with the service
     steadiness: CpuSteadiness = field(default_factory=CpuSteadiness)
-    archives: list[Path] = field(default_factory=list)  # every archive made, checked at the end
+    archives: Archives = field(default_factory=Archives)  # every archive, checked at the end
+    labels: dict[str, str] = field(default_factory=dict)  # database: its label in the report
     #: Every encrypted file made, with the age key file that opens it (checked at the end).
     encrypted: list[tuple[Path, Path]] = field(default_factory=list)
 
@@ -62,7 +67,7 @@ def postgresql_database(bench: Bench, name: str, repeat: int) -> report.Database
     series = bench.series(bench.pg, name)
     env = Credentials(bench.workdir, bench.pg).pg_env()
     argv = pg_dump_argv(bench.pg, name)
-    label = f"PostgreSQL {report.mb(dump_size(argv, env))}"
+    label = bench.labels[name] = f"PostgreSQL {report.mb(dump_size(argv, env))}"
     bare: list[float] = []
     piped: list[float] = []
     bare_cpu = BusyCpu()
@@ -80,6 +85,42 @@ def postgresql_database(bench: Bench, name: str, repeat: int) -> report.Database
     )
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
     return report.DatabaseResult(name, "postgresql", row, cpu, delta, ok)
+
+
+def postgresql_to_s3(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
+    """Bare ``pg_dump`` and the API backup to the S3 server alone (no local copy), by turns.
+
+    The archive goes from the archive process through the upload process to the S3
+    server on this machine, which shares the cores with them; the upload process's memory
+    counts with the service's.
+    """
+    series = ApiSeries(
+        bench.api,
+        bench.pid,
+        None,
+        bench.pg,
+        name,
+        bench.archives,
+        keep_local=False,
+        storage_ids=[bench.storage_id],
+    )
+    env = Credentials(bench.workdir, bench.pg).pg_env()
+    argv = pg_dump_argv(bench.pg, name)
+    label = f"{bench.labels[name]} to S3"
+    bare: list[float] = []
+    bare_cpu = BusyCpu()
+    for turn in range(repeat):
+        bench.steadiness.probe()
+        bare.append(bare_cpu.measure(partial(timed, argv, env)))
+        series.run(turn)
+        copies = [(copy["location"][:5], copy["status"]) for copy in series.last["copies"]]
+        if copies != [("s3://", "completed")]:
+            raise RuntimeError(f"a backup to S3 alone has the copies {copies}")
+    delta = max(series.rss_deltas)
+    row, ok = report.api_row(label, bare, series.times, series.size, delta)
+    cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu, "and the S3 server's")
+    upload = max(series.upload_peaks)
+    return report.DatabaseResult(f"{name} to S3", "postgresql-s3", row, cpu, delta, ok, upload)
 
 
 def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
@@ -102,7 +143,7 @@ def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResul
         series.run(turn)
     delta = max(series.rss_deltas)
     bench.compare(label, bare, series)
-    row, ok = report.mysql_row(label, bare, series.times, series.size, delta)
+    row, ok = report.api_row(label, bare, series.times, series.size, delta)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
     return report.DatabaseResult("mysql", "mysql", row, cpu, delta, ok)
 
@@ -119,7 +160,7 @@ def encrypted_database(bench: Bench, name: str, repeat: int) -> report.Encryptio
     argv = pg_dump_argv(bench.pg, name)
     label = f"PostgreSQL {report.mb(dump_size(argv, env))}"
     plain = bench.api.add_database(bench.pg, name)
-    encrypted = bench.api.add_database(bench.pg, name, {"recipients": [recipient]})
+    encrypted = bench.api.add_database(bench.pg, name, encryption={"recipients": [recipient]})
     bare: list[float] = []
     plain_times: list[float] = []
     encrypted_times: list[float] = []
@@ -128,7 +169,7 @@ def encrypted_database(bench: Bench, name: str, repeat: int) -> report.Encryptio
         bare.append(timed(argv, env))
         # Alternated order, so that neither always follows the other.
         for database_id in (plain, encrypted) if turn % 2 == 0 else (encrypted, plain):
-            elapsed, backup, _, _ = bench.api.backup(database_id, bench.pid)
+            elapsed, backup, *_ = bench.api.backup(database_id, bench.pid)
             path = Path(backup["filepath"])
             if database_id == encrypted:
                 encrypted_times.append(elapsed)
@@ -136,7 +177,7 @@ def encrypted_database(bench: Bench, name: str, repeat: int) -> report.Encryptio
                 sizes = (sizes[0], backup["size"])
             else:
                 plain_times.append(elapsed)
-                bench.archives.append(path)
+                bench.archives.add(backup["filepath"])
                 sizes = (backup["size"], sizes[1])
     return report.EncryptionResult(label, bare, plain_times, encrypted_times, sizes)
 
@@ -162,13 +203,13 @@ def create_tiny_database(server: DbServer) -> None:
 
 def latency_window(
     api: Api, pg: DbServer, big: str, seconds: float
-) -> tuple[dict[str, list[float]], int, bool, list[Path]]:
+) -> tuple[dict[str, list[float]], int, bool, list[str]]:
     """Latency while two backups of ``big`` run (registered twice, so both run at once)."""
     tiny = api.add_database(pg, TINY_DATABASE)
     running = [api.start(api.add_database(pg, big)) for _ in range(2)]
     load, accepted = asyncio.run(latency_under_load(api, tiny, seconds))
     throughout = all(api.status(backup_id) == "pending" for backup_id in running)
-    archives = [Path(api.wait(backup_id)["filepath"]) for backup_id in running]
+    archives = [api.wait(backup_id)["filepath"] for backup_id in running]
     return load, accepted, throughout, archives
 
 
@@ -176,13 +217,15 @@ def latency(bench: Bench, big: str, seconds: float) -> report.LatencyResult:
     """Latency while two big backups run (the largest database, registered twice so that
     both dumps run at once), measured for the whole load window; then the reference's."""
     load, accepted, throughout, archives = latency_window(bench.api, bench.pg, big, seconds)
-    bench.archives += archives
+    for location in archives:
+        bench.archives.add(location)
     if bench.reference is not None:
         reference = bench.reference
         theirs, _, their_throughout, their_archives = latency_window(
             reference.api, bench.pg, big, seconds
         )
-        bench.archives += their_archives
+        for location in their_archives:
+            bench.archives.add(location)
         reference.lines.append(f"- Latency with {reference.revision}, in the same conditions:")
         reference.lines += [
             "  " + line for line in report.latency_lines(theirs, seconds, their_throughout)

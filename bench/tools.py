@@ -1,5 +1,5 @@
 """The dump tools run bare (the baseline every API backup is compared with), and the check
-every archive gets."""
+every archive gets, on disk or in the benchmark's S3 server."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import os
 import subprocess
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.servers import DbServer, mysql_option_value, pgpass_escape
+from tests.support.servers.seaweedfs import SeaweedFSServer
 
 
 @dataclass
@@ -102,3 +103,35 @@ def check_archive(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         if archive.testzip() is not None:
             raise RuntimeError(f"zipfile.testzip failed for {path}")
+
+
+@dataclass
+class Archives:
+    """Every archive the run made, checked at the end: files of the service's backup root,
+    and objects (``s3://bucket/key``, a backup's ``filepath`` when it has no local copy)
+    read back from the S3 server with an independent client."""
+
+    local: list[Path] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+
+    def add(self, location: str) -> None:
+        if location.startswith("s3://"):
+            self.remote.append(location)
+        else:
+            self.local.append(Path(location))
+
+    def __len__(self) -> int:
+        return len(self.local) + len(self.remote)
+
+    def check(self, s3: SeaweedFSServer | None, workdir: Path) -> None:
+        for path in self.local:
+            check_archive(path)
+        for location in self.remote:
+            if s3 is None:
+                raise RuntimeError(f"no S3 server to read {location} from")
+            bucket, key = location.removeprefix("s3://").split("/", 1)
+            path = s3.download(bucket, key, workdir / "from-s3.zip")
+            try:
+                check_archive(path)
+            finally:
+                path.unlink(missing_ok=True)

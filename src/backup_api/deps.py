@@ -21,6 +21,7 @@ from backup_api.services.ownership import (
     BACKUP,
     DATABASE,
     RESTORE,
+    STORAGE,
     Resource,
     load_owned,
 )
@@ -158,10 +159,15 @@ async def load_api_token(token_id: IdPath, user: CurrentUser, state: StateDep) -
     return await _load(state, API_TOKEN, token_id, user)
 
 
+async def load_storage(storage_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, STORAGE, storage_id, user)
+
+
 DatabaseDep = Annotated[Record, Depends(load_database)]
 BackupDep = Annotated[Record, Depends(load_backup)]
 RestoreDep = Annotated[Record, Depends(load_restore)]
 ApiTokenDep = Annotated[Record, Depends(load_api_token)]
+StorageDep = Annotated[Record, Depends(load_storage)]
 
 
 class Page:

@@ -164,6 +164,8 @@ def _detail(error: Any) -> str:
         return f"au moins {ctx['min_length']} caractères"
     if kind == "string_too_long" and "max_length" in ctx:
         return f"au plus {ctx['max_length']} caractères"
+    if kind == "too_long" and "max_length" in ctx:
+        return f"au plus {ctx['max_length']} éléments"
     if kind == "value_error":
         # Our own validators raise ValueError with a French message: show it as is.
         return str(ctx.get("error", "")) or _VALIDATION_MESSAGES["value_error"]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from backup_api import logs, migrate, openapi
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
+from backup_api.copies.retry import CopyRetrier
 from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
@@ -36,6 +37,7 @@ from backup_api.routers import (
     restores,
     retention,
     schedules,
+    storages,
     users,
 )
 from backup_api.scheduler import Scheduler
@@ -88,7 +90,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         queue = InProcessQueue(
             settings.max_concurrent_jobs, run, max_per_user=settings.running_jobs_per_user
         )
-        copy_store = CopyStore(storage)
+        copy_store = CopyStore(storage, metadata, settings, keys)
+        copy_retrier = CopyRetrier(
+            metadata=metadata,
+            settings=settings,
+            storage=storage,
+            copy_store=copy_store,
+            clock=time_source,
+        )
         sweeper = RetentionSweeper(
             settings=settings,
             metadata=metadata,
@@ -126,6 +135,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             retention=sweeper,
             server_probe=ServerProbe(settings, pg_clients, tool_versions, executor),
             scheduler=scheduler,
+            copy_retrier=copy_retrier,
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
@@ -135,6 +145,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         await recover(state)
         scheduler.start(state.queue)
         sweeper.start()
+        copy_retrier.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (over the framework's, the ORM's and the
         # models' objects) stop showing up as request latency spikes.
@@ -145,6 +156,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await scheduler.stop()
             await sweeper.stop()
+            await copy_retrier.stop()
             await state.queue.shutdown()
             state.archive_processes.close()
             executor.shutdown(wait=True)
@@ -167,6 +179,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         databases,
         schedules,
         retention,
+        storages,
         backups,
         restores,
         users,

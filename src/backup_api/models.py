@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 import secrets
@@ -11,8 +12,10 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import email_validator
+from annotated_types import Ge, Le
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -93,6 +96,9 @@ def _id_not_bool(value: object) -> object:
 #: An id given in a request body.
 IdValue = Annotated[int, BeforeValidator(_id_not_bool), Field(ge=1, le=MAX_ID)]
 
+#: The most storages one database's backups may be sent to at once.
+MAX_DESTINATIONS = 10
+
 
 class Role(StrEnum):
     USER = "user"
@@ -120,11 +126,13 @@ class CopyStatus(StrEnum):
 
 
 class BackupTrigger(StrEnum):
-    """What started a backup: a request, a schedule's slot, or the retry of a failed one."""
+    """What started a backup: a request, a schedule's slot, the retry of a failed one, or
+    an import of what a storage holds (``POST /api/storages/{id}/import``)."""
 
     MANUAL = "manual"
     SCHEDULE = "schedule"
     RETRY = "retry"
+    IMPORT = "import"
 
 
 # --------------------------------------------------------------------------- users
@@ -607,6 +615,22 @@ EncryptionPublic = Annotated[
 ]
 
 
+def _distinct_ids(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError("un stockage ne peut figurer qu'une fois")
+    return value
+
+
+#: An id inside a list: ``Field`` there would not become the item schema's bounds.
+_ItemId = Annotated[int, Ge(1), Le(MAX_ID), BeforeValidator(_id_not_bool)]
+#: Destinations of a database's backups: storage ids, in order, each once.
+StorageIds = Annotated[
+    list[_ItemId],
+    Field(max_length=MAX_DESTINATIONS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_distinct_ids),
+]
+
+
 class DatabaseFields(StrictBody):
     @field_validator("host", check_fields=False)
     @classmethod
@@ -637,6 +661,16 @@ class DatabaseCreate(DatabaseFields):
     username: Identifier
     password: DbPassword = ""
     db_name: Identifier
+    storage_ids: StorageIds = Field(
+        default_factory=list,
+        description="The caller's storages (ids) this database's backups are sent to, in "
+        "this order",
+    )
+    keep_local: bool = Field(
+        default=True,
+        strict=True,
+        description="Keep a copy in the service's own backup root (the `local` destination)",
+    )
     encryption: EncryptionSettings | None = Field(
         default=None,
         description="null (default): backups are plain ZIPs; else how they are encrypted",
@@ -681,6 +715,10 @@ class DatabaseUpdate(DatabaseFields):
     username: Identifier | None = None
     password: DbPassword | None = None
     db_name: Identifier | None = None
+    storage_ids: StorageIds | None = Field(
+        default=None, description="Replaces the list of destinations (in this order)"
+    )
+    keep_local: bool | None = Field(default=None, strict=True)
     encryption: EncryptionSettings | None = Field(
         default=None,
         description="How new backups are encrypted; null turns encryption off (older "
@@ -715,6 +753,12 @@ class DatabasePublic(BaseModel):
         default=None,
         description="null: new backups are plain ZIPs; `recipients` (with the keys) or "
         "`passphrase` (never returned): how they are encrypted (age format)",
+    )
+    storage_ids: list[int] = Field(
+        default_factory=list, description="The storages its backups are sent to, in order"
+    )
+    keep_local: bool = Field(
+        default=True, description="Whether its backups keep a copy in the service's backup root"
     )
 
 
@@ -828,8 +872,9 @@ class BackupPublic(BaseModel):
     )
     trigger: BackupTrigger = Field(
         default=BackupTrigger.MANUAL,
-        description="`manual` (a request), `schedule` (a slot of the database's schedule) "
-        "or `retry` (a new attempt after a scheduled backup failed)",
+        description="`manual` (a request), `schedule` (a slot of the database's schedule), "
+        "`retry` (a new attempt after a scheduled backup failed) or `import` (found in a "
+        "storage by `POST /api/storages/{id}/import`)",
     )
     copies: list[CopyPublic] = Field(
         default_factory=list,
@@ -839,6 +884,20 @@ class BackupPublic(BaseModel):
     encrypted: bool = Field(
         default=False,
         description="The stored file is the ZIP wrapped in the age format (`.zip.age`)",
+    )
+
+
+class StorageImport(BaseModel):
+    """What ``POST /api/storages/{id}/import`` found in a bucket."""
+
+    message: str
+    found: int = Field(description="Backups (manifests) found under the storage's prefix")
+    imported: list[BackupPublic] = Field(
+        description="Those this service did not know, now recorded"
+    )
+    known: int = Field(description="Those it already knew (a copy of one of its backups)")
+    invalid: list[str] = Field(
+        description="Keys of manifests that could not be read, or whose archive is missing"
     )
 
 
@@ -958,6 +1017,284 @@ class BackupCopy(SQLModel, table=True):
     next_retry_at: datetime | None = _tz_column(nullable=True)
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+#: Object Lock's longest retention accepted (a hundred years).
+MAX_LOCK_DAYS = 36_500
+
+# The patterns below describe exactly what the validators accept (see DatabaseCreate's).
+# An endpoint: http(s), a host name or IPv4 address, an optional port and path; never
+# credentials, a query or a fragment. (A bracketed IPv6 address is accepted beyond it.)
+_ENDPOINT_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}"
+_ENDPOINT_PATH = r"(?:/[A-Za-z0-9._~/-]*)?"
+_ENDPOINT_PATTERN = rf"^https?://{_ENDPOINT_HOST}(?::{_PORT[1:-1]})?{_ENDPOINT_PATH}$"
+_ENDPOINT = re.compile(_ENDPOINT_PATTERN)
+_ENDPOINT_IPV6 = re.compile(rf"https?://\[([0-9A-Fa-f:.]+)\](?::{_PORT[1:-1]})?{_ENDPOINT_PATH}")
+# A bucket name as S3 defines it, in its DNS-compatible form: 3 to 63 characters, labels of
+# lowercase letters, digits and hyphens separated by single dots, each starting and ending
+# with a letter or digit; not an IPv4 address, not starting with xn-- or sthree-, not
+# ending with -s3alias or --ol-s3 (S3's reserved forms).
+_BUCKET_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_BUCKET_PATTERN = rf"^{_BUCKET_LABEL}(?:\.{_BUCKET_LABEL})*$"
+_BUCKET_RESERVED_PATTERN = (
+    r"^(?:[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+|xn--.*|sthree-.*|.*-s3alias|.*--ol-s3)$"
+)
+_BUCKET = re.compile(_BUCKET_PATTERN)
+_BUCKET_RESERVED = re.compile(_BUCKET_RESERVED_PATTERN, re.DOTALL)
+# A prefix: segments of letters, digits, '.', '_' and '-' separated by '/', none of them
+# '.' or '..', no leading '/' (a trailing one is allowed: keys are prefix/type/file).
+_PREFIX_SEGMENT = (
+    r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9._-]+))"
+)
+_PREFIX_PATTERN = rf"^(?:{_PREFIX_SEGMENT}(?:/{_PREFIX_SEGMENT})*/?)?$"
+_PREFIX = re.compile(_PREFIX_PATTERN)
+# A region as botocore accepts one: letters, digits and inner hyphens, up to 63, not
+# digits only.
+_REGION_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+_DIGITS_PATTERN = r"^[0-9]+$"
+# Keys: printable ASCII without spaces (an empty pair means unsigned requests).
+_KEY_PATTERN = r"^[!-~]*$"
+
+
+def check_endpoint(value: str) -> str:
+    if _ENDPOINT.fullmatch(value):
+        return value
+    ipv6 = _ENDPOINT_IPV6.fullmatch(value)
+    if ipv6:
+        try:
+            ipaddress.IPv6Address(ipv6.group(1))
+        except ValueError:
+            raise ValueError("adresse IPv6 invalide") from None
+        return value
+    scheme, _, rest = value.partition("://")
+    if scheme not in ("http", "https") or not rest:
+        raise ValueError("URL http:// ou https:// attendue")
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:
+        raise ValueError("identifiants interdits dans l'URL: utilisez access_key_id")
+    if "?" in rest:
+        raise ValueError("paramètres de requête interdits dans l'URL")
+    if "#" in rest:
+        raise ValueError("fragment interdit dans l'URL")
+    raise ValueError("URL invalide (hôte, port ou chemin)")
+
+
+def _check_bucket(value: str) -> str:
+    if not 3 <= len(value) <= 63:
+        raise ValueError("de 3 à 63 caractères")
+    if not _BUCKET.fullmatch(value):
+        raise ValueError(
+            "minuscules, chiffres, '-' et '.' entre des parties commençant et finissant par "
+            "une lettre ou un chiffre"
+        )
+    if _BUCKET_RESERVED.fullmatch(value):
+        raise ValueError("nom réservé par S3 (adresse IP, xn--, sthree-, -s3alias, --ol-s3)")
+    return value
+
+
+def _check_prefix(value: str) -> str:
+    if _PREFIX.fullmatch(value):
+        return value
+    if value.startswith("/"):
+        raise ValueError("ne doit pas commencer par '/'")
+    if any(segment in (".", "..") for segment in value.split("/")):
+        raise ValueError("segments '.' et '..' interdits")
+    raise ValueError("lettres, chiffres, '.', '_' et '-', en segments séparés par un '/'")
+
+
+def _check_region(value: str) -> str:
+    if not value:
+        raise ValueError("région requise")
+    if not re.fullmatch(_REGION_PATTERN, value):
+        raise ValueError("lettres, chiffres et '-' (ni au début ni à la fin) seulement")
+    if re.fullmatch(_DIGITS_PATTERN, value):
+        raise ValueError("pas seulement des chiffres")
+    return value
+
+
+def _check_key(value: str) -> str:
+    if not re.fullmatch(_KEY_PATTERN, value):
+        raise ValueError("caractères ASCII imprimables sans espace seulement")
+    return value
+
+
+_STORAGE_CHECKS = {
+    "endpoint": check_endpoint,
+    "bucket": _check_bucket,
+    "prefix": _check_prefix,
+    "region": _check_region,
+    "access_key_id": _check_key,
+    "secret_access_key": _check_key,
+}
+
+StorageName = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": _NOT_BLANK})
+]
+Endpoint = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        description="The S3 API's URL: `http(s)://host[:port][/path]`, without credentials, "
+        "query or fragment",
+        examples=["https://s3.eu-west-3.amazonaws.com"],
+        json_schema_extra={"pattern": _ENDPOINT_PATTERN},
+    ),
+]
+Bucket = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=63,
+        description="Bucket name (S3's rules)",
+        examples=["backups"],
+        json_schema_extra={
+            "pattern": _BUCKET_PATTERN,
+            "not": {"pattern": _BUCKET_RESERVED_PATTERN},
+        },
+    ),
+]
+Prefix = Annotated[
+    str,
+    Field(
+        max_length=512,
+        description="Keys start with it: `{prefix}/{type}/{filename}`; no leading '/', no "
+        "'.' or '..' segment",
+        examples=["prod/backup-api"],
+        json_schema_extra={"pattern": _PREFIX_PATTERN},
+    ),
+]
+Region = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        json_schema_extra={"pattern": _REGION_PATTERN, "not": {"pattern": _DIGITS_PATTERN}},
+    ),
+]
+AccessKeyId = Annotated[
+    str,
+    Field(
+        max_length=255,
+        description="Empty (with an empty secret): unsigned requests, for public buckets",
+        json_schema_extra={"pattern": _KEY_PATTERN},
+    ),
+]
+SecretKey = Annotated[
+    str,
+    Field(
+        max_length=1024,
+        description="Write-only: encrypted at rest, never returned",
+        json_schema_extra={"pattern": _KEY_PATTERN, "writeOnly": True},
+    ),
+]
+LockDays = Annotated[int, Field(ge=1, le=MAX_LOCK_DAYS), BeforeValidator(_id_not_bool)]
+
+
+class StorageFields(StrictBody):
+    @field_validator(*_STORAGE_CHECKS, check_fields=False)
+    @classmethod
+    def _checked(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else _STORAGE_CHECKS[info.field_name](_no_nul(value))
+
+    @field_validator("name", check_fields=False)
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value)
+
+
+class StorageCreate(StorageFields):
+    name: StorageName
+    type: StorageType = Field(default=StorageType.S3, description="`s3` (S3-compatible)")
+    endpoint: Endpoint
+    region: Region = "us-east-1"
+    bucket: Bucket
+    prefix: Prefix = ""
+    access_key_id: AccessKeyId = ""
+    secret_access_key: SecretKey = ""
+    path_style: bool = Field(
+        default=True,
+        strict=True,
+        description="Path-style addressing (`endpoint/bucket/key`, what most S3-compatible "
+        "servers want); false: virtual-hosted (`bucket.endpoint/key`)",
+    )
+    object_lock_days: LockDays | None = Field(
+        default=None,
+        description="Write objects under S3 Object Lock (compliance mode) for this many days "
+        "(the bucket must have Object Lock enabled); null: not locked",
+    )
+
+
+def _storage_update_schema(schema: dict[str, Any]) -> None:
+    """As ``_without_null``, except ``object_lock_days``, whose null turns the lock off."""
+    lock = schema.get("properties", {}).get("object_lock_days")
+    kept = copy.deepcopy(lock)
+    _without_null(schema)
+    if kept is not None:
+        schema["properties"]["object_lock_days"] = kept
+
+
+class StorageUpdate(StorageFields):
+    """A PUT may omit fields, which keeps them (a missing ``secret_access_key`` keeps the
+    stored one); ``null`` is refused, except ``object_lock_days: null`` (no lock)."""
+
+    model_config = ConfigDict(json_schema_extra=_storage_update_schema)
+
+    name: StorageName | None = None
+    endpoint: Endpoint | None = None
+    region: Region | None = None
+    bucket: Bucket | None = None
+    prefix: Prefix | None = None
+    access_key_id: AccessKeyId | None = None
+    secret_access_key: SecretKey | None = Field(
+        default=None, description="Required when `endpoint` or `bucket` changes"
+    )
+    path_style: bool | None = Field(default=None, strict=True)
+    object_lock_days: LockDays | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: Any) -> object:
+        if value is None and info.field_name != "object_lock_days":
+            raise ValueError("null refusé: omettez le champ pour garder sa valeur")
+        return value
+
+
+class StoragePublic(BaseModel):
+    id: int
+    name: str
+    type: StorageType
+    endpoint: str
+    region: str
+    bucket: str
+    prefix: str
+    access_key_id: str
+    path_style: bool
+    object_lock_days: int | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    user_id: int
+
+
+class StorageEnvelope(BaseModel):
+    message: str
+    storage: StoragePublic
+
+
+class StorageItem(BaseModel):
+    storage: StoragePublic
+
+
+class StorageList(BaseModel):
+    storages: list[StoragePublic]
+
+
+class StorageTestResult(BaseModel):
+    ok: bool
+    error: str | None = Field(
+        default=None,
+        description="Why the storage cannot hold backups (when `ok` is false): refused "
+        "credentials, missing bucket, unreachable endpoint, TLS error...",
+    )
 
 
 # --------------------------------------------------------------------------- retention

@@ -24,6 +24,7 @@ from backup_api.toolversions import ToolVersions
 
 if TYPE_CHECKING:
     # The jobs import this module: what only the routes use stays out of their imports.
+    from backup_api.copies.retry import CopyRetrier
     from backup_api.copies.store import CopyStore
     from backup_api.retention.sweep import RetentionSweeper
     from backup_api.scheduler import Scheduler
@@ -54,6 +55,7 @@ class AppState:
     retention: RetentionSweeper
     server_probe: ServerProbe
     scheduler: Scheduler
+    copy_retrier: CopyRetrier
     #: The age identity each pending restore of a backup encrypted to recipients brought,
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.

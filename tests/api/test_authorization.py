@@ -28,6 +28,8 @@ ROUTES = [
     ("GET", "/api/backups/{backup}", None),
     ("GET", "/api/backups/{backup}/download", None),
     ("POST", "/api/backups/{backup}/verify", None),
+    ("POST", "/api/backups/{backup}/copies/retry", None),
+    ("GET", "/api/backups/{backup}/download?storage_id=local", None),
     ("POST", "/api/backups/{backup}/restore", {"database_id": "{database}"}),
     ("POST", "/api/backups/{bob_backup}/restore", {"database_id": "{database}"}),
     ("PUT", "/api/backups/{backup}", {"pinned": True}),
@@ -36,6 +38,12 @@ ROUTES = [
     ("DELETE", "/api/restores/{restore}", None),
     ("GET", "/api/tokens/{token}", None),
     ("DELETE", "/api/tokens/{token}", None),
+    ("GET", "/api/storages/{storage}", None),
+    ("PUT", "/api/storages/{storage}", {"name": "pris par bob"}),
+    ("DELETE", "/api/storages/{storage}", None),
+    ("POST", "/api/storages/{storage}/test", None),
+    # Naming someone else's storage as a destination of one's own database.
+    ("PUT", "/api/databases/{bob_database}", {"storage_ids": ["{storage}"]}),
 ]
 
 
@@ -46,6 +54,8 @@ def _fill(template: Any, ids: dict[str, int]) -> Any:
         return template.format(**ids)
     if isinstance(template, dict):
         return {key: _fill(value, ids) for key, value in template.items()}
+    if isinstance(template, list):
+        return [_fill(value, ids) for value in template]
     return template
 
 
@@ -54,6 +64,7 @@ async def _state(api: Api) -> dict[str, Any]:
     backups = (await api.get("/api/backups")).json()
     restores = (await api.get("/api/restores")).json()
     tokens = (await api.get("/api/tokens")).json()
+    storages = (await api.get("/api/storages")).json()
     retention = {
         d["id"]: (await api.get(f"/api/databases/{d['id']}/retention")).json()
         for d in databases["databases"]
@@ -67,6 +78,7 @@ async def _state(api: Api) -> dict[str, Any]:
         "backups": backups,
         "restores": restores,
         "tokens": tokens,
+        "storages": storages,
         "retention": retention,
         "schedules": schedules,
     }
@@ -81,6 +93,15 @@ async def test_second_user_gets_403_everywhere(
     source = unique_name("authz")
     create_filled(pg_server, source)
 
+    storage = await alice.post(
+        "/api/storages",
+        json={"name": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "alice-backups"},
+    )
+    assert storage.status_code == 201, storage.text
+    bob_storage = await bob.post(
+        "/api/storages",
+        json={"name": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "bob-backups"},
+    )
     database = await alice.add_database(pg_server, source)
     backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
     assert backup["status"] == "completed", backup
@@ -104,9 +125,16 @@ async def test_second_user_gets_403_everywhere(
         "restore": restore["id"],
         "bob_backup": bob_backup["id"],
         "token": token["id"],
+        "storage": storage.json()["storage"]["id"],
+        "bob_database": bob_database["id"],
     }
     response = await alice.put(
         f"/api/databases/{database['id']}/retention", json={"keep_last": 5, "keep_daily": 7}
+    )
+    assert response.status_code == 200, response.text
+    # After its jobs: the storage's endpoint is nowhere a backup could go.
+    response = await alice.put(
+        f"/api/databases/{database['id']}", json={"storage_ids": [ids["storage"]]}
     )
     assert response.status_code == 200, response.text
     before = await _state(alice)
@@ -128,6 +156,9 @@ async def test_second_user_gets_403_everywhere(
     ]
     assert (await bob.get("/api/restores")).json()["restores"] == []
     assert [t["id"] for t in (await bob.get("/api/tokens")).json()["tokens"]] == [bob_token["id"]]
+    assert [s["id"] for s in (await bob.get("/api/storages")).json()["storages"]] == [
+        bob_storage.json()["storage"]["id"]
+    ]
 
     # An admin sees and reaches everything.
     assert {b["id"] for b in (await admin.get("/api/backups")).json()["backups"]} == {
@@ -141,6 +172,7 @@ async def test_second_user_gets_403_everywhere(
         f"/api/backups/{backup['id']}/download",
         f"/api/restores/{restore['id']}",
         f"/api/tokens/{token['id']}",
+        f"/api/storages/{ids['storage']}",
         f"/api/databases/{database['id']}/retention",
         f"/api/databases/{database['id']}/retention/preview",
     ):

@@ -17,6 +17,7 @@ from backup_api.config import Settings
 from tests.support.apphelpers import unique_name
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import server_process
+from tests.support.servers.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
@@ -49,13 +50,20 @@ def _bash_single_quoted_json(value: str) -> str:
     return json.dumps(value)[1:-1].replace("'", "'\\''")
 
 
-def test_readme_flow_backs_up_and_restores(pg_server: Any, tmp_path: Path) -> None:
+def test_readme_flow_backs_up_and_restores(
+    pg_server: Any, s3_server: S3Server, tmp_path: Path
+) -> None:
     source, target = unique_name("readme_src"), unique_name("readme_dst")
     expected = create_filled(pg_server, source)
     pg_server.create_database(target)
     try:
         (tmp_path / "service").mkdir()
-        with server_process(tmp_path / "service", allowed_db_hosts=pg_server.host) as server:
+        bucket = s3_server.make_bucket()
+        with server_process(
+            tmp_path / "service",
+            allowed_db_hosts=pg_server.host,
+            allowed_outbound_hosts="127.0.0.1",
+        ) as server:
             server.start()
             # The README's conventions, each replaced by the suite's value.
             replacements = {
@@ -68,6 +76,13 @@ def test_readme_flow_backs_up_and_restores(pg_server: Any, tmp_path: Path) -> No
                 ),
                 "ma_base_de_donnees": source,
                 "ma_base_restauree": target,
+                # The storage: the suite's S3 server (path-style on its local address).
+                "https://s3.eu-west-3.amazonaws.com": s3_server.endpoint,
+                '"region": "eu-west-3"': f'"region": "{s3_server.region}"',
+                "acme-backups": bucket,
+                "AKIAEXAMPLE": s3_server.access_key_id,
+                "cle-secrete": _bash_single_quoted_json(s3_server.secret_access_key),
+                '"path_style": false': '"path_style": true',
             }
             script = "\n".join(readme_blocks())
             for convention, value in replacements.items():
@@ -109,6 +124,10 @@ def test_readme_flow_backs_up_and_restores(pg_server: Any, tmp_path: Path) -> No
         assert len(names) == 1
         assert names[0].startswith(source)
         assert names[0].endswith(".sql")
+        # The copy downloaded from the bucket is the archive the bucket holds.
+        downloaded = (workdir / "copie_s3.zip").read_bytes()
+        [key] = [k for k in s3_server.keys(bucket) if k.endswith(".zip")]
+        assert s3_server.object_bytes(bucket, key) == downloaded
     finally:
         pg_server.drop_database(source)
         pg_server.drop_database(target)

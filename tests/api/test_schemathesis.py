@@ -38,6 +38,17 @@ checks.ensure_resource_availability.enabled = false
 [[operations]]
 include-name = "DELETE /api/databases/{database_id}/schedule"
 checks.ensure_resource_availability.enabled = false
+
+# The fuzzer's storages point at an address where nothing answers: reading a bucket through
+# one is a documented 502 (the service stands between the client and the storage), never a
+# 500.
+[[operations]]
+include-name = "POST /api/storages/{storage_id}/import"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
+
+[[operations]]
+include-name = "GET /api/backups/{backup_id}/download"
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
 """
 
 

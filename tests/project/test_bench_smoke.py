@@ -30,25 +30,33 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     text = run_benchmark(tmp_path)
     assert "| PostgreSQL 3 MB |" in text
     assert "| PostgreSQL 6 MB |" in text
+    # Both sizes again, backed up to the S3 server alone.
+    assert "| PostgreSQL 3 MB to S3 |" in text
+    assert "| PostgreSQL 6 MB to S3 |" in text
     assert "| MariaDB " in text
     assert "Peak RSS over idle" in text
+    assert "- Peak RSS over idle by database size, to S3 (the upload process counted): " in text
+    assert "the upload process's own peak RSS: " in text
     assert "- MariaDB " in text
     assert "Lowest possible API / bare ratio here:" in text
-    assert "- CPU steadiness: the same pure-Python loop, timed 3 times" in text
+    assert "- PostgreSQL 6 MB to S3: the bare dump kept the machine" in text
+    # Before each database's turns: two PostgreSQL, the same two to S3, MariaDB.
+    assert "- CPU steadiness: the same pure-Python loop, timed 5 times" in text
     assert "while two backups run, 20 clients" in text
     assert "GET /api/backups?limit=100 over" in text
-    assert "all pass `unzip -t` and `zipfile.testzip()`" in text
+    assert "(2 downloaded from S3): all pass `unzip -t` and `zipfile.testzip()`" in text
     assert "- PostgreSQL 6 MB encrypted (age, to a recipient): " in text
     assert "x the unencrypted API backup (" in text
     assert "encrypted files: `age -d -i` gives ZIPs that pass the same checks" in text
     # Every target line carries a verdict; the verdicts themselves are the benchmark's job.
-    assert text.count("PASS") + text.count("FAIL") >= 12
+    assert text.count("PASS") + text.count("FAIL") >= 16
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--compare checks out a git revision")
 def test_benchmark_compares_with_a_revision(tmp_path: Path) -> None:
-    text = run_benchmark(tmp_path, "--skip-mysql", "--compare", "HEAD")
+    text = run_benchmark(tmp_path, "--skip-mysql", "--skip-s3", "--compare", "HEAD")
     assert "Compared with HEAD (alternated, same run):" in text
+    assert "to S3" not in text
     assert "- PostgreSQL 3 MB: API backup " in text
     assert "s with HEAD (" in text
     assert "- Latency with HEAD, in the same conditions:" in text

@@ -9,7 +9,9 @@ import schemathesis
 
 from backup_api.archiving.agecrypt import generate_identity, parse_recipient
 from backup_api.cron import EXPRESSION_PATTERN, CronError, normalize_expression
+from backup_api.models import check_endpoint
 from backup_api.services.databases import PLACE_FIELDS
+from backup_api.services.storages import PLACE_FIELDS as STORAGE_PLACE_FIELDS
 from tests.support.servers import RESERVED_PORTS
 
 # email_validator refuses addresses on special-use domains (RFC 6761), which hypothesis
@@ -51,11 +53,37 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     body = case.body
     if isinstance(body, dict) and _port_number(body.get("port")) in RESERVED_PORTS:
         case.body = body = {**body, "port": "9" if isinstance(body["port"], str) else 9}
+    path = case.path
+    put = case.method.upper() == "PUT" and isinstance(body, dict)
     # Moving a registered database (type, host, port, username) needs its password in the
     # same request, a rule on the stored record that no schema can state: a generated PUT
-    # without a password keeps the database where it is.
-    if case.method.upper() == "PUT" and isinstance(body, dict) and "password" not in body:
-        case.body = {key: value for key, value in body.items() if key not in PLACE_FIELDS}
+    # without a password keeps the database where it is. The same for a storage (endpoint,
+    # bucket) and its secret key.
+    if put and path.startswith("/api/databases/") and "password" not in body:
+        case.body = body = {key: value for key, value in body.items() if key not in PLACE_FIELDS}
+    if put and path.startswith("/api/storages/") and "secret_access_key" not in body:
+        case.body = body = {
+            key: value for key, value in body.items() if key not in STORAGE_PLACE_FIELDS
+        }
+    # A backup needs a destination: without a storage (generated ids name none), it keeps
+    # its local copy.
+    if (
+        path.startswith("/api/databases")
+        and isinstance(body, dict)
+        and body.get("keep_local") is False
+        and not body.get("storage_ids")
+    ):
+        case.body = body = {key: value for key, value in body.items() if key != "keep_local"}
+    # A generated storage's endpoint could be any host: a valid one is replaced by a port
+    # where nothing listens, so that its test never reaches out.
+    endpoint = body.get("endpoint") if isinstance(body, dict) else None
+    if path.startswith("/api/storages") and isinstance(endpoint, str) and len(endpoint) <= 1024:
+        try:
+            check_endpoint(endpoint)
+        except ValueError:
+            pass
+        else:
+            case.body = body = {**body, "endpoint": "http://127.0.0.1:9"}
     # A schedule's pattern states an expression's shape, not each field's range (minute
     # 0-59, a range's start before its end...): a generated one of the right shape that
     # cron cannot read is replaced by one it can.

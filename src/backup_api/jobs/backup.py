@@ -33,9 +33,10 @@ from backup_api.jobs.failures import JobError, copy_failure, internal_error
 from backup_api.jobs.pipeline import Completion, Pipeline, Target
 from backup_api.jobs.queue import Job
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
-from backup_api.models import CopyStatus, JobStatus, utcnow
+from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies, databases
 from backup_api.state import AppState
+from backup_api.storage.s3.manifest import build_manifest
 
 logger = logging.getLogger("backup_api.jobs")
 
@@ -63,6 +64,9 @@ class BackupPipeline(Pipeline):
         self._backup: Record | None = None
         self._copies: list[Record] = []
         self._destinations: list[Destination] = []
+        self._early_failures: list[CopyResult] = []
+        self._database: Record | None = None
+        self._tools: JobTools | None = None
         self._outcome: ArchiveOutcome | None = None
 
     async def load(self) -> Target | None:
@@ -75,12 +79,13 @@ class BackupPipeline(Pipeline):
         if database is None:
             await self.fail("la base de données a été supprimée")
             return None
-        self._backup = backup
+        self._backup, self._database = backup, database
         self._copies = copy_rows
         return Target(database, is_admin)
 
     async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
-        return await tools_for_backup(self.state.pg_clients, dumper, conn)
+        self._tools = await tools_for_backup(self.state.pg_clients, dumper, conn)
+        return self._tools
 
     def tool(self, dumper: Dumper) -> str:
         return dumper.dump_tool
@@ -96,11 +101,32 @@ class BackupPipeline(Pipeline):
         # the job with nothing to undo. The keys go to the archive process in its job
         # message, never on a command line.
         keys = encryption.encrypting_keys(self.state.keys, settings, backup)
-        self._destinations = await open_destinations(self.state, backup, self._copies)
-        await self._set_copies(
-            [copy.id for d in self._destinations for copy in d.copies],
-            {"status": CopyStatus.RUNNING.value},
+        database = self._database
+        assert database is not None
+        tools = self._tools
+        manifest = build_manifest(
+            database_name=database.name,
+            db_type=backup.db_type,
+            db_name=backup.db_name,
+            server_version=None
+            if tools is None or tools.server_version is None
+            else str(tools.server_version),
+            created_at=as_utc(backup.created_at),
+            filename=backup.filename,
+            dump_tool_version=None
+            if tools is None or tools.tool_version is None
+            else str(tools.tool_version),
         )
+        # Running from the moment their writers are opened (an upload is begun by then).
+        pending = [c.id for c in self._copies if c.status == CopyStatus.PENDING.value]
+        await self._set_copies(pending, {"status": CopyStatus.RUNNING.value})
+        self._destinations, failed = await open_destinations(
+            self.state, backup, self._copies, manifest
+        )
+        self._early_failures = failed
+        if not self._destinations:
+            await self.state.metadata.write(lambda c: record_copy_results(c, self.job.id, failed))
+            raise JobError("; ".join(sorted({r.error or "" for r in failed})))
         options = ArchiveOptions(
             entry_name=encryption.entry_name(backup.filename),
             compression=Compression(settings.compression),
@@ -138,7 +164,7 @@ class BackupPipeline(Pipeline):
             raise RuntimeError("the archive process returned no result")
         self._destinations = []
         archive = outcome.archive
-        results: list[CopyResult] = []
+        results: list[CopyResult] = list(self._early_failures)
         for destination, error in zip(destinations, outcome.output_errors, strict=True):
             if error is None:
                 results.extend(await destination.commit(archive))

@@ -14,16 +14,19 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
 from backup_api.archiving.archive import ArchiveResult
+from backup_api.copies.store import CopyUnavailable
 from backup_api.jobs.failures import copy_failure
 from backup_api.models import CopyStatus, utcnow
 from backup_api.repositories import Record, copies
 from backup_api.repositories.copies import LOCAL
 from backup_api.state import AppState
 from backup_api.storage.base import ArchiveWriter, Storage, storage_key
+from backup_api.storage.s3.upload import S3Upload, UploadTarget
 
 logger = logging.getLogger("backup_api.jobs")
 
@@ -124,17 +127,85 @@ class LocalDestination(Destination):
             await writer.abort()
 
 
+class S3Destination(Destination):
+    """The backup's storages: one upload process reads the archive from a pipe and sends
+    it to every bucket at once, completing each multipart upload only on commit."""
+
+    def __init__(self, copies: Sequence[Record], upload: S3Upload) -> None:
+        super().__init__(copies)
+        self._upload: S3Upload | None = upload
+
+    def fileno(self) -> int:
+        assert self._upload is not None
+        return self._upload.fileno()
+
+    async def commit(self, archive: ArchiveResult) -> list[CopyResult]:
+        upload, self._upload = self._upload, None
+        assert upload is not None
+        outcomes = await upload.commit(
+            archive.sha256, archive.size, {"dump_size": archive.uncompressed_size}
+        )
+        results = []
+        for copy, outcome in zip(self.copies, outcomes, strict=True):
+            if not outcome.ok:
+                results.append(CopyResult(copy.id, outcome.error or "envoi interrompu"))
+                continue
+            if outcome.error is not None:  # the archive is whole; its manifest is not
+                logger.warning("copy %s: %s", copy.id, outcome.error)
+            results.append(
+                CopyResult(
+                    copy.id,
+                    None,
+                    size=outcome.size,
+                    version_id=outcome.version_id,
+                    retain_until=outcome.retain_until,
+                )
+            )
+        return results
+
+    async def abort(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            await upload.abort()
+
+
+_UNWRITTEN = (CopyStatus.PENDING.value, CopyStatus.RUNNING.value)
+
+
 async def open_destinations(
-    state: AppState, backup: Record, copy_rows: Sequence[Record]
-) -> list[Destination]:
-    """The writers of a backup's pending copies."""
+    state: AppState,
+    backup: Record,
+    copy_rows: Sequence[Record],
+    manifest: dict[str, Any],
+) -> tuple[list[Destination], list[CopyResult]]:
+    """The writers of a backup's pending copies, and the copies that failed before any
+    byte was written (a storage gone, an endpoint the outbound rule refuses)."""
     destinations: list[Destination] = []
+    failed: list[CopyResult] = []
+    pending = [copy for copy in copy_rows if copy.status in _UNWRITTEN]
     try:
-        for copy in copy_rows:
-            if copy.kind == LOCAL and copy.status == CopyStatus.PENDING.value:
+        for copy in pending:
+            if copy.kind == LOCAL:
                 destinations.append(await LocalDestination.open(state.storage, copy, backup))
+        remote: list[tuple[Record, UploadTarget]] = []
+        for copy in pending:
+            if copy.kind == LOCAL:
+                continue
+            try:
+                location = await state.copy_store.location(copy.storage_id)
+            except CopyUnavailable as exc:
+                failed.append(CopyResult(copy.id, str(exc)))
+                continue
+            remote.append((copy, UploadTarget(location, copy.object_key, manifest)))
+        if remote:
+            try:
+                upload = await S3Upload.start([target for _, target in remote])
+            except OSError as exc:
+                failed.extend(CopyResult(copy.id, copy_failure(exc)) for copy, _ in remote)
+            else:
+                destinations.append(S3Destination([copy for copy, _ in remote], upload))
     except BaseException:
         for destination in destinations:
             await destination.abort()
         raise
-    return destinations
+    return destinations, failed

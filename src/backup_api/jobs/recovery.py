@@ -25,6 +25,7 @@ from backup_api.repositories import jobs as job_records
 from backup_api.state import AppState
 
 logger = logging.getLogger("backup_api.jobs.recovery")
+COPY_INTERRUPTED = "le serveur s'est arrêté pendant l'envoi de cette copie"
 
 _RECORDS: tuple[tuple[JobKind, type[Backup] | type[Restore]], ...] = (
     (JobKind.BACKUP, Backup),
@@ -76,6 +77,8 @@ async def recover(state: AppState) -> None:
                 partial(_fail_copies, backup_id=job_id, reason=reason, at=stamp)
             )
         await state.records.record(JobFailed(kind, job_id, at=stamp, reason=reason))
+    # A retry of copies cut short: failed, and sent again by the copies' loop.
+    await state.metadata.write(partial(copies.fail_running, reason=COPY_INTERRUPTED, at=stamp))
     for _, kind, job_id, database_id, user_id in sorted(
         resume, key=lambda item: (item[0], item[2])
     ):

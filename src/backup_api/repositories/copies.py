@@ -7,14 +7,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 
-from backup_api.models import BackupCopy, CopyStatus, DatabaseStorage, Storage
+from backup_api.models import BackupCopy, CopyStatus, DatabaseStorage, Role, Storage, User
 from backup_api.repositories import Record
 
 _COPIES: Table = BackupCopy.__table__  # type: ignore[attr-defined]
 _STORAGES: Table = Storage.__table__  # type: ignore[attr-defined]
 _DESTINATIONS: Table = DatabaseStorage.__table__  # type: ignore[attr-defined]
+_USERS: Table = User.__table__  # type: ignore[attr-defined]
 
 #: The name of the service's own backup root as a destination.
 LOCAL = "local"
@@ -98,5 +99,43 @@ def due_for_retry(connection: Connection, now: datetime) -> list[int]:
     return list(connection.execute(query).scalars())
 
 
-def storage(connection: Connection, storage_id: int) -> Record | None:
-    return connection.execute(select(_STORAGES).where(_STORAGES.c.id == storage_id)).first()
+def storage_of_copy(connection: Connection, storage_id: int) -> tuple[Record | None, bool]:
+    """A storage and whether its owner is an admin (the outbound rule spares admins)."""
+    query = (
+        select(_STORAGES, _USERS.c.role.label("owner_role"))
+        .join(_USERS, _USERS.c.id == _STORAGES.c.user_id)
+        .where(_STORAGES.c.id == storage_id)
+    )
+    row = connection.execute(query).first()
+    return row, row is not None and row.owner_role == Role.ADMIN.value
+
+
+def next_retry(connection: Connection) -> datetime | None:
+    """When the next automatic retry of a copy is due, if any is planned."""
+    query = select(func.min(_COPIES.c.next_retry_at)).where(
+        _COPIES.c.status == CopyStatus.FAILED.value
+    )
+    value: datetime | None = connection.execute(query).scalar()
+    return value
+
+
+def storage_ids(connection: Connection) -> list[int]:
+    """Every storage's id (recovery looks at each one's open uploads)."""
+    return list(connection.execute(select(_STORAGES.c.id).order_by(_STORAGES.c.id)).scalars())
+
+
+def fail_running(connection: Connection, reason: str, at: datetime) -> None:
+    """Copies left ``running`` by a stopped service: failed, and retried soon."""
+    connection.execute(
+        update(_COPIES)
+        .where(_COPIES.c.status == CopyStatus.RUNNING.value)
+        .values(status=CopyStatus.FAILED.value, error_msg=reason, next_retry_at=at, updated_at=at)
+    )
+
+
+def object_keys_of_storage(connection: Connection, storage_id: int) -> set[str]:
+    """The keys of every copy this service records in a storage."""
+    query = select(_COPIES.c.object_key).where(
+        _COPIES.c.storage_id == storage_id, _COPIES.c.object_key.is_not(None)
+    )
+    return set(connection.execute(query).scalars())

@@ -24,8 +24,9 @@ from backup_api.db import Metadata
 from backup_api.exceptions import Conflict
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent
+from backup_api.models import CopyStatus, as_utc
 from backup_api.repositories import Record as Row
-from backup_api.repositories import backups
+from backup_api.repositories import backups, copies
 from backup_api.repositories import retention as retention_records
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
@@ -148,6 +149,17 @@ class RetentionSweeper:
                 return True
             if backup.pinned or backup.database_id != database_id:
                 return False  # pinned or moved since the plan: its next sweep decides
+            held = await self._metadata.read(lambda c: copies.of_backup(c, backup_id))
+            now = self.clock.now()
+            if any(copy.status == CopyStatus.DELETE_FAILED.value for copy in held):
+                # Its deletion failed once: the owner sees why, and a retry finishes it.
+                return False
+            if any(c.retain_until is not None and as_utc(c.retain_until) > now for c in held):
+                logger.info(
+                    "retention: backup %s is under Object Lock, left for a later sweep",
+                    backup_id,
+                )
+                return False
             await delete_backup(
                 metadata=self._metadata,
                 copy_store=self._copy_store,

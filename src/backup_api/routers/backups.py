@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from backup_api.copies.retry import NothingToRetry
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
+from backup_api.exceptions import Conflict
 from backup_api.models import (
     BackupEnvelope,
     BackupItem,
@@ -21,12 +23,18 @@ from backup_api.routers.responses import (
     BACKUP_FILE_MISSING,
     BACKUP_NOT_COMPLETED,
     BACKUP_NOT_FOUND,
+    COPIES_NOT_DELETED,
+    COPY_NOT_COMPLETE,
     DATABASE_NOT_FOUND,
     DISK_RESERVE_REACHED,
     JOBS_THROTTLED,
+    NO_COMPLETE_COPY,
+    NO_SUCH_COPY,
+    NOTHING_TO_RETRY,
     OWNER_ONLY,
     QUOTA_REACHED,
     RESTORE_RUNNING,
+    STORAGE_UNREACHABLE,
     errors,
     json_response,
 )
@@ -124,7 +132,15 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
             "description": "The ZIP archive, or the age file (`.zip.age`) of an encrypted "
             "backup, as stored",
         },
-        **errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
+        **errors(
+            *ONE_BACKUP,
+            BACKUP_FILE_MISSING,
+            BACKUP_NOT_COMPLETED,
+            NO_SUCH_COPY,
+            NO_COMPLETE_COPY,
+            COPY_NOT_COMPLETE,
+            STORAGE_UNREACHABLE,
+        ),
     },
 )
 async def download_backup(
@@ -155,7 +171,9 @@ async def download_backup(
     "/{backup_id}/verify",
     response_model=VerificationResponse,
     summary="Verify a backup",
-    responses=errors(*ONE_BACKUP, BACKUP_FILE_MISSING, BACKUP_NOT_COMPLETED),
+    responses=errors(
+        *ONE_BACKUP, BACKUP_NOT_COMPLETED, NO_SUCH_COPY, NO_COMPLETE_COPY, COPY_NOT_COMPLETE
+    ),
 )
 async def verify_backup(
     backup: BackupDep, state: StateDep, storage_id: CopyChoice = None
@@ -199,10 +217,12 @@ async def verify_backup(
     "/{backup_id}",
     response_model=MessageResponse,
     summary="Delete a backup",
-    responses=errors(*ONE_BACKUP, RESTORE_RUNNING),
+    responses=errors(*ONE_BACKUP, RESTORE_RUNNING, COPIES_NOT_DELETED),
 )
 async def delete_backup(backup: BackupDep, state: StateDep) -> MessageResponse:
-    """Delete a backup and its file; a running dump is stopped first."""
+    """Delete a backup and every copy of it; a running dump is stopped first. A copy that
+    cannot be deleted (a storage that does not answer, Object Lock) stays `delete_failed`
+    with the reason, and so does the backup: 409 naming it."""
     await backups_service.delete_backup(
         metadata=state.metadata, copy_store=state.copy_store, queue=state.queue, backup=backup
     )
@@ -223,4 +243,27 @@ async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) 
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
     return BackupEnvelope(
         message=message, backup=await backups_service.public(state.metadata, backup)
+    )
+
+
+@router.post(
+    "/{backup_id}/copies/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BackupEnvelope,
+    summary="Send missing copies again",
+    responses=errors(*ONE_BACKUP, NOTHING_TO_RETRY),
+)
+async def retry_copies(backup: BackupDep, state: StateDep) -> BackupEnvelope:
+    """Send the copies that failed again from a complete one (checked against the
+    backup's checksum first), or finish a deletion that left copies (`delete_failed`).
+    It runs in the background: the copies it sends are `running` in the answer, and the
+    backup becomes `completed` once every copy is."""
+    try:
+        await state.copy_retrier.request(backup.id)
+    except NothingToRetry as exc:
+        message = str(exc)
+        raise Conflict(message[:1].upper() + message[1:]) from None
+    return BackupEnvelope(
+        message="Nouvel envoi des copies lancé",
+        backup=await backups_service.public(state.metadata, backup),
     )

@@ -16,7 +16,6 @@ from backup_api.models import (
     DatabaseUpdate,
     MessageResponse,
 )
-from backup_api.repositories import Record
 from backup_api.routers.responses import (
     CONNECTION_TESTS_THROTTLED,
     DATABASE_BUSY,
@@ -25,20 +24,29 @@ from backup_api.routers.responses import (
     HOST_REFUSED,
     HOST_UNRESOLVED,
     INVALID_PORT,
+    NO_DESTINATION,
     OWNER_ONLY,
+    STORAGE_NOT_FOUND,
+    STORAGE_OF_ANOTHER,
+    STORAGE_OWNER_MISMATCH,
     UNSUPPORTED_TYPE,
     errors,
 )
 from backup_api.services import connectiontests
 from backup_api.services import databases as databases_service
+from backup_api.services.databases import DatabaseView
 
 router = APIRouter(prefix="/api/databases", tags=["databases"])
 
 ONE_DATABASE = (OWNER_ONLY, DATABASE_NOT_FOUND)
 
 
-def _public(database: Record) -> DatabasePublic:
-    fields = {**database._mapping, "encryption": encryption.public(database)}
+def _public(view: DatabaseView) -> DatabasePublic:
+    fields = {
+        **view.record._mapping,
+        "storage_ids": view.storage_ids,
+        "encryption": encryption.public(view.record),
+    }
     return DatabasePublic.model_validate(fields)
 
 
@@ -47,12 +55,21 @@ def _public(database: Record) -> DatabasePublic:
     status_code=status.HTTP_201_CREATED,
     response_model=DatabaseEnvelope,
     summary="Register a database",
-    responses=errors(UNSUPPORTED_TYPE, INVALID_PORT, HOST_REFUSED, HOST_UNRESOLVED),
+    responses=errors(
+        UNSUPPORTED_TYPE,
+        INVALID_PORT,
+        NO_DESTINATION,
+        HOST_REFUSED,
+        HOST_UNRESOLVED,
+        STORAGE_OF_ANOTHER,
+        STORAGE_NOT_FOUND,
+    ),
 )
 async def create_database(
     data: DatabaseCreate, user: CurrentUser, state: StateDep
 ) -> DatabaseEnvelope:
-    """Register a PostgreSQL or MySQL/MariaDB database to back up."""
+    """Register a PostgreSQL or MySQL/MariaDB database to back up; `storage_ids` and
+    `keep_local` say where its backups go."""
     database, warning = await databases_service.create_database(
         metadata=state.metadata,
         settings=state.settings,
@@ -81,9 +98,9 @@ async def list_databases(user: CurrentUser, state: StateDep, page: PageDep) -> D
     summary="Get a database",
     responses=errors(*ONE_DATABASE),
 )
-async def get_database(database: DatabaseDep) -> DatabaseItem:
+async def get_database(database: DatabaseDep, state: StateDep) -> DatabaseItem:
     """One registered database (never its password)."""
-    return DatabaseItem(database=_public(database))
+    return DatabaseItem(database=_public(await databases_service.view(state.metadata, database)))
 
 
 @router.put(
@@ -91,25 +108,35 @@ async def get_database(database: DatabaseDep) -> DatabaseItem:
     response_model=DatabaseEnvelope,
     summary="Update a database",
     responses=errors(
-        UNSUPPORTED_TYPE, INVALID_PORT, *ONE_DATABASE, HOST_REFUSED, HOST_UNRESOLVED, DATABASE_BUSY
+        UNSUPPORTED_TYPE,
+        INVALID_PORT,
+        NO_DESTINATION,
+        STORAGE_OWNER_MISMATCH,
+        *ONE_DATABASE,
+        HOST_REFUSED,
+        HOST_UNRESOLVED,
+        STORAGE_OF_ANOTHER,
+        STORAGE_NOT_FOUND,
+        DATABASE_BUSY,
     ),
 )
 async def update_database(
-    data: DatabaseUpdate, database: DatabaseDep, state: StateDep
+    data: DatabaseUpdate, database: DatabaseDep, user: CurrentUser, state: StateDep
 ) -> DatabaseEnvelope:
     """Update a registered database; without `password` the stored one is kept."""
-    database, warning = await databases_service.update_database(
+    updated, warning = await databases_service.update_database(
         metadata=state.metadata,
         settings=state.settings,
         keys=state.keys,
         probe=state.server_probe,
         queue=state.queue,
+        caller=user,
         database=database,
         data=data,
     )
     return DatabaseEnvelope(
         message="Base de données mise à jour avec succès",
-        database=_public(database),
+        database=_public(updated),
         warning=warning,
     )
 

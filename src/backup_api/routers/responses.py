@@ -35,6 +35,7 @@ HEADLINES = {
     404: "Not found",
     409: "Conflicts with the current state of the resource",
     429: "Too many requests; `Retry-After` says when to try again",
+    502: "A storage holding what was asked for did not answer",
     500: "Unexpected error: the message carries a request id, the log has the details",
     503: "Unavailable",
     507: "Insufficient storage: the account's quota or the server's free-space reserve",
@@ -107,6 +108,27 @@ INVALID_TIMEZONE = ErrorCase(
     "Données invalides: timezone: fuseau horaire IANA inconnu (par exemple Europe/Paris, UTC)",
     "`timezone` is not an IANA zone name",
 )
+SECRET_REQUIRED = ErrorCase(
+    400,
+    "Données invalides: secret_access_key: requis pour modifier endpoint",
+    "`endpoint` or `bucket` changes without `secret_access_key`",
+)
+INVALID_ENDPOINT = ErrorCase(
+    400,
+    "Données invalides: endpoint: identifiants interdits dans l'URL: utilisez access_key_id",
+    "`endpoint` is not an http(s) URL, or holds credentials, a query or a fragment",
+)
+NO_DESTINATION = ErrorCase(
+    400,
+    "Données invalides: keep_local: une sauvegarde doit avoir au moins une destination "
+    "(keep_local ou storage_ids)",
+    "`keep_local` is false and `storage_ids` is empty",
+)
+STORAGE_OWNER_MISMATCH = ErrorCase(
+    400,
+    "Données invalides: storage_ids: le stockage 3 n'appartient pas au propriétaire de la base",
+    "an admin names a storage of another account than the database's owner",
+)
 
 # --- 403
 OWNER_ONLY = ErrorCase(
@@ -133,6 +155,9 @@ ADMIN_ROLE_REFUSED = ErrorCase(
     "Seul un administrateur peut créer un compte administrateur",
     '`role` is "admin", the caller is not an admin and accounts already exist',
 )
+STORAGE_OF_ANOTHER = ErrorCase(
+    403, Forbidden.default_message, "a storage in `storage_ids` belongs to another account"
+)
 
 # --- 404
 DATABASE_NOT_FOUND = ErrorCase(404, "Base de données introuvable", "no database has this id")
@@ -142,6 +167,7 @@ RETENTION_NOT_FOUND = ErrorCase(
     "Aucune politique de rétention pour cette base de données",
     "the database has no retention policy (every backup is kept)",
 )
+STORAGE_NOT_FOUND = ErrorCase(404, "Stockage introuvable", "no storage has this id")
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
 SCHEDULE_NOT_FOUND = ErrorCase(
@@ -163,7 +189,7 @@ EMAIL_TAKEN = ErrorCase(
 BACKUP_NOT_COMPLETED = ErrorCase(
     409,
     "La sauvegarde n'est pas terminée (statut: pending)",
-    "the backup is not `completed` (still `pending`, or `failed`)",
+    "the backup's archive was never made (still `pending`, or `failed` with no copy)",
 )
 DATABASE_BUSY = ErrorCase(
     409,
@@ -174,6 +200,52 @@ DATABASE_BUSY_DELETE = ErrorCase(
     409,
     "Impossible de supprimer la base: une sauvegarde ou restauration est en cours",
     "a backup or restore of the database runs",
+)
+STORAGE_IN_USE = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: des bases de données y envoient leurs sauvegardes "
+    "(prod); retirez-le de leurs destinations",
+    "databases still send their backups to the storage (named)",
+)
+STORAGE_HOLDS_COPIES = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: il contient encore des sauvegardes (3 copies); "
+    "supprimez ces sauvegardes d'abord",
+    "the storage still holds copies of backups (complete, or whose deletion failed)",
+)
+STORAGE_BEING_WRITTEN = ErrorCase(
+    409,
+    "Impossible de supprimer le stockage: une sauvegarde y écrit en ce moment",
+    "a backup (or a retry of its copies) is writing to the storage",
+)
+COPIES_NOT_DELETED = ErrorCase(
+    409,
+    "Suppression incomplète: s3-prod: objet verrouillé jusqu'au 2026-12-31 00:00:00 UTC",
+    "some copies could not be deleted: they stay `delete_failed` with the reason, the "
+    "backup stays; a new deletion or `POST /api/backups/{id}/copies/retry` finishes it",
+)
+NO_COMPLETE_COPY = ErrorCase(
+    409, "Aucune copie complète de cette sauvegarde", "no copy of the backup is complete"
+)
+COPY_NOT_COMPLETE = ErrorCase(
+    409,
+    "La copie sur s3-prod n'est pas complète (statut: failed)",
+    "the copy asked for (`storage_id`) is not complete",
+)
+NO_SUCH_COPY = ErrorCase(
+    404,
+    "Aucune copie de cette sauvegarde sur ce stockage",
+    "the backup has no copy on the storage asked for (`storage_id`)",
+)
+STORAGE_UNREACHABLE = ErrorCase(
+    502,
+    "Stockage distant indisponible: stockage injoignable",
+    "the storage holding the copy did not answer (the reason follows)",
+)
+NOTHING_TO_RETRY = ErrorCase(
+    409,
+    "Aucune copie manquante à renvoyer",
+    "every copy is complete, none is complete to send from, or a retry already runs",
 )
 RESTORE_RUNNING = ErrorCase(
     409,
@@ -212,6 +284,12 @@ CONNECTION_TESTS_THROTTLED = ErrorCase(
     "Trop de tests de connexion pour cet utilisateur, réessayez plus tard",
     "the account ran `BACKUP_API_CONNECTION_TESTS_PER_USER` connection tests within "
     "`BACKUP_API_CONNECTION_TESTS_WINDOW_SECONDS`",
+)
+STORAGE_TESTS_THROTTLED = ErrorCase(
+    429,
+    "Trop de tests de connexion pour cet utilisateur, réessayez plus tard",
+    "the account ran `BACKUP_API_CONNECTION_TESTS_PER_USER` connection tests (of databases "
+    "and storages together) within `BACKUP_API_CONNECTION_TESTS_WINDOW_SECONDS`",
 )
 
 # --- 507

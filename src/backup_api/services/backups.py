@@ -10,7 +10,6 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -36,7 +35,6 @@ from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import (
     BackupPublic,
     BackupTrigger,
-    CopyStatus,
     JobStatus,
     duration_seconds,
     utcnow,
@@ -416,32 +414,10 @@ async def delete_backup(
     if await metadata.read(lambda c: restores.pending_readers(c, backup_id)):
         raise Conflict(BACKUP_IN_USE)
     await queue.cancel(JobKind.BACKUP, backup_id, CancelReason.DELETED)
-    failures = await delete_copies(metadata, copy_store, await _copies_of(metadata, backup))
+    failures = await copy_store.delete_copies(await _copies_of(metadata, backup))
     if failures:
         raise Conflict("Suppression incomplète: " + "; ".join(failures))
     await metadata.write(lambda c: backups.delete_backup(c, backup_id))
-
-
-async def delete_copies(
-    metadata: Metadata, copy_store: CopyStore, copy_rows: Sequence[Record]
-) -> list[str]:
-    """Delete each copy and its row; those that cannot be deleted become
-    ``delete_failed``. The French "destination: reason" of each failure."""
-    failures: list[str] = []
-    for copy in copy_rows:
-        reason = await copy_store.delete(copy)
-        copy_id: int = copy.id
-        if reason is None:
-            await metadata.write(partial(copies.delete_copy, copy_id=copy_id))
-            continue
-        failures.append(f"{copy.storage_name}: {reason}")
-        values = {
-            "status": CopyStatus.DELETE_FAILED.value,
-            "error_msg": reason,
-            "updated_at": utcnow(),
-        }
-        await metadata.write(partial(copies.update_copy, copy_id=copy_id, values=values))
-    return failures
 
 
 async def set_pinned(*, metadata: Metadata, backup: Record, pinned: bool) -> Record:

@@ -3,7 +3,9 @@ the backups' passphrase."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection
 
 from backup_api import encryption
 from backup_api.config import Settings
@@ -21,15 +23,23 @@ from backup_api.jobs.failures import ConnectionRefused, ServerUnavailable
 from backup_api.jobs.queue import JobQueue
 from backup_api.models import DatabaseCreate, DatabaseUpdate, utcnow
 from backup_api.principals import Principal
-from backup_api.repositories import Record, databases, users
+from backup_api.repositories import Record, databases, storages, users
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
 from backup_api.services.ownership import DATABASE
 from backup_api.services.serverprobe import ServerProbe
+from backup_api.services.storages import check_destinations, check_has_destination
 
 #: Where a database is: changing any of these sends the password somewhere else, so the
 #: password must come with the change (the stored one is never sent to a new place).
 PLACE_FIELDS = ("type", "host", "port", "username")
+
+
+class DatabaseView(NamedTuple):
+    """A database's record and the storages its backups go to, in order."""
+
+    record: Record
+    storage_ids: list[int]
 
 
 def _check_type(db_type: str) -> None:
@@ -92,9 +102,10 @@ async def create_database(
     probe: ServerProbe,
     owner: Principal,
     data: DatabaseCreate,
-) -> tuple[Record, str | None]:
+) -> tuple[DatabaseView, str | None]:
     """The new record, and a warning when a backup of it would fail as things stand."""
     _check_type(data.type)
+    check_has_destination(data.keep_local, data.storage_ids)
     address, unreachable = await _check_connection(
         settings,
         owner_is_admin=owner.is_admin,
@@ -117,21 +128,43 @@ async def create_database(
         "user_id": owner.id,
         "created_at": created,
         "updated_at": created,
+        "keep_local": data.keep_local,
         **encryption.setting_columns(keys, data.encryption),
     }
     # Before the insert: no write lock is held while the server answers (or not).
     values["server_version"], warning = await serverversions.detect(
         probe, values, data.password, address=address, unreachable=unreachable
     )
-    return await metadata.write(lambda c: databases.insert_database(c, values)), warning
+    storage_ids = data.storage_ids
+
+    def insert(connection: Connection) -> Record:
+        # In the unit that inserts: a storage deleted meanwhile is a 404, never dangling.
+        check_destinations(connection, owner, owner.id, storage_ids)
+        database = databases.insert_database(connection, values)
+        storages.set_destinations(connection, database.id, storage_ids)
+        return database
+
+    return DatabaseView(await metadata.write(insert), storage_ids), warning
+
+
+async def view(metadata: Metadata, database: Record) -> DatabaseView:
+    database_id: int = database.id
+    ids = await metadata.read(lambda c: storages.destination_ids(c, database_id))
+    return DatabaseView(database, ids)
 
 
 async def list_databases(
     *, metadata: Metadata, user: Principal, limit: int, offset: int
-) -> list[Record]:
+) -> list[DatabaseView]:
     """Oldest first: the caller's, or everyone's for an admin."""
     owner_id = None if user.is_admin else user.id
-    return await metadata.read(lambda c: databases.page(c, owner_id, limit, offset))
+
+    def read(connection: Connection) -> list[DatabaseView]:
+        page = databases.page(connection, owner_id, limit, offset)
+        ids = storages.destination_ids_of(connection, (d.id for d in page))
+        return [DatabaseView(d, ids[d.id]) for d in page]
+
+    return await metadata.read(read)
 
 
 async def update_database(
@@ -141,11 +174,13 @@ async def update_database(
     keys: Keys,
     probe: ServerProbe,
     queue: JobQueue,
+    caller: Principal,
     database: Record,
     data: DatabaseUpdate,
-) -> tuple[Record, str | None]:
+) -> tuple[DatabaseView, str | None]:
     """The updated record, and a warning when a backup of it would fail as things stand."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    new_storage_ids: list[int] | None = changes.pop("storage_ids", None)
     changes.pop("encryption", None)
     if "encryption" in data.model_fields_set:  # null: new backups are no longer encrypted
         changes.update(encryption.setting_columns(keys, data.encryption))
@@ -165,8 +200,8 @@ async def update_database(
     )
     address: str | None = None
     unreachable: str | None = None
+    owner_id: int = database.user_id
     if reconnect:
-        owner_id: int = database.user_id
         address, unreachable = await _check_connection(
             settings,
             owner_is_admin=await metadata.read(lambda c: users.is_admin(c, owner_id)),
@@ -198,10 +233,26 @@ async def update_database(
                 probe, place, password, address=address, unreachable=unreachable
             )
     changes["updated_at"] = utcnow()
-    updated = await metadata.write(lambda c: databases.update_database(c, database_id, changes))
-    if updated is None:
+    keep_local: bool = changes.get("keep_local", database.keep_local)
+
+    def update(connection: Connection) -> DatabaseView | None:
+        if new_storage_ids is None:
+            storage_ids = storages.destination_ids(connection, database_id)
+        else:
+            check_destinations(connection, caller, owner_id, new_storage_ids)
+            storage_ids = new_storage_ids
+        check_has_destination(keep_local, storage_ids)
+        updated = databases.update_database(connection, database_id, changes)
+        if updated is None:
+            return None
+        if new_storage_ids is not None:
+            storages.set_destinations(connection, database_id, new_storage_ids)
+        return DatabaseView(updated, storage_ids)
+
+    result = await metadata.write(update)
+    if result is None:
         raise NotFound(DATABASE.missing)
-    return updated, warning
+    return result, warning
 
 
 async def delete_database(*, metadata: Metadata, queue: JobQueue, database: Record) -> None:

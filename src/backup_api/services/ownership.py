@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 
 from backup_api.exceptions import Forbidden, NotFound
 from backup_api.principals import Principal
-from backup_api.repositories import Record, api_tokens, backups, databases, restores
+from backup_api.repositories import Record, api_tokens, backups, databases, restores, storages
 
 
 class Owned(Protocol):
@@ -58,3 +58,5 @@ BACKUP: Resource[Record] = Resource(backups.get, "Sauvegarde introuvable")
 RESTORE: Resource[Record] = Resource(restores.get, "Restauration introuvable")
 #: A personal API token (its owner manages it; an admin too, as for every owned record).
 API_TOKEN: Resource[Record] = Resource(api_tokens.get, "Token introuvable")
+#: An off-site destination (an S3-compatible bucket).
+STORAGE: Resource[Record] = Resource(storages.get, "Stockage introuvable")

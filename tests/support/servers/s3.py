@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -217,6 +218,14 @@ class _RecordingServer(ThreadingHTTPServer):
     records: list[Recorded]
     target: tuple[str, int] | None
     redirect_to: str
+    gone = False
+
+    def go_away(self) -> None:
+        """The endpoint disappears: open connections are dropped at their next request,
+        new ones refused."""
+        self.gone = True
+        self.shutdown()
+        self.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -238,6 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _handle(self) -> None:
+        if self.server.gone:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         body = self._body()
         headers = {name.lower(): value for name, value in self.headers.items()}
         self.server.records.append(Recorded(self.command, self.path, headers))

@@ -33,6 +33,7 @@ from botocore.exceptions import (
 from botocore.httpsession import URLLib3Session
 from urllib3.util import parse_url
 
+from backup_api.storage.s3.errors import describe_response
 from backup_api.storage.s3.location import S3Location
 
 _SSL_ONLY = ("ssl_context", "cert_file", "key_file")
@@ -187,17 +188,6 @@ def _never_redirect(context: dict[str, Any], **_: Any) -> None:
     context.setdefault("s3_redirect", {})["redirected"] = True
 
 
-_REFUSED_CREDENTIALS = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "InvalidClientTokenId",
-    "AuthorizationHeaderMalformed",
-    "InvalidSecurity",
-}
-
-
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
@@ -209,23 +199,8 @@ def describe_error(exc: BaseException, bucket: str = "") -> str:
     if isinstance(exc, S3Error):
         return str(exc)
     if isinstance(exc, ClientError):
-        code = error_code(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in _REFUSED_CREDENTIALS:
-            return "identifiants refusés par le stockage"
-        if code == "NoSuchBucket":
-            return f"compartiment introuvable: {bucket}" if bucket else "compartiment introuvable"
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return "objet introuvable"
-        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return "accès refusé par le stockage"
-        if code in ("NoSuchUpload",):
-            return "envoi en plusieurs parties introuvable (annulé ou expiré)"
-        if code in ("SlowDown", "ServiceUnavailable", "503", "InternalError", "500"):
-            return "le stockage est indisponible (erreur du serveur)"
-        if status in (301, 302, 303, 307, 308) or code in ("PermanentRedirect", "301", "307"):
-            return "le stockage répond par une redirection, qui n'est pas suivie"
-        return f"erreur du stockage: {code or status}"
+        return describe_response(error_code(exc), status, bucket)
     if isinstance(exc, SSLError):
         return "erreur TLS"
     if isinstance(exc, (ConnectTimeoutError, ReadTimeoutError)):

@@ -3,10 +3,13 @@ rebuild the backup's record from the bucket alone (``POST /api/storages/{id}/imp
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 FORMAT = 1
+#: A manifest's key is its archive's key with this suffix.
+MANIFEST_SUFFIX = ".manifest.json"
 
 #: Field -> the types a valid manifest holds there.
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -60,6 +63,15 @@ def build_manifest(
         "dump_tool_version": dump_tool_version,
         "encryption": encryption,
     }
+
+
+def manifest_key(key: str) -> str:
+    return key + MANIFEST_SUFFIX
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    """The manifest's bytes as written beside its archive."""
+    return json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode()
 
 
 def parse_manifest(data: Any) -> dict[str, Any]:

@@ -3,8 +3,6 @@ threads). Every failure is an ``S3Error`` whose message is the owner's French re
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import uuid
@@ -22,8 +20,10 @@ from backup_api.storage.s3.client import (
     make_client,
 )
 from backup_api.storage.s3.location import S3Location
+from backup_api.storage.s3.manifest import MANIFEST_SUFFIX, encode_manifest
+from backup_api.storage.s3.manifest import manifest_key as manifest_key
+from backup_api.storage.s3.rest import content_md5 as content_md5
 
-MANIFEST_SUFFIX = ".manifest.json"
 #: Where ``check_bucket`` writes its probe, under the location's prefix.
 PROBE_NAME = ".backup-api-probe-"
 _NOT_FOUND = ("NoSuchKey", "404", "NotFound")
@@ -38,11 +38,6 @@ def _fail(location: S3Location, exc: BaseException) -> S3Error:
 def _prefix(location: S3Location) -> str:
     prefix = location.prefix.strip("/")
     return f"{prefix}/" if prefix else ""
-
-
-def content_md5(data: bytes | bytearray) -> str:
-    """Content-MD5 of ``data``: S3 wants it (or a checksum) on writes under Object Lock."""
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
 def check_bucket(location: S3Location) -> None:
@@ -166,10 +161,6 @@ def download_to_fd(location: S3Location, key: str, fd: int, chunk: int = 1 << 20
     return written
 
 
-def manifest_key(key: str) -> str:
-    return key + MANIFEST_SUFFIX
-
-
 def put_manifest(
     location: S3Location,
     key: str,
@@ -177,7 +168,7 @@ def put_manifest(
     retain_until: datetime | None = None,
 ) -> None:
     """Write ``manifest`` as JSON beside the object (locked as long as it when given)."""
-    body = json.dumps(manifest, ensure_ascii=False, sort_keys=True).encode()
+    body = encode_manifest(manifest)
     extra: dict[str, Any] = {}
     if retain_until is not None:
         extra = {

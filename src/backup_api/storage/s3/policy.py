@@ -3,7 +3,7 @@ use, and the address it resolved to pinned for the connections that follow."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from backup_api.netpolicy import (
@@ -15,7 +15,6 @@ from backup_api.storage.s3.location import S3Location
 
 if TYPE_CHECKING:
     from backup_api.config import Settings
-    from backup_api.models import Storage
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -36,9 +35,11 @@ def endpoint_host_port(endpoint: str) -> tuple[str, int]:
 
 
 async def outbound_location(
-    settings: Settings, storage: Storage, secret: str, owner_is_admin: bool
+    settings: Settings, storage: Any, secret: str, owner_is_admin: bool
 ) -> S3Location:
-    """The location of ``storage`` with its endpoint resolved once and pinned.
+    """The location of ``storage`` (a storage's record or model: its endpoint, region,
+    bucket, prefix, access_key_id, path_style, object_lock_days) with its endpoint
+    resolved once and pinned.
 
     Non-admins reach public addresses only, unless the operator lists the host or its
     network in ``allowed_outbound_hosts``; admins are not limited. Raises

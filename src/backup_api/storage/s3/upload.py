@@ -70,7 +70,7 @@ class S3Upload:
         self,
         process: subprocess.Popen[bytes],
         control: socket.socket,
-        write_fd: int,
+        write_fd: int | None,
         count: int,
     ) -> None:
         self.process = process
@@ -89,10 +89,15 @@ class S3Upload:
         *,
         env: Mapping[str, str] | None = None,
         wrap: Callable[[list[str]], list[str]] = list,
+        source_fd: int | None = None,
     ) -> S3Upload:
         """Start the upload process, hand it the job and the pipe's read end, and wait
-        until each destination's multipart upload is started (or has failed)."""
-        upload = await asyncio.to_thread(cls._spawn, destinations, part_size, env, wrap)
+        until each destination's multipart upload is started (or has failed).
+
+        ``source_fd``: a complete archive file to send instead of a pipe (a copy sent again
+        from another one); the process reads it from its current offset to its end, and
+        the caller keeps its own descriptor."""
+        upload = await asyncio.to_thread(cls._spawn, destinations, part_size, env, wrap, source_fd)
         try:
             line = await upload._line("started")
         except BaseException:
@@ -111,6 +116,7 @@ class S3Upload:
         part_size: int,
         env: Mapping[str, str] | None,
         wrap: Callable[[list[str]], list[str]],
+        source_fd: int | None = None,
     ) -> S3Upload:
         job = {
             "destinations": [
@@ -120,7 +126,10 @@ class S3Upload:
             "part_size": part_size,
         }
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        if source_fd is None:
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        else:
+            read_fd, write_fd = os.dup(source_fd), -1
         argv = [sys.executable, "-P", "-m", UPLOADER_MODULE, str(theirs.fileno())]
         try:
             process = subprocess.Popen(
@@ -133,12 +142,13 @@ class S3Upload:
             )
         except BaseException:
             for fd in (read_fd, write_fd):
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             ours.close()
             raise
         finally:
             theirs.close()
-        upload = cls(process, ours, write_fd, len(destinations))
+        upload = cls(process, ours, write_fd if write_fd >= 0 else None, len(destinations))
         try:
             socket.send_fds(ours, [json.dumps(job).encode() + b"\n"], [read_fd])
         except OSError:
@@ -174,15 +184,18 @@ class S3Upload:
                 if isinstance(message, dict) and kind in message:
                     return message[kind]
 
-    async def commit(self, checksum: str, size: int) -> list[CopyOutcome]:
+    async def commit(
+        self, checksum: str, size: int, manifest: dict[str, Any] | None = None
+    ) -> list[CopyOutcome]:
         """Complete every destination that received ``size`` bytes; per destination, in
-        order, whether it holds the archive now. Call once the archive is written."""
+        order, whether it holds the archive now. Call once the archive is written.
+        ``manifest``: fields of the manifest known only now (the dump's size)."""
         self.close_writer()
         try:
             uploaded = await self._line("uploaded")
             if uploaded is None:
                 return await self._stopped()
-            self._send({"commit": {"checksum": checksum, "size": size}})
+            self._send({"commit": {"checksum": checksum, "size": size, "manifest": manifest or {}}})
             results = await self._line("results")
             if results is None:
                 return await self._stopped()

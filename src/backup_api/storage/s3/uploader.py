@@ -16,8 +16,9 @@ The process then:
   destination that fails is dropped and the others go on. The pipe is read to its end
   whatever happens, so the archive writer never blocks on it;
 - at the pipe's end reports ``{"uploaded": [outcome, ...]}`` and waits for a command on
-  the control socket: ``{"commit": {"checksum", "size"}}`` completes each upload whose size
-  matches, writes its manifest (checksum and size filled in) and reports
+  the control socket: ``{"commit": {"checksum", "size", "manifest"}}`` completes each upload
+  whose size matches, writes its manifest (checksum, size and what ``manifest`` adds, known
+  only once the archive is made, filled in) and reports
   ``{"results": [outcome, ...]}``; ``{"abort": true}``, the control socket's end (the
   service is gone) or SIGTERM abort every upload. Nothing is left half-written in a
   bucket: an object exists under its key only once completed.
@@ -28,6 +29,9 @@ key but something after it failed (its manifest, its retention), which ``error``
 
 Memory: at most two parts are held at once (``_SLOTS``): one being read from the pipe
 while the previous one is being uploaded; the reader waits for a free slot.
+
+No botocore client here (``rest`` makes the few calls): a client's service model would
+weigh more than the rest of the process.
 """
 
 from __future__ import annotations
@@ -43,11 +47,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from backup_api.storage.s3.client import describe_error, make_client
 from backup_api.storage.s3.location import S3Location
-from backup_api.storage.s3.objects import content_md5, put_manifest
+from backup_api.storage.s3.manifest import encode_manifest, manifest_key
+from backup_api.storage.s3.rest import S3RequestError, S3Session
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
@@ -66,9 +68,9 @@ class _Destination:
         self.location = S3Location.from_json(spec["location"])
         self.key: str = spec["key"]
         self.manifest: dict[str, Any] = dict(spec.get("manifest") or {})
-        self.client: Any = None
+        self.session: S3Session | None = None
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.parts: list[tuple[int, str]] = []
         self.size = 0
         self.retain_until: datetime | None = None
         self.version_id: str | None = None
@@ -81,7 +83,7 @@ class _Destination:
 
     def fail(self, exc: BaseException | str) -> None:
         if self.error is None:
-            self.error = exc if isinstance(exc, str) else describe_error(exc, self.location.bucket)
+            self.error = exc if isinstance(exc, str) else _reason(exc)
 
     def outcome(self) -> dict[str, Any]:
         return {
@@ -94,90 +96,75 @@ class _Destination:
 
     def start(self) -> None:
         try:
-            self.client = make_client(self.location)
-            extra: dict[str, Any] = {}
+            self.session = S3Session(self.location)
             if self.location.object_lock_days:
                 until = datetime.now(UTC) + timedelta(days=self.location.object_lock_days)
                 self.retain_until = until.replace(microsecond=0)
-                extra = {
-                    "ObjectLockMode": "COMPLIANCE",
-                    "ObjectLockRetainUntilDate": self.retain_until,
-                }
-            created = self.client.create_multipart_upload(
-                Bucket=self.location.bucket,
-                Key=self.key,
-                ContentType="application/zip",
-                **extra,
-            )
-            self.upload_id = created["UploadId"]
-        except (ClientError, BotoCoreError, OSError) as exc:
+            self.upload_id = self.session.create_multipart_upload(self.key, self.retain_until)
+        except (S3RequestError, OSError, ValueError) as exc:
             self.fail(exc)
 
     def upload(self, number: int, data: bytearray) -> None:
-        extra: dict[str, Any] = {}
-        if self.location.object_lock_days:
-            # S3 wants Content-MD5 (or a checksum) on writes under Object Lock.
-            extra["ContentMD5"] = content_md5(data)
+        assert self.session is not None
+        assert self.upload_id is not None
         try:
-            part = self.client.upload_part(
-                Bucket=self.location.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=data,
-                **extra,
+            # S3 wants Content-MD5 (or a checksum) on writes under Object Lock.
+            etag = self.session.upload_part(
+                self.key, self.upload_id, number, data, bool(self.location.object_lock_days)
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
+        except (S3RequestError, OSError) as exc:
             self.fail(exc)
             self.abort()
             return
-        self.parts.append({"PartNumber": number, "ETag": part["ETag"]})
+        self.parts.append((number, etag))
         self.size += len(data)
 
-    def commit(self, checksum: str, size: int) -> None:
+    def commit(self, checksum: str, size: int, details: dict[str, Any]) -> None:
         if not self.going:
             return
         if size != self.size:
             self.fail(SIZE_MISMATCH)
             self.abort()
             return
+        assert self.session is not None
+        assert self.upload_id is not None
         try:
-            completed = self.client.complete_multipart_upload(
-                Bucket=self.location.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": self.parts},
+            version_id = self.session.complete_multipart_upload(
+                self.key, self.upload_id, self.parts
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
+        except (S3RequestError, OSError) as exc:
             self.fail(exc)
             self.abort()
             return
         self.done = True
         self.upload_id = None
-        self.version_id = completed.get("VersionId")
+        self.version_id = version_id
         if self.retain_until is not None and not self._lock_version():
             return
+        self.manifest.update(details)
         self.manifest.update(checksum=checksum, size=size)
         try:
-            put_manifest(self.location, self.key, self.manifest, self.retain_until)
+            self.session.put_object(
+                manifest_key(self.key),
+                encode_manifest(self.manifest),
+                "application/json",
+                self.retain_until,
+            )
         except Exception as exc:
             # The archive is complete and usable; only the bucket's own record of it is
             # missing. Reported so the service can say so, the copy stays.
-            self.error = f"manifeste non écrit: {describe_error(exc, self.location.bucket)}"
+            self.error = f"manifeste non écrit: {_reason(exc)}"
 
     def _lock_version(self) -> bool:
         """Set the completed version's retention as well: the lock asked for at the
         upload's creation is not applied by every S3-compatible server (moto, some older
         ones), and a copy said to be locked must be."""
+        assert self.session is not None
+        assert self.retain_until is not None
         try:
-            self.client.put_object_retention(
-                Bucket=self.location.bucket,
-                Key=self.key,
-                VersionId=self.version_id,
-                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": self.retain_until},
-            )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            self.error = f"verrouillage non appliqué: {describe_error(exc, self.location.bucket)}"
+            self.session.put_object_retention(self.key, self.version_id, self.retain_until)
+        except (S3RequestError, OSError) as exc:
+            self.error = f"verrouillage non appliqué: {_reason(exc)}"
             return False
         return True
 
@@ -185,13 +172,20 @@ class _Destination:
         """Abort the upload; twice when a part may still have been in flight (S3 says
         such a part can land after a first abort)."""
         upload_id, self.upload_id = self.upload_id, None
-        if upload_id is None or self.client is None:
+        if upload_id is None or self.session is None:
             return
         for _ in range(2):
-            with contextlib.suppress(ClientError, BotoCoreError, OSError):
-                self.client.abort_multipart_upload(
-                    Bucket=self.location.bucket, Key=self.key, UploadId=upload_id
-                )
+            with contextlib.suppress(S3RequestError, OSError):
+                self.session.abort_multipart_upload(self.key, upload_id)
+
+
+def _reason(exc: BaseException) -> str:
+    """The owner's French reason for a failed call, secret-free."""
+    if isinstance(exc, S3RequestError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return "stockage injoignable"
+    return f"erreur du stockage: {type(exc).__name__}"
 
 
 class _Uploader:
@@ -295,7 +289,12 @@ class _Uploader:
                 commit = payload
             if at_end and commit is not None:
                 for destination in self.destinations:
-                    destination.commit(str(commit["checksum"]), int(commit["size"]))
+                    details = commit.get("manifest")
+                    destination.commit(
+                        str(commit["checksum"]),
+                        int(commit["size"]),
+                        details if isinstance(details, dict) else {},
+                    )
                 self.report("results", self.outcomes())
                 return 0
 
