@@ -103,6 +103,27 @@ def opening_keys(keys: Keys, backup: Record, identity: str | None = None) -> Age
     return None if identity is None else AgeKeys(identities=(identity,))
 
 
+def manifest_entry(backup: Record) -> dict[str, Any] | None:
+    """What the manifest beside an archive in a bucket says of its encryption: the mode,
+    and the recipients (public keys); never a passphrase."""
+    if not backup.encrypted:
+        return None
+    if backup.encryption_passphrase_encrypted is not None:
+        return {"mode": PASSPHRASE}
+    return {"mode": RECIPIENTS, "recipients": _recipients(backup)}
+
+
+def imported_columns(filename: str, entry: object) -> dict[str, Any]:
+    """A backup rebuilt from a bucket: encrypted when its manifest or its name says so.
+    Its keys are not in the bucket, so a restore brings the identity (the owner opens a
+    passphrase one with ``age -d``)."""
+    recipients = entry.get("recipients") if isinstance(entry, dict) else None
+    return {
+        "encrypted": entry is not None or filename.endswith(".zip" + SUFFIX),
+        "encryption_recipients": json.dumps(recipients) if isinstance(recipients, list) else None,
+    }
+
+
 def _recipients(record: Record) -> list[str]:
     value = record.encryption_recipients
     return [str(r) for r in json.loads(value)] if value else []

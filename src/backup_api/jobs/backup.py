@@ -116,6 +116,7 @@ class BackupPipeline(Pipeline):
             dump_tool_version=None
             if tools is None or tools.tool_version is None
             else str(tools.tool_version),
+            encryption=encryption.manifest_entry(backup),
         )
         # Running from the moment their writers are opened (an upload is begun by then).
         pending = [c.id for c in self._copies if c.status == CopyStatus.PENDING.value]

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
+from backup_api import encryption
 from backup_api.copies.store import CopyStore, CopyUnavailable
 from backup_api.db import Metadata
 from backup_api.exceptions import StorageUnavailable
@@ -106,8 +107,7 @@ def _records(
         "created_at": created,
         "updated_at": now,
         "trigger": BackupTrigger.IMPORT.value,
-        # An age file: its keys are not in the bucket, so a restore brings the identity.
-        "encrypted": manifest["filename"].endswith(".zip.age"),
+        **encryption.imported_columns(manifest["filename"], manifest["encryption"]),
     }
     copy = {
         "storage_id": storage.id,
