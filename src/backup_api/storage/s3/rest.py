@@ -147,7 +147,7 @@ def _transport_reason(exc: BaseException) -> str:
     return "stockage injoignable"
 
 
-class S3Session:
+class S3RestClient:
     """Requests to one location's bucket over one connection pool (not thread-safe: the
     upload process makes them from one thread)."""
 

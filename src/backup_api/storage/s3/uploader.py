@@ -49,7 +49,7 @@ from typing import Any
 
 from backup_api.storage.s3.location import S3Location
 from backup_api.storage.s3.manifest import encode_manifest, manifest_key
-from backup_api.storage.s3.rest import S3RequestError, S3Session
+from backup_api.storage.s3.rest import S3RequestError, S3RestClient
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
@@ -68,7 +68,7 @@ class _Destination:
         self.location = S3Location.from_json(spec["location"])
         self.key: str = spec["key"]
         self.manifest: dict[str, Any] = dict(spec.get("manifest") or {})
-        self.session: S3Session | None = None
+        self.session: S3RestClient | None = None
         self.upload_id: str | None = None
         self.parts: list[tuple[int, str]] = []
         self.size = 0
@@ -96,7 +96,7 @@ class _Destination:
 
     def start(self) -> None:
         try:
-            self.session = S3Session(self.location)
+            self.session = S3RestClient(self.location)
             if self.location.object_lock_days:
                 until = datetime.now(UTC) + timedelta(days=self.location.object_lock_days)
                 self.retain_until = until.replace(microsecond=0)
