@@ -23,5 +23,5 @@ if [ "$#" -eq 0 ]; then
         tests/accounts/test_api_tokens.py tests/retention/test_retention.py \
         tests/schedules/test_schedules.py tests/storages/test_storages.py tests/copies/test_copies.py \
         tests/encryption/test_settings.py tests/encryption/test_encrypted_backups.py \
-        tests/encryption/test_identity_restart.py
+        tests/encryption/test_identity_restart.py tests/encryption/test_encrypted_copies.py
 fi
