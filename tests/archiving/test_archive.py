@@ -874,3 +874,21 @@ def test_throughput_report() -> None:
         if compression is not Compression.STORED:
             assert ratio < 0.5
     print(f"  isal 1 is {speeds['isal 1'] / speeds['zlib 6']:.1f}x zlib 6")
+
+
+def test_an_unhashed_archive_is_the_same_archive_without_its_digest() -> None:
+    """What an encrypted backup's writer does: the stored file is hashed where it leaves
+    the age sink, so the ZIP itself is not hashed twice."""
+    data = random.Random(7).randbytes(300_000)
+    outputs = []
+    for hashed in (True, False):
+        out = io.BytesIO()
+        writer = ZipStreamWriter(out, "a.sql", date_time=datetime(2026, 11, 28), hashed=hashed)
+        writer.write(data)
+        result = writer.close()
+        outputs.append((out.getvalue(), result))
+    (plain, result), (unhashed, unhashed_result) = outputs
+    assert unhashed == plain
+    assert result.sha256 == hashlib.sha256(plain).hexdigest()
+    assert unhashed_result.sha256 == ""
+    assert unhashed_result._replace(sha256=result.sha256) == result

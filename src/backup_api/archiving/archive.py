@@ -171,7 +171,8 @@ class ZipStreamWriter:
 
     Not thread-safe: one thread at a time (the dump worker, then ``close``) may use it.
     ``date_time`` fields are stored as given (DOS time has no time zone); default: now,
-    local time.
+    local time. ``hashed=False`` skips the SHA-256 of the output (its result's ``sha256``
+    is then empty).
     """
 
     def __init__(
@@ -182,12 +183,15 @@ class ZipStreamWriter:
         compression: Compression = Compression.ISAL,
         level: int = 1,
         date_time: datetime | None = None,
+        hashed: bool = True,
     ) -> None:
         compression = Compression(compression)
         _check_level(compression, level)
         self._name = check_entry_name(entry_name).encode("utf-8")
         self._sink = sink
-        self._hash = hashlib.sha256()
+        # Not hashed when what is stored is not this archive (an encryption of it, hashed
+        # where it leaves): ``sha256`` is then empty.
+        self._hash = hashlib.sha256() if hashed else None
         self._crc32: Callable[[_Data, int], int]
         self._compressor: _Compressor | None
         if compression is Compression.ISAL:
@@ -265,7 +269,7 @@ class ZipStreamWriter:
             raise
         self._result = ArchiveResult(
             size=self._position,
-            sha256=self._hash.hexdigest(),
+            sha256="" if self._hash is None else self._hash.hexdigest(),
             crc32=self._crc,
             uncompressed_size=self._bytes_in,
             compressed_size=compressed,
@@ -299,7 +303,8 @@ class ZipStreamWriter:
             self._deliver(chunk)
 
     def _deliver(self, data: bytes | memoryview) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         written = self._sink.write(data)
         if isinstance(written, int) and not isinstance(written, bool) and written < len(data):
             self._write_rest(memoryview(data), written)

@@ -188,6 +188,7 @@ def _archive_into(
         compression=options.compression,
         level=options.level,
         date_time=options.date_time,
+        hashed=options.encryption is None,  # else the encrypted file is hashed, by its sink
     )
     if options.readahead_mib:
         with PipeReadAhead(
