@@ -45,14 +45,20 @@ def of_backup(connection: Connection, backup_id: int) -> list[Record]:
     return list(connection.execute(_OF_BACKUP, {"backup_id": backup_id}))
 
 
+_OF_BACKUPS = (
+    select(_COPIES)
+    .where(_COPIES.c.backup_id.in_(bindparam("backup_ids", expanding=True)))
+    .order_by(_COPIES.c.id)
+)
+
+
 def of_backups(connection: Connection, backup_ids: Iterable[int]) -> dict[int, list[Record]]:
     """The copies of several backups at once (a listing's page), by backup id."""
     ids = list(backup_ids)
     found: dict[int, list[Record]] = {backup_id: [] for backup_id in ids}
     if not ids:
         return found
-    query = select(_COPIES).where(_COPIES.c.backup_id.in_(ids)).order_by(_COPIES.c.id)
-    for row in connection.execute(query):
+    for row in connection.execute(_OF_BACKUPS, {"backup_ids": ids}):
         found[row.backup_id].append(row)
     return found
 

@@ -185,13 +185,13 @@ def _startable_database(
     return database
 
 
-def insert_backup(
+def insert_backup_with_copies(
     connection: Connection,
     settings: Settings,
     user: Principal,
     database_id: int,
     trigger: BackupTrigger = BackupTrigger.MANUAL,
-) -> Record:
+) -> tuple[Record, list[Record]]:
     """Record a ``pending`` backup of ``database_id`` in the caller's unit of work (not
     submitted to the job queue; refusals raise as ``create_backup`` documents)."""
     database = _startable_database(connection, settings, user, database_id)
@@ -217,14 +217,25 @@ def insert_backup(
         **encryption.backup_columns(database),
     }
     row = backups.insert_backup(connection, values)
-    copies.insert_copies(
+    inserted = copies.insert_copies(
         connection,
         [
             {**copy, "backup_id": row.id, "created_at": created, "updated_at": created}
             for copy in copy_rows
         ],
     )
-    return row
+    return row, inserted
+
+
+def insert_backup(
+    connection: Connection,
+    settings: Settings,
+    user: Principal,
+    database_id: int,
+    trigger: BackupTrigger = BackupTrigger.MANUAL,
+) -> Record:
+    """``insert_backup_with_copies``'s record alone."""
+    return insert_backup_with_copies(connection, settings, user, database_id, trigger)[0]
 
 
 async def create_backup(
@@ -248,8 +259,7 @@ async def create_backup(
     await ensure_disk_reserve(storage, settings)
 
     def insert(connection: Connection) -> tuple[Record, list[Record]]:
-        row = insert_backup(connection, settings, user, database_id)
-        return row, copies.of_backup(connection, row.id)
+        return insert_backup_with_copies(connection, settings, user, database_id)
 
     async def record_and_submit() -> tuple[Record, list[Record]]:
         # One process owns the job queue, so an exclusive unit makes "pick a free name, insert"
