@@ -26,6 +26,7 @@ from backup_api.jobs.destinations import (
     CopyResult,
     Destination,
     LocalDestination,
+    S3Destination,
     open_destinations,
     record_copy_results,
 )
@@ -54,6 +55,17 @@ def _backup_job(
     )
     owner_is_admin = database_owner_is_admin(connection, database)
     return backup, database, owner_is_admin, copies.of_backup(connection, backup_id)
+
+
+#: The read-ahead of a backup that goes to storages: the upload process already holds up
+#: to two parts of the archive, so a full read-ahead on top would only add memory.
+REMOTE_READAHEAD_MIB = 8
+
+
+def readahead_mib(configured: int, destinations: list[Destination]) -> int:
+    if any(isinstance(destination, S3Destination) for destination in destinations):
+        return min(configured, REMOTE_READAHEAD_MIB)
+    return configured
 
 
 class BackupPipeline(Pipeline):
@@ -133,7 +145,7 @@ class BackupPipeline(Pipeline):
             compression=Compression(settings.compression),
             level=settings.compression_level,
             date_time=backup.created_at,
-            readahead_mib=settings.dump_readahead_mib,
+            readahead_mib=readahead_mib(settings.dump_readahead_mib, self._destinations),
             nice=settings.job_nice,
             encryption=keys,
         )
