@@ -32,7 +32,7 @@ from backup_api.config import Settings
 from backup_api.copies.rules import READABLE, choose, failed_summary
 from backup_api.copies.store import CopyStore, CopyUnavailable, is_local
 from backup_api.db import Metadata
-from backup_api.jobs.destinations import RETRY_EVERY, RETRY_FOR, CopyResult
+from backup_api.jobs.destinations import RETRY_EVERY, RETRY_FOR, CopyResult, copy_outcome
 from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies
@@ -300,27 +300,14 @@ def _record(
     connection: Connection, backup: Record, results: Sequence[CopyResult], now: datetime
 ) -> None:
     """Each copy's new state, its next automatic attempt, and the backup's status."""
+    again = now + RETRY_EVERY
+    retry_at = again if again <= as_utc(backup.created_at) + RETRY_FOR else None
     for result in results:
         current = copies.get(connection, result.copy_id)
         if current is None:
             continue
-        values: dict[str, object] = {"updated_at": now, "attempts": current.attempts + 1}
-        if result.error is None:
-            values |= {
-                "status": CopyStatus.COMPLETED.value,
-                "error_msg": None,
-                "size": result.size,
-                "version_id": result.version_id,
-                "retain_until": result.retain_until,
-                "next_retry_at": None,
-            }
-        else:
-            again = now + RETRY_EVERY
-            values |= {
-                "status": CopyStatus.FAILED.value,
-                "error_msg": result.error,
-                "next_retry_at": again if again <= as_utc(backup.created_at) + RETRY_FOR else None,
-            }
+        values = copy_outcome(result, now, retry_at)
+        values["attempts"] = current.attempts + 1
         copies.update_copy(connection, result.copy_id, values)
     problem = failed_summary(copies.of_backup(connection, backup.id))
     status = JobStatus.COMPLETED if problem is None else JobStatus.FAILED

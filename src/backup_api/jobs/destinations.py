@@ -47,6 +47,27 @@ RETRY_EVERY = timedelta(hours=1)
 RETRY_FOR = timedelta(days=1)
 
 
+def copy_outcome(result: CopyResult, now: datetime, retry_at: datetime | None) -> dict[str, object]:
+    """The columns of a copy that just ended: complete, or failed with its next automatic
+    attempt (``retry_at``, None for none)."""
+    if result.error is None:
+        return {
+            "status": CopyStatus.COMPLETED.value,
+            "error_msg": None,
+            "size": result.size,
+            "version_id": result.version_id,
+            "retain_until": result.retain_until,
+            "next_retry_at": None,
+            "updated_at": now,
+        }
+    return {
+        "status": CopyStatus.FAILED.value,
+        "error_msg": result.error,
+        "next_retry_at": retry_at,
+        "updated_at": now,
+    }
+
+
 def record_copy_results(
     connection: Connection, backup_id: int, results: Sequence[CopyResult]
 ) -> list[Record]:
@@ -54,22 +75,9 @@ def record_copy_results(
     backup that another copy holds whole gets its automatic retry planned."""
     now = utcnow()
     any_complete = any(result.error is None for result in results)
+    retry_at = now + RETRY_EVERY if any_complete else None
     for result in results:
-        values: dict[str, object] = {
-            "status": (CopyStatus.COMPLETED if result.error is None else CopyStatus.FAILED).value,
-            "error_msg": result.error,
-            "updated_at": now,
-        }
-        if result.error is None:
-            values |= {
-                "size": result.size,
-                "version_id": result.version_id,
-                "retain_until": result.retain_until,
-                "next_retry_at": None,
-            }
-        elif any_complete:
-            values["next_retry_at"] = now + RETRY_EVERY
-        copies.update_copy(connection, result.copy_id, values)
+        copies.update_copy(connection, result.copy_id, copy_outcome(result, now, retry_at))
     return copies.of_backup(connection, backup_id)
 
 
