@@ -42,6 +42,7 @@ ROUTES = [
     ("PUT", "/api/storages/{storage}", {"name": "pris par bob"}),
     ("DELETE", "/api/storages/{storage}", None),
     ("POST", "/api/storages/{storage}/test", None),
+    ("POST", "/api/storages/{storage}/import", None),
     # Naming someone else's storage as a destination of one's own database.
     ("PUT", "/api/databases/{bob_database}", {"storage_ids": ["{storage}"]}),
 ]
