@@ -17,8 +17,10 @@ from backup_api.copies.retry import CopyRetrier
 from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
+from backup_api.events import EventBus
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import markers
+from backup_api.jobs.announce import JobAnnouncer
 from backup_api.jobs.engine import archive_process_launcher, run_job
 from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
@@ -98,7 +100,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             copy_store=copy_store,
             clock=time_source,
         )
+        bus = EventBus()
         sweeper = RetentionSweeper(
+            events=bus,
             settings=settings,
             metadata=metadata,
             copy_store=copy_store,
@@ -106,7 +110,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             clock=time_source,
         )
         scheduler = Scheduler(
-            clock=time_source, settings=settings, metadata=metadata, storage=storage
+            clock=time_source, settings=settings, metadata=metadata, storage=storage, events=bus
         )
         state = AppState(
             settings=settings,
@@ -136,11 +140,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             server_probe=ServerProbe(settings, pg_clients, tool_versions, executor),
             scheduler=scheduler,
             copy_retrier=copy_retrier,
+            events=bus,
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
         # A backup that ended may need its retry planned.
         state.records.listeners.append(scheduler.job_event)
+        # Each backup and restore that ends is announced to the event bus's subscribers.
+        state.records.listeners.append(JobAnnouncer(metadata, bus).job_event)
         app.state.backup_api = state
         await recover(state)
         scheduler.start(state.queue)

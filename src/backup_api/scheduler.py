@@ -34,12 +34,14 @@ from backup_api.clock import Clock
 from backup_api.config import Settings
 from backup_api.cron import CronError, CronSchedule
 from backup_api.db import Metadata
+from backup_api.events import SCHEDULE_SKIPPED, EventBus, ServiceEvent
 from backup_api.exceptions import AppError, InsufficientStorage
+from backup_api.jobs.announce import database_summary
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.models import BackupTrigger
 from backup_api.principals import Principal
-from backup_api.repositories import Record, backups, schedules
+from backup_api.repositories import Record, backups, databases, schedules
 from backup_api.services.admission import ensure_disk_reserve
 from backup_api.services.backups import insert_backup
 from backup_api.storage.base import Storage
@@ -52,6 +54,18 @@ _MIN_NAP = timedelta(seconds=1)
 def as_utc(value: datetime) -> datetime:
     # SQLite hands datetimes back naive; they were stored as UTC.
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_ALREADY_PENDING = "une sauvegarde de cette base est déjà en attente ou en cours"
+_BELOW_RESERVE = "l'espace libre du dossier des sauvegardes est sous sa réserve"
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """A slot claimed but not run: why (French, for the owner), and its database."""
+
+    reason: str
+    database: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -76,8 +90,10 @@ class Scheduler:
         settings: Settings,
         metadata: Metadata,
         storage: Storage,
+        events: EventBus | None = None,
     ) -> None:
         self.clock = clock
+        self._events = events
         self._settings = settings
         self._metadata = metadata
         self._storage = storage
@@ -186,21 +202,34 @@ class Scheduler:
             disk_ok = False
 
         async def claim_and_submit() -> None:
-            row = await self._metadata.write(
+            claim = await self._metadata.write(
                 lambda c: self._claim(c, due, now, disk_ok), exclusive=True
             )
-            if row is not None and self._queue is not None:
-                self._queue.submit(JobKind.BACKUP, row.id, due.database_id, due.owner.id)
+            if isinstance(claim, _Skipped):
+                self._announce_skip(due, claim)
+            elif claim is not None and self._queue is not None:
+                self._queue.submit(JobKind.BACKUP, claim.id, due.database_id, due.owner.id)
 
         # Once the record is committed the job is submitted, even if the loop is stopped
         # meanwhile (a record left pending would run at the next start anyway).
         await asyncio.shield(claim_and_submit())
 
+    def _announce_skip(self, due: Due, skipped: _Skipped) -> None:
+        if self._events is None:
+            return
+        data = {
+            "schedule": {"id": due.schedule_id, "trigger": due.trigger.value},
+            "database": skipped.database,
+            "reason": skipped.reason,
+        }
+        self._events.publish(ServiceEvent(SCHEDULE_SKIPPED, due.owner.id, data))
+
     def _claim(
         self, connection: Connection, due: Due, now: datetime, disk_ok: bool
-    ) -> Record | None:
+    ) -> Record | _Skipped | None:
         """Claim ``due`` and record its backup, in the caller's transaction; the backup's
-        row, or None when another process claimed it first or the slot is skipped."""
+        row, ``_Skipped`` when the slot is skipped, or None when another process claimed
+        it first."""
         if due.trigger is BackupTrigger.SCHEDULE:
             claimed = schedules.claim_slot(
                 connection, due.schedule_id, due.mark, self._next_slot(due, now)
@@ -211,9 +240,9 @@ class Scheduler:
             return None
         reason = None
         if backups.has_pending(connection, due.database_id):
-            reason = "a backup of the database is already pending or running"
+            reason = _ALREADY_PENDING
         elif not disk_ok:
-            reason = "the backup root is below its free-space reserve"
+            reason = _BELOW_RESERVE
         row = None
         if reason is None:
             try:
@@ -221,11 +250,12 @@ class Scheduler:
                     connection, self._settings, due.owner, due.database_id, due.trigger
                 )
             except AppError as exc:
-                reason = f"refused ({exc.status_code})"
+                reason = f"refusée ({exc.status_code}): {exc.message}"
         if row is None:
             schedules.count_skipped(connection, due.schedule_id)
             logger.info("schedule %s: %s skipped: %s", due.schedule_id, due.trigger, reason)
-            return None
+            database = databases.get(connection, due.database_id)
+            return _Skipped(str(reason), database_summary(database))
         values: dict[str, Any] = {"last_run_at": now, "last_backup_id": row.id}
         if due.trigger is BackupTrigger.SCHEDULE:
             # A new slot: the retries of the previous one end here.

@@ -13,6 +13,7 @@ from backup_api.archiving.launcher import ArchiveProcessLauncher
 from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import PgClients
+from backup_api.events import EventBus
 from backup_api.jobs.queue import JobQueue
 from backup_api.jobs.records import JobRecords
 from backup_api.principals import PrincipalCache
@@ -56,6 +57,8 @@ class AppState:
     server_probe: ServerProbe
     scheduler: Scheduler
     copy_retrier: CopyRetrier
+    #: The service's events (notifications and metrics subscribe; see ``events``).
+    events: EventBus
     #: The age identity each pending restore of a backup encrypted to recipients brought,
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.

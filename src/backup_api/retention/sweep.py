@@ -21,7 +21,9 @@ from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings
 from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata
+from backup_api.events import RETENTION_DELETED, EventBus, ServiceEvent
 from backup_api.exceptions import Conflict
+from backup_api.jobs.announce import backup_data
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent
 from backup_api.models import CopyStatus, as_utc
@@ -82,8 +84,10 @@ class RetentionSweeper:
         copy_store: CopyStore,
         queue: JobQueue,
         clock: Clock | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.settings = settings
+        self._events = events
         self.clock: Clock = clock or SystemClock()
         self._metadata = metadata
         self._copy_store = copy_store
@@ -160,12 +164,18 @@ class RetentionSweeper:
                     backup_id,
                 )
                 return False
+            announced = None
+            if self._events is not None:
+                announced = await self._metadata.read(lambda c: backup_data(c, backup))
             await delete_backup(
                 metadata=self._metadata,
                 copy_store=self._copy_store,
                 queue=self._queue,
                 backup=backup,
             )
+            if self._events is not None and announced is not None:
+                announced["reason"] = item.reason
+                self._events.publish(ServiceEvent(RETENTION_DELETED, backup.user_id, announced))
         except Conflict:
             logger.info(
                 "retention: backup %s is being restored, left for the next sweep", item.backup_id
