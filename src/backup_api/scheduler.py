@@ -218,7 +218,7 @@ class Scheduler:
         if self._events is None:
             return
         data = {
-            "schedule": {"id": due.schedule_id, "trigger": due.trigger.value},
+            "schedule": {"cron": due.cron, "timezone": due.timezone, "trigger": due.trigger.value},
             "database": skipped.database,
             "reason": skipped.reason,
         }
