@@ -20,7 +20,6 @@ from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import markers
-from backup_api.jobs.announce import JobAnnouncer
 from backup_api.jobs.engine import archive_process_launcher, run_job
 from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
@@ -44,6 +43,7 @@ from backup_api.routers import (
 )
 from backup_api.scheduler import Scheduler
 from backup_api.security import VerifiedTokens, load_keys
+from backup_api.services.announcements import JobAnnouncer
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage

@@ -36,13 +36,13 @@ from backup_api.cron import CronError, CronSchedule
 from backup_api.db import Metadata
 from backup_api.events import SCHEDULE_SKIPPED, EventBus, ServiceEvent
 from backup_api.exceptions import AppError, InsufficientStorage
-from backup_api.jobs.announce import database_summary
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.models import BackupTrigger
 from backup_api.principals import Principal
 from backup_api.repositories import Record, backups, databases, schedules
 from backup_api.services.admission import ensure_disk_reserve
+from backup_api.services.announcements import database_summary
 from backup_api.services.backups import insert_backup
 from backup_api.storage.base import Storage
 

@@ -23,7 +23,6 @@ from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata
 from backup_api.events import RETENTION_DELETED, EventBus, ServiceEvent
 from backup_api.exceptions import Conflict
-from backup_api.jobs.announce import backup_data
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent
 from backup_api.models import CopyStatus, as_utc
@@ -32,6 +31,7 @@ from backup_api.repositories import backups, copies
 from backup_api.repositories import retention as retention_records
 from backup_api.retention.policy import Doomed, Plan, Policy, Record, plan
 from backup_api.retention.zone import retention_zone
+from backup_api.services.announcements import backup_data
 from backup_api.services.backups import ActiveDownloads, delete_backup
 
 logger = logging.getLogger("backup_api.retention")

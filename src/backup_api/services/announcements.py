@@ -18,6 +18,8 @@ from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.models import JobStatus
 from backup_api.repositories import Record, backups, copies, databases, restores
+from backup_api.services.backups import to_public as backup_public
+from backup_api.services.restores import to_public as restore_public
 
 
 def database_summary(database: Record | None) -> dict[str, Any] | None:
@@ -28,10 +30,7 @@ def database_summary(database: Record | None) -> dict[str, Any] | None:
 
 
 def backup_data(connection: Connection, backup: Record) -> dict[str, Any]:
-    # Imported here: the services import the jobs package.
-    from backup_api.services.backups import to_public
-
-    public = to_public(backup, copies.of_backup(connection, backup.id))
+    public = backup_public(backup, copies.of_backup(connection, backup.id))
     database = None if backup.database_id is None else databases.get(connection, backup.database_id)
     summary = database_summary(database) or {
         "id": backup.database_id,
@@ -42,13 +41,11 @@ def backup_data(connection: Connection, backup: Record) -> dict[str, Any]:
 
 
 def restore_data(connection: Connection, restore: Record) -> dict[str, Any]:
-    from backup_api.services.restores import to_public
-
     database = (
         None if restore.database_id is None else databases.get(connection, restore.database_id)
     )
     return {
-        "restore": to_public(restore).model_dump(mode="json"),
+        "restore": restore_public(restore).model_dump(mode="json"),
         "database": database_summary(database),
     }
 
