@@ -19,7 +19,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
     select,
 )
 
@@ -47,15 +46,11 @@ _BACKUP_OUTCOMES = (
 )
 
 _RESTORE_OUTCOMES = (
-    select(
-        # The restored backup's engine; a restore whose backup was deleted since lost it.
-        func.coalesce(_BACKUPS.c.db_type, literal("unknown")).label("db_type"),
-        _RESTORES.c.status,
-        func.count().label("jobs"),
-    )
+    # The restored backup's engine: null for a restore whose backup was deleted since.
+    select(_BACKUPS.c.db_type, _RESTORES.c.status, func.count().label("jobs"))
     .select_from(_RESTORES.outerjoin(_BACKUPS, _BACKUPS.c.id == _RESTORES.c.backup_id))
     .where(_RESTORES.c.status.in_(ENDED))
-    .group_by(func.coalesce(_BACKUPS.c.db_type, literal("unknown")), _RESTORES.c.status)
+    .group_by(_BACKUPS.c.db_type, _RESTORES.c.status)
 )
 
 _LAST_SUCCESS = (
@@ -118,7 +113,8 @@ def backup_outcomes(connection: Connection) -> list[Record]:
 
 
 def restore_outcomes(connection: Connection) -> list[Record]:
-    """Ended restores by (db_type, status): their number (``jobs``)."""
+    """Ended restores by (db_type, null when the backup is gone, status): their number
+    (``jobs``)."""
     return list(connection.execute(_RESTORE_OUTCOMES))
 
 

@@ -120,7 +120,8 @@ def record_metrics(connection: Connection, now: datetime) -> Iterable[Metric]:
         "restores", "Ended restores, by database type and outcome", ("db_type", "outcome")
     )
     for row in metrics_records.restore_outcomes(connection):
-        restores.add_metric([row.db_type, row.status], float(row.jobs))
+        # A restore whose backup was deleted since no longer says which engine it ran.
+        restores.add_metric([row.db_type or "unknown", row.status], float(row.jobs))
 
     duration = _histogram(
         "backup_duration_seconds",
