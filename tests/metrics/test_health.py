@@ -7,10 +7,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from backup_api.config import Settings
-from tests.support.apphelpers import Api, running_app, unique_name
+from tests.support.apphelpers import Api, make_settings, pg_metadata_url, running_app, unique_name
 from tests.support.clocks import TravelClock
 from tests.support.locks import table_locked
 from tests.support.sample_data import create_filled
@@ -79,3 +80,22 @@ async def test_health_details_for_admins_only(
         assert body["status"] == "degraded"
         # Anyone else still learns only that the service answers.
         assert (await client.get("/health")).json() == {"status": "ok"}
+
+
+async def test_admin_details_when_the_metadata_database_is_gone(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    name = unique_name("meta")
+    pg_server.create_database(name)
+    settings = make_settings(tmp_path, database_url=pg_metadata_url(pg_server, name))
+    async with running_app(settings) as (_, client):
+        # Known to the principal cache: the admin stays recognised for its few seconds.
+        admin = await Api(client).signup("root@example.com", role="admin")
+        assert (await health_of(admin))["database"] == "ok"
+        pg_server.drop_database(name)
+        response = await admin.get("/health")
+        anonymous = await client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert (body["status"], body["database"]) == ("degraded", "unavailable")
+    assert (anonymous.status_code, anonymous.json()) == (503, {"status": "degraded"})
