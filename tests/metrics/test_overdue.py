@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +16,7 @@ from sqlalchemy import select
 from backup_api.config import Settings
 from backup_api.events import BACKUP_OVERDUE, ServiceEvent
 from backup_api.models import Backup, as_utc
+from backup_api.overdue import schedule_interval
 from tests.support.apphelpers import Api, metadata_sql, running_app, unique_name
 from tests.support.clocks import TravelClock
 from tests.support.servers.common import free_port
@@ -179,3 +180,15 @@ async def test_a_schedule_gets_its_first_chance(
         assert [event.data["database"]["id"] for event in heard] == [database["id"]]
         assert heard[0].data["last_success_at"] is None
         assert heard[0].data["overdue_since"] == stamp(created_at + timedelta(hours=36))
+
+
+def test_the_interval_is_the_gap_between_the_next_two_slots() -> None:
+    noon = datetime(2026, 3, 27, 12, tzinfo=UTC)
+    assert schedule_interval("0 * * * *", "UTC", noon) == timedelta(hours=1)
+    assert schedule_interval("@weekly", "UTC", noon) == timedelta(days=7)
+    assert schedule_interval("*/15 * * * *", "Europe/Paris", noon) == timedelta(minutes=15)
+    # 03:00 in Paris on the 28th (CET), then on the 29th (CEST): a 23-hour day.
+    assert schedule_interval("0 3 * * *", "Europe/Paris", noon) == timedelta(hours=23)
+    assert schedule_interval("0 3 * * *", "Europe/Paris", noon + timedelta(days=2)) == timedelta(
+        hours=24
+    )
