@@ -139,9 +139,23 @@ class Settings(BaseSettings):
     # jumped (a machine waking up) is noticed within this.
     retention_check_seconds: float = Field(default=60, gt=0)
 
+    # --- metrics and monitoring
+    # Bearer token Prometheus presents to GET /metrics; unset: the route does not exist.
+    metrics_token: SecretStr | None = None
+    # How often the overdue watch looks for scheduled databases without a recent success.
+    overdue_check_seconds: float = Field(default=60, gt=0)
+
     # --- listing
     default_page_size: int = Field(default=100, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: object) -> object:
+        # An empty BACKUP_API_METRICS_TOKEN= leaves /metrics off rather than open to "".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("allowed_db_hosts", "allowed_outbound_hosts", "trusted_proxies", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
 from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
+from backup_api.overdue import OverdueWatch
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import RetentionSweeper
@@ -35,6 +36,7 @@ from backup_api.routers import (
     databases,
     docs,
     health,
+    metrics,
     restores,
     retention,
     schedules,
@@ -44,6 +46,7 @@ from backup_api.routers import (
 from backup_api.scheduler import Scheduler
 from backup_api.security import VerifiedTokens, load_keys
 from backup_api.services.announcements import JobAnnouncer
+from backup_api.services.metrics import Metrics
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.state import AppState
 from backup_api.storage.local import LocalStorage
@@ -141,6 +144,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             scheduler=scheduler,
             copy_retrier=copy_retrier,
             events=bus,
+            overdue=OverdueWatch(
+                clock=time_source, settings=settings, metadata=metadata, events=bus
+            ),
+            metrics=Metrics(),
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
@@ -153,6 +160,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         scheduler.start(state.queue)
         sweeper.start()
         copy_retrier.start()
+        state.overdue.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (over the framework's, the ORM's and the
         # models' objects) stop showing up as request latency spikes.
@@ -164,6 +172,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await scheduler.stop()
             await sweeper.stop()
             await copy_retrier.stop()
+            await state.overdue.stop()
             await state.queue.shutdown()
             state.archive_processes.close()
             executor.shutdown(wait=True)
@@ -195,5 +204,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         docs,
     ):
         app.include_router(router.router)
+    if settings.metrics_token is not None:
+        # Off by default: then the route does not exist at all (404 for every method).
+        app.include_router(metrics.router)
     openapi.install(app, settings)
     return app

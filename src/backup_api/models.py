@@ -1759,15 +1759,28 @@ class ClientStatus(BaseModel):
     version: str | None = Field(description="null: does not answer as a PostgreSQL client")
 
 
+class SchedulerHealth(BaseModel):
+    status: str = Field(
+        description="`ok`, or `late` when its loop has not made a pass for longer than three "
+        "polling periods (at least two minutes)"
+    )
+    last_tick: OptionalTimestamp = Field(description="When its latest pass began")
+
+
 class HealthResponse(BaseModel):
-    """The administrators' view."""
+    """The administrators' view. Every value is an English word (`ok`, `degraded`,
+    `unavailable`, `late`) or a number: the same vocabulary as the public answer."""
 
     status: str = Field(description="`ok`, or `degraded` when something is missing")
-    database: str
+    database: str = Field(description="`ok`, or `unavailable`")
     tools: dict[str, ToolStatus]
     pg_clients: list[ClientStatus] = Field(
         default_factory=list,
         description="PostgreSQL clients found (pg_dump, psql); each job takes the one that fits",
     )
-    storage: dict[str, int | str]
-    jobs: dict[str, int]
+    storage: dict[str, int | str] = Field(
+        description="`status` (`ok` or `unavailable`), `free_bytes`, `total_bytes` of the "
+        "backup root's filesystem"
+    )
+    jobs: dict[str, int] = Field(description="The job queue: `running` and `queued` jobs")
+    scheduler: SchedulerHealth

@@ -100,10 +100,15 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._queue: JobQueue | None = None
         self._task: asyncio.Task[None] | None = None
+        #: When the loop started, and when its latest pass began (the clock's time):
+        #: /health tells an admin whether the scheduler still runs.
+        self.started_at: datetime | None = None
+        self.last_tick: datetime | None = None
 
     # ------------------------------------------------------------------ life
     def start(self, queue: JobQueue) -> None:
         self._queue = queue
+        self.started_at = self.clock.now()
         self._task = asyncio.create_task(self._loop(), name="scheduler")
 
     async def stop(self) -> None:
@@ -128,6 +133,7 @@ class Scheduler:
         while True:
             self._wake.clear()
             started = self.clock.now()
+            self.last_tick = started
             try:
                 wake_at = await self.run_due(started)
             except Exception:

@@ -63,6 +63,7 @@ def test_readme_flow_backs_up_and_restores(
             tmp_path / "service",
             allowed_db_hosts=pg_server.host,
             allowed_outbound_hosts="127.0.0.1",
+            metrics_token="un-long-jeton-aleatoire",
         ) as server:
             server.start()
             # The README's conventions, each replaced by the suite's value.

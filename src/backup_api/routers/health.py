@@ -38,7 +38,8 @@ _BODIES = {
 )
 async def health(request: Request, state: StateDep, token: BearerDep) -> JSONResponse:
     """`{"status": "ok"}` (200) or `{"status": "degraded"}` (503); with an admin token, also
-    the metadata database, dump tools with paths and versions, free space, jobs."""
+    the metadata database, dump tools with paths and versions, free space, the job queue
+    and the scheduler's last pass."""
     caller = await principal_or_none(state, token, client_address(request))
     if caller is not None and caller.is_admin:
         healthy, report = await health_service.report(state)
