@@ -1625,6 +1625,26 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
 
 
+ISO_8601_EXPECTED = "date ISO 8601 attendue (2026-11-28T14:30:00Z)"
+
+
+def _iso_8601(value: object) -> object:
+    # Pydantic alone would also take a number as seconds since 1970: a bound written
+    # that way is far more likely a mistake than a wish.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(ISO_8601_EXPECTED) from None
+    if isinstance(value, datetime):
+        return value
+    raise ValueError(ISO_8601_EXPECTED)
+
+
+#: A time given as ISO 8601 text only (query bounds: ``since``, ``until``).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
 class AuditEventPublic(BaseModel):
     id: int
     time: Timestamp

@@ -216,7 +216,9 @@ async def test_filters_and_pages(client: httpx.AsyncClient) -> None:
 
     # Bad parameters: French, 400.
     for params, message in [
-        ({"since": "hier"}, "Données invalides: since:"),
+        ({"since": "hier"}, "Données invalides: since: date ISO 8601 attendue"),
+        # A number is not taken for seconds since 1970.
+        ({"until": "0.5"}, "Données invalides: until: date ISO 8601 attendue"),
         ({"user_id": "0"}, "Données invalides: user_id:"),
         ({"action": "DROP TABLE"}, "Données invalides: action:"),
         ({"limit": "100000"}, "Données invalides: limit: valeur trop grande"),

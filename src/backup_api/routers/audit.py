@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from backup_api.deps import AdminUser, PageDep, StateDep
-from backup_api.models import MAX_ID, AuditList
+from backup_api.models import MAX_ID, AuditList, IsoDateTime
 from backup_api.routers.responses import ADMIN_ONLY, ErrorCase, errors
 from backup_api.services import audit as audit_service
 
@@ -35,11 +34,11 @@ async def list_audit(
         Query(max_length=64, pattern=r"^[a-z_]+$", description="Only this action (`login`...)"),
     ] = None,
     since: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="Only entries at or after this time (ISO 8601; no offset: UTC)"),
     ] = None,
     until: Annotated[
-        datetime | None,
+        IsoDateTime | None,
         Query(description="Only entries at or before this time (ISO 8601; no offset: UTC)"),
     ] = None,
 ) -> AuditList:
