@@ -70,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backup_api.httpprotocol import with_header_timeout
+    from backup_api.logs import uvicorn_log_config
     from backup_api.main import create_app
 
     settings = _settings()
@@ -79,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level=settings.log_level,
+        log_config=uvicorn_log_config(settings.log_format),
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         http=with_header_timeout(settings.header_timeout_seconds),
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise: anyone on

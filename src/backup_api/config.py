@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # ``json``: one JSON object a line (time, level, logger, message, request/user/job id),
+    # for a log collector; ``text``: plain lines for a person.
+    log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # Addresses (or networks) of the reverse proxies whose X-Forwarded-For / -Proto headers

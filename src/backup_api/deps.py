@@ -10,6 +10,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import Connection
 
+from backup_api import logcontext
 from backup_api.exceptions import BadRequest, Forbidden, Unauthorized
 from backup_api.models import MAX_ID
 from backup_api.principals import Principal
@@ -75,6 +76,16 @@ def client_address(request: Request) -> str | None:
 
 
 async def _principal_from_token(
+    state: AppState, token: str | None, client: str | None
+) -> Principal | None:
+    principal = await _resolve_principal(state, token, client)
+    if principal is not None:
+        # The request's log lines and audit entries name the caller from here on.
+        logcontext.set_user(principal.id)
+    return principal
+
+
+async def _resolve_principal(
     state: AppState, token: str | None, client: str | None
 ) -> Principal | None:
     if token is None:

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backup_api import logs, migrate, openapi
+from backup_api.audit import AuditWriter
 from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.copies.retry import CopyRetrier
@@ -31,6 +32,7 @@ from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import RetentionSweeper
 from backup_api.routers import (
     api_tokens,
+    audit,
     auth,
     backups,
     databases,
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         keys = load_keys(settings)
         engine = create_engine(settings)
         await migrate.upgrade(engine)
@@ -148,6 +150,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 clock=time_source, settings=settings, metadata=metadata, events=bus
             ),
             metrics=Metrics(),
+            audit=AuditWriter(metadata),
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
@@ -155,6 +158,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         state.records.listeners.append(scheduler.job_event)
         # Each backup and restore that ends is announced to the event bus's subscribers.
         state.records.listeners.append(JobAnnouncer(metadata, bus).job_event)
+        state.audit.start()
         app.state.backup_api = state
         await recover(state)
         scheduler.start(state.queue)
@@ -174,6 +178,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await copy_retrier.stop()
             await state.overdue.stop()
             await state.queue.shutdown()
+            await state.audit.close()
             state.archive_processes.close()
             executor.shutdown(wait=True)
             metadata.close()
@@ -200,6 +205,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         restores,
         users,
         api_tokens,
+        audit,
         health,
         docs,
     ):

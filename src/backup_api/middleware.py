@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backup_api import logcontext
 from backup_api.exceptions import PayloadTooLarge
+
+#: An incoming ``X-Request-ID`` kept as the request's id (a proxy's or a client's, to find
+#: the request in both logs); anything else is replaced by one of ours, so that a header
+#: cannot put quotes, spaces or a novel into the log lines.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def request_id_of(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            incoming = bytes(value).decode("latin-1")
+            if _REQUEST_ID.fullmatch(incoming):
+                return incoming
+            break
+    return uuid.uuid4().hex
+
+
+def _context(scope: Scope, request_id: str) -> logcontext.LogContext:
+    client = scope.get("client")
+    app = scope.get("app")
+    # The service's state exists once the lifespan ran; its audit writer stores the
+    # request's audit entries.
+    state = getattr(getattr(app, "state", None), "backup_api", None)
+    return logcontext.LogContext(
+        request_id=request_id,
+        client=client[0] if client else None,
+        audit=getattr(state, "audit", None),
+    )
 
 
 def _replay(chunks: list[bytes], final: Message | None, upstream: Receive | None = None) -> Receive:
@@ -39,8 +69,15 @@ class RequestGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logcontext.enter(_context(scope, request_id))
+        try:
+            await self._guarded(scope, receive, send, request_id)
+        finally:
+            logcontext.leave(token)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         limit = self.max_body_bytes
         for name, value in scope.get("headers", []):
             if name == b"content-length":

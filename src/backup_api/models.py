@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -1595,6 +1596,73 @@ def duration_seconds(started: datetime | None, finished: datetime | None) -> flo
 
 
 # --------------------------------------------------------------------------- envelopes
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditEvent(SQLModel, table=True):
+    """One entry of the audit trail: who (``user_id``, no foreign key: the entries of a
+    deleted account stay), from where, did what to which record, and how it ended.
+    ``details`` is a small JSON object that never holds a secret."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_user_id_id", "user_id", "id"),
+        Index("ix_audit_events_action_id", "action", "id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    time: datetime = SQLField(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    user_id: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    client: str | None = SQLField(default=None, sa_column=Column(String(64), nullable=True))
+    request_id: str | None = SQLField(default=None, sa_column=Column(String(128), nullable=True))
+    action: str = SQLField(sa_column=Column(String(64), nullable=False))
+    target_type: str | None = SQLField(default=None, sa_column=Column(String(32), nullable=True))
+    target_id: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    outcome: str = SQLField(sa_column=Column(String(16), nullable=False))
+    details: dict[str, Any] | None = SQLField(default=None, sa_column=Column(JSON, nullable=True))
+
+
+ISO_8601_EXPECTED = "date ISO 8601 attendue (2026-11-28T14:30:00Z)"
+
+
+def _iso_8601(value: object) -> object:
+    # Pydantic alone would also take a number as seconds since 1970: a bound written
+    # that way is far more likely a mistake than a wish.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(ISO_8601_EXPECTED) from None
+    if isinstance(value, datetime):
+        return value
+    raise ValueError(ISO_8601_EXPECTED)
+
+
+#: A time given as ISO 8601 text only (query bounds: ``since``, ``until``).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_8601)]
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    time: Timestamp
+    user_id: int | None = Field(
+        description="The account that acted (it may have been deleted since); null: "
+        "unknown (a login to an account that does not exist)"
+    )
+    client: str | None = Field(description="The client's address")
+    request_id: str | None = Field(description="The request's `X-Request-ID`")
+    action: str = Field(description="What was done (`login`, `backup_delete`...)")
+    target_type: str | None = Field(description="The kind of record acted on")
+    target_id: int | None = Field(description="The id of the record acted on")
+    outcome: str = Field(description="`success`, `failure` or `throttled`")
+    details: dict[str, Any] = Field(description="More about the action (never a secret)")
+
+
+class AuditList(BaseModel):
+    audit: list[AuditEventPublic]
 
 
 class ErrorResponse(BaseModel):

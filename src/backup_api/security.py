@@ -4,6 +4,7 @@ registered databases' passwords (Fernet, i.e. AES-128-CBC + HMAC-SHA256)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -18,6 +19,8 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from backup_api.config import Settings
+
+logger = logging.getLogger("backup_api.security")
 
 JWT_ALGORITHM = "HS256"
 
@@ -140,7 +143,9 @@ def _read_or_create_key(path: Path, generate: str) -> str:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        logger.info("key file in use: %s", path)
         return path.read_text(encoding="ascii").strip()
+    logger.info("key file generated: %s", path)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(generate + "\n")
         handle.flush()
@@ -169,8 +174,13 @@ def load_keys(settings: Settings) -> Keys:
     if settings.encryption_key is not None:
         encryption_key = settings.encryption_key.get_secret_value()
     else:
-        encryption_key = _read_or_create_key(
-            secrets_dir / "encryption.key", Fernet.generate_key().decode("ascii")
+        key_file = secrets_dir / "encryption.key"
+        encryption_key = _read_or_create_key(key_file, Fernet.generate_key().decode("ascii"))
+        # The one file whose loss cannot be repaired: say so where the operator looks.
+        logger.warning(
+            "back up %s: without it the stored database passwords (and storage secrets) "
+            "cannot be decrypted, and every registered database must be entered again",
+            key_file,
         )
     return Keys(jwt_secret=jwt_secret, fernet=Fernet(encryption_key.encode("ascii")))
 

@@ -25,6 +25,7 @@ from backup_api.toolversions import ToolVersions
 
 if TYPE_CHECKING:
     # The jobs import this module: what only the routes use stays out of their imports.
+    from backup_api.audit import AuditWriter
     from backup_api.copies.retry import CopyRetrier
     from backup_api.copies.store import CopyStore
     from backup_api.overdue import OverdueWatch
@@ -65,6 +66,9 @@ class AppState:
     overdue: OverdueWatch
     #: What GET /metrics renders (its private registry, its sources).
     metrics: Metrics
+    #: Stores the audit trail's entries (see ``audit``); the requests reach it through
+    #: their ``logcontext``.
+    audit: AuditWriter
     #: The age identity each pending restore of a backup encrypted to recipients brought,
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.

@@ -260,8 +260,8 @@ async def test_secrets_never_reach_the_log_and_events_are_audited(
     by_action = {(e["action"], e["outcome"]): e for e in events}
     alice_id = alice.user["id"]
     assert by_action[("api_token_create", "success")]["user_id"] == alice_id
-    assert by_action[("api_token_create", "success")]["token_id"] == token["id"]
-    assert by_action[("api_token_revoke", "success")]["token_id"] == token["id"]
+    assert by_action[("api_token_create", "success")]["target_id"] == token["id"]
+    assert by_action[("api_token_revoke", "success")]["target_id"] == token["id"]
     failures = [e for e in events if e["action"] == "api_token_use"]
     assert [e["reason"] for e in failures] == ["unknown", "unknown"]
     assert {e["client"] for e in failures} == {"203.0.113.7"}

@@ -195,6 +195,7 @@ async def test_admin_routes_deny_by_default(client: httpx.AsyncClient) -> None:
         ("GET", f"/api/users/{alice_id}", None),
         ("PUT", f"/api/users/{alice_id}/role", {"role": "admin"}),
         ("DELETE", f"/api/users/{admin.user['id']}", None),
+        ("GET", "/api/audit", None),
     ]:
         response = await alice.request(method, url, json=body)
         assert response.status_code == 403, (method, url)

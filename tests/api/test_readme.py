@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,14 @@ def test_readme_flow_backs_up_and_restores(
             metrics_token="un-long-jeton-aleatoire",
         ) as server:
             server.start()
+            # The admin the README's audit example logs in as, made as it says.
+            subprocess.run(
+                [sys.executable, "-m", "backup_api.cli", "create-admin", "admin@example.com"],
+                env={**server.env, "BACKUP_API_ADMIN_PASSWORD": "motdepasse-admin"},
+                capture_output=True,
+                check=True,
+                timeout=60,
+            )
             # The README's conventions, each replaced by the suite's value.
             replacements = {
                 "http://localhost:3000": server.url,

@@ -3,6 +3,7 @@ of its archive processes."""
 
 from __future__ import annotations
 
+from backup_api import logcontext
 from backup_api.archiving.launcher import ArchiveProcessLauncher
 from backup_api.config import Settings
 from backup_api.jobs import markers
@@ -14,10 +15,17 @@ from backup_api.state import AppState
 
 
 async def run_job(state: AppState, job: Job) -> None:
-    if job.kind is JobKind.BACKUP:
-        await run_backup(state, job)
-    else:
-        await run_restore(state, job)
+    # The job's lines name the job and its owner; the task may have been started within a
+    # request, whose context it inherited: not that request's lines.
+    context = logcontext.LogContext(job_id=f"{job.kind}-{job.id}", user_id=job.user_id)
+    token = logcontext.enter(context)
+    try:
+        if job.kind is JobKind.BACKUP:
+            await run_backup(state, job)
+        else:
+            await run_restore(state, job)
+    finally:
+        logcontext.leave(token)
 
 
 def archive_process_launcher(settings: Settings) -> ArchiveProcessLauncher:

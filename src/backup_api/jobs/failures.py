@@ -144,7 +144,6 @@ def failure_reason(error: Exception, job: Job) -> str:
     if reason is None:
         logger.exception("%s %s: unexpected error", job.kind, job.id)
         return internal_error(action)
-    logger.info("%s %s failed", job.kind, job.id)
     return reason
 
 

@@ -100,6 +100,13 @@ class JobRecords:
         self.listeners: list[Listener] = []
 
     async def record(self, event: JobEvent) -> None:
+        if isinstance(event, JobFailed):
+            # Every failure (a pipeline's, recovery's) says why in the log as on its record:
+            # the owner's French reason, which the redacting filter still scrubs of any
+            # password a job is using.
+            logger.warning("%s %s failed: %s", event.kind, event.job_id, event.reason)
+        elif isinstance(event, JobCompleted) and event.problem is not None:
+            logger.warning("%s %s failed: %s", event.kind, event.job_id, event.problem)
         changes = changes_for(event)
         if changes is not None:
             # A record deleted meanwhile is left alone.

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, status
 
+from backup_api import audit
 from backup_api.deps import CurrentUser, OptionalUser, StateDep, client_address
 from backup_api.models import (
     LoginResponse,
@@ -55,6 +56,15 @@ async def register(data: UserRegister, state: StateDep, caller: OptionalUser) ->
     """Create an account (role `admin` only for the first account or by an admin)."""
     user = await users_service.register(
         metadata=state.metadata, settings=state.settings, data=data, caller=caller
+    )
+    # A self-registration's actor is the new account; an admin's, the admin.
+    audit.record(
+        audit.REGISTER,
+        audit.SUCCESS,
+        user_id=caller.id if caller is not None else user.id,
+        target_type=audit.USER,
+        target_id=user.id,
+        role=user.role,
     )
     return UserEnvelope(message="Utilisateur créé avec succès", user=_public(user))
 

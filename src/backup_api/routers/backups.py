@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
 
+from backup_api import audit
 from backup_api.copies.retry import NothingToRetry
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
 from backup_api.exceptions import Conflict
@@ -73,6 +74,13 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
         storage=state.storage,
         queue=state.queue,
         user=user,
+        database_id=database_id,
+    )
+    audit.record(
+        audit.BACKUP_CREATE,
+        audit.SUCCESS,
+        target_type=audit.BACKUP,
+        target_id=backup.id,
         database_id=database_id,
     )
     envelope = BackupEnvelope.model_construct(message=CREATED_MESSAGE, backup=backup)
@@ -155,6 +163,13 @@ async def download_backup(
         storage_id=storage_id,
         downloads=state.retention.downloads,
     )
+    audit.record(
+        audit.BACKUP_DOWNLOAD,
+        audit.SUCCESS,
+        target_type=audit.BACKUP,
+        target_id=backup.id,
+        copy=storage_id or "default",
+    )
     headers = {
         "Content-Disposition": f'attachment; filename="{download.filename}"',
         "Content-Length": str(download.size),
@@ -191,6 +206,14 @@ async def verify_backup(
         backup=backup,
         storage_id=storage_id,
     )
+    audit.record(
+        audit.BACKUP_VERIFY,
+        audit.SUCCESS,
+        target_type=audit.BACKUP,
+        target_id=backup.id,
+        valid=result.valid,
+        copy=storage_id or "default",
+    )
     if not result.valid:
         message = "Sauvegarde corrompue"
     elif result.contents_checked:
@@ -226,6 +249,7 @@ async def delete_backup(backup: BackupDep, state: StateDep) -> MessageResponse:
     await backups_service.delete_backup(
         metadata=state.metadata, copy_store=state.copy_store, queue=state.queue, backup=backup
     )
+    audit.record(audit.BACKUP_DELETE, audit.SUCCESS, target_type=audit.BACKUP, target_id=backup.id)
     return MessageResponse(message="Sauvegarde supprimée avec succès")
 
 
@@ -239,6 +263,13 @@ async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) 
     """`{"pinned": true}` keeps a backup out of retention for good; `false` hands it back."""
     backup = await backups_service.set_pinned(
         metadata=state.metadata, backup=backup, pinned=data.pinned
+    )
+    audit.record(
+        audit.BACKUP_PIN,
+        audit.SUCCESS,
+        target_type=audit.BACKUP,
+        target_id=backup.id,
+        pinned=bool(backup.pinned),
     )
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
     return BackupEnvelope(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from backup_api import encryption
+from backup_api import audit, encryption
 from backup_api.deps import CurrentUser, DatabaseDep, PageDep, StateDep
 from backup_api.models import (
     ConnectionTestResult,
@@ -78,6 +78,12 @@ async def create_database(
         owner=user,
         data=data,
     )
+    audit.record(
+        audit.DATABASE_CREATE,
+        audit.SUCCESS,
+        target_type=audit.DATABASE,
+        target_id=database.record.id,
+    )
     return DatabaseEnvelope(
         message="Base de données ajoutée avec succès", database=_public(database), warning=warning
     )
@@ -134,6 +140,13 @@ async def update_database(
         database=database,
         data=data,
     )
+    audit.record(
+        audit.DATABASE_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.DATABASE,
+        target_id=database.id,
+        fields=sorted(data.model_fields_set),
+    )
     return DatabaseEnvelope(
         message="Base de données mise à jour avec succès",
         database=_public(updated),
@@ -151,6 +164,9 @@ async def delete_database(database: DatabaseDep, state: StateDep) -> MessageResp
     """Delete a registered database; its backups are kept."""
     await databases_service.delete_database(
         metadata=state.metadata, queue=state.queue, database=database
+    )
+    audit.record(
+        audit.DATABASE_DELETE, audit.SUCCESS, target_type=audit.DATABASE, target_id=database.id
     )
     return MessageResponse(message="Base de données supprimée avec succès")
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, status
 
+from backup_api import audit
 from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, StateDep
 from backup_api.exceptions import BadRequest
 from backup_api.models import (
@@ -95,6 +96,15 @@ async def create_restore(
         backup_target_first=data.backup_target_first,
         identity=data.identity,
     )
+    audit.record(
+        audit.RESTORE_CREATE,
+        audit.SUCCESS,
+        target_type=audit.RESTORE,
+        target_id=restore.id,
+        backup_id=backup.id,
+        database_id=data.database_id,
+        safety_backup=data.backup_target_first,
+    )
     return RestoreEnvelope(
         message="Restauration créée avec succès. Le processus de restauration a commencé.",
         restore=restore,
@@ -136,5 +146,8 @@ async def delete_restore(restore: RestoreDep, state: StateDep) -> MessageRespons
         queue=state.queue,
         restore=restore,
         identities=state.restore_identities,
+    )
+    audit.record(
+        audit.RESTORE_DELETE, audit.SUCCESS, target_type=audit.RESTORE, target_id=restore.id
     )
     return MessageResponse(message="Restauration supprimée avec succès")

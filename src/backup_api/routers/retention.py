@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from backup_api import audit
 from backup_api.deps import DatabaseDep, StateDep
 from backup_api.models import (
     MessageResponse,
@@ -49,6 +50,9 @@ async def put_retention(
     policy = await retention_service.put_policy(
         metadata=state.metadata, database=database, body=data
     )
+    audit.record(
+        audit.RETENTION_UPDATE, audit.SUCCESS, target_type=audit.DATABASE, target_id=database.id
+    )
     return RetentionEnvelope(
         message="Politique de rétention enregistrée", retention=_public(policy)
     )
@@ -75,6 +79,9 @@ async def get_retention(database: DatabaseDep, state: StateDep) -> RetentionItem
 async def delete_retention(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Without a policy, every backup of the database is kept."""
     await retention_service.delete_policy(metadata=state.metadata, database=database)
+    audit.record(
+        audit.RETENTION_DELETE, audit.SUCCESS, target_type=audit.DATABASE, target_id=database.id
+    )
     return MessageResponse(message="Politique de rétention supprimée")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from backup_api import audit
 from backup_api.deps import CurrentUser, DatabaseDep, StateDep
 from backup_api.models import MessageResponse, ScheduleEnvelope, ScheduleItem, ScheduleUpdate
 from backup_api.routers.responses import (
@@ -43,6 +44,13 @@ async def put_schedule(
     )
     # Committed: the scheduler reads the new timing.
     state.scheduler.wake()
+    audit.record(
+        audit.SCHEDULE_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.DATABASE,
+        target_id=database.id,
+        created=created,
+    )
     message = "Planification créée avec succès" if created else "Planification mise à jour"
     return ScheduleEnvelope(message=message, schedule=schedules_service.to_public(schedule))
 
@@ -68,4 +76,7 @@ async def get_schedule(database: DatabaseDep, state: StateDep) -> ScheduleItem:
 async def delete_schedule(database: DatabaseDep, state: StateDep) -> MessageResponse:
     """Stop backing the database up on a schedule (its backups are kept)."""
     await schedules_service.delete_schedule(metadata=state.metadata, database=database)
+    audit.record(
+        audit.SCHEDULE_DELETE, audit.SUCCESS, target_type=audit.DATABASE, target_id=database.id
+    )
     return MessageResponse(message="Planification supprimée avec succès")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from backup_api import audit
 from backup_api.deps import CurrentUser, PageDep, StateDep, StorageDep
 from backup_api.models import (
     MessageResponse,
@@ -57,6 +58,9 @@ async def create_storage(
     storage = await storages_service.create_storage(
         metadata=state.metadata, keys=state.keys, owner=user, data=data
     )
+    audit.record(
+        audit.STORAGE_CREATE, audit.SUCCESS, target_type=audit.STORAGE, target_id=storage.id
+    )
     return StorageEnvelope(message="Stockage ajouté avec succès", storage=_public(storage))
 
 
@@ -94,6 +98,13 @@ async def update_storage(
     updated = await storages_service.update_storage(
         metadata=state.metadata, keys=state.keys, storage=storage, data=data
     )
+    audit.record(
+        audit.STORAGE_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.STORAGE,
+        target_id=storage.id,
+        fields=sorted(data.model_fields_set),
+    )
     return StorageEnvelope(message="Stockage mis à jour avec succès", storage=_public(updated))
 
 
@@ -107,6 +118,9 @@ async def delete_storage(storage: StorageDep, state: StateDep) -> MessageRespons
     """Delete a storage that no database sends backups to and that holds no copy (the
     objects in the bucket are not touched)."""
     await storages_service.delete_storage(metadata=state.metadata, storage=storage)
+    audit.record(
+        audit.STORAGE_DELETE, audit.SUCCESS, target_type=audit.STORAGE, target_id=storage.id
+    )
     return MessageResponse(message="Stockage supprimé avec succès")
 
 
@@ -146,6 +160,13 @@ async def import_storage(storage: StorageDep, state: StateDep) -> StorageImport:
     lost metadata database): they can be downloaded, verified and restored at once."""
     outcome = await storageimport.import_backups(
         metadata=state.metadata, copy_store=state.copy_store, storage=storage
+    )
+    audit.record(
+        audit.STORAGE_IMPORT,
+        audit.SUCCESS,
+        target_type=audit.STORAGE,
+        target_id=storage.id,
+        imported=len(outcome.imported),
     )
     return StorageImport(
         message=f"{len(outcome.imported)} sauvegarde(s) importée(s)",

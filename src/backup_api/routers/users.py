@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from backup_api import audit
 from backup_api.deps import AdminUser, IdPath, PageDep, StateDep
 from backup_api.models import MessageResponse, UserItem, UserList, UserPublic, UserRoleUpdate
 from backup_api.routers.responses import (
@@ -58,6 +59,13 @@ async def set_role(
     user = await users_service.set_role(
         metadata=state.metadata, principals=state.principals, user_id=user_id, role=data.role
     )
+    audit.record(
+        audit.USER_ROLE_CHANGE,
+        audit.SUCCESS,
+        target_type=audit.USER,
+        target_id=user_id,
+        role=data.role.value,
+    )
     return UserItem(user=_public(user))
 
 
@@ -78,4 +86,5 @@ async def delete_user(user_id: IdPath, admin: AdminUser, state: StateDep) -> Mes
         principals=state.principals,
         user=user,
     )
+    audit.record(audit.USER_DELETE, audit.SUCCESS, target_type=audit.USER, target_id=user_id)
     return MessageResponse(message="Utilisateur supprimé avec succès")

@@ -80,7 +80,8 @@ async def create(
         audit.SUCCESS,
         client=client,
         user_id=user_id,
-        token_id=token.id,
+        target_type=audit.API_TOKEN,
+        target_id=token.id,
         expires_at=expires.isoformat() if expires else "never",
     )
     return token, secret
@@ -103,7 +104,8 @@ async def revoke(
         client=client,
         user_id=caller.id,
         owner_id=owner_id if owner_id != caller.id else None,
-        token_id=token_id,
+        target_type=audit.API_TOKEN,
+        target_id=token_id,
     )
 
 
@@ -156,7 +158,8 @@ async def principal_of(metadata: Metadata, secret: str, client: str | None) -> P
             audit.API_TOKEN_USE,
             audit.FAILURE,
             client=client,
-            token_id=found.token_id,
+            target_type=audit.API_TOKEN if found.token_id is not None else None,
+            target_id=found.token_id,
             reason=found.refused or "unknown",
         )
         raise Unauthorized("Token invalide ou expiré")

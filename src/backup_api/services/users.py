@@ -119,7 +119,7 @@ async def _check_password(
     client: str | None,
     action: str,
     refusal: AppError,
-    **details: str,
+    via: str | None = None,
 ) -> None:
     """Raise ``refusal`` unless ``password`` is ``user``'s; every guess of a password goes
     through here, so that each counts against the same limits and leaves the same trail
@@ -127,7 +127,7 @@ async def _check_password(
     user_id = user.id if user is not None else None
     retry_after = throttle.retry_after(email, client)
     if retry_after:
-        audit.record(action, audit.THROTTLED, client=client, user_id=user_id, **details)
+        audit.record(action, audit.THROTTLED, client=client, user_id=user_id, via=via)
         raise TooManyRequests(retry_after=retry_after)
     # Unknown email and wrong password take the same path, the same time, the same answer.
     valid = await anyio.to_thread.run_sync(
@@ -141,7 +141,7 @@ async def _check_password(
             client=client,
             user_id=user_id,
             email=None if user is not None else audit.loggable_email(email),
-            **details,
+            via=via,
         )
         raise refusal
     throttle.record_success(email, client)
