@@ -26,6 +26,7 @@ from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
 from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
+from backup_api.notifications.sender import Notifier
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
 from backup_api.retention.sweep import RetentionSweeper
@@ -36,6 +37,7 @@ from backup_api.routers import (
     databases,
     docs,
     health,
+    notifications,
     restores,
     retention,
     schedules,
@@ -112,6 +114,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         scheduler = Scheduler(
             clock=time_source, settings=settings, metadata=metadata, storage=storage, events=bus
         )
+        notifier = Notifier(metadata=metadata, settings=settings, keys=keys, clock=time_source)
+        # Channels hear every event; the subscriber only records deliveries (see Notifier).
+        bus.subscribe(notifier.hear)
         state = AppState(
             settings=settings,
             engine=engine,
@@ -141,6 +146,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             scheduler=scheduler,
             copy_retrier=copy_retrier,
             events=bus,
+            notifier=notifier,
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
@@ -153,6 +159,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         scheduler.start(state.queue)
         sweeper.start()
         copy_retrier.start()
+        notifier.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (over the framework's, the ORM's and the
         # models' objects) stop showing up as request latency spikes.
@@ -165,6 +172,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await sweeper.stop()
             await copy_retrier.stop()
             await state.queue.shutdown()
+            # After the queue: the jobs that ended meanwhile have their deliveries recorded.
+            await notifier.stop()
             state.archive_processes.close()
             executor.shutdown(wait=True)
             metadata.close()
@@ -187,6 +196,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         schedules,
         retention,
         storages,
+        notifications,
         backups,
         restores,
         users,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     # The jobs import this module: what only the routes use stays out of their imports.
     from backup_api.copies.retry import CopyRetrier
     from backup_api.copies.store import CopyStore
+    from backup_api.notifications.sender import Notifier
     from backup_api.retention.sweep import RetentionSweeper
     from backup_api.scheduler import Scheduler
     from backup_api.services.serverprobe import ServerProbe
@@ -59,6 +60,8 @@ class AppState:
     copy_retrier: CopyRetrier
     #: The service's events (notifications and metrics subscribe; see ``events``).
     events: EventBus
+    #: The notification channels' deliveries and the schedules' heartbeats.
+    notifier: Notifier
     #: The age identity each pending restore of a backup encrypted to recipients brought,
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.
