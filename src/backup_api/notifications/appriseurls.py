@@ -11,9 +11,11 @@ import asyncio
 import ipaddress
 import json
 import logging
+import warnings
 from urllib.parse import urlsplit
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 
 from backup_api.netpolicy import HostNotAllowedError
 from backup_api.notifications.outbound import Outcome
@@ -23,6 +25,13 @@ from backup_api.notifications.outbound import Outcome
 _apprise_logger = logging.getLogger("apprise")
 _apprise_logger.propagate = False
 _apprise_logger.setLevel(logging.CRITICAL + 1)
+
+# apprise loads its plugins on first use, and its e-mail plugin imports ``imghdr``, which
+# warns of its removal in Python 3.13: loaded here once, with that warning silenced, so
+# no request meets it.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    NotificationManager().load_modules()
 
 NOT_LISTED = (
     "les canaux apprise sont réservés aux administrateurs, sauf vers un hôte listé dans "

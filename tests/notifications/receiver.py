@@ -1,0 +1,124 @@
+"""A real HTTP receiver for the notification tests: a thread serving on a free local
+port that records every request and answers the statuses a test queues; and a Standard
+Webhooks signature check written from the specification, independently of the service's
+code."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    def __init__(self, server: ThreadingHTTPServer) -> None:
+        self._server = server
+        self.requests: list[Received] = []
+        #: Statuses to answer, in order; once used up, 200.
+        self.statuses: list[int] = []
+        self.lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def next_status(self) -> int:
+        with self.lock:
+            return self.statuses.pop(0) if self.statuses else 200
+
+    def record(self, received: Received) -> None:
+        with self.lock:
+            self.requests.append(received)
+
+    async def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
+        """The requests once there are at least ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            assert time.monotonic() < deadline, f"{count} requests expected, got {self.requests}"
+            await asyncio.sleep(0.02)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Any
+
+    def _handle(self) -> None:
+        receiver: Receiver = self.server.receiver
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        receiver.record(
+            Received(
+                self.command,
+                self.path,
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+            )
+        )
+        status = receiver.next_status()
+        payload = b'{"ok":true}'
+        self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", receiver.url("/elsewhere"))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = _handle
+    do_POST = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+        return
+
+
+@contextmanager
+def receiving() -> Iterator[Receiver]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    receiver = Receiver(server)
+    server.receiver = receiver  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Standard Webhooks: the key is the base64 after ``whsec_``; the signed content is
+    ``{webhook-id}.{webhook-timestamp}.{body}``; ``webhook-signature`` holds one or more
+    space-separated ``v1,<base64 HMAC-SHA256>``."""
+    assert secret.startswith("whsec_")
+    key = base64.b64decode(secret[len("whsec_") :])
+    signed = b".".join(
+        [headers["webhook-id"].encode(), headers["webhook-timestamp"].encode(), body]
+    )
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    for candidate in headers["webhook-signature"].split(" "):
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value, expected):
+            return True
+    return False
