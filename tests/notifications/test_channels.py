@@ -204,8 +204,7 @@ async def test_outbound_rule_apprise_and_scope(
         response = await alice.post("/api/notifications", json=webhook(scope="all"))
         assert response.status_code == 403, response.text
         assert response.json() == {
-            "error": "Données invalides: scope: « all » est réservé aux canaux d'un "
-            "administrateur"
+            "error": "Données invalides: scope: « all » est réservé aux canaux d'un administrateur"
         }
         assert (await alice.get("/api/notifications")).json() == {"notifications": []}
 
