@@ -6,8 +6,10 @@ test endpoint; and no password or secret in anything the receiver sees."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +47,20 @@ async def deliveries(api: Api, channel_id: int) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()["deliveries"]
     return found
+
+
+async def deliveries_when(
+    api: Api, channel_id: int, ready: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The channel's attempts once ``ready`` says so (attempts are recorded after the
+    receiver answered: polled, under a generous deadline)."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = await deliveries(api, channel_id)
+        if ready(found):
+            return found
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.02)
 
 
 def publish(app: Any, event: events.ServiceEvent) -> None:
@@ -97,7 +113,7 @@ async def test_backup_events_signed_retried_and_free_of_secrets(
                 assert secret_value not in raw
 
             # The attempt is listed, the retry planned 5 s later.
-            [attempt] = await deliveries(alice, channel["id"])
+            [attempt] = await deliveries_when(alice, channel["id"], lambda found: len(found) == 1)
             assert attempt["attempt"] == 1
             assert attempt["webhook_id"] == first.headers["webhook-id"]
             assert attempt["event_type"] == "backup.completed"
@@ -116,15 +132,9 @@ async def test_backup_events_signed_retried_and_free_of_secrets(
             assert second.body == first.body
             assert verify_signature(secret, second.headers, second.body)
 
-            async def delivered() -> list[dict[str, Any]]:
-                for _ in range(600):
-                    found = await deliveries(alice, channel["id"])
-                    if found[0]["delivery_status"] == "delivered":
-                        return found
-                    await clock.settled()
-                raise AssertionError(found)
-
-            newest, oldest = await delivered()
+            newest, oldest = await deliveries_when(
+                alice, channel["id"], lambda found: found[0]["delivery_status"] == "delivered"
+            )
             assert (newest["attempt"], newest["status_code"], newest["error"]) == (2, 200, None)
             assert newest["next_attempt_at"] is None
             assert oldest["id"] == attempt["id"]
@@ -147,7 +157,9 @@ async def test_deliveries_survive_a_restart_and_give_up_after_the_schedule(
             channel_id = created["notification"]["id"]
             publish(app, events.ServiceEvent(event.type, 12345, event.data, id=event.id))
             await receiver.wait_for(1)
-            await clock.settled()
+            # Stopped once the attempt is recorded (one cut short would wait for its lease).
+            [attempt] = await deliveries_when(admin, channel_id, lambda found: len(found) == 1)
+            assert attempt["next_attempt_at"] == stamp(START + timedelta(seconds=5))
 
         # A new process (its clock past the 5 s) resumes the delivery where it stood.
         clock = TravelClock(START + timedelta(seconds=6), loops=LOOPS)
@@ -157,7 +169,8 @@ async def test_deliveries_survive_a_restart_and_give_up_after_the_schedule(
             waits = [timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2)]
             waits += [timedelta(hours=5), timedelta(hours=10), timedelta(hours=10)]
             for count, wait in enumerate(waits, start=3):
-                await clock.settled()
+                # The previous attempt recorded (its retry planned from its own time).
+                await deliveries_when(admin, channel_id, lambda found, n=count - 1: len(found) == n)
                 clock.travel(wait)
                 await receiver.wait_for(count)
             requests = receiver.requests
@@ -165,15 +178,10 @@ async def test_deliveries_survive_a_restart_and_give_up_after_the_schedule(
             assert requests[0].headers["webhook-id"] == event.id
             assert verify_signature(created["secret"], requests[-1].headers, requests[-1].body)
 
-            async def given_up() -> list[dict[str, Any]]:
-                for _ in range(600):
-                    found = await deliveries(admin, channel_id)
-                    if found and found[0]["delivery_status"] == "failed":
-                        return found
-                    await clock.settled()
-                raise AssertionError(found)
-
-            attempts = await given_up()
+            attempts = await deliveries_when(
+                admin, channel_id, lambda found: bool(found) and found[0]["attempt"] == 8
+            )
+            assert attempts[0]["delivery_status"] == "failed"
             assert [a["attempt"] for a in attempts] == [8, 7, 6, 5, 4, 3, 2, 1]
             assert {a["status_code"] for a in attempts} == {503}
             assert attempts[0]["next_attempt_at"] is None
@@ -213,15 +221,8 @@ async def test_apprise_json_channel_reaches_a_local_receiver(
             assert "compta" in message["message"]
             assert "connexion refusée" in message["message"]
 
-            async def delivered() -> dict[str, Any]:
-                for _ in range(600):
-                    found = await deliveries(alice, channel["id"])
-                    if found and found[0]["delivery_status"] == "delivered":
-                        return found[0]
-                    await clock.settled()
-                raise AssertionError(found)
-
-            attempt = await delivered()
+            [attempt] = await deliveries_when(alice, channel["id"], lambda found: bool(found))
+            assert attempt["delivery_status"] == "delivered"
             assert (attempt["attempt"], attempt["error"]) == (1, None)
 
             response = await alice.post(f"/api/notifications/{channel['id']}/test")
