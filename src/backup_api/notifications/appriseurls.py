@@ -31,7 +31,7 @@ _apprise_logger.setLevel(logging.CRITICAL + 1)
 # no request meets it.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    NotificationManager().load_modules()
+    NotificationManager().load_modules()  # type: ignore[no-untyped-call]
 
 NOT_LISTED = (
     "les canaux apprise sont réservés aux administrateurs, sauf vers un hôte listé dans "
