@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from backup_api import events
 from backup_api.config import Settings
@@ -68,8 +71,9 @@ def publish(app: Any, event: events.ServiceEvent) -> None:
 
 
 async def test_backup_events_signed_retried_and_free_of_secrets(
-    settings_factory: Callable[..., Settings], pg_server: Any
+    settings_factory: Callable[..., Settings], pg_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     source = unique_name("notify")
     pg_server.create_database(source)
     clock = TravelClock(START, loops=LOOPS)
@@ -140,6 +144,9 @@ async def test_backup_events_signed_retried_and_free_of_secrets(
             assert oldest["id"] == attempt["id"]
             # Only the channel that listens to backup.completed and is alice's heard it.
             assert len(receiver.requests) == 2
+    # The channel's URL (its token) is in no log line, at any level; the failure is.
+    assert "T0KEN" not in caplog.text
+    assert "réponse HTTP 500" in caplog.text
     pg_server.drop_database(source)
 
 

@@ -7,6 +7,7 @@ deadline, and errors in French that never repeat the URL (it may carry a token).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -16,6 +17,11 @@ import httpx
 from backup_api.netpolicy import HostNotAllowedError, outbound_allowed_among, resolve_addresses
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# httpx logs each request's URL at INFO (and httpcore its steps at DEBUG): these URLs carry
+# tokens, so those lines never reach the service's log, whatever its level.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 USER_AGENT = "backup-api"
 
 
