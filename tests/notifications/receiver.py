@@ -33,6 +33,9 @@ class Receiver:
         #: Statuses to answer, in order; once used up, 200.
         self.statuses: list[int] = []
         self.lock = threading.Lock()
+        #: Cleared: requests are recorded, then held without an answer until it is set.
+        self.answering = threading.Event()
+        self.answering.set()
 
     @property
     def port(self) -> int:
@@ -75,6 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body,
             )
         )
+        receiver.answering.wait(timeout=60)
         status = receiver.next_status()
         payload = b'{"ok":true}'
         self.send_response(status)
@@ -105,6 +109,7 @@ def receiving() -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.answering.set()
         server.shutdown()
         server.server_close()
         thread.join()

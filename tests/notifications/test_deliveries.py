@@ -198,6 +198,30 @@ async def test_deliveries_survive_a_restart_and_give_up_after_the_schedule(
             assert len(receiver.requests) == 8
 
 
+async def test_a_send_cut_short_by_a_stop_is_sent_again_at_the_next_start(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    settings = settings_factory(allowed_outbound_hosts=["127.0.0.1"])
+    with receiving() as receiver:
+        # The receiver takes the request and does not answer: the service stops meanwhile.
+        receiver.answering.clear()
+        async with running_app(settings, clock=TravelClock(START, loops=LOOPS)) as (app, client):
+            admin = await Api(client).signup("root@example.com", role="admin")
+            created = await add_webhook(admin, receiver, ["schedule.skipped"], scope="all")
+            channel_id = created["notification"]["id"]
+            publish(app, events.ServiceEvent(events.SCHEDULE_SKIPPED, None, {"reason": "x"}))
+            await receiver.wait_for(1)
+        receiver.answering.set()
+
+        # No attempt was recorded; the next start sends it at once (not after its lease).
+        async with running_app(settings, clock=TravelClock(START, loops=LOOPS)) as (_, client):
+            admin = await Api(client).login("root@example.com")
+            second = (await receiver.wait_for(2))[1]
+            assert second.headers["webhook-id"] == receiver.requests[0].headers["webhook-id"]
+            [attempt] = await deliveries_when(admin, channel_id, lambda found: bool(found))
+            assert (attempt["attempt"], attempt["delivery_status"]) == (1, "delivered")
+
+
 async def test_apprise_json_channel_reaches_a_local_receiver(
     settings_factory: Callable[..., Settings],
 ) -> None:

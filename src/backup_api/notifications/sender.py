@@ -115,12 +115,20 @@ class Notifier:
         if self._recording:
             await asyncio.wait(set(self._recording), timeout=10)
         tasks = [t for t in (self._loop_task, *self._sending) if t is not None]
+        cut_short = sorted(self._in_flight)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._loop_task = None
+        if cut_short:
+            # Sent again at the next start (the receiver may see it twice: at least once).
+            now = self.clock.now()
+            try:
+                await self._metadata.write(lambda c: notifications.release(c, cut_short, now))
+            except Exception:
+                logger.exception("notifications: could not release the deliveries cut short")
 
     def wake(self) -> None:
         self._wake.set()

@@ -106,6 +106,17 @@ def claim(connection: Connection, delivery_id: int, mark: Any, lease_until: date
     return connection.execute(_CLAIM, parameters).rowcount == 1
 
 
+def release(connection: Connection, delivery_ids: list[int], at: datetime) -> None:
+    """Give back deliveries whose attempt was cut short (the service stopping): due at
+    ``at`` rather than at the end of their lease."""
+    if delivery_ids:
+        connection.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id.in_(delivery_ids), _DELIVERIES.c.status == _PENDING)
+            .values(next_attempt_at=at)
+        )
+
+
 def record_attempt(
     connection: Connection,
     delivery: dict[str, Any],
