@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 @dataclass(frozen=True)
@@ -130,3 +140,80 @@ def verify_signature(secret: str, headers: dict[str, str], body: bytes) -> bool:
         if version == "v1" and hmac.compare_digest(value, expected):
             return True
     return False
+
+
+@dataclass
+class TlsListener:
+    """A TLS server with a self-signed certificate (no client trusts it) that records the
+    server name (SNI) each client asked for during the handshake."""
+
+    port: int
+    server_names: list[str | None] = field(default_factory=list)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@contextmanager
+def tls_listening(directory: Path) -> Iterator[TlsListener]:
+    cert_path, key_path = _self_signed(directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    # Both loopbacks, whichever "localhost" resolves to first here.
+    if socket.has_dualstack_ipv6():
+        listener_socket = socket.create_server(
+            ("::", 0), family=socket.AF_INET6, dualstack_ipv6=True
+        )
+    else:
+        listener_socket = socket.create_server(("127.0.0.1", 0))
+    listener = TlsListener(port=listener_socket.getsockname()[1])
+
+    def record(_: Any, server_name: str | None, __: Any) -> None:
+        listener.server_names.append(server_name)
+
+    context.sni_callback = record
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener_socket.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener_socket.accept()
+            except TimeoutError:
+                continue
+            with connection, contextlib.suppress(OSError):
+                connection.settimeout(5)
+                context.wrap_socket(connection, server_side=True).close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener
+    finally:
+        stop.set()
+        thread.join()
+        listener_socket.close()

@@ -13,13 +13,14 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from backup_api import events
 from backup_api.config import Settings
-from tests.notifications.receiver import Receiver, receiving, verify_signature
+from tests.notifications.receiver import Receiver, receiving, tls_listening, verify_signature
 from tests.support.apphelpers import Api, running_app, unique_name
 from tests.support.clocks import TravelClock
 
@@ -222,6 +223,32 @@ async def test_a_send_cut_short_by_a_stop_is_sent_again_at_the_next_start(
             assert (attempt["attempt"], attempt["delivery_status"]) == (1, "delivered")
 
 
+async def test_tls_goes_to_the_checked_address_with_the_name_as_server_name(
+    settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """The address is pinned, yet the TLS handshake names the URL's host (SNI), and the
+    certificate is checked against it: a self-signed one is refused."""
+    settings = settings_factory(allowed_outbound_hosts=["localhost", "127.0.0.1"])
+    with tls_listening(tmp_path) as listener:
+        async with running_app(settings) as (_, client):
+            alice = await Api(client).signup()
+            body = {
+                "name": "tls",
+                "type": "webhook",
+                "url": f"https://localhost:{listener.port}/hook",
+                "events": ["backup.failed"],
+            }
+            response = await alice.post("/api/notifications", json=body)
+            assert response.status_code == 201, response.text
+            channel_id = response.json()["notification"]["id"]
+            response = await alice.post(f"/api/notifications/{channel_id}/test")
+            assert response.json() == {
+                "ok": False,
+                "error": "échec TLS (certificat refusé, ou serveur sans TLS)",
+            }
+            assert listener.server_names == ["localhost"]
+
+
 async def test_apprise_json_channel_reaches_a_local_receiver(
     settings_factory: Callable[..., Settings],
 ) -> None:
@@ -308,6 +335,15 @@ async def test_the_test_endpoint(settings_factory: Callable[..., Settings]) -> N
             assert response.json() == {
                 "ok": False,
                 "error": "connexion impossible au destinataire",
+            }
+            # TLS to a server without it.
+            plain = f"https://127.0.0.1:{receiver.port}/hook"
+            response = await alice.put(f"/api/notifications/{channel_id}", json={"url": plain})
+            assert response.status_code == 200, response.text
+            response = await alice.post(url)
+            assert response.json() == {
+                "ok": False,
+                "error": "échec TLS (certificat refusé, ou serveur sans TLS)",
             }
             # A test is not a delivery: nothing recorded.
             assert await deliveries(alice, channel_id) == []

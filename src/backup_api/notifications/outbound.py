@@ -94,6 +94,16 @@ def _is_address(host: str) -> bool:
 _TLS = ssl.create_default_context()
 
 
+def _caused_by_tls(error: BaseException) -> bool:
+    # httpx wraps httpcore's error, which wraps the ssl module's.
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 async def request(
     method: str,
     url: str,
@@ -126,8 +136,8 @@ async def request(
     except httpx.TimeoutException:
         return Outcome(error=f"délai dépassé ({deadline:g} s)")
     except httpx.ConnectError as exc:
-        if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in type(exc.__context__).__name__:
-            return Outcome(error="connexion TLS refusée (certificat invalide ?)")
+        if _caused_by_tls(exc):
+            return Outcome(error="échec TLS (certificat refusé, ou serveur sans TLS)")
         return Outcome(error="connexion impossible au destinataire")
     except (httpx.HTTPError, OSError):
         return Outcome(error="échec de l'envoi (erreur réseau ou protocole)")
