@@ -1972,9 +1972,20 @@ ChannelUrl = Annotated[
     ),
     AfterValidator(_no_nul),
 ]
+
+
+def _events_schema(schema: dict[str, Any]) -> None:
+    # Built when the document is (the events module imports this one): exactly what
+    # _check_events accepts.
+    from backup_api.events import EVENT_TYPES
+
+    schema.update(minItems=1, uniqueItems=True)
+    schema["items"] = {"type": "string", "enum": list(EVENT_TYPES)}
+
+
 ChannelEvents = Annotated[
     list[str],
-    Field(max_length=32, description=_EVENTS_DESCRIPTION),
+    Field(max_length=32, description=_EVENTS_DESCRIPTION, json_schema_extra=_events_schema),
     AfterValidator(_check_events),
 ]
 
