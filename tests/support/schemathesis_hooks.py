@@ -93,7 +93,7 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     if path.startswith("/api/notifications") and isinstance(url, str):
         if put:
             case.body = body = {key: value for key, value in body.items() if key != "url"}
-        elif body.get("type") in targets:
+        elif isinstance(body.get("type"), str) and body["type"] in targets:
             case.body = body = {**body, "url": targets[body["type"]]}
     if isinstance(body, dict) and isinstance(body.get("heartbeat_url"), str):
         case.body = body = {**body, "heartbeat_url": "http://127.0.0.1:9/ping"}
