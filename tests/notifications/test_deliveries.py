@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from backup_api import events
 from backup_api.config import Settings
+from backup_api.models import NotificationDelivery
 from tests.notifications.receiver import Receiver, receiving, tls_listening, verify_signature
-from tests.support.apphelpers import Api, running_app, unique_name
+from tests.support.apphelpers import Api, metadata_sql, running_app, unique_name
 from tests.support.clocks import TravelClock
 
 START = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -197,6 +199,53 @@ async def test_deliveries_survive_a_restart_and_give_up_after_the_schedule(
             clock.travel(timedelta(days=2))
             await clock.settled()
             assert len(receiver.requests) == 8
+
+
+async def test_who_hears_what(settings_factory: Callable[..., Settings]) -> None:
+    """A user's channel hears that user's events of the types it chose; an admin's
+    ``scope: all`` channel hears everyone's, and the service-wide ones; a disabled channel
+    hears nothing."""
+    settings = settings_factory(allowed_outbound_hosts=["127.0.0.1"])
+    with receiving() as receiver:
+        async with running_app(settings) as (app, client):
+            admin = await Api(client).signup("root@example.com", role="admin")
+            alice = await Api(client).signup()
+            bob = await Api(client).signup()
+            channels = [
+                (admin, "/all", ["backup.failed", "schedule.skipped"], {"scope": "all"}),
+                (admin, "/admin", ["backup.failed"], {}),
+                (alice, "/alice", ["backup.failed"], {}),
+                (alice, "/alice-restores", ["restore.failed"], {}),
+                (alice, "/alice-off", ["backup.failed"], {"enabled": False}),
+            ]
+            for api, path, types, extra in channels:
+                body = {"name": path, "type": "webhook", "url": receiver.url(path)}
+                body.update(events=types, **extra)
+                assert (await api.post("/api/notifications", json=body)).status_code == 201
+            for user, event_type in [
+                (alice.user["id"], events.BACKUP_FAILED),
+                (bob.user["id"], events.BACKUP_FAILED),
+                (None, events.SCHEDULE_SKIPPED),
+            ]:
+                publish(app, events.ServiceEvent(event_type, user, {"n": user}))
+            # Each event's deliveries are recorded in one write, before any is sent: once
+            # every event was heard somewhere, no other delivery can appear.
+            await receiver.wait_for(4)
+            table = NotificationDelivery.__table__  # type: ignore[attr-defined]
+            recorded = await metadata_sql(app, select(table.c.body))
+            heard = sorted(
+                (r.path, str(json.loads(r.body)["data"]["n"]), json.loads(r.body)["type"])
+                for r in await receiver.wait_for(len(recorded))
+            )
+            alice_id, bob_id = str(alice.user["id"]), str(bob.user["id"])
+            assert heard == sorted(
+                [
+                    ("/alice", alice_id, "backup.failed"),
+                    ("/all", alice_id, "backup.failed"),
+                    ("/all", bob_id, "backup.failed"),
+                    ("/all", "None", "schedule.skipped"),
+                ]
+            )
 
 
 async def test_a_send_cut_short_by_a_stop_is_sent_again_at_the_next_start(
