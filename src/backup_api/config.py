@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # and failures that another service process on the same metadata database made).
     scheduler_poll_seconds: float = Field(default=30, gt=0)
 
+    # --- notifications
+    # Each attempt to deliver a notification (a webhook, an apprise message, a heartbeat)
+    # gives up after this long; at most this many are sent at once.
+    notification_timeout_seconds: float = Field(default=10, gt=0)
+    notification_concurrency: int = Field(default=4, ge=1)
+
     # --- disk
     # Bytes of stored backups (completed archives) per user before new backups are
     # refused; unset: no quota.

@@ -21,6 +21,7 @@ from backup_api.services.ownership import (
     API_TOKEN,
     BACKUP,
     DATABASE,
+    NOTIFICATION,
     RESTORE,
     STORAGE,
     Resource,
@@ -174,11 +175,16 @@ async def load_storage(storage_id: IdPath, user: CurrentUser, state: StateDep) -
     return await _load(state, STORAGE, storage_id, user)
 
 
+async def load_notification(notification_id: IdPath, user: CurrentUser, state: StateDep) -> Record:
+    return await _load(state, NOTIFICATION, notification_id, user)
+
+
 DatabaseDep = Annotated[Record, Depends(load_database)]
 BackupDep = Annotated[Record, Depends(load_backup)]
 RestoreDep = Annotated[Record, Depends(load_restore)]
 ApiTokenDep = Annotated[Record, Depends(load_api_token)]
 StorageDep = Annotated[Record, Depends(load_storage)]
+NotificationDep = Annotated[Record, Depends(load_notification)]
 
 
 class Page:

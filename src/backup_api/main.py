@@ -26,6 +26,7 @@ from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
 from backup_api.jobs.recovery import recover
 from backup_api.middleware import RequestGuardMiddleware
+from backup_api.notifications.sender import Notifier
 from backup_api.overdue import OverdueWatch
 from backup_api.principals import PrincipalCache
 from backup_api.ratelimit import RateLimiter
@@ -39,6 +40,7 @@ from backup_api.routers import (
     docs,
     health,
     metrics,
+    notifications,
     restores,
     retention,
     schedules,
@@ -117,6 +119,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         scheduler = Scheduler(
             clock=time_source, settings=settings, metadata=metadata, storage=storage, events=bus
         )
+        notifier = Notifier(metadata=metadata, settings=settings, keys=keys, clock=time_source)
+        # Channels hear every event; the subscriber only records deliveries (see Notifier).
+        bus.subscribe(notifier.hear)
         state = AppState(
             settings=settings,
             engine=engine,
@@ -151,6 +156,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ),
             metrics=Metrics(),
             audit=AuditWriter(metadata),
+            notifier=notifier,
         )
         # Each completed backup has its database swept.
         state.records.listeners.append(sweeper.job_event)
@@ -165,6 +171,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         sweeper.start()
         copy_retrier.start()
         state.overdue.start()
+        notifier.start()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections (over the framework's, the ORM's and the
         # models' objects) stop showing up as request latency spikes.
@@ -178,6 +185,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await copy_retrier.stop()
             await state.overdue.stop()
             await state.queue.shutdown()
+            # After the queue: the jobs that ended meanwhile have their deliveries recorded.
+            await notifier.stop()
             await state.audit.close()
             state.archive_processes.close()
             executor.shutdown(wait=True)
@@ -201,6 +210,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         schedules,
         retention,
         storages,
+        notifications,
         backups,
         restores,
         users,

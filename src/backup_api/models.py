@@ -10,6 +10,7 @@ import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import email_validator
 from annotated_types import Ge, Le
@@ -99,6 +100,28 @@ IdValue = Annotated[int, BeforeValidator(_id_not_bool), Field(ge=1, le=MAX_ID)]
 
 #: The most storages one database's backups may be sent to at once.
 MAX_DESTINATIONS = 10
+
+#: The longest notification channel or heartbeat URL accepted.
+MAX_CHANNEL_URL = 2048
+
+
+def check_http_url(value: str) -> str:
+    """An http(s) URL with a host, without credentials, spaces or a fragment (a webhook's,
+    a heartbeat's). The messages never repeat the URL: it may carry a token."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("URL invalide (espaces ou caractères de contrôle)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a bad port raises)
+    except ValueError:
+        raise ValueError("URL invalide") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("URL invalide (http ou https attendu, avec un hôte)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("identifiants interdits dans l'URL")
+    if parts.fragment:
+        raise ValueError("fragment (#...) interdit dans l'URL")
+    return value
 
 
 class Role(StrEnum):
@@ -1435,6 +1458,14 @@ class Schedule(SQLModel, table=True):
     skipped_runs: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
     retry_attempt: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
     retry_at: datetime | None = _tz_column(nullable=True)
+    # A monitor's URL (healthchecks.io style) pinged when a scheduled backup ends: a
+    # Fernet token (it carries the check's token), and the masked form shown back.
+    heartbeat_url_encrypted: str | None = SQLField(
+        default=None, sa_column=Column(Text, nullable=True)
+    )
+    heartbeat_url_masked: str | None = SQLField(
+        default=None, sa_column=Column(String(300), nullable=True)
+    )
     created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
@@ -1459,6 +1490,20 @@ class ScheduleUpdate(StrictBody):
         json_schema_extra={"enum": _ZONES},
     )
     enabled: bool = Field(default=True, strict=True)
+    heartbeat_url: str | None = Field(
+        default=None,
+        max_length=MAX_CHANNEL_URL,
+        description="http(s) URL of an outside monitor (healthchecks.io style), pinged "
+        "(GET) when a scheduled or retry backup completes and at `<url>/fail` when it "
+        "fails. Write-only: encrypted at rest, shown masked; omitted keeps the stored one, "
+        "null removes it",
+        json_schema_extra={"writeOnly": True},
+    )
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat(cls, value: str | None) -> str | None:
+        return None if value is None else check_http_url(_no_nul(value))
 
     @field_validator("cron")
     @classmethod
@@ -1489,6 +1534,11 @@ class SchedulePublic(BaseModel):
     next_retry_at: OptionalTimestamp = Field(
         default=None,
         description="When the failed scheduled backup is tried again, if it will be",
+    )
+    heartbeat_url: str | None = Field(
+        default=None,
+        description="The monitor pinged after each scheduled backup, masked (scheme and "
+        "host only), or null",
     )
 
 
@@ -1852,3 +1902,262 @@ class HealthResponse(BaseModel):
     )
     jobs: dict[str, int] = Field(description="The job queue: `running` and `queued` jobs")
     scheduler: SchedulerHealth
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class NotificationType(StrEnum):
+    #: Standard Webhooks: a signed JSON POST to the channel's URL.
+    WEBHOOK = "webhook"
+    #: Any service the apprise library reaches through one URL (Slack, ntfy, e-mail...).
+    APPRISE = "apprise"
+
+
+class NotificationScope(StrEnum):
+    #: The owner's events only.
+    OWN = "own"
+    #: Every account's events (admins only).
+    ALL = "all"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its next attempt
+    DELIVERED = "delivered"  # a 2xx answer (or apprise's success)
+    FAILED = "failed"  # every attempt of the schedule failed
+
+
+class NotificationChannel(SQLModel, table=True):
+    """Where one user's (or, scope ``all``, every user's) events are sent."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    user_id: int = SQLField(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    name: str = SQLField(sa_column=Column(String(100), nullable=False))
+    type: str = SQLField(sa_column=Column(String(16), nullable=False))
+    # Fernet token of the URL (it carries tokens), and the masked form shown back.
+    url_encrypted: str = SQLField(sa_column=Column(Text, nullable=False))
+    url_masked: str = SQLField(sa_column=Column(String(300), nullable=False))
+    # Fernet token of the webhook's signing secret (``whsec_...``); null for apprise.
+    secret_encrypted: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    # The event types it hears, a JSON list.
+    events: str = SQLField(sa_column=Column(Text, nullable=False))
+    scope: str = SQLField(sa_column=Column(String(8), nullable=False))
+    enabled: bool = SQLField(default=True, sa_column=Column(Boolean, nullable=False))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One event to deliver to one channel: the exact body every attempt sends, and
+    where its retries stand (kept here so that a restart resumes them)."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    channel_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("notification_channels.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    # Standard Webhooks' ``webhook-id``: the event's id, the same on every attempt.
+    event_id: str = SQLField(sa_column=Column(String(64), nullable=False))
+    event_type: str = SQLField(sa_column=Column(String(64), nullable=False))
+    body: str = SQLField(sa_column=Column(Text, nullable=False))
+    status: str = SQLField(
+        default=DeliveryStatus.PENDING.value, sa_column=Column(String(16), nullable=False)
+    )
+    attempts: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    next_attempt_at: datetime | None = _tz_column(nullable=True)
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class NotificationAttempt(SQLModel, table=True):
+    """One attempt at a delivery, and what the receiver answered."""
+
+    __tablename__ = "notification_attempts"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    delivery_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("notification_deliveries.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    channel_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("notification_channels.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    attempt: int = SQLField(sa_column=Column(Integer, nullable=False))
+    status_code: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    error: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    at: datetime = SQLField(sa_type=DateTime(timezone=True))
+
+
+def _check_events(value: list[str]) -> list[str]:
+    # Imported here: the events module imports this one.
+    from backup_api.events import EVENT_TYPES
+
+    if not value:
+        raise ValueError("au moins un type d'événement attendu")
+    for item in value:
+        if item not in EVENT_TYPES:
+            raise ValueError(
+                f"type d'événement inconnu: {item[:64]} (attendus: {', '.join(EVENT_TYPES)})"
+            )
+    if len(set(value)) != len(value):
+        raise ValueError("types d'événement en double")
+    return value
+
+
+_EVENTS_DESCRIPTION = (
+    "Event types the channel hears: `backup.completed`, `backup.failed`, `backup.overdue`, "
+    "`restore.completed`, `restore.failed`, `schedule.skipped`, `retention.deleted`, "
+    "`drill.passed`, `drill.failed`"
+)
+ChannelName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": _NOT_BLANK}),
+    AfterValidator(_check_name),
+]
+ChannelUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_CHANNEL_URL,
+        description="Webhook: the http(s) URL receiving the POSTs. apprise: an apprise URL "
+        "(`tgram://...`, `ntfys://...`, `json://...`). Write-only: encrypted at rest, "
+        "shown masked",
+        json_schema_extra={"writeOnly": True},
+    ),
+    AfterValidator(_no_nul),
+]
+
+
+def _events_schema(schema: dict[str, Any]) -> None:
+    # Built when the document is (the events module imports this one): exactly what
+    # _check_events accepts.
+    from backup_api.events import EVENT_TYPES
+
+    schema.update(minItems=1, uniqueItems=True)
+    schema["items"] = {"type": "string", "enum": list(EVENT_TYPES)}
+
+
+ChannelEvents = Annotated[
+    list[str],
+    Field(max_length=32, description=_EVENTS_DESCRIPTION, json_schema_extra=_events_schema),
+    AfterValidator(_check_events),
+]
+
+
+class NotificationCreate(StrictBody):
+    name: ChannelName
+    type: NotificationType = Field(description="`webhook` or `apprise`")
+    url: ChannelUrl
+    events: ChannelEvents
+    scope: NotificationScope = Field(
+        default=NotificationScope.OWN,
+        description="`own`: the owner's events; `all`: every account's (admins only)",
+    )
+    enabled: bool = Field(default=True, strict=True)
+
+
+class NotificationUpdate(StrictBody):
+    """A PUT may omit fields, which keeps them; ``null`` is refused."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
+
+    name: ChannelName | None = None
+    url: ChannelUrl | None = None
+    events: ChannelEvents | None = None
+    scope: NotificationScope | None = None
+    enabled: bool | None = Field(default=None, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("null refusé: omettez le champ pour garder sa valeur")
+        return value
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    name: str
+    type: NotificationType
+    url: str = Field(description="Masked: scheme and host only (the rest may carry tokens)")
+    events: list[str]
+    scope: NotificationScope
+    enabled: bool
+    user_id: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class NotificationEnvelope(BaseModel):
+    message: str
+    notification: NotificationPublic
+
+
+class NotificationCreated(NotificationEnvelope):
+    secret: str | None = Field(
+        description="Webhooks: the signing secret (`whsec_` + base64 of 32 bytes), returned "
+        "this once only; null for apprise"
+    )
+
+
+class NotificationItem(BaseModel):
+    notification: NotificationPublic
+
+
+class NotificationList(BaseModel):
+    notifications: list[NotificationPublic]
+
+
+class NotificationTestResult(BaseModel):
+    ok: bool
+    status_code: int | None = Field(
+        default=None, description="The receiver's HTTP status (webhooks)"
+    )
+    error: str | None = Field(default=None, description="Why it failed (when `ok` is false)")
+
+
+class DeliveryAttemptPublic(BaseModel):
+    id: int
+    delivery_id: int
+    event_type: str
+    webhook_id: str = Field(description="The event's id: the same on every attempt")
+    attempt: int = Field(description="1 for the first attempt, up to 8")
+    status_code: int | None
+    error: str | None
+    at: Timestamp
+    delivery_status: DeliveryStatus = Field(
+        description="Where the delivery stands now: `pending` (another attempt is planned), "
+        "`delivered` or `failed`"
+    )
+    next_attempt_at: OptionalTimestamp = Field(description="The delivery's next attempt")
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryAttemptPublic]

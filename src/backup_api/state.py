@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from backup_api.audit import AuditWriter
     from backup_api.copies.retry import CopyRetrier
     from backup_api.copies.store import CopyStore
+    from backup_api.notifications.sender import Notifier
     from backup_api.overdue import OverdueWatch
     from backup_api.retention.sweep import RetentionSweeper
     from backup_api.scheduler import Scheduler
@@ -69,6 +70,8 @@ class AppState:
     #: Stores the audit trail's entries (see ``audit``); the requests reach it through
     #: their ``logcontext``.
     audit: AuditWriter
+    #: The notification channels' deliveries and the schedules' heartbeats.
+    notifier: Notifier
     #: The age identity each pending restore of a backup encrypted to recipients brought,
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.

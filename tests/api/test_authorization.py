@@ -43,6 +43,11 @@ ROUTES = [
     ("DELETE", "/api/storages/{storage}", None),
     ("POST", "/api/storages/{storage}/test", None),
     ("POST", "/api/storages/{storage}/import", None),
+    ("GET", "/api/notifications/{notification}", None),
+    ("PUT", "/api/notifications/{notification}", {"name": "pris par bob"}),
+    ("DELETE", "/api/notifications/{notification}", None),
+    ("POST", "/api/notifications/{notification}/test", None),
+    ("GET", "/api/notifications/{notification}/deliveries", None),
     # Naming someone else's storage as a destination of one's own database.
     ("PUT", "/api/databases/{bob_database}", {"storage_ids": ["{storage}"]}),
 ]
@@ -66,6 +71,11 @@ async def _state(api: Api) -> dict[str, Any]:
     restores = (await api.get("/api/restores")).json()
     tokens = (await api.get("/api/tokens")).json()
     storages = (await api.get("/api/storages")).json()
+    notifications = (await api.get("/api/notifications")).json()
+    deliveries = [
+        (await api.get(f"/api/notifications/{n['id']}/deliveries")).json()
+        for n in notifications["notifications"]
+    ]
     retention = {
         d["id"]: (await api.get(f"/api/databases/{d['id']}/retention")).json()
         for d in databases["databases"]
@@ -80,6 +90,8 @@ async def _state(api: Api) -> dict[str, Any]:
         "restores": restores,
         "tokens": tokens,
         "storages": storages,
+        "notifications": notifications,
+        "deliveries": deliveries,
         "retention": retention,
         "schedules": schedules,
     }
@@ -120,7 +132,30 @@ async def test_second_user_gets_403_everywhere(
     bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
     token = (await alice.post("/api/tokens", json={"name": "ci"})).json()["token"]
     bob_token = (await bob.post("/api/tokens", json={"name": "ci"})).json()["token"]
+    # A public address (a non-admin's webhook must have one), for an event that no step
+    # of this test publishes: nothing is ever sent to it.
+    notification = await alice.post(
+        "/api/notifications",
+        json={
+            "name": "hook",
+            "type": "webhook",
+            "url": "https://1.1.1.1/hook",
+            "events": ["drill.failed"],
+        },
+    )
+    assert notification.status_code == 201, notification.text
+    bob_notification = await bob.post(
+        "/api/notifications",
+        json={
+            "name": "hook",
+            "type": "webhook",
+            "url": "https://1.1.1.1/bob",
+            "events": ["drill.failed"],
+        },
+    )
+    assert bob_notification.status_code == 201, bob_notification.text
     ids = {
+        "notification": notification.json()["notification"]["id"],
         "database": database["id"],
         "backup": backup["id"],
         "restore": restore["id"],
@@ -160,6 +195,8 @@ async def test_second_user_gets_403_everywhere(
     assert [s["id"] for s in (await bob.get("/api/storages")).json()["storages"]] == [
         bob_storage.json()["storage"]["id"]
     ]
+    bob_channels = (await bob.get("/api/notifications")).json()["notifications"]
+    assert [n["id"] for n in bob_channels] == [bob_notification.json()["notification"]["id"]]
 
     # An admin sees and reaches everything.
     assert {b["id"] for b in (await admin.get("/api/backups")).json()["backups"]} == {
@@ -174,6 +211,8 @@ async def test_second_user_gets_403_everywhere(
         f"/api/restores/{restore['id']}",
         f"/api/tokens/{token['id']}",
         f"/api/storages/{ids['storage']}",
+        f"/api/notifications/{ids['notification']}",
+        f"/api/notifications/{ids['notification']}/deliveries",
         f"/api/databases/{database['id']}/retention",
         f"/api/databases/{database['id']}/retention/preview",
     ):

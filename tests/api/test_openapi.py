@@ -207,6 +207,17 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             json={"name": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "backups"},
         )
         assert storage.status_code == 201, storage.text
+        # A public address (a non-admin's must be): never contacted by this test.
+        notification = await owner.post(
+            "/api/notifications",
+            json={
+                "name": "hook",
+                "type": "webhook",
+                "url": "https://1.1.1.1/hook",
+                "events": ["backup.failed"],
+            },
+        )
+        assert notification.status_code == 201, notification.text
         ids = {
             "database_id": database["id"],
             "backup_id": backup["id"],
@@ -214,6 +225,7 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             "user_id": owner.user["id"],
             "token_id": token.json()["token"]["id"],
             "storage_id": storage.json()["storage"]["id"],
+            "notification_id": notification.json()["notification"]["id"],
         }
         checked: dict[int, int] = {}
         # A valid body where one is required, so that only the case under test can fail.

@@ -93,6 +93,9 @@ def test_readme_flow_backs_up_and_restores(
                 "AKIAEXAMPLE": s3_server.access_key_id,
                 "cle-secrete": _bash_single_quoted_json(s3_server.secret_access_key),
                 '"path_style": false': '"path_style": true',
+                # Notification targets: a local port nothing listens on (listed above).
+                "https://hooks.example.com": "http://127.0.0.1:9",
+                "https://hc-ping.com": "http://127.0.0.1:9",
             }
             script = "\n".join(readme_blocks())
             for convention, value in replacements.items():

@@ -16,7 +16,7 @@ from tests.support.clocks import TravelClock
 from tests.support.locks import table_locked
 from tests.support.sample_data import create_filled
 
-LOOPS = 4  # the scheduler, the retention sweep, the copy retrier, the overdue watch
+LOOPS = 5  # the scheduler, the retention sweep, the copy retrier, the overdue watch, the notifier
 
 
 async def health_of(api: Api) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from tests.support.clocks import TravelClock
 from tests.support.servers.common import free_port
 
 TOKEN = "jeton-prometheus-overdue"
-# The scheduler, the retention sweep, the copy retrier and the overdue watch.
-LOOPS = 4
+# The scheduler, the retention sweep, the copy retrier, the overdue watch, the notifier.
+LOOPS = 5
 HOURLY_THRESHOLD = timedelta(minutes=90)
 
 

@@ -102,6 +102,7 @@ async def test_schedule_api(settings_factory: Callable[..., Settings], pg_server
                 "last_backup_id": None,
                 "skipped_runs": 0,
                 "next_retry_at": None,
+                "heartbeat_url": None,
             },
         }
         assert await schedule_of(alice, database) == response.json()["schedule"]

@@ -84,6 +84,19 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
             pass
         else:
             case.body = body = {**body, "endpoint": "http://127.0.0.1:9"}
+    # A notification channel's URL is an http(s) URL or an apprise one depending on the
+    # channel's type, which no schema pattern states: a generated one is replaced by a
+    # local port where nothing listens (a PUT, whose channel's type the fuzzer does not
+    # know, keeps the stored one). The same for a schedule's heartbeat URL.
+    targets = {"webhook": "http://127.0.0.1:9/hook", "apprise": "json://127.0.0.1:9/x"}
+    url = body.get("url") if isinstance(body, dict) else None
+    if path.startswith("/api/notifications") and isinstance(url, str):
+        if put:
+            case.body = body = {key: value for key, value in body.items() if key != "url"}
+        elif isinstance(body.get("type"), str) and body["type"] in targets:
+            case.body = body = {**body, "url": targets[body["type"]]}
+    if isinstance(body, dict) and isinstance(body.get("heartbeat_url"), str):
+        case.body = body = {**body, "heartbeat_url": "http://127.0.0.1:9/ping"}
     # A schedule's pattern states an expression's shape, not each field's range (minute
     # 0-59, a range's start before its end...): a generated one of the right shape that
     # cron cannot read is replaced by one it can.

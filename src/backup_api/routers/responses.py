@@ -108,6 +108,24 @@ INVALID_TIMEZONE = ErrorCase(
     "Données invalides: timezone: fuseau horaire IANA inconnu (par exemple Europe/Paris, UTC)",
     "`timezone` is not an IANA zone name",
 )
+INVALID_CHANNEL_URL = ErrorCase(
+    400,
+    "Données invalides: url: adresse non publique (privée, locale ou réservée) non "
+    "autorisée: 127.0.0.1",
+    "`url` is not an http(s) URL (webhook) or an apprise URL, or a non-admin's webhook "
+    "resolves to an address that is not public and not in `BACKUP_API_ALLOWED_OUTBOUND_HOSTS`",
+)
+APPRISE_ADMIN_ONLY = ErrorCase(
+    403,
+    "Données invalides: url: les canaux apprise sont réservés aux administrateurs, sauf vers "
+    "un hôte listé dans BACKUP_API_ALLOWED_OUTBOUND_HOSTS",
+    "a non-admin's apprise URL names a host that `BACKUP_API_ALLOWED_OUTBOUND_HOSTS` does not list",
+)
+SCOPE_ADMIN_ONLY = ErrorCase(
+    403,
+    "Données invalides: scope: « all » est réservé aux canaux d'un administrateur",
+    "`scope` is `all` and the channel's owner is not an admin",
+)
 SECRET_REQUIRED = ErrorCase(
     400,
     "Données invalides: secret_access_key: requis pour modifier endpoint",
@@ -168,6 +186,9 @@ RETENTION_NOT_FOUND = ErrorCase(
     "the database has no retention policy (every backup is kept)",
 )
 STORAGE_NOT_FOUND = ErrorCase(404, "Stockage introuvable", "no storage has this id")
+NOTIFICATION_NOT_FOUND = ErrorCase(
+    404, "Canal de notification introuvable", "no notification channel has this id"
+)
 RESTORE_NOT_FOUND = ErrorCase(404, "Restauration introuvable", "no restore has this id")
 USER_NOT_FOUND = ErrorCase(404, "Utilisateur introuvable", "no account has this id")
 SCHEDULE_NOT_FOUND = ErrorCase(

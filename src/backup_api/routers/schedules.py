@@ -32,15 +32,25 @@ async def put_schedule(
     data: ScheduleUpdate, database: DatabaseDep, user: CurrentUser, state: StateDep
 ) -> ScheduleEnvelope:
     """Create or replace the schedule: `cron` (five fields or `@hourly`, `@daily`,
-    `@weekly`, `@monthly`) read in `timezone` (IANA, default `UTC`). Each slot runs once;
+    `@weekly`, `@monthly`) read in `timezone` (IANA, default `UTC`), and an optional
+    `heartbeat_url` pinged when a scheduled backup ends (`<url>/fail` on failure). Each
+    slot runs once;
     slots missed while the service was stopped give one catch-up run; a slot that finds a
     backup of the database pending or running is skipped and counted in `skipped_runs`."""
+    heartbeat = await schedules_service.heartbeat_values(
+        metadata=state.metadata,
+        settings=state.settings,
+        keys=state.keys,
+        owner_id=database.user_id,
+        data=data,
+    )
     schedule, created = await schedules_service.put_schedule(
         metadata=state.metadata,
         user=user,
         database_id=database.id,
         data=data,
         now=state.scheduler.clock.now(),
+        heartbeat=heartbeat,
     )
     # Committed: the scheduler reads the new timing.
     state.scheduler.wake()

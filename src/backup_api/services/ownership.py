@@ -17,7 +17,15 @@ from sqlalchemy import Connection
 
 from backup_api.exceptions import Forbidden, NotFound
 from backup_api.principals import Principal
-from backup_api.repositories import Record, api_tokens, backups, databases, restores, storages
+from backup_api.repositories import (
+    Record,
+    api_tokens,
+    backups,
+    databases,
+    notifications,
+    restores,
+    storages,
+)
 
 
 class Owned(Protocol):
@@ -60,3 +68,5 @@ RESTORE: Resource[Record] = Resource(restores.get, "Restauration introuvable")
 API_TOKEN: Resource[Record] = Resource(api_tokens.get, "Token introuvable")
 #: An off-site destination (an S3-compatible bucket).
 STORAGE: Resource[Record] = Resource(storages.get, "Stockage introuvable")
+#: A notification channel (a webhook, an apprise URL).
+NOTIFICATION: Resource[Record] = Resource(notifications.get, "Canal de notification introuvable")

@@ -7,12 +7,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from backup_api.config import Settings
 from backup_api.cron import CronSchedule
 from backup_api.db import Metadata
-from backup_api.exceptions import NotFound
+from backup_api.exceptions import BadRequest, NotFound
 from backup_api.models import SchedulePublic, ScheduleUpdate, utcnow
+from backup_api.netpolicy import HostNotAllowedError
+from backup_api.notifications import outbound
 from backup_api.principals import Principal
-from backup_api.repositories import Record, schedules
+from backup_api.repositories import Record, schedules, users
+from backup_api.security import Keys, encrypt_secret
 from backup_api.services.ownership import DATABASE, load_owned
 
 NO_SCHEDULE = "Aucune planification pour cette base de données"
@@ -28,7 +32,32 @@ def to_public(schedule: Record) -> SchedulePublic:
         last_backup_id=schedule.last_backup_id,
         skipped_runs=schedule.skipped_runs,
         next_retry_at=schedule.retry_at,
+        heartbeat_url=schedule.heartbeat_url_masked,
     )
+
+
+async def heartbeat_values(
+    *, metadata: Metadata, settings: Settings, keys: Keys, owner_id: int, data: ScheduleUpdate
+) -> dict[str, Any]:
+    """The heartbeat columns a PUT sets: none when it omits ``heartbeat_url`` (the stored
+    one is kept), cleared by null, else the URL checked under the owner's outbound rule
+    (as each ping will be), encrypted, and its masked form."""
+    if "heartbeat_url" not in data.model_fields_set:
+        return {}
+    url = data.heartbeat_url
+    if url is None:
+        return {"heartbeat_url_encrypted": None, "heartbeat_url_masked": None}
+    owner_is_admin = await metadata.read(lambda c: users.is_admin(c, owner_id))
+    try:
+        await outbound.pin(
+            url, owner_is_admin=owner_is_admin, allowed=settings.allowed_outbound_hosts
+        )
+    except HostNotAllowedError as exc:
+        raise BadRequest(f"Données invalides: heartbeat_url: {exc}") from None
+    return {
+        "heartbeat_url_encrypted": encrypt_secret(keys, url),
+        "heartbeat_url_masked": outbound.mask_url(url),
+    }
 
 
 async def get_schedule(*, metadata: Metadata, database: Record) -> Record:
@@ -56,12 +85,13 @@ async def put_schedule(
     database_id: int,
     data: ScheduleUpdate,
     now: datetime,
+    heartbeat: dict[str, Any] | None = None,
 ) -> tuple[Record, bool]:
     """The saved schedule, and whether it is new.
 
     The next slot is counted from now when the timing changes (or the schedule is
     enabled again: slots missed while disabled are not caught up); otherwise a slot
-    already due keeps its place.
+    already due keeps its place. ``heartbeat``: the columns ``heartbeat_values`` gave.
     """
     # Counted before the unit: reading the zone's rules is no work for a transaction.
     next_slot = CronSchedule(data.cron, data.timezone).next_after(now) if data.enabled else None
@@ -76,6 +106,7 @@ async def put_schedule(
             "timezone": data.timezone,
             "enabled": data.enabled,
             "updated_at": utcnow(),
+            **(heartbeat or {}),
         }
         if not data.enabled:
             values.update(next_run_at=None, retry_at=None)

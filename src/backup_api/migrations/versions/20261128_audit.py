@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_audit"
-down_revision = "0009_encryption"
+down_revision = "0010_notifications"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,2 @@
+"""Notifications: the channels' sending (Standard Webhooks, apprise), the deliveries'
+persisted retries, and the schedules' heartbeats."""
