@@ -56,6 +56,9 @@ STORAGE_CREATE = "storage_create"
 STORAGE_UPDATE = "storage_update"
 STORAGE_DELETE = "storage_delete"
 STORAGE_IMPORT = "storage_import"
+NOTIFICATION_CREATE = "notification_create"
+NOTIFICATION_UPDATE = "notification_update"
+NOTIFICATION_DELETE = "notification_delete"
 
 # --- what an action is done to
 USER = "user"
@@ -64,6 +67,7 @@ BACKUP = "backup"
 RESTORE = "restore"
 STORAGE = "storage"
 API_TOKEN = "api_token"  # noqa: S105
+NOTIFICATION = "notification"
 
 # --- outcomes
 SUCCESS = "success"

@@ -17,6 +17,7 @@ from tests.support.sample_data import create_filled
 
 CLIENT = "203.0.113.7"  # the address the test transport gives every request
 STORAGE_SECRET = "wJalrXUtnFEMI/K7MDENG/audit-Secret!42"
+CHANNEL_TOKEN = "canal-jeton-secret-audit"
 NEW_PASSWORD = "un-tout-nouveau-mot-de-passe"
 
 
@@ -41,7 +42,7 @@ def find(
 async def test_every_kind_of_action_is_in_the_trail(
     settings_factory: Callable[..., Settings], pg_server: Any
 ) -> None:
-    settings = settings_factory(login_max_failures=2)
+    settings = settings_factory(login_max_failures=2, allowed_outbound_hosts=["127.0.0.1"])
     async with running_app(settings) as (_, client):
         root = await Api(client).signup("root@example.com", role="admin")
         alice = await Api(client).signup("alice@example.com")
@@ -84,6 +85,21 @@ async def test_every_kind_of_action_is_in_the_trail(
         storage_url = f"/api/storages/{storage_id}"
         assert (await alice.put(storage_url, json={"name": "minio"})).status_code == 200
         assert (await alice.delete(storage_url)).status_code == 200
+
+        # A notification channel (its URL and secret never in the trail).
+        channel = {
+            "name": "alertes",
+            "type": "webhook",
+            "url": f"http://127.0.0.1:9/hook?token={CHANNEL_TOKEN}",
+            "events": ["backup.failed"],
+        }
+        response = await alice.post("/api/notifications", json=channel)
+        assert response.status_code == 201, response.text
+        channel_id = response.json()["notification"]["id"]
+        channel_secret = response.json()["secret"]
+        channel_url = f"/api/notifications/{channel_id}"
+        assert (await alice.put(channel_url, json={"enabled": False})).status_code == 200
+        assert (await alice.delete(channel_url)).status_code == 200
 
         # A personal token.
         response = await alice.post("/api/tokens", json={"name": "ci"})
@@ -147,6 +163,12 @@ async def test_every_kind_of_action_is_in_the_trail(
     on_storage = {"user_id": alice_id, "target_type": "storage", "target_id": storage_id}
     for action in ("storage_create", "storage_update", "storage_delete"):
         find(entries, action, **on_storage)
+    on_channel = {"user_id": alice_id, "target_type": "notification", "target_id": channel_id}
+    assert find(entries, "notification_create", **on_channel)["details"] == {
+        "channel_type": "webhook"
+    }
+    assert find(entries, "notification_update", **on_channel)["details"] == {"fields": ["enabled"]}
+    find(entries, "notification_delete", **on_channel)
     on_token = {"user_id": alice_id, "target_type": "api_token", "target_id": token_id}
     find(entries, "api_token_create", **on_token)
     find(entries, "api_token_revoke", **on_token)
@@ -174,7 +196,8 @@ async def test_every_kind_of_action_is_in_the_trail(
     assert all(entry["request_id"] for entry in entries)
     assert all(entry["time"].endswith("Z") for entry in entries)
     everything = repr(entries)
-    for secret in (PASSWORD, NEW_PASSWORD, "pas-le-bon-mot", STORAGE_SECRET, token_secret):
+    secrets = (PASSWORD, NEW_PASSWORD, "pas-le-bon-mot", STORAGE_SECRET, token_secret)
+    for secret in (*secrets, CHANNEL_TOKEN, channel_secret):
         assert secret not in everything
     assert pg_server.password not in everything
 

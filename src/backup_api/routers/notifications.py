@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
+from backup_api import audit
 from backup_api.deps import CurrentUser, NotificationDep, PageDep, StateDep
 from backup_api.models import (
     DeliveryList,
@@ -48,6 +49,13 @@ async def create_notification(
     The URL is encrypted at rest and shown masked."""
     channel, secret = await notifications_service.create_channel(
         settings=state.settings, metadata=state.metadata, keys=state.keys, owner=user, data=data
+    )
+    audit.record(
+        audit.NOTIFICATION_CREATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        channel_type=channel.type,
     )
     return NotificationCreated(
         message="Canal de notification ajouté avec succès",
@@ -96,6 +104,13 @@ async def update_notification(
         channel=channel,
         data=data,
     )
+    audit.record(
+        audit.NOTIFICATION_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        fields=sorted(data.model_fields_set),
+    )
     return NotificationEnvelope(
         message="Canal de notification mis à jour avec succès",
         notification=notifications_service.to_public(updated),
@@ -111,6 +126,12 @@ async def update_notification(
 async def delete_notification(channel: NotificationDep, state: StateDep) -> MessageResponse:
     """Delete a channel, its pending deliveries and their history."""
     await notifications_service.delete_channel(metadata=state.metadata, channel=channel)
+    audit.record(
+        audit.NOTIFICATION_DELETE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+    )
     return MessageResponse(message="Canal de notification supprimé avec succès")
 
 
