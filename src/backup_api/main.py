@@ -15,6 +15,7 @@ from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.copies.retry import CopyRetrier
 from backup_api.copies.store import CopyStore
+from backup_api.dashboard import routes as dashboard
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
@@ -193,6 +194,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         api_tokens,
         health,
         docs,
+        dashboard,
     ):
         app.include_router(router.router)
     openapi.install(app, settings)

@@ -1,0 +1,691 @@
+"""The dashboard's pages: server-rendered HTML at ``/`` (Swagger UI stays at ``/docs``).
+
+Each route calls the same services as the API, as the signed-in account, so ownership
+(403 for another user's record, 404 for a missing one) and validation are the API's own.
+Forms post back here with the session cookie and a CSRF token; htmx only polls fragments
+(a running backup or restore) and asks for the retention preview.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, ValidationError
+
+from backup_api.dashboard import session, views
+from backup_api.deps import IdPath, StateDep, client_address
+from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound, validation_message
+from backup_api.models import (
+    DatabaseCreate,
+    RetentionPolicyBody,
+    ScheduleUpdate,
+    StorageCreate,
+    UserRegister,
+)
+from backup_api.principals import Principal
+from backup_api.repositories import dashboard as dashboard_rows
+from backup_api.repositories import users as user_rows
+from backup_api.security import create_access_token
+from backup_api.services import backups as backups_service
+from backup_api.services import databases as databases_service
+from backup_api.services import restores as restores_service
+from backup_api.services import retention as retention_service
+from backup_api.services import schedules as schedules_service
+from backup_api.services import storages as storages_service
+from backup_api.services import users as users_service
+from backup_api.services.ownership import BACKUP, DATABASE, RESTORE, STORAGE, load_owned
+from backup_api.state import AppState
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+#: Pages draw only from this origin: no inline script or style, no frame, forms post here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+#: The listings a page shows at most (the API pages through the rest).
+PAGE_ROWS = 50
+CONFIRM_MISMATCH = "Confirmation incorrecte: tapez exactement le nom de la base cible ({name})"
+CSRF_REFUSED = "Jeton CSRF absent ou invalide: rechargez la page et recommencez"
+
+ENVIRONMENT = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENVIRONMENT.globals.update(
+    size=views.size,
+    duration=views.duration,
+    when=views.when,
+    status_of=views.status_of,
+    status_label=views.status_label,
+    trigger_labels=views.TRIGGER_LABELS,
+)
+
+
+def _security_headers(response: Response) -> None:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+
+
+def render(
+    request: Request, template: str, context: Mapping[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    state: AppState = request.app.state.backup_api
+    seed = session.csrf_seed(request)
+    visitor = None
+    if seed is None:
+        # A first visit: the sign-in form's CSRF token needs a value to be bound to.
+        visitor = seed = session.new_visitor_id()
+    now = datetime.now(UTC)
+    body = ENVIRONMENT.get_template(template).render(
+        request=request,
+        csrf=session.csrf_token(state, seed),
+        csrf_field=session.CSRF_FIELD,
+        user=getattr(request.state, "principal", None),
+        age=lambda instant: views.age(instant, now),
+        **context,
+    )
+    response = HTMLResponse(body, status_code=status_code)
+    if visitor is not None:
+        session.set_cookie(request, response, session.ANONYMOUS_COOKIE, visitor, 86400)
+    return response
+
+
+class DashboardRoute(APIRoute):
+    """A dashboard route: errors become pages (or fragments for htmx) in French with the
+    API's status, a missing session sends the browser to the sign-in page, and every
+    answer carries the dashboard's Content-Security-Policy."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except session.LoginRequired:
+                response = RedirectResponse("/login", status_code=303)
+            except session.CsrfRefused:
+                response = _error(request, 403, CSRF_REFUSED)
+            except AppError as exc:
+                response = _error(request, exc.status_code, exc.message)
+            except RequestValidationError as exc:
+                response = _error(request, 400, validation_message(exc.errors()))
+            _security_headers(response)
+            return response
+
+        return route
+
+
+def _error(request: Request, status_code: int, message: str) -> Response:
+    template = "_error.html" if request.headers.get("hx-request") else "error.html"
+    return render(request, template, {"message": message}, status_code)
+
+
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
+
+
+async def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.backup_api
+    return state
+
+
+async def signed_in(request: Request) -> Principal:
+    state: AppState = request.app.state.backup_api
+    principal = await session.principal(request, state)
+    if principal is None:
+        raise session.LoginRequired()
+    request.state.principal = principal
+    return principal
+
+
+async def posted(request: Request, state: AppState) -> dict[str, str]:
+    """The form's fields, once its CSRF token is checked."""
+    form = await request.form()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    session.check_csrf(request, state, fields.pop(session.CSRF_FIELD, None))
+    return fields
+
+
+def _model(model: type[M], values: Mapping[str, Any]) -> M:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc.errors())) from None
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+# --------------------------------------------------------------------------- static files
+
+ASSETS = {
+    "htmx.min.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+_asset_cache: dict[str, bytes] = {}
+
+
+@router.get("/assets/{name}")
+async def asset(name: str) -> Response:
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise NotFound()
+    body = _asset_cache.get(name)
+    if body is None:
+        body = _asset_cache[name] = (STATIC_DIR / name).read_bytes()
+    return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+async def _first_account(state: AppState) -> bool:
+    return await state.metadata.read(lambda c: user_rows.count(c) == 0)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html", {"email": ""})
+
+
+async def _open_session(request: Request, state: AppState, email: str, password: str) -> Response:
+    user = await users_service.authenticate(
+        metadata=state.metadata,
+        throttle=state.throttle,
+        email=email,
+        password=password,
+        client=client_address(request),
+        via="dashboard",
+    )
+    token = create_access_token(
+        user.id, state.keys.jwt_secret, state.settings.jwt_expire_minutes, token_key=user.token_key
+    )
+    response = _see_other("/")
+    session.set_cookie(
+        request, response, session.SESSION_COOKIE, token, state.settings.jwt_expire_minutes * 60
+    )
+    session.clear_cookie(request, response, session.ANONYMOUS_COOKIE)
+    return response
+
+
+@router.post("/login")
+async def login(request: Request, state: StateDep) -> Response:
+    fields = await posted(request, state)
+    email = fields.get("email", "")[:320]
+    try:
+        return await _open_session(request, state, email, fields.get("password", "")[:1024])
+    except AppError as exc:
+        return render(
+            request, "login.html", {"email": email, "error": exc.message}, exc.status_code
+        )
+
+
+@router.get("/register")
+async def register_page(request: Request, state: StateDep) -> Response:
+    return render(
+        request, "register.html", {"email": "", "offer_admin": await _first_account(state)}
+    )
+
+
+@router.post("/register")
+async def register(request: Request, state: StateDep) -> Response:
+    fields = await posted(request, state)
+    email = fields.get("email", "")[:320]
+    try:
+        data = _model(
+            UserRegister,
+            {
+                "email": email,
+                "password": fields.get("password", ""),
+                "role": fields.get("role", "user"),
+            },
+        )
+        await users_service.register(
+            metadata=state.metadata, settings=state.settings, data=data, caller=None
+        )
+        return await _open_session(request, state, data.email, data.password)
+    except AppError as exc:
+        context = {"email": email, "error": exc.message, "offer_admin": await _first_account(state)}
+        return render(request, "register.html", context, exc.status_code)
+
+
+@router.post("/logout")
+async def logout(request: Request, state: StateDep) -> Response:
+    await posted(request, state)
+    response = _see_other("/login")
+    session.clear_cookie(request, response, session.SESSION_COOKIE)
+    return response
+
+
+User = Depends(signed_in)
+
+
+# --------------------------------------------------------------------------- overview
+
+
+@router.get("/")
+async def overview(request: Request, state: StateDep, user: Principal = User) -> Response:
+    owner_id = None if user.is_admin else user.id
+    data = await state.metadata.read(lambda c: dashboard_rows.overview(c, owner_id))
+    rows = views.overview_rows(data, datetime.now(UTC))
+    return render(request, "overview.html", {"rows": rows})
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@router.get("/databases/new")
+async def database_form(request: Request, user: Principal = User) -> Response:
+    return render(request, "database_new.html", {"values": {}})
+
+
+@router.post("/databases")
+async def database_create(request: Request, state: StateDep, user: Principal = User) -> Response:
+    fields = await posted(request, state)
+    names = ("name", "type", "host", "port", "username", "password", "db_name")
+    values = {name: fields.get(name, "") for name in names}
+    try:
+        data = _model(DatabaseCreate, values)
+        database, warning = await databases_service.create_database(
+            metadata=state.metadata,
+            settings=state.settings,
+            keys=state.keys,
+            probe=state.server_probe,
+            owner=user,
+            data=data,
+        )
+    except AppError as exc:
+        # The password is never sent back, even into the form it came from.
+        values.pop("password")
+        context = {"values": values, "error": exc.message}
+        return render(request, "database_new.html", context, exc.status_code)
+    if warning is None:
+        return _see_other(f"/databases/{database.record.id}")
+    # Registered, but a backup would fail as things stand: say why at once.
+    context = await _database_context(state, database.record, user)
+    return render(request, "database.html", {**context, "warning": warning}, 201)
+
+
+async def _owned_database(state: AppState, database_id: int, user: Principal) -> Any:
+    return await state.metadata.read(lambda c: load_owned(c, DATABASE, database_id, user))
+
+
+async def _optional(work: Awaitable[T]) -> T | None:
+    try:
+        return await work
+    except NotFound:
+        return None
+
+
+async def _database_context(state: AppState, database: Any, user: Principal) -> dict[str, Any]:
+    listing = await backups_service.list_backups_json(
+        metadata=state.metadata, user=user, limit=PAGE_ROWS, offset=0, database_id=database.id
+    )
+    schedule = await _optional(
+        schedules_service.get_schedule(metadata=state.metadata, database=database)
+    )
+    policy = await _optional(
+        retention_service.get_policy(metadata=state.metadata, database=database)
+    )
+    view = await databases_service.view(state.metadata, database)
+    storages = await storages_service.list_storages(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    names = {storage.id: storage.name for storage in storages}
+    return {
+        "database": database,
+        "backups": json.loads(listing)["backups"],
+        "schedule": schedules_service.to_public(schedule) if schedule is not None else None,
+        "policy": policy,
+        "destinations": [names.get(i, f"#{i}") for i in view.storage_ids],
+    }
+
+
+@router.get("/databases/{database_id}")
+async def database_page(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    database = await _owned_database(state, database_id, user)
+    return render(request, "database.html", await _database_context(state, database, user))
+
+
+@router.post("/databases/{database_id}/backups")
+async def backup_start(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await posted(request, state)
+    backup = await backups_service.create_backup(
+        metadata=state.metadata,
+        settings=state.settings,
+        storage=state.storage,
+        queue=state.queue,
+        user=user,
+        database_id=database_id,
+    )
+    return _see_other(f"/backups/{backup.id}")
+
+
+@router.post("/databases/{database_id}/schedule")
+async def schedule_save(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    database = await _owned_database(state, database_id, user)
+    if fields.get("action") == "delete":
+        await schedules_service.delete_schedule(metadata=state.metadata, database=database)
+        return _see_other(f"/databases/{database.id}")
+    data = _model(
+        ScheduleUpdate,
+        {
+            "cron": fields.get("cron", ""),
+            "timezone": fields.get("timezone", "") or "UTC",
+            "enabled": fields.get("enabled") == "on",
+        },
+    )
+    await schedules_service.put_schedule(
+        metadata=state.metadata,
+        user=user,
+        database_id=database.id,
+        data=data,
+        now=state.scheduler.clock.now(),
+    )
+    state.scheduler.wake()
+    return _see_other(f"/databases/{database.id}")
+
+
+RETENTION_FIELDS = (
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "max_age_days",
+)
+
+
+def _policy(fields: Mapping[str, str]) -> RetentionPolicyBody:
+    values: dict[str, Any] = {}
+    for name in RETENTION_FIELDS:
+        raw = fields.get(name, "").strip()
+        if raw:
+            values[name] = raw
+    # Form fields are text: the model parses them as it parses a query string.
+    return _model(RetentionPolicyBody, {k: _integer(k, v) for k, v in values.items()})
+
+
+def _integer(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"Données invalides: {name}: entier attendu") from None
+
+
+@router.post("/databases/{database_id}/retention")
+async def retention_save(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    database = await _owned_database(state, database_id, user)
+    if fields.get("action") == "delete":
+        await retention_service.delete_policy(metadata=state.metadata, database=database)
+    else:
+        await retention_service.put_policy(
+            metadata=state.metadata, database=database, body=_policy(fields)
+        )
+    return _see_other(f"/databases/{database.id}")
+
+
+@router.get("/databases/{database_id}/retention/preview")
+async def retention_preview(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """The fragment under the retention form: what a sweep would delete under the
+    policy as typed (not saved yet)."""
+    database = await _owned_database(state, database_id, user)
+    body = _policy(request.query_params)
+    preview = await retention_service.preview(sweeper=state.retention, database=database, body=body)
+    return render(request, "_retention_preview.html", {"preview": preview})
+
+
+# --------------------------------------------------------------------------- backups
+
+
+async def _backup_dict(state: AppState, backup_id: int, user: Principal) -> dict[str, Any]:
+    document = await backups_service.get_backup_json(
+        metadata=state.metadata, user=user, backup_id=backup_id
+    )
+    backup: dict[str, Any] = json.loads(document)["backup"]
+    return backup
+
+
+@router.get("/backups/{backup_id}")
+async def backup_page(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    backup = await _backup_dict(state, backup_id, user)
+    return render(request, "backup.html", {"backup": backup})
+
+
+@router.get("/backups/{backup_id}/status")
+async def backup_status(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """The fragment a backup's page polls every second until the backup has ended."""
+    backup = await _backup_dict(state, backup_id, user)
+    return render(request, "_backup_status.html", {"backup": backup})
+
+
+async def _owned_backup(state: AppState, backup_id: int, user: Principal) -> Any:
+    return await state.metadata.read(lambda c: load_owned(c, BACKUP, backup_id, user))
+
+
+@router.get("/backups/{backup_id}/download")
+async def backup_download(backup_id: IdPath, state: StateDep, user: Principal = User) -> Response:
+    backup = await _owned_backup(state, backup_id, user)
+    download = await backups_service.open_download(
+        metadata=state.metadata,
+        copy_store=state.copy_store,
+        backup=backup,
+        storage_id=None,
+        downloads=state.retention.downloads,
+    )
+    headers = {
+        "Content-Disposition": f'attachment; filename="{download.filename}"',
+        "Content-Length": str(download.size),
+    }
+    media_type = "application/octet-stream" if download.encrypted else "application/zip"
+    return StreamingResponse(download.chunks, media_type=media_type, headers=headers)
+
+
+@router.post("/backups/{backup_id}/verify")
+async def backup_verify(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await posted(request, state)
+    backup = await _owned_backup(state, backup_id, user)
+    result = await backups_service.verify_backup(
+        metadata=state.metadata,
+        copy_store=state.copy_store,
+        settings=state.settings,
+        keys=state.keys,
+        executor=state.executor,
+        launcher=state.archive_processes,
+        backup=backup,
+        storage_id=None,
+    )
+    if not result.valid:
+        verdict = f"Sauvegarde corrompue: {result.error or 'somme de contrôle différente'}"
+    elif result.contents_checked:
+        verdict = "Sauvegarde intègre (SHA-256 et archive ZIP vérifiés)"
+    else:
+        verdict = "Fichier chiffré intègre (SHA-256 et structure age vérifiés)"
+    context = {"backup": await _backup_dict(state, backup_id, user), "verdict": verdict}
+    return render(request, "backup.html", context)
+
+
+@router.post("/backups/{backup_id}/pin")
+async def backup_pin(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    backup = await _owned_backup(state, backup_id, user)
+    await backups_service.set_pinned(
+        metadata=state.metadata, backup=backup, pinned=fields.get("pinned") == "true"
+    )
+    return _see_other(f"/backups/{backup.id}")
+
+
+@router.post("/backups/{backup_id}/delete")
+async def backup_delete(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await posted(request, state)
+    backup = await _owned_backup(state, backup_id, user)
+    await backups_service.delete_backup(
+        metadata=state.metadata,
+        queue=state.queue,
+        copy_store=state.copy_store,
+        backup=backup,
+    )
+    if backup.database_id is None:
+        return _see_other("/")
+    return _see_other(f"/databases/{backup.database_id}")
+
+
+# --------------------------------------------------------------------------- restores
+
+
+async def _restore_targets(state: AppState, user: Principal, db_type: str) -> list[Any]:
+    views_ = await databases_service.list_databases(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    return [v.record for v in views_ if v.record.type == db_type]
+
+
+@router.get("/backups/{backup_id}/restore")
+async def restore_form(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    backup = await _backup_dict(state, backup_id, user)
+    targets = await _restore_targets(state, user, backup["db_type"])
+    return render(request, "restore_new.html", {"backup": backup, "targets": targets})
+
+
+@router.post("/backups/{backup_id}/restore")
+async def restore_start(
+    backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    backup = await _owned_backup(state, backup_id, user)
+    target_id = _integer("database_id", fields.get("database_id", ""))
+    target = await _owned_database(state, target_id, user)
+    confirm = fields.get("confirm", "")
+    # The dashboard asks every restore to be confirmed by the target's name, not only one
+    # over the backup's own source: a click must never overwrite a database by mistake.
+    if confirm != target.db_name:
+        raise BadRequest(CONFIRM_MISMATCH.format(name=target.db_name))
+    restore = await restores_service.create_restore(
+        metadata=state.metadata,
+        settings=state.settings,
+        storage=state.storage,
+        queue=state.queue,
+        user=user,
+        backup=backup,
+        target_id=target.id,
+        copy_store=state.copy_store,
+        keys=state.keys,
+        identities=state.restore_identities,
+        confirm=confirm,
+        backup_target_first=fields.get("backup_target_first") == "on",
+        identity=None,
+    )
+    return _see_other(f"/restores/{restore.id}")
+
+
+async def _restore_dict(state: AppState, restore_id: int, user: Principal) -> dict[str, Any]:
+    restore = await state.metadata.read(lambda c: load_owned(c, RESTORE, restore_id, user))
+    return restores_service.to_public(restore).model_dump(mode="json")
+
+
+@router.get("/restores/{restore_id}")
+async def restore_page(
+    restore_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    restore = await _restore_dict(state, restore_id, user)
+    return render(request, "restore.html", {"restore": restore})
+
+
+@router.get("/restores/{restore_id}/status")
+async def restore_status(
+    restore_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    restore = await _restore_dict(state, restore_id, user)
+    return render(request, "_restore_status.html", {"restore": restore})
+
+
+# --------------------------------------------------------------------------- storages, users
+
+
+@router.get("/storages")
+async def storages_page(request: Request, state: StateDep, user: Principal = User) -> Response:
+    storages = await storages_service.list_storages(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    return render(request, "storages.html", {"storages": storages, "values": {}})
+
+
+@router.post("/storages")
+async def storage_create(request: Request, state: StateDep, user: Principal = User) -> Response:
+    fields = await posted(request, state)
+    names = ("name", "endpoint", "region", "bucket", "prefix", "access_key_id")
+    values: dict[str, Any] = {name: fields[name] for name in names if fields.get(name)}
+    secret = fields.get("secret_access_key", "")
+    try:
+        data = _model(StorageCreate, {**values, "secret_access_key": secret})
+        await storages_service.create_storage(
+            metadata=state.metadata, keys=state.keys, owner=user, data=data
+        )
+    except AppError as exc:
+        storages = await storages_service.list_storages(
+            metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+        )
+        context = {"storages": storages, "values": values, "error": exc.message}
+        return render(request, "storages.html", context, exc.status_code)
+    return _see_other("/storages")
+
+
+@router.post("/storages/{storage_id}/delete")
+async def storage_delete(
+    storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await posted(request, state)
+    storage = await state.metadata.read(lambda c: load_owned(c, STORAGE, storage_id, user))
+    await storages_service.delete_storage(metadata=state.metadata, storage=storage)
+    return _see_other("/storages")
+
+
+@router.get("/users")
+async def users_page(request: Request, state: StateDep, user: Principal = User) -> Response:
+    if not user.is_admin:
+        raise Forbidden("Action réservée aux administrateurs")
+    accounts = await users_service.list_users(
+        metadata=state.metadata, limit=state.settings.max_page_size, offset=0
+    )
+    return render(request, "users.html", {"accounts": accounts})

@@ -1,0 +1,94 @@
+"""The dashboard's session: a cookie holding the same signed token ``/auth/login`` gives,
+and the CSRF token every state-changing form or htmx request must send back.
+
+The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends
+it) and Secure when the request came over HTTPS (directly, or through a proxy listed in
+``BACKUP_API_TRUSTED_PROXIES``, whose ``X-Forwarded-Proto`` uvicorn then believes). The
+API never reads it: ``/api`` routes take a bearer token only, so a cookie cannot authorize
+an API call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from fastapi import Request, Response
+
+from backup_api import deps
+from backup_api.principals import Principal
+from backup_api.services import api_tokens
+from backup_api.state import AppState
+
+SESSION_COOKIE = "backup_api_session"
+#: Before sign-in, the CSRF token is bound to this random value instead of the session.
+ANONYMOUS_COOKIE = "backup_api_visitor"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+class LoginRequired(Exception):
+    """No valid session: the dashboard sends the browser to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A state-changing request without the right CSRF token."""
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+    )
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(
+        name, path="/", httponly=True, samesite="strict", secure=_secure(request)
+    )
+
+
+def visitor_id(request: Request) -> str | None:
+    value = request.cookies.get(ANONYMOUS_COOKIE)
+    return value if value and len(value) <= 64 else None
+
+
+def new_visitor_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def principal(request: Request, state: AppState) -> Principal | None:
+    """The signed-in account, or None (no cookie, or one that no longer holds)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    # Only the tokens this dashboard sets: a personal API token is for scripts.
+    if not token or len(token) > 4096 or api_tokens.is_api_token(token):
+        return None
+    return await deps.principal_or_none(state, token, deps.client_address(request))
+
+
+def csrf_token(state: AppState, seed: str) -> str:
+    """The CSRF token bound to ``seed`` (the session token, or the visitor id): an HMAC
+    under the service's key, so a page of another origin can neither read nor forge it."""
+    key = hashlib.sha256(b"dashboard-csrf:" + state.keys.jwt_secret.encode()).digest()
+    return hmac.new(key, seed.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_seed(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or visitor_id(request)
+
+
+def check_csrf(request: Request, state: AppState, sent: str | None) -> None:
+    seed = csrf_seed(request)
+    sent = sent or request.headers.get(CSRF_HEADER)
+    if seed is None or not sent or not hmac.compare_digest(csrf_token(state, seed), sent):
+        raise CsrfRefused()
