@@ -53,6 +53,8 @@ def size(value: int | None) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
+    if seconds < 10:
+        return f"{seconds:.2f} s".replace(".", ",")
     if seconds < 60:
         return f"{seconds:.1f} s".replace(".", ",")
     minutes, rest = divmod(int(seconds), 60)
