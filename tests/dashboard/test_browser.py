@@ -113,7 +113,8 @@ def test_a_person_backs_up_and_restores(
     archive = Path(download_info.value.path())
     with zipfile.ZipFile(io.BytesIO(archive.read_bytes())) as opened:
         dump = opened.read(opened.namelist()[0]).decode()
-    assert "CREATE TABLE" in dump and "items" in dump
+    assert "CREATE TABLE" in dump
+    assert "items" in dump
 
     page.get_by_role("button", name="Vérifier").click()
     expect(page.get_by_role("status")).to_contain_text("Sauvegarde intègre")

@@ -1,0 +1,143 @@
+"""The dashboard's session without a browser: cookie flags, the CSRF token, the API that a
+cookie never authorizes, the red line of a late database, and another account's records."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from fastapi import FastAPI
+
+from backup_api.dashboard.routes import CONTENT_SECURITY_POLICY, CSRF_REFUSED
+from tests.support.apphelpers import PASSWORD, Api
+from tests.support.serverproc import free_port
+
+SESSION = "backup_api_session"
+
+
+def _csrf(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf_token" value="([0-9a-f]{64})"', page.text)
+    assert match, page.text
+    return match.group(1)
+
+
+def _cookie_header(response: httpx.Response, name: str) -> str:
+    headers = [h for h in response.headers.get_list("set-cookie") if h.startswith(f"{name}=")]
+    assert len(headers) == 1, response.headers.get_list("set-cookie")
+    return headers[0]
+
+
+async def _sign_in(client: httpx.AsyncClient, email: str) -> httpx.Response:
+    form = await client.get("/login")
+    response = await client.post(
+        "/login", data={"csrf_token": _csrf(form), "email": email, "password": PASSWORD}
+    )
+    assert response.status_code == 303, response.text
+    return response
+
+
+async def test_cookie_flags_csrf_and_the_api_stays_bearer_only(
+    client: httpx.AsyncClient, alice: Api
+) -> None:
+    form = await client.get("/login")
+    assert form.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert form.headers["x-frame-options"] == "DENY"
+    # Without the token, or with another one, the sign-in is refused before any check.
+    for data in ({}, {"csrf_token": "0" * 64}):
+        refused = await client.post(
+            "/login", data={**data, "email": "alice@example.com", "password": PASSWORD}
+        )
+        assert refused.status_code == 403
+        assert CSRF_REFUSED in refused.text
+        assert SESSION not in refused.headers.get("set-cookie", "")
+
+    signed_in = await _sign_in(client, "alice@example.com")
+    cookie = _cookie_header(signed_in, SESSION).lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+    assert "secure" not in cookie  # plain HTTP here: a Secure cookie would never come back
+
+    # Signed in, a form without the token changes nothing.
+    before = (await alice.get("/api/databases")).json()["databases"]
+    body = {"name": "x", "type": "postgresql", "host": "127.0.0.1", "port": "5432"}
+    refused = await client.post("/databases", data={**body, "username": "u", "db_name": "d"})
+    assert refused.status_code == 403
+    assert (await alice.get("/api/databases")).json()["databases"] == before
+
+    # The session cookie is sent with these requests, and authorizes none of them.
+    assert SESSION in client.cookies
+    for method, path in (("GET", "/api/databases"), ("GET", "/auth/me"), ("GET", "/api/backups")):
+        response = await client.request(method, path)
+        assert response.status_code == 401, path
+        assert response.json() == {"error": "Authentification requise"}
+
+    # htmx sends the token as a header: accepted as the form field is.
+    page = await client.get("/")
+    assert page.status_code == 200
+    out = await client.post("/logout", headers={"X-CSRF-Token": _csrf(page)})
+    assert out.status_code == 303
+    assert out.headers["location"] == "/login"
+    assert (await client.get("/")).headers["location"] == "/login"
+
+
+async def test_the_cookie_is_secure_over_https(app: FastAPI, alice: Api) -> None:
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4242))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as https:
+        response = await _sign_in(https, "alice@example.com")
+        assert "; secure" in _cookie_header(response, SESSION).lower()
+
+
+async def test_late_databases_are_red_and_others_records_stay_hidden(
+    client: httpx.AsyncClient, alice: Api, bob: Api
+) -> None:
+    # Nothing listens on this port: registered with a warning, never backed up.
+    server = {"host": "127.0.0.1", "port": str(free_port()), "user": "u", "password": "secret-pw"}
+    created = []
+    for name in ("Planifiée", "Sans planification"):
+        response = await alice.post(
+            "/api/databases",
+            json={
+                "name": name,
+                "type": "postgresql",
+                "host": server["host"],
+                "port": server["port"],
+                "username": server["user"],
+                "password": server["password"],
+                "db_name": "app",
+            },
+        )
+        assert response.status_code == 201, response.text
+        created.append(response.json()["database"])
+    scheduled, idle = created
+    schedule = await alice.put(
+        f"/api/databases/{scheduled['id']}/schedule", json={"cron": "0 * * * *"}
+    )
+    assert schedule.status_code == 200, schedule.text
+
+    await _sign_in(client, "alice@example.com")
+    overview = (await client.get("/")).text
+    late = re.search(rf'<tr class="late" data-database="{scheduled["id"]}">', overview)
+    assert late, overview
+    assert "En retard : aucune sauvegarde terminée" in overview
+    assert f'<tr class="" data-database="{idle["id"]}">' in overview
+    database_page = (await client.get(f"/databases/{scheduled['id']}")).text
+    assert server["password"] not in database_page
+
+    client.cookies.clear()
+    await _sign_in(client, "bob@example.com")
+    overview = await client.get("/")
+    assert "Planifiée" not in overview.text
+    page = await client.get(f"/databases/{scheduled['id']}")
+    assert page.status_code == 403
+    assert "Accès non autorisé" in page.text
+    assert "Planifiée" not in page.text
+    changed = await client.post(
+        f"/databases/{scheduled['id']}/schedule",
+        data={"csrf_token": _csrf(overview), "cron": "* * * * *", "enabled": "on"},
+    )
+    assert changed.status_code == 403
+    kept = await alice.get(f"/api/databases/{scheduled['id']}/schedule")
+    assert kept.json()["schedule"]["cron"] == "0 * * * *"
+    missing = await client.get("/databases/999999")
+    assert missing.status_code == 404
+    assert (await client.get("/users")).status_code == 403
