@@ -165,6 +165,15 @@ def test_a_person_backs_up_and_restores(
     expect(row.locator("svg.chart")).to_have_count(1)
     expect(page.locator(f"tr[data-database='{my_id}']")).to_contain_text("terminée")
     alice.check("overview")
+    # On a phone, the page fits the screen's width: wide tables scroll within their box.
+    page.set_viewport_size({"width": 390, "height": 844})
+    alice.go(f"/databases/{pg_id}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    alice.check("database-phone")
+    alice.go("/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    alice.check("overview-phone")
+    page.set_viewport_size({"width": 1200, "height": 900})
     alice.go("/storages")
     alice.check("storages")
     alice.go("/users")
