@@ -139,6 +139,18 @@ def test_a_person_backs_up_and_restores(
     expect(page.locator("table tbody tr")).to_have_count(2)
     alice.check("database")
 
+    # The connection as a backup would make it; then an edit that leaves the password
+    # field empty, which keeps the stored password (the restore below logs in with it).
+    page.get_by_role("button", name="Tester la connexion").click()
+    expect(page.get_by_role("status")).to_contain_text("Connexion réussie : serveur")
+    alice.go(f"/databases/{target_id}/edit")
+    expect(page.get_by_label("Mot de passe (vide : inchangé)")).to_have_value("")
+    assert pg_server.password not in page.content()
+    alice.check("database-edit")
+    page.get_by_label("Nom affiché").fill("Copie restaurée")
+    page.get_by_role("button", name="Enregistrer").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Copie restaurée")
+
     # A restore into the copy, confirmed by typing its name; a wrong name changes nothing.
     alice.go(f"/backups/{first}")
     page.get_by_role("link", name="Restaurer…").click()

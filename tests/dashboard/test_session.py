@@ -122,6 +122,13 @@ async def test_late_databases_are_red_and_others_records_stay_hidden(
     assert f'<tr class="" data-database="{idle["id"]}">' in overview
     database_page = (await client.get(f"/databases/{scheduled['id']}")).text
     assert server["password"] not in database_page
+    # Its owner deletes one; the other stays.
+    deleted = await client.post(
+        f"/databases/{idle['id']}/delete", data={"csrf_token": _csrf(await client.get("/"))}
+    )
+    assert deleted.status_code == 303
+    assert (await alice.get(f"/api/databases/{idle['id']}")).status_code == 404
+    assert f'data-database="{idle["id"]}"' not in (await client.get("/")).text
 
     client.cookies.clear()
     await _sign_in(client, "bob@example.com")
@@ -138,6 +145,11 @@ async def test_late_databases_are_red_and_others_records_stay_hidden(
     assert changed.status_code == 403
     kept = await alice.get(f"/api/databases/{scheduled['id']}/schedule")
     assert kept.json()["schedule"]["cron"] == "0 * * * *"
+    deleted = await client.post(
+        f"/databases/{scheduled['id']}/delete", data={"csrf_token": _csrf(overview)}
+    )
+    assert deleted.status_code == 403
+    assert (await alice.get(f"/api/databases/{scheduled['id']}")).status_code == 200
     missing = await client.get("/databases/999999")
     assert missing.status_code == 404
     assert (await client.get("/users")).status_code == 403

@@ -26,6 +26,7 @@ from backup_api.deps import IdPath, StateDep, client_address
 from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound, validation_message
 from backup_api.models import (
     DatabaseCreate,
+    DatabaseUpdate,
     RetentionPolicyBody,
     ScheduleUpdate,
     StorageCreate,
@@ -36,6 +37,7 @@ from backup_api.repositories import dashboard as dashboard_rows
 from backup_api.repositories import users as user_rows
 from backup_api.security import create_access_token
 from backup_api.services import backups as backups_service
+from backup_api.services import connectiontests
 from backup_api.services import databases as databases_service
 from backup_api.services import restores as restores_service
 from backup_api.services import retention as retention_service
@@ -363,6 +365,80 @@ async def database_page(
 ) -> Response:
     database = await _owned_database(state, database_id, user)
     return render(request, "database.html", await _database_context(state, database, user))
+
+
+@router.post("/databases/{database_id}/test")
+async def database_test(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """Connect as a backup would, and show the answer on the database's page."""
+    await posted(request, state)
+    database = await _owned_database(state, database_id, user)
+    result = await connectiontests.run_connection_test(
+        metadata=state.metadata,
+        keys=state.keys,
+        probe=state.server_probe,
+        limiter=state.connection_tests,
+        caller=user,
+        database=database,
+    )
+    context = await _database_context(state, database, user)
+    return render(request, "database.html", {**context, "test": result})
+
+
+EDITABLE = ("name", "host", "port", "username", "db_name")
+
+
+@router.get("/databases/{database_id}/edit")
+async def database_edit_form(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    database = await _owned_database(state, database_id, user)
+    # Never the password: its field stays empty, meaning "unchanged".
+    values = {name: database._mapping[name] for name in EDITABLE}
+    return render(request, "database_edit.html", {"database": database, "values": values})
+
+
+@router.post("/databases/{database_id}/edit")
+async def database_edit(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    database = await _owned_database(state, database_id, user)
+    values: dict[str, Any] = {name: fields.get(name, "") for name in EDITABLE}
+    changes = dict(values)
+    if fields.get("password"):
+        changes["password"] = fields["password"]
+    try:
+        updated, warning = await databases_service.update_database(
+            metadata=state.metadata,
+            settings=state.settings,
+            keys=state.keys,
+            probe=state.server_probe,
+            queue=state.queue,
+            caller=user,
+            database=database,
+            data=_model(DatabaseUpdate, changes),
+        )
+    except AppError as exc:
+        context = {"database": database, "values": values, "error": exc.message}
+        return render(request, "database_edit.html", context, exc.status_code)
+    if warning is None:
+        return _see_other(f"/databases/{database.id}")
+    context = await _database_context(state, updated.record, user)
+    return render(request, "database.html", {**context, "warning": warning})
+
+
+@router.post("/databases/{database_id}/delete")
+async def database_delete(
+    database_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await posted(request, state)
+    database = await _owned_database(state, database_id, user)
+    await databases_service.delete_database(
+        metadata=state.metadata, queue=state.queue, database=database
+    )
+    return _see_other("/")
 
 
 @router.post("/databases/{database_id}/backups")
