@@ -4,12 +4,14 @@ cookie never authorizes, the red line of a late database, and another account's 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from backup_api.dashboard.routes import CONTENT_SECURITY_POLICY, CSRF_REFUSED
-from tests.support.apphelpers import PASSWORD, Api
+from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 from tests.support.serverproc import free_port
 
 SESSION = "backup_api_session"
@@ -153,3 +155,57 @@ async def test_late_databases_are_red_and_others_records_stay_hidden(
     missing = await client.get("/databases/999999")
     assert missing.status_code == 404
     assert (await client.get("/users")).status_code == 403
+
+
+async def test_storages_are_added_tested_and_edited_without_their_secret(
+    s3_server: Any, tmp_path: Path
+) -> None:
+    bucket = s3_server.make_bucket()
+    settings = make_settings(tmp_path, allowed_outbound_hosts=["127.0.0.1"])
+    async with running_app(settings) as (_, client):
+        await Api(client).signup("alice@example.com")
+        await _sign_in(client, "alice@example.com")
+        page = await client.get("/storages")
+        fields = {
+            "name": "Bucket de test",
+            "endpoint": s3_server.endpoint,
+            "region": s3_server.region,
+            "bucket": bucket,
+            "access_key_id": s3_server.access_key_id,
+        }
+        added = await client.post(
+            "/storages",
+            data={
+                **fields,
+                "csrf_token": _csrf(page),
+                "secret_access_key": s3_server.secret_access_key,
+            },
+        )
+        assert added.status_code == 303, added.text
+        listing = (await client.get("/storages")).text
+        match = re.search(r'action="/storages/(\d+)/test"', listing)
+        assert match, listing
+        storage_id = match.group(1)
+
+        tested = await client.post(f"/storages/{storage_id}/test", data={"csrf_token": _csrf(page)})
+        assert "écriture, relecture et suppression d'un objet de test réussies" in tested.text
+        form = await client.get(f"/storages/{storage_id}/edit")
+        # The secret key is write-only: the edit form's field is empty.
+        assert 'name="secret_access_key" type="password" autocomplete="new-password">' in form.text
+        # An empty secret keeps the stored one: the renamed storage still works.
+        edited = await client.post(
+            f"/storages/{storage_id}/edit",
+            data={**fields, "name": "Bucket renommé", "csrf_token": _csrf(form)},
+        )
+        assert edited.status_code == 303, edited.text
+        tested = await client.post(f"/storages/{storage_id}/test", data={"csrf_token": _csrf(page)})
+        assert "Bucket renommé : écriture, relecture" in tested.text
+        # Moving it to another bucket needs the secret again, as the API says.
+        moved = await client.post(
+            f"/storages/{storage_id}/edit",
+            data={**fields, "bucket": s3_server.make_bucket(), "csrf_token": _csrf(form)},
+        )
+        assert moved.status_code == 400
+        assert "secret_access_key: requis pour modifier bucket" in moved.text
+        for path in ("/storages", f"/storages/{storage_id}/edit"):
+            assert s3_server.secret_access_key not in (await client.get(path)).text

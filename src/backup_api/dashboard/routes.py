@@ -30,6 +30,7 @@ from backup_api.models import (
     RetentionPolicyBody,
     ScheduleUpdate,
     StorageCreate,
+    StorageUpdate,
     UserRegister,
 )
 from backup_api.principals import Principal
@@ -37,7 +38,7 @@ from backup_api.repositories import dashboard as dashboard_rows
 from backup_api.repositories import users as user_rows
 from backup_api.security import create_access_token
 from backup_api.services import backups as backups_service
-from backup_api.services import connectiontests
+from backup_api.services import connectiontests, storagetests
 from backup_api.services import databases as databases_service
 from backup_api.services import restores as restores_service
 from backup_api.services import retention as retention_service
@@ -719,6 +720,9 @@ async def restore_status(
 # --------------------------------------------------------------------------- storages, users
 
 
+STORAGE_FIELDS = ("name", "endpoint", "region", "bucket", "prefix", "access_key_id")
+
+
 @router.get("/storages")
 async def storages_page(request: Request, state: StateDep, user: Principal = User) -> Response:
     storages = await storages_service.list_storages(
@@ -730,8 +734,7 @@ async def storages_page(request: Request, state: StateDep, user: Principal = Use
 @router.post("/storages")
 async def storage_create(request: Request, state: StateDep, user: Principal = User) -> Response:
     fields = await posted(request, state)
-    names = ("name", "endpoint", "region", "bucket", "prefix", "access_key_id")
-    values: dict[str, Any] = {name: fields[name] for name in names if fields.get(name)}
+    values: dict[str, Any] = {name: fields[name] for name in STORAGE_FIELDS if fields.get(name)}
     secret = fields.get("secret_access_key", "")
     try:
         data = _model(StorageCreate, {**values, "secret_access_key": secret})
@@ -747,12 +750,71 @@ async def storage_create(request: Request, state: StateDep, user: Principal = Us
     return _see_other("/storages")
 
 
+async def _owned_storage(state: AppState, storage_id: int, user: Principal) -> Any:
+    return await state.metadata.read(lambda c: load_owned(c, STORAGE, storage_id, user))
+
+
+@router.post("/storages/{storage_id}/test")
+async def storage_test(
+    storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """Write, read back and delete a probe object, as ``POST /api/storages/{id}/test``."""
+    await posted(request, state)
+    storage = await _owned_storage(state, storage_id, user)
+    result = await storagetests.run_storage_test(
+        settings=state.settings,
+        metadata=state.metadata,
+        keys=state.keys,
+        limiter=state.connection_tests,
+        caller=user,
+        storage=storage,
+    )
+    storages = await storages_service.list_storages(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    context = {"storages": storages, "values": {}, "tested": storage, "test": result}
+    return render(request, "storages.html", context)
+
+
+@router.get("/storages/{storage_id}/edit")
+async def storage_edit_form(
+    storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    storage = await _owned_storage(state, storage_id, user)
+    # Never the secret key: its field stays empty, meaning "unchanged".
+    values = {name: storage._mapping[name] for name in STORAGE_FIELDS}
+    return render(request, "storage_edit.html", {"storage": storage, "values": values})
+
+
+@router.post("/storages/{storage_id}/edit")
+async def storage_edit(
+    storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    storage = await _owned_storage(state, storage_id, user)
+    values: dict[str, Any] = {name: fields.get(name, "") for name in STORAGE_FIELDS}
+    changes = dict(values)
+    if fields.get("secret_access_key"):
+        changes["secret_access_key"] = fields["secret_access_key"]
+    try:
+        await storages_service.update_storage(
+            metadata=state.metadata,
+            keys=state.keys,
+            storage=storage,
+            data=_model(StorageUpdate, changes),
+        )
+    except AppError as exc:
+        context = {"storage": storage, "values": values, "error": exc.message}
+        return render(request, "storage_edit.html", context, exc.status_code)
+    return _see_other("/storages")
+
+
 @router.post("/storages/{storage_id}/delete")
 async def storage_delete(
     storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     await posted(request, state)
-    storage = await state.metadata.read(lambda c: load_owned(c, STORAGE, storage_id, user))
+    storage = await _owned_storage(state, storage_id, user)
     await storages_service.delete_storage(metadata=state.metadata, storage=storage)
     return _see_other("/storages")
 

@@ -53,10 +53,11 @@ def size(value: int | None) -> str:
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    if seconds < 10:
-        return f"{seconds:.2f} s".replace(".", ",")
+    if seconds < 1:
+        # The records keep whole seconds: a shorter job reads 0.
+        return "< 1 s"
     if seconds < 60:
-        return f"{seconds:.1f} s".replace(".", ",")
+        return f"{seconds:.0f} s"
     minutes, rest = divmod(int(seconds), 60)
     if minutes < 60:
         return f"{minutes} min {rest:02d} s"
