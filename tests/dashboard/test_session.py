@@ -209,3 +209,44 @@ async def test_storages_are_added_tested_and_edited_without_their_secret(
         assert "secret_access_key: requis pour modifier bucket" in moved.text
         for path in ("/storages", f"/storages/{storage_id}/edit"):
             assert s3_server.secret_access_key not in (await client.get(path)).text
+
+
+async def test_an_admin_manages_accounts_and_a_user_cannot(client: httpx.AsyncClient) -> None:
+    admin = await Api(client).signup("root@example.com", role="admin")
+    carol = await Api(client).signup("carol@example.com")
+    dave = await Api(client).signup("dave@example.com")
+    await _sign_in(client, "root@example.com")
+    page = await client.get("/users")
+    assert page.status_code == 200
+    for email in ("root@example.com", "carol@example.com", "dave@example.com"):
+        assert email in page.text
+    # No button acts on one's own account.
+    assert f'action="/users/{admin.user["id"]}/' not in page.text
+
+    carol_id = carol.user["id"]
+    promoted = await client.post(
+        f"/users/{carol_id}/role", data={"role": "admin", "csrf_token": _csrf(page)}
+    )
+    assert promoted.status_code == 303
+    account = await admin.get(f"/api/users/{carol_id}")
+    assert account.json()["user"]["role"] == "admin"
+    wrong = await client.post(
+        f"/users/{carol_id}/role", data={"role": "root", "csrf_token": _csrf(page)}
+    )
+    assert wrong.status_code == 400
+    deleted = await client.post(f"/users/{carol_id}/delete", data={"csrf_token": _csrf(page)})
+    assert deleted.status_code == 303
+    assert (await admin.get(f"/api/users/{carol_id}")).status_code == 404
+
+    client.cookies.clear()
+    await _sign_in(client, "dave@example.com")
+    overview = await client.get("/")
+    assert (await client.get("/users")).status_code == 403
+    for path, data in (
+        (f"/users/{admin.user['id']}/delete", {}),
+        (f"/users/{dave.user['id']}/role", {"role": "admin"}),
+    ):
+        refused = await client.post(path, data={**data, "csrf_token": _csrf(overview)})
+        assert refused.status_code == 403
+        assert "Action réservée aux administrateurs" in refused.text
+    assert (await admin.get(f"/api/users/{dave.user['id']}")).json()["user"]["role"] == "user"

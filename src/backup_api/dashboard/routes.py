@@ -32,11 +32,13 @@ from backup_api.models import (
     StorageCreate,
     StorageUpdate,
     UserRegister,
+    UserRoleUpdate,
 )
 from backup_api.principals import Principal
 from backup_api.repositories import dashboard as dashboard_rows
 from backup_api.repositories import users as user_rows
 from backup_api.security import create_access_token
+from backup_api.services import admin as admin_service
 from backup_api.services import backups as backups_service
 from backup_api.services import connectiontests, storagetests
 from backup_api.services import databases as databases_service
@@ -61,6 +63,7 @@ CONTENT_SECURITY_POLICY = (
 #: The listings a page shows at most (the API pages through the rest).
 PAGE_ROWS = 50
 CONFIRM_MISMATCH = "Confirmation incorrecte: tapez exactement le nom de la base cible ({name})"
+ADMIN_ONLY = "Action réservée aux administrateurs"
 CSRF_REFUSED = "Jeton CSRF absent ou invalide: rechargez la page et recommencez"
 
 ENVIRONMENT = Environment(
@@ -819,11 +822,47 @@ async def storage_delete(
     return _see_other("/storages")
 
 
+def _admin_only(user: Principal) -> None:
+    if not user.is_admin:
+        raise Forbidden(ADMIN_ONLY)
+
+
 @router.get("/users")
 async def users_page(request: Request, state: StateDep, user: Principal = User) -> Response:
-    if not user.is_admin:
-        raise Forbidden("Action réservée aux administrateurs")
+    _admin_only(user)
     accounts = await users_service.list_users(
         metadata=state.metadata, limit=state.settings.max_page_size, offset=0
     )
     return render(request, "users.html", {"accounts": accounts})
+
+
+@router.post("/users/{user_id}/role")
+async def user_role(
+    user_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await posted(request, state)
+    _admin_only(user)
+    data = _model(UserRoleUpdate, {"role": fields.get("role", "")})
+    await users_service.set_role(
+        metadata=state.metadata, principals=state.principals, user_id=user_id, role=data.role
+    )
+    return _see_other("/users")
+
+
+@router.post("/users/{user_id}/delete")
+async def user_delete(
+    user_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """An account and everything it owns, as ``DELETE /api/users/{id}`` (never one's own)."""
+    await posted(request, state)
+    _admin_only(user)
+    account = await users_service.get_user(metadata=state.metadata, user_id=user_id)
+    users_service.ensure_not_self(user, account)
+    await admin_service.delete_user(
+        metadata=state.metadata,
+        copy_store=state.copy_store,
+        queue=state.queue,
+        principals=state.principals,
+        user=account,
+    )
+    return _see_other("/users")
