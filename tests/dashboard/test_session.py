@@ -163,7 +163,7 @@ async def test_storages_are_added_tested_and_edited_without_their_secret(
     bucket = s3_server.make_bucket()
     settings = make_settings(tmp_path, allowed_outbound_hosts=["127.0.0.1"])
     async with running_app(settings) as (_, client):
-        await Api(client).signup("alice@example.com")
+        alice = await Api(client).signup("alice@example.com")
         await _sign_in(client, "alice@example.com")
         page = await client.get("/storages")
         fields = {
@@ -209,6 +209,43 @@ async def test_storages_are_added_tested_and_edited_without_their_secret(
         assert "secret_access_key: requis pour modifier bucket" in moved.text
         for path in ("/storages", f"/storages/{storage_id}/edit"):
             assert s3_server.secret_access_key not in (await client.get(path)).text
+
+        # A database's destinations, chosen in its edit form.
+        database = await alice.post(
+            "/api/databases",
+            json={
+                "name": "Base",
+                "type": "postgresql",
+                "host": "127.0.0.1",
+                "port": str(free_port()),
+                "username": "u",
+                "password": "pw-secret",
+                "db_name": "app",
+            },
+        )
+        database_id = database.json()["database"]["id"]
+        form = await client.get(f"/databases/{database_id}/edit")
+        assert f'name="storage_ids" value="{storage_id}" >' in form.text
+        assert "pw-secret" not in form.text
+        common = {
+            "name": "Base",
+            "host": "127.0.0.1",
+            "port": database.json()["database"]["port"],
+            "username": "u",
+            "db_name": "app",
+            "csrf_token": _csrf(form),
+        }
+        none = await client.post(f"/databases/{database_id}/edit", data=common)
+        assert none.status_code == 400
+        assert "une sauvegarde doit avoir au moins une destination" in none.text
+        chosen = await client.post(
+            f"/databases/{database_id}/edit", data={**common, "storage_ids": storage_id}
+        )
+        assert chosen.status_code in (200, 303), chosen.text
+        stored = (await alice.get(f"/api/databases/{database_id}")).json()["database"]
+        assert stored["storage_ids"] == [int(storage_id)]
+        assert stored["keep_local"] is False
+        assert "Bucket renommé" in (await client.get(f"/databases/{database_id}")).text
 
 
 async def test_an_admin_manages_accounts_and_a_user_cannot(client: httpx.AsyncClient) -> None:

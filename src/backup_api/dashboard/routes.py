@@ -27,6 +27,7 @@ from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound, val
 from backup_api.models import (
     DatabaseCreate,
     DatabaseUpdate,
+    RestoreCreate,
     RetentionPolicyBody,
     ScheduleUpdate,
     StorageCreate,
@@ -400,7 +401,20 @@ async def database_edit_form(
     database = await _owned_database(state, database_id, user)
     # Never the password: its field stays empty, meaning "unchanged".
     values = {name: database._mapping[name] for name in EDITABLE}
-    return render(request, "database_edit.html", {"database": database, "values": values})
+    view = await databases_service.view(state.metadata, database)
+    values.update(keep_local=database.keep_local, storage_ids=view.storage_ids)
+    return render(request, "database_edit.html", await _edit_context(state, user, database, values))
+
+
+async def _edit_context(
+    state: AppState, user: Principal, database: Any, values: dict[str, Any]
+) -> dict[str, Any]:
+    storages = await storages_service.list_storages(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    # An admin editing someone's database may only name that owner's storages.
+    owned = [storage for storage in storages if storage.user_id == database.user_id]
+    return {"database": database, "values": values, "storages": owned}
 
 
 @router.post("/databases/{database_id}/edit")
@@ -410,6 +424,9 @@ async def database_edit(
     fields = await posted(request, state)
     database = await _owned_database(state, database_id, user)
     values: dict[str, Any] = {name: fields.get(name, "") for name in EDITABLE}
+    form = await request.form()
+    storage_ids = [_integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
+    values.update(keep_local=fields.get("keep_local") == "on", storage_ids=storage_ids)
     changes = dict(values)
     if fields.get("password"):
         changes["password"] = fields["password"]
@@ -425,8 +442,10 @@ async def database_edit(
             data=_model(DatabaseUpdate, changes),
         )
     except AppError as exc:
-        context = {"database": database, "values": values, "error": exc.message}
-        return render(request, "database_edit.html", context, exc.status_code)
+        context = await _edit_context(state, user, database, values)
+        return render(
+            request, "database_edit.html", {**context, "error": exc.message}, exc.status_code
+        )
     if warning is None:
         return _see_other(f"/databases/{database.id}")
     context = await _database_context(state, updated.record, user)
@@ -681,6 +700,10 @@ async def restore_start(
     # over the backup's own source: a click must never overwrite a database by mistake.
     if confirm != target.db_name:
         raise BadRequest(CONFIRM_MISMATCH.format(name=target.db_name))
+    data = _model(
+        RestoreCreate,
+        {"database_id": target.id, "confirm": confirm, "identity": fields.get("identity") or None},
+    )
     restore = await restores_service.create_restore(
         metadata=state.metadata,
         settings=state.settings,
@@ -694,7 +717,8 @@ async def restore_start(
         identities=state.restore_identities,
         confirm=confirm,
         backup_target_first=fields.get("backup_target_first") == "on",
-        identity=None,
+        # Held in memory for this restore only, as the API does; never shown again.
+        identity=data.identity,
     )
     return _see_other(f"/restores/{restore.id}")
 
