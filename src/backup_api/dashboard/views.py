@@ -129,11 +129,18 @@ class OverviewRow:
 
 def overview_rows(data: Overview, now: datetime) -> list[OverviewRow]:
     rows = []
+    # Databases often share a schedule's timing: each is worked out once per page.
+    intervals: dict[tuple[str, str, bool], timedelta | None] = {}
     for database in data.databases:
         newest = data.newest.get(database.id)
         completed = data.completed.get(database.id)
         schedule = data.schedules.get(database.id)
-        every = interval(schedule, now) if schedule is not None else None
+        every = None
+        if schedule is not None:
+            timing = (schedule.cron, schedule.timezone, bool(schedule.enabled))
+            if timing not in intervals:
+                intervals[timing] = interval(schedule, now)
+            every = intervals[timing]
         late, reason = False, ""
         if every is not None:
             finished = as_utc(completed.finished_at or completed.created_at) if completed else None
