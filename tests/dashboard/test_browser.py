@@ -186,6 +186,12 @@ def test_a_person_backs_up_and_restores(
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     alice.check("overview-phone")
     page.set_viewport_size({"width": 1200, "height": 900})
+    # A backup deleted from its page: gone from its database's list.
+    alice.go(f"/databases/{my_id}")
+    page.get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    page.get_by_role("button", name="Supprimer").click()
+    expect(page).to_have_url(re.compile(rf"/databases/{my_id}$"))
+    expect(page.get_by_text("Aucune sauvegarde.")).to_be_visible()
     alice.go("/storages")
     alice.check("storages")
     alice.go("/users")
