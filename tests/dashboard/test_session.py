@@ -76,9 +76,13 @@ async def test_cookie_flags_csrf_and_the_api_stays_bearer_only(
     # htmx sends the token as a header: accepted as the form field is.
     page = await client.get("/")
     assert page.status_code == 200
+    kept = client.cookies[SESSION]
     out = await client.post("/logout", headers={"X-CSRF-Token": _csrf(page)})
     assert out.status_code == 303
     assert out.headers["location"] == "/login"
+    assert (await client.get("/")).headers["location"] == "/login"
+    # A copy of the cookie kept from before the sign-out opens nothing either.
+    client.cookies.set(SESSION, kept)
     assert (await client.get("/")).headers["location"] == "/login"
 
 

@@ -275,6 +275,7 @@ async def register(request: Request, state: StateDep) -> Response:
 @router.post("/logout")
 async def logout(request: Request, state: StateDep) -> Response:
     await posted(request, state)
+    session.end(request, state)
     response = _see_other("/login")
     session.clear_cookie(request, response, session.SESSION_COOKIE)
     return response

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 
 from fastapi import Request, Response
 
 from backup_api import deps
 from backup_api.principals import Principal
+from backup_api.security import InvalidTokenError
 from backup_api.services import api_tokens
 from backup_api.state import AppState
 
@@ -73,7 +75,26 @@ async def principal(request: Request, state: AppState) -> Principal | None:
     # Only the tokens this dashboard sets: a personal API token is for scripts.
     if not token or len(token) > 4096 or api_tokens.is_api_token(token):
         return None
+    if token in state.ended_sessions:
+        return None
     return await deps.principal_or_none(state, token, deps.client_address(request))
+
+
+def end(request: Request, state: AppState) -> None:
+    """Sign-out: the session's token is refused from now on, even if a copy of the cookie
+    was kept; entries past their token's expiry are dropped on the way."""
+    token = request.cookies.get(SESSION_COOKIE)
+    now = time.time()
+    for ended, expires in list(state.ended_sessions.items()):
+        if expires <= now:
+            del state.ended_sessions[ended]
+    if not token or len(token) > 4096:
+        return
+    try:
+        expires_at = state.tokens.decode(token).expires_at
+    except InvalidTokenError:
+        return
+    state.ended_sessions[token] = expires_at
 
 
 def csrf_token(state: AppState, seed: str) -> str:
