@@ -291,3 +291,25 @@ async def test_an_admin_manages_accounts_and_a_user_cannot(client: httpx.AsyncCl
         assert refused.status_code == 403
         assert "Action réservée aux administrateurs" in refused.text
     assert (await admin.get(f"/api/users/{dave.user['id']}")).json()["user"]["role"] == "user"
+
+
+async def test_wrong_passwords_are_throttled_as_the_apis_logins(
+    client: httpx.AsyncClient, alice: Api
+) -> None:
+    form = await client.get("/login")
+    wrong = {"csrf_token": _csrf(form), "email": "alice@example.com", "password": "pas-le-bon"}
+    for _ in range(5):
+        refused = await client.post("/login", data=wrong)
+        assert refused.status_code == 401
+        assert "Email ou mot de passe incorrect" in refused.text
+        # The e-mail stays in the form; the password typed never comes back.
+        assert 'value="alice@example.com"' in refused.text
+        assert "pas-le-bon" not in refused.text
+    throttled = await client.post("/login", data={**wrong, "password": PASSWORD})
+    assert throttled.status_code == 429
+    assert SESSION not in throttled.headers.get("set-cookie", "")
+    # The API's login counts the same failures.
+    api = await client.post(
+        "/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
+    )
+    assert api.status_code == 429
