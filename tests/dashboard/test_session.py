@@ -128,6 +128,17 @@ async def test_late_databases_are_red_and_others_records_stay_hidden(
     assert f'<tr class="" data-database="{idle["id"]}">' in overview
     database_page = (await client.get(f"/databases/{scheduled['id']}")).text
     assert server["password"] not in database_page
+    # The retention preview (an htmx fragment) names a bad value as the API does.
+    preview = await client.get(
+        f"/databases/{scheduled['id']}/retention/preview?keep_last=trois&keep_daily=7",
+        headers={"HX-Request": "true"},
+    )
+    assert preview.status_code == 400
+    assert preview.text.strip() == (
+        '<p class="error" role="alert">Données invalides: keep_last: entier attendu</p>'
+    )
+    preview = await client.get(f"/databases/{scheduled['id']}/retention/preview?keep_daily=7")
+    assert "Aucune sauvegarde ne serait supprimée (0 conservée)" in preview.text
     # Its owner deletes one; the other stays.
     deleted = await client.post(
         f"/databases/{idle['id']}/delete", data={"csrf_token": _csrf(await client.get("/"))}

@@ -9,6 +9,7 @@ Forms post back here with the session cookie and a CSRF token; htmx only polls f
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from backup_api.services import users as users_service
 from backup_api.services.ownership import BACKUP, DATABASE, RESTORE, STORAGE, load_owned
 from backup_api.state import AppState
 
+logger = logging.getLogger("backup_api.errors")
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
@@ -129,6 +131,8 @@ class DashboardRoute(APIRoute):
             except session.CsrfRefused:
                 response = _error(request, 403, CSRF_REFUSED)
             except AppError as exc:
+                if exc.status_code >= 500:
+                    logger.error("application error: %s", exc.message)
                 response = _error(request, exc.status_code, exc.message)
             except RequestValidationError as exc:
                 response = _error(request, 400, validation_message(exc.errors()))
@@ -144,11 +148,6 @@ def _error(request: Request, status_code: int, message: str) -> Response:
 
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
-
-
-async def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.backup_api
-    return state
 
 
 async def signed_in(request: Request) -> Principal:
