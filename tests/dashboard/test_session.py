@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from backup_api.dashboard.routes import CONTENT_SECURITY_POLICY, CSRF_REFUSED
+from tests.archiving.test_agecrypt import keygen
 from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
 from tests.support.serverproc import free_port
 
@@ -324,3 +325,60 @@ async def test_wrong_passwords_are_throttled_as_the_apis_logins(
         "/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
     )
     assert api.status_code == 429
+
+
+async def test_a_databases_encryption_is_set_in_its_edit_form(
+    client: httpx.AsyncClient, alice: Api, tmp_path: Path
+) -> None:
+    created = await alice.post(
+        "/api/databases",
+        json={
+            "name": "Chiffrée",
+            "type": "postgresql",
+            "host": "127.0.0.1",
+            "port": str(free_port()),
+            "username": "u",
+            "password": "pw",
+            "db_name": "app",
+        },
+    )
+    database = created.json()["database"]
+    path = f"/databases/{database['id']}/edit"
+    await _sign_in(client, "alice@example.com")
+    form = await client.get(path)
+    common = {
+        "name": "Chiffrée",
+        "host": "127.0.0.1",
+        "port": database["port"],
+        "username": "u",
+        "db_name": "app",
+        "keep_local": "on",
+        "csrf_token": _csrf(form),
+    }
+
+    async def encryption_after(**fields: str) -> Any:
+        response = await client.post(path, data={**common, **fields})
+        assert response.status_code in (200, 303), response.text
+        api = await alice.get(f"/api/databases/{database['id']}")
+        return api.json()["database"]["encryption"]
+
+    passphrase = "une phrase secrète assez longue"
+    assert await encryption_after(encryption="passphrase", passphrase=passphrase) == {
+        "mode": "passphrase"
+    }
+    assert passphrase not in (await client.get(path)).text
+    # Left as it is when the form says "unchanged".
+    assert await encryption_after(encryption="keep") == {"mode": "passphrase"}
+    _, recipient = keygen(tmp_path)
+    assert await encryption_after(encryption="recipients", recipients=f"{recipient}\n") == {
+        "mode": "recipients",
+        "recipients": [recipient],
+    }
+    # The public keys come back into the form, to be edited.
+    assert recipient in (await client.get(path)).text
+    refused = await client.post(
+        path, data={**common, "encryption": "passphrase", "passphrase": "court"}
+    )
+    assert refused.status_code == 400
+    assert "Données invalides: encryption.passphrase: au moins 12 caractères" in refused.text
+    assert await encryption_after(encryption="none") is None

@@ -22,12 +22,14 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 
+from backup_api import encryption
 from backup_api.dashboard import session, views
 from backup_api.deps import IdPath, StateDep, client_address
 from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound, validation_message
 from backup_api.models import (
     DatabaseCreate,
     DatabaseUpdate,
+    RecipientsEncryption,
     RestoreCreate,
     RetentionPolicyBody,
     ScheduleUpdate,
@@ -403,6 +405,10 @@ async def database_edit_form(
     values = {name: database._mapping[name] for name in EDITABLE}
     view = await databases_service.view(state.metadata, database)
     values.update(keep_local=database.keep_local, storage_ids=view.storage_ids)
+    current = encryption.public(database)
+    if isinstance(current, RecipientsEncryption):
+        # Public keys: shown so they can be edited; a passphrase never is.
+        values["recipients"] = "\n".join(current.recipients)
     return render(request, "database_edit.html", await _edit_context(state, user, database, values))
 
 
@@ -427,9 +433,17 @@ async def database_edit(
     form = await request.form()
     storage_ids = [_integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
     values.update(keep_local=fields.get("keep_local") == "on", storage_ids=storage_ids)
-    changes = dict(values)
+    values["recipients"] = fields.get("recipients", "")
+    changes = {name: value for name, value in values.items() if name != "recipients"}
     if fields.get("password"):
         changes["password"] = fields["password"]
+    choice = fields.get("encryption", "keep")
+    if choice == "none":
+        changes["encryption"] = None
+    elif choice == "passphrase":
+        changes["encryption"] = {"passphrase": fields.get("passphrase", "")}
+    elif choice == "recipients":
+        changes["encryption"] = {"recipients": values["recipients"].split()}
     try:
         updated, warning = await databases_service.update_database(
             metadata=state.metadata,
