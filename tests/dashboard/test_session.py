@@ -85,6 +85,10 @@ async def test_cookie_flags_csrf_and_the_api_stays_bearer_only(
     # A copy of the cookie kept from before the sign-out opens nothing either.
     client.cookies.set(SESSION, kept)
     assert (await client.get("/")).headers["location"] == "/login"
+    # A fragment's poll is told to load the sign-in page as a whole.
+    poll = await client.get("/backups/1/status", headers={"HX-Request": "true"})
+    assert poll.status_code == 401
+    assert poll.headers["hx-redirect"] == "/login"
 
 
 async def test_the_cookie_is_secure_over_https(app: FastAPI, alice: Api) -> None:

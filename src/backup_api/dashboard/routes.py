@@ -129,7 +129,7 @@ class DashboardRoute(APIRoute):
             try:
                 response = await handler(request)
             except session.LoginRequired:
-                response = RedirectResponse("/login", status_code=303)
+                response = _to_login(request)
             except session.CsrfRefused:
                 response = _error(request, 403, CSRF_REFUSED)
             except AppError as exc:
@@ -142,6 +142,14 @@ class DashboardRoute(APIRoute):
             return response
 
         return route
+
+
+def _to_login(request: Request) -> Response:
+    if request.headers.get("hx-request"):
+        # A fragment's poll whose session ended: htmx loads the sign-in page as a whole,
+        # instead of following a redirect and swapping that page into the fragment.
+        return Response(status_code=401, headers={"HX-Redirect": "/login"})
+    return RedirectResponse("/login", status_code=303)
 
 
 def _error(request: Request, status_code: int, message: str) -> Response:

@@ -122,6 +122,7 @@ class OverviewRow:
     size: int | None
     duration: float | None
     next_run_at: datetime | None
+    scheduled: bool
     late: bool
     late_reason: str
     chart: str
@@ -163,6 +164,7 @@ def overview_rows(data: Overview, now: datetime) -> list[OverviewRow]:
                 if started and finished_at
                 else None,
                 next_run_at=as_utc(schedule.next_run_at) if schedule is not None else None,
+                scheduled=schedule is not None,
                 late=late,
                 late_reason=reason,
                 chart=size_chart(data.sizes.get(database.id, [])),
