@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,17 +201,32 @@ def test_a_person_backs_up_and_restores(
 
 
 def test_another_account_sees_none_of_it(
-    browser: Browser, service: ServerProcess, alice_dbs: Any
+    browser: Browser, service: ServerProcess, pg_server: Any, alice_dbs: Any
 ) -> None:
-    # Alice's session (the test above) is over: her records, read as an admin, through the API.
-    login = httpx.post(
-        f"{service.url}/auth/login", json={"email": "alice@example.com", "password": PASSWORD}
+    # Carol's records, made through the API (whatever the test above left).
+    api = httpx.Client(base_url=service.url, timeout=30)
+    carol = {"email": "carol@example.com", "password": PASSWORD}
+    assert api.post("/auth/register", json=carol).status_code == 201
+    token = api.post("/auth/login", json=carol).json()["token"]
+    api.headers["Authorization"] = f"Bearer {token}"
+    created = api.post(
+        "/api/databases",
+        json={
+            "name": "Base de Carol",
+            "type": "postgresql",
+            "host": pg_server.host,
+            "port": str(pg_server.port),
+            "username": pg_server.user,
+            "password": pg_server.password,
+            "db_name": alice_dbs["names"]["pg"],
+        },
     )
-    token = login.json()["token"]
-    listing = httpx.get(
-        f"{service.url}/api/backups", headers={"Authorization": f"Bearer {token}"}
-    ).json()["backups"]
-    backup_id, database_id = listing[0]["id"], listing[0]["database_id"]
+    database_id = created.json()["database"]["id"]
+    backup_id = api.post(f"/api/backups/database/{database_id}").json()["backup"]["id"]
+    deadline = time.monotonic() + 60
+    while api.get(f"/api/backups/{backup_id}").json()["backup"]["status"] == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
     bob = _visitor(browser, service)
     page = bob.page
@@ -231,7 +247,7 @@ def test_another_account_sees_none_of_it(
     ):
         response = page.request.get(service.url + path)
         assert response.status == 403, path
-        assert alice_dbs["names"]["pg"] not in response.text()
+        assert "Carol" not in response.text()
     bob.go(f"/databases/{database_id}")
     expect(page.get_by_role("alert")).to_have_text("Accès non autorisé")
     response = page.request.get(service.url + "/users")
@@ -239,5 +255,5 @@ def test_another_account_sees_none_of_it(
     bob.check("forbidden")
     for path in ("/storages", "/"):
         bob.go(path)
-        assert "alice" not in page.content()
+        assert "Carol" not in page.content()
         assert alice_dbs["names"]["pg"] not in page.content()
