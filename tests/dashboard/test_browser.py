@@ -200,11 +200,7 @@ def test_a_person_backs_up_and_restores(
     alice.check("users")
 
 
-def test_another_account_sees_none_of_it(
-    browser: Browser, service: ServerProcess, pg_server: Any, alice_dbs: Any
-) -> None:
-    # Carol's records, made through the API (whatever the test above left).
-    api = httpx.Client(base_url=service.url, timeout=30)
+def _carols_backup(api: httpx.Client, server: Any, db_name: str) -> tuple[int, int]:
     carol = {"email": "carol@example.com", "password": PASSWORD}
     assert api.post("/auth/register", json=carol).status_code == 201
     token = api.post("/auth/login", json=carol).json()["token"]
@@ -213,20 +209,29 @@ def test_another_account_sees_none_of_it(
         "/api/databases",
         json={
             "name": "Base de Carol",
-            "type": "postgresql",
-            "host": pg_server.host,
-            "port": str(pg_server.port),
-            "username": pg_server.user,
-            "password": pg_server.password,
-            "db_name": alice_dbs["names"]["pg"],
+            "type": server.kind,
+            "host": server.host,
+            "port": str(server.port),
+            "username": server.user,
+            "password": server.password,
+            "db_name": db_name,
         },
     )
-    database_id = created.json()["database"]["id"]
-    backup_id = api.post(f"/api/backups/database/{database_id}").json()["backup"]["id"]
+    database_id: int = created.json()["database"]["id"]
+    backup_id: int = api.post(f"/api/backups/database/{database_id}").json()["backup"]["id"]
     deadline = time.monotonic() + 60
     while api.get(f"/api/backups/{backup_id}").json()["backup"]["status"] == "pending":
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    return database_id, backup_id
+
+
+def test_another_account_sees_none_of_it(
+    browser: Browser, service: ServerProcess, pg_server: Any, alice_dbs: Any
+) -> None:
+    # Carol's records, made through the API (whatever the test above left).
+    with httpx.Client(base_url=service.url, timeout=30) as api:
+        database_id, backup_id = _carols_backup(api, pg_server, alice_dbs["names"]["pg"])
 
     bob = _visitor(browser, service)
     page = bob.page

@@ -4,15 +4,17 @@ cookie never authorizes, the red line of a late database, and another account's 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from fastapi import FastAPI
 
 from backup_api.dashboard.routes import CONTENT_SECURITY_POLICY, CSRF_REFUSED
 from tests.archiving.test_agecrypt import keygen
-from tests.support.apphelpers import PASSWORD, Api, make_settings, running_app
+from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 from tests.support.serverproc import free_port
 
 SESSION = "backup_api_session"
@@ -386,3 +388,42 @@ async def test_a_databases_encryption_is_set_in_its_edit_form(
     assert refused.status_code == 400
     assert "Données invalides: encryption.passphrase: au moins 12 caractères" in refused.text
     assert await encryption_after(encryption="none") is None
+
+
+async def test_a_session_past_half_its_life_is_renewed_and_its_forms_stay_valid(
+    app: FastAPI, client: httpx.AsyncClient, alice: Api
+) -> None:
+    await _sign_in(client, "alice@example.com")
+    fresh = await client.get("/")
+    # A token well within its lifetime: nothing new.
+    assert SESSION not in fresh.headers.get("set-cookie", "")
+    form_token = _csrf(fresh)
+
+    # The same account's token, with five minutes left of its hour.
+    (token_key,) = (
+        await metadata_sql(app, "SELECT token_key FROM users WHERE id = :id", id=alice.user["id"])
+    )[0]
+    now = int(time.time())
+    old = jwt.encode(
+        {
+            "sub": str(alice.user["id"]),
+            "iat": now - 3300,
+            "exp": now + 300,
+            "typ": "access",
+            "key": token_key,
+        },
+        app.state.backup_api.keys.jwt_secret,
+        algorithm="HS256",
+    )
+    client.cookies.clear()
+    page = await client.get("/", headers={"Cookie": f"{SESSION}={old}"})
+    assert page.status_code == 200
+    renewed = _cookie_header(page, SESSION).split(";")[0].removeprefix(f"{SESSION}=")
+    assert renewed != old
+    claims = jwt.decode(renewed, options={"verify_signature": False})
+    assert claims["exp"] >= now + 3000
+    # A form shown before the renewal still posts.
+    out = await client.post("/logout", data={"csrf_token": form_token})
+    assert out.status_code == 303
+    assert out.headers["location"] == "/login"
+    assert SESSION not in client.cookies

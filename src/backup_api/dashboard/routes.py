@@ -138,6 +138,11 @@ class DashboardRoute(APIRoute):
                 response = _error(request, exc.status_code, exc.message)
             except RequestValidationError as exc:
                 response = _error(request, 400, validation_message(exc.errors()))
+            renewed = getattr(request.state, "renewed_session", None)
+            if renewed is not None:
+                state: AppState = request.app.state.backup_api
+                max_age = state.settings.jwt_expire_minutes * 60
+                session.set_cookie(request, response, session.SESSION_COOKIE, renewed, max_age)
             _security_headers(response)
             return response
 
@@ -166,7 +171,11 @@ async def signed_in(request: Request) -> Principal:
     if principal is None:
         raise session.LoginRequired()
     request.state.principal = principal
+    request.state.renewed_session = session.renewal(request, state, principal)
     return principal
+
+
+User = Depends(signed_in)
 
 
 async def posted(request: Request, state: AppState) -> dict[str, str]:
@@ -282,15 +291,14 @@ async def register(request: Request, state: StateDep) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, state: StateDep) -> Response:
+async def logout(request: Request, state: StateDep, user: Principal = User) -> Response:
     await posted(request, state)
     session.end(request, state)
+    # Ended: no renewed cookie may follow.
+    request.state.renewed_session = None
     response = _see_other("/login")
     session.clear_cookie(request, response, session.SESSION_COOKIE)
     return response
-
-
-User = Depends(signed_in)
 
 
 # --------------------------------------------------------------------------- overview

@@ -19,7 +19,7 @@ from fastapi import Request, Response
 
 from backup_api import deps
 from backup_api.principals import Principal
-from backup_api.security import InvalidTokenError
+from backup_api.security import InvalidTokenError, create_access_token
 from backup_api.services import api_tokens
 from backup_api.state import AppState
 
@@ -97,6 +97,27 @@ def end(request: Request, state: AppState) -> None:
     state.ended_sessions[token] = expires_at
 
 
+def renewal(request: Request, state: AppState, principal: Principal) -> str | None:
+    """A new token for a session past half its lifetime, so that a person at work is not
+    signed out in the middle of it; None while the current one has time left."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        expires_at = state.tokens.decode(token).expires_at
+    except InvalidTokenError:
+        return None
+    lifetime = state.settings.jwt_expire_minutes * 60
+    if expires_at - time.time() > lifetime / 2:
+        return None
+    return create_access_token(
+        principal.id,
+        state.keys.jwt_secret,
+        state.settings.jwt_expire_minutes,
+        token_key=principal.token_key,
+    )
+
+
 def csrf_token(state: AppState, seed: str) -> str:
     """The CSRF token bound to ``seed`` (the session token, or the visitor id): an HMAC
     under the service's key, so a page of another origin can neither read nor forge it."""
@@ -105,6 +126,12 @@ def csrf_token(state: AppState, seed: str) -> str:
 
 
 def csrf_seed(request: Request) -> str | None:
+    """Signed in, the account and its token key (a session's renewal keeps the forms
+    already shown valid; a password change, which ends sessions, ends them too); before,
+    the visitor's random cookie."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return f"account:{principal.id}:{principal.token_key}"
     return request.cookies.get(SESSION_COOKIE) or visitor_id(request)
 
 
