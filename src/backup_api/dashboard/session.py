@@ -1,5 +1,6 @@
-"""The dashboard's session: a cookie holding the same signed token ``/auth/login`` gives,
-and the CSRF token every state-changing form or htmx request must send back.
+"""The dashboard's session: a cookie holding the same signed token ``/auth/login`` gives
+(renewed past half its lifetime, ended in the service at sign-out), and the CSRF token
+every state-changing form or htmx request must send back.
 
 The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends
 it) and Secure when the request came over HTTPS (directly, or through a proxy listed in
