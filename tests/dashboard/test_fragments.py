@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backup_api.dashboard.routes import ENVIRONMENT
+from backup_api.dashboard.web import ENVIRONMENT
 
 RUNNING: dict[str, Any] = {
     "id": 7,

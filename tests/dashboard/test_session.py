@@ -12,7 +12,7 @@ import httpx
 import jwt
 from fastapi import FastAPI
 
-from backup_api.dashboard.routes import CONTENT_SECURITY_POLICY, CSRF_REFUSED
+from backup_api.dashboard.web import CONTENT_SECURITY_POLICY, CSRF_REFUSED
 from tests.archiving.test_agecrypt import keygen
 from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 from tests.support.serverproc import free_port

@@ -9,23 +9,17 @@ Forms post back here with the session cookie and a CSRF token; htmx only polls f
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
-from fastapi.routing import APIRoute
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
 
 from backup_api import encryption
-from backup_api.dashboard import session, views
+from backup_api.dashboard import session, views, web
 from backup_api.deps import IdPath, StateDep, client_address
-from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound, validation_message
+from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound
 from backup_api.models import (
     DatabaseCreate,
     DatabaseUpdate,
@@ -54,147 +48,13 @@ from backup_api.services import users as users_service
 from backup_api.services.ownership import BACKUP, DATABASE, RESTORE, STORAGE, load_owned
 from backup_api.state import AppState
 
-logger = logging.getLogger("backup_api.errors")
-M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
+router = APIRouter(include_in_schema=False, route_class=web.DashboardRoute)
+User = web.User
 
-HERE = Path(__file__).resolve().parent
-STATIC_DIR = HERE / "static"
-#: Pages draw only from this origin: no inline script or style, no frame, forms post here.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
 #: The listings a page shows at most (the API pages through the rest).
 PAGE_ROWS = 50
 CONFIRM_MISMATCH = "Confirmation incorrecte: tapez exactement le nom de la base cible ({name})"
 ADMIN_ONLY = "Action réservée aux administrateurs"
-CSRF_REFUSED = "Jeton CSRF absent ou invalide: rechargez la page et recommencez"
-
-ENVIRONMENT = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=select_autoescape(["html"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-ENVIRONMENT.globals.update(
-    size=views.size,
-    duration=views.duration,
-    when=views.when,
-    status_of=views.status_of,
-    status_label=views.status_label,
-    trigger_labels=views.TRIGGER_LABELS,
-)
-
-
-def _security_headers(response: Response) -> None:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "same-origin"
-
-
-def render(
-    request: Request, template: str, context: Mapping[str, Any], status_code: int = 200
-) -> HTMLResponse:
-    state: AppState = request.app.state.backup_api
-    seed = session.csrf_seed(request)
-    visitor = None
-    if seed is None:
-        # A first visit: the sign-in form's CSRF token needs a value to be bound to.
-        visitor = seed = session.new_visitor_id()
-    now = datetime.now(UTC)
-    body = ENVIRONMENT.get_template(template).render(
-        request=request,
-        csrf=session.csrf_token(state, seed),
-        csrf_field=session.CSRF_FIELD,
-        user=getattr(request.state, "principal", None),
-        age=lambda instant: views.age(instant, now),
-        **context,
-    )
-    response = HTMLResponse(body, status_code=status_code)
-    if visitor is not None:
-        session.set_cookie(request, response, session.ANONYMOUS_COOKIE, visitor, 86400)
-    return response
-
-
-class DashboardRoute(APIRoute):
-    """A dashboard route: errors become pages (or fragments for htmx) in French with the
-    API's status, a missing session sends the browser to the sign-in page, and every
-    answer carries the dashboard's Content-Security-Policy."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except session.LoginRequired:
-                response = _to_login(request)
-            except session.CsrfRefused:
-                response = _error(request, 403, CSRF_REFUSED)
-            except AppError as exc:
-                if exc.status_code >= 500:
-                    logger.error("application error: %s", exc.message)
-                response = _error(request, exc.status_code, exc.message)
-            except RequestValidationError as exc:
-                response = _error(request, 400, validation_message(exc.errors()))
-            renewed = getattr(request.state, "renewed_session", None)
-            if renewed is not None:
-                state: AppState = request.app.state.backup_api
-                max_age = state.settings.jwt_expire_minutes * 60
-                session.set_cookie(request, response, session.SESSION_COOKIE, renewed, max_age)
-            _security_headers(response)
-            return response
-
-        return route
-
-
-def _to_login(request: Request) -> Response:
-    if request.headers.get("hx-request"):
-        # A fragment's poll whose session ended: htmx loads the sign-in page as a whole,
-        # instead of following a redirect and swapping that page into the fragment.
-        return Response(status_code=401, headers={"HX-Redirect": "/login"})
-    return RedirectResponse("/login", status_code=303)
-
-
-def _error(request: Request, status_code: int, message: str) -> Response:
-    template = "_error.html" if request.headers.get("hx-request") else "error.html"
-    return render(request, template, {"message": message}, status_code)
-
-
-router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
-
-
-async def signed_in(request: Request) -> Principal:
-    state: AppState = request.app.state.backup_api
-    principal = await session.principal(request, state)
-    if principal is None:
-        raise session.LoginRequired()
-    request.state.principal = principal
-    request.state.renewed_session = session.renewal(request, state, principal)
-    return principal
-
-
-User = Depends(signed_in)
-
-
-async def posted(request: Request, state: AppState) -> dict[str, str]:
-    """The form's fields, once its CSRF token is checked."""
-    form = await request.form()
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    session.check_csrf(request, state, fields.pop(session.CSRF_FIELD, None))
-    return fields
-
-
-def _model(model: type[M], values: Mapping[str, Any]) -> M:
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc.errors())) from None
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 # --------------------------------------------------------------------------- static files
@@ -213,7 +73,7 @@ async def asset(name: str) -> Response:
         raise NotFound()
     body = _asset_cache.get(name)
     if body is None:
-        body = _asset_cache[name] = (STATIC_DIR / name).read_bytes()
+        body = _asset_cache[name] = (web.STATIC_DIR / name).read_bytes()
     return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
@@ -226,7 +86,7 @@ async def _first_account(state: AppState) -> bool:
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return render(request, "login.html", {"email": ""})
+    return web.render(request, "login.html", {"email": ""})
 
 
 async def _open_session(request: Request, state: AppState, email: str, password: str) -> Response:
@@ -241,7 +101,7 @@ async def _open_session(request: Request, state: AppState, email: str, password:
     token = create_access_token(
         user.id, state.keys.jwt_secret, state.settings.jwt_expire_minutes, token_key=user.token_key
     )
-    response = _see_other("/")
+    response = web.see_other("/")
     session.set_cookie(
         request, response, session.SESSION_COOKIE, token, state.settings.jwt_expire_minutes * 60
     )
@@ -251,29 +111,29 @@ async def _open_session(request: Request, state: AppState, email: str, password:
 
 @router.post("/login")
 async def login(request: Request, state: StateDep) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     email = fields.get("email", "")[:320]
     try:
         return await _open_session(request, state, email, fields.get("password", "")[:1024])
     except AppError as exc:
-        return render(
+        return web.render(
             request, "login.html", {"email": email, "error": exc.message}, exc.status_code
         )
 
 
 @router.get("/register")
 async def register_page(request: Request, state: StateDep) -> Response:
-    return render(
+    return web.render(
         request, "register.html", {"email": "", "offer_admin": await _first_account(state)}
     )
 
 
 @router.post("/register")
 async def register(request: Request, state: StateDep) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     email = fields.get("email", "")[:320]
     try:
-        data = _model(
+        data = web.model(
             UserRegister,
             {
                 "email": email,
@@ -287,16 +147,16 @@ async def register(request: Request, state: StateDep) -> Response:
         return await _open_session(request, state, data.email, data.password)
     except AppError as exc:
         context = {"email": email, "error": exc.message, "offer_admin": await _first_account(state)}
-        return render(request, "register.html", context, exc.status_code)
+        return web.render(request, "register.html", context, exc.status_code)
 
 
 @router.post("/logout")
 async def logout(request: Request, state: StateDep, user: Principal = User) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     session.end(request, state)
     # Ended: no renewed cookie may follow.
     request.state.renewed_session = None
-    response = _see_other("/login")
+    response = web.see_other("/login")
     session.clear_cookie(request, response, session.SESSION_COOKIE)
     return response
 
@@ -309,7 +169,7 @@ async def overview(request: Request, state: StateDep, user: Principal = User) ->
     owner_id = None if user.is_admin else user.id
     data = await state.metadata.read(lambda c: dashboard_rows.overview(c, owner_id))
     rows = views.overview_rows(data, datetime.now(UTC))
-    return render(request, "overview.html", {"rows": rows})
+    return web.render(request, "overview.html", {"rows": rows})
 
 
 # --------------------------------------------------------------------------- databases
@@ -317,16 +177,18 @@ async def overview(request: Request, state: StateDep, user: Principal = User) ->
 
 @router.get("/databases/new")
 async def database_form(request: Request, user: Principal = User) -> Response:
-    return render(request, "database_new.html", {"values": {}})
+    return web.render(request, "database_new.html", {"values": {}})
 
 
 @router.post("/databases")
-async def database_create(request: Request, state: StateDep, user: Principal = User) -> Response:
-    fields = await posted(request, state)
+async def database_create(
+    request: Request, state: StateDep, user: Principal = web.User
+) -> Response:
+    fields = await web.posted(request, state)
     names = ("name", "type", "host", "port", "username", "password", "db_name")
     values = {name: fields.get(name, "") for name in names}
     try:
-        data = _model(DatabaseCreate, values)
+        data = web.model(DatabaseCreate, values)
         database, warning = await databases_service.create_database(
             metadata=state.metadata,
             settings=state.settings,
@@ -339,33 +201,26 @@ async def database_create(request: Request, state: StateDep, user: Principal = U
         # The password is never sent back, even into the form it came from.
         values.pop("password")
         context = {"values": values, "error": exc.message}
-        return render(request, "database_new.html", context, exc.status_code)
+        return web.render(request, "database_new.html", context, exc.status_code)
     if warning is None:
-        return _see_other(f"/databases/{database.record.id}")
+        return web.see_other(f"/databases/{database.record.id}")
     # Registered, but a backup would fail as things stand: say why at once.
     context = await _database_context(state, database.record, user)
-    return render(request, "database.html", {**context, "warning": warning}, 201)
+    return web.render(request, "database.html", {**context, "warning": warning}, 201)
 
 
 async def _owned_database(state: AppState, database_id: int, user: Principal) -> Any:
     return await state.metadata.read(lambda c: load_owned(c, DATABASE, database_id, user))
 
 
-async def _optional(work: Awaitable[T]) -> T | None:
-    try:
-        return await work
-    except NotFound:
-        return None
-
-
 async def _database_context(state: AppState, database: Any, user: Principal) -> dict[str, Any]:
     listing = await backups_service.list_backups_json(
         metadata=state.metadata, user=user, limit=PAGE_ROWS, offset=0, database_id=database.id
     )
-    schedule = await _optional(
+    schedule = await web.optional(
         schedules_service.get_schedule(metadata=state.metadata, database=database)
     )
-    policy = await _optional(
+    policy = await web.optional(
         retention_service.get_policy(metadata=state.metadata, database=database)
     )
     view = await databases_service.view(state.metadata, database)
@@ -387,7 +242,7 @@ async def database_page(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     database = await _owned_database(state, database_id, user)
-    return render(request, "database.html", await _database_context(state, database, user))
+    return web.render(request, "database.html", await _database_context(state, database, user))
 
 
 @router.post("/databases/{database_id}/test")
@@ -395,7 +250,7 @@ async def database_test(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     """Connect as a backup would, and show the answer on the database's page."""
-    await posted(request, state)
+    await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     result = await connectiontests.run_connection_test(
         metadata=state.metadata,
@@ -406,7 +261,7 @@ async def database_test(
         database=database,
     )
     context = await _database_context(state, database, user)
-    return render(request, "database.html", {**context, "test": result})
+    return web.render(request, "database.html", {**context, "test": result})
 
 
 EDITABLE = ("name", "host", "port", "username", "db_name")
@@ -425,7 +280,9 @@ async def database_edit_form(
     if isinstance(current, RecipientsEncryption):
         # Public keys: shown so they can be edited; a passphrase never is.
         values["recipients"] = "\n".join(current.recipients)
-    return render(request, "database_edit.html", await _edit_context(state, user, database, values))
+    return web.render(
+        request, "database_edit.html", await _edit_context(state, user, database, values)
+    )
 
 
 async def _edit_context(
@@ -443,11 +300,11 @@ async def _edit_context(
 async def database_edit(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     values: dict[str, Any] = {name: fields.get(name, "") for name in EDITABLE}
     form = await request.form()
-    storage_ids = [_integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
+    storage_ids = [web.integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
     values.update(keep_local=fields.get("keep_local") == "on", storage_ids=storage_ids)
     values["recipients"] = fields.get("recipients", "")
     changes = {name: value for name, value in values.items() if name != "recipients"}
@@ -469,36 +326,36 @@ async def database_edit(
             queue=state.queue,
             caller=user,
             database=database,
-            data=_model(DatabaseUpdate, changes),
+            data=web.model(DatabaseUpdate, changes),
         )
     except AppError as exc:
         context = await _edit_context(state, user, database, values)
-        return render(
+        return web.render(
             request, "database_edit.html", {**context, "error": exc.message}, exc.status_code
         )
     if warning is None:
-        return _see_other(f"/databases/{database.id}")
+        return web.see_other(f"/databases/{database.id}")
     context = await _database_context(state, updated.record, user)
-    return render(request, "database.html", {**context, "warning": warning})
+    return web.render(request, "database.html", {**context, "warning": warning})
 
 
 @router.post("/databases/{database_id}/delete")
 async def database_delete(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     await databases_service.delete_database(
         metadata=state.metadata, queue=state.queue, database=database
     )
-    return _see_other("/")
+    return web.see_other("/")
 
 
 @router.post("/databases/{database_id}/backups")
 async def backup_start(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     backup = await backups_service.create_backup(
         metadata=state.metadata,
         settings=state.settings,
@@ -507,19 +364,19 @@ async def backup_start(
         user=user,
         database_id=database_id,
     )
-    return _see_other(f"/backups/{backup.id}")
+    return web.see_other(f"/backups/{backup.id}")
 
 
 @router.post("/databases/{database_id}/schedule")
 async def schedule_save(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     if fields.get("action") == "delete":
         await schedules_service.delete_schedule(metadata=state.metadata, database=database)
-        return _see_other(f"/databases/{database.id}")
-    data = _model(
+        return web.see_other(f"/databases/{database.id}")
+    data = web.model(
         ScheduleUpdate,
         {
             "cron": fields.get("cron", ""),
@@ -535,7 +392,7 @@ async def schedule_save(
         now=state.scheduler.clock.now(),
     )
     state.scheduler.wake()
-    return _see_other(f"/databases/{database.id}")
+    return web.see_other(f"/databases/{database.id}")
 
 
 RETENTION_FIELDS = (
@@ -556,21 +413,14 @@ def _policy(fields: Mapping[str, str]) -> RetentionPolicyBody:
         if raw:
             values[name] = raw
     # Form fields are text: the model parses them as it parses a query string.
-    return _model(RetentionPolicyBody, {k: _integer(k, v) for k, v in values.items()})
-
-
-def _integer(name: str, raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"Données invalides: {name}: entier attendu") from None
+    return web.model(RetentionPolicyBody, {k: web.integer(k, v) for k, v in values.items()})
 
 
 @router.post("/databases/{database_id}/retention")
 async def retention_save(
     database_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     if fields.get("action") == "delete":
         await retention_service.delete_policy(metadata=state.metadata, database=database)
@@ -578,7 +428,7 @@ async def retention_save(
         await retention_service.put_policy(
             metadata=state.metadata, database=database, body=_policy(fields)
         )
-    return _see_other(f"/databases/{database.id}")
+    return web.see_other(f"/databases/{database.id}")
 
 
 @router.get("/databases/{database_id}/retention/preview")
@@ -590,7 +440,7 @@ async def retention_preview(
     database = await _owned_database(state, database_id, user)
     body = _policy(request.query_params)
     preview = await retention_service.preview(sweeper=state.retention, database=database, body=body)
-    return render(request, "_retention_preview.html", {"preview": preview})
+    return web.render(request, "_retention_preview.html", {"preview": preview})
 
 
 # --------------------------------------------------------------------------- backups
@@ -609,7 +459,7 @@ async def backup_page(
     backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     backup = await _backup_dict(state, backup_id, user)
-    return render(request, "backup.html", {"backup": backup})
+    return web.render(request, "backup.html", {"backup": backup})
 
 
 @router.get("/backups/{backup_id}/status")
@@ -618,7 +468,7 @@ async def backup_status(
 ) -> Response:
     """The fragment a backup's page polls every second until the backup has ended."""
     backup = await _backup_dict(state, backup_id, user)
-    return render(request, "_backup_status.html", {"backup": backup})
+    return web.render(request, "_backup_status.html", {"backup": backup})
 
 
 async def _owned_backup(state: AppState, backup_id: int, user: Principal) -> Any:
@@ -626,7 +476,9 @@ async def _owned_backup(state: AppState, backup_id: int, user: Principal) -> Any
 
 
 @router.get("/backups/{backup_id}/download")
-async def backup_download(backup_id: IdPath, state: StateDep, user: Principal = User) -> Response:
+async def backup_download(
+    backup_id: IdPath, state: StateDep, user: Principal = web.User
+) -> Response:
     backup = await _owned_backup(state, backup_id, user)
     download = await backups_service.open_download(
         metadata=state.metadata,
@@ -647,7 +499,7 @@ async def backup_download(backup_id: IdPath, state: StateDep, user: Principal = 
 async def backup_verify(
     backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     backup = await _owned_backup(state, backup_id, user)
     result = await backups_service.verify_backup(
         metadata=state.metadata,
@@ -666,26 +518,26 @@ async def backup_verify(
     else:
         verdict = "Fichier chiffré intègre (SHA-256 et structure age vérifiés)"
     context = {"backup": await _backup_dict(state, backup_id, user), "verdict": verdict}
-    return render(request, "backup.html", context)
+    return web.render(request, "backup.html", context)
 
 
 @router.post("/backups/{backup_id}/pin")
 async def backup_pin(
     backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     backup = await _owned_backup(state, backup_id, user)
     await backups_service.set_pinned(
         metadata=state.metadata, backup=backup, pinned=fields.get("pinned") == "true"
     )
-    return _see_other(f"/backups/{backup.id}")
+    return web.see_other(f"/backups/{backup.id}")
 
 
 @router.post("/backups/{backup_id}/delete")
 async def backup_delete(
     backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     backup = await _owned_backup(state, backup_id, user)
     await backups_service.delete_backup(
         metadata=state.metadata,
@@ -694,8 +546,8 @@ async def backup_delete(
         backup=backup,
     )
     if backup.database_id is None:
-        return _see_other("/")
-    return _see_other(f"/databases/{backup.database_id}")
+        return web.see_other("/")
+    return web.see_other(f"/databases/{backup.database_id}")
 
 
 # --------------------------------------------------------------------------- restores
@@ -714,23 +566,23 @@ async def restore_form(
 ) -> Response:
     backup = await _backup_dict(state, backup_id, user)
     targets = await _restore_targets(state, user, backup["db_type"])
-    return render(request, "restore_new.html", {"backup": backup, "targets": targets})
+    return web.render(request, "restore_new.html", {"backup": backup, "targets": targets})
 
 
 @router.post("/backups/{backup_id}/restore")
 async def restore_start(
     backup_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     backup = await _owned_backup(state, backup_id, user)
-    target_id = _integer("database_id", fields.get("database_id", ""))
+    target_id = web.integer("database_id", fields.get("database_id", ""))
     target = await _owned_database(state, target_id, user)
     confirm = fields.get("confirm", "")
     # The dashboard asks every restore to be confirmed by the target's name, not only one
     # over the backup's own source: a click must never overwrite a database by mistake.
     if confirm != target.db_name:
         raise BadRequest(CONFIRM_MISMATCH.format(name=target.db_name))
-    data = _model(
+    data = web.model(
         RestoreCreate,
         {"database_id": target.id, "confirm": confirm, "identity": fields.get("identity") or None},
     )
@@ -750,7 +602,7 @@ async def restore_start(
         # Held in memory for this restore only, as the API does; never shown again.
         identity=data.identity,
     )
-    return _see_other(f"/restores/{restore.id}")
+    return web.see_other(f"/restores/{restore.id}")
 
 
 async def _restore_dict(state: AppState, restore_id: int, user: Principal) -> dict[str, Any]:
@@ -763,7 +615,7 @@ async def restore_page(
     restore_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     restore = await _restore_dict(state, restore_id, user)
-    return render(request, "restore.html", {"restore": restore})
+    return web.render(request, "restore.html", {"restore": restore})
 
 
 @router.get("/restores/{restore_id}/status")
@@ -771,7 +623,7 @@ async def restore_status(
     restore_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     restore = await _restore_dict(state, restore_id, user)
-    return render(request, "_restore_status.html", {"restore": restore})
+    return web.render(request, "_restore_status.html", {"restore": restore})
 
 
 # --------------------------------------------------------------------------- storages, users
@@ -785,16 +637,16 @@ async def storages_page(request: Request, state: StateDep, user: Principal = Use
     storages = await storages_service.list_storages(
         metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
     )
-    return render(request, "storages.html", {"storages": storages, "values": {}})
+    return web.render(request, "storages.html", {"storages": storages, "values": {}})
 
 
 @router.post("/storages")
 async def storage_create(request: Request, state: StateDep, user: Principal = User) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     values: dict[str, Any] = {name: fields[name] for name in STORAGE_FIELDS if fields.get(name)}
     secret = fields.get("secret_access_key", "")
     try:
-        data = _model(StorageCreate, {**values, "secret_access_key": secret})
+        data = web.model(StorageCreate, {**values, "secret_access_key": secret})
         await storages_service.create_storage(
             metadata=state.metadata, keys=state.keys, owner=user, data=data
         )
@@ -803,8 +655,8 @@ async def storage_create(request: Request, state: StateDep, user: Principal = Us
             metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
         )
         context = {"storages": storages, "values": values, "error": exc.message}
-        return render(request, "storages.html", context, exc.status_code)
-    return _see_other("/storages")
+        return web.render(request, "storages.html", context, exc.status_code)
+    return web.see_other("/storages")
 
 
 async def _owned_storage(state: AppState, storage_id: int, user: Principal) -> Any:
@@ -816,7 +668,7 @@ async def storage_test(
     storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     """Write, read back and delete a probe object, as ``POST /api/storages/{id}/test``."""
-    await posted(request, state)
+    await web.posted(request, state)
     storage = await _owned_storage(state, storage_id, user)
     result = await storagetests.run_storage_test(
         settings=state.settings,
@@ -830,7 +682,7 @@ async def storage_test(
         metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
     )
     context = {"storages": storages, "values": {}, "tested": storage, "test": result}
-    return render(request, "storages.html", context)
+    return web.render(request, "storages.html", context)
 
 
 @router.get("/storages/{storage_id}/edit")
@@ -840,14 +692,14 @@ async def storage_edit_form(
     storage = await _owned_storage(state, storage_id, user)
     # Never the secret key: its field stays empty, meaning "unchanged".
     values = {name: storage._mapping[name] for name in STORAGE_FIELDS}
-    return render(request, "storage_edit.html", {"storage": storage, "values": values})
+    return web.render(request, "storage_edit.html", {"storage": storage, "values": values})
 
 
 @router.post("/storages/{storage_id}/edit")
 async def storage_edit(
     storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     storage = await _owned_storage(state, storage_id, user)
     values: dict[str, Any] = {name: fields.get(name, "") for name in STORAGE_FIELDS}
     changes = dict(values)
@@ -858,22 +710,22 @@ async def storage_edit(
             metadata=state.metadata,
             keys=state.keys,
             storage=storage,
-            data=_model(StorageUpdate, changes),
+            data=web.model(StorageUpdate, changes),
         )
     except AppError as exc:
         context = {"storage": storage, "values": values, "error": exc.message}
-        return render(request, "storage_edit.html", context, exc.status_code)
-    return _see_other("/storages")
+        return web.render(request, "storage_edit.html", context, exc.status_code)
+    return web.see_other("/storages")
 
 
 @router.post("/storages/{storage_id}/delete")
 async def storage_delete(
     storage_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    await posted(request, state)
+    await web.posted(request, state)
     storage = await _owned_storage(state, storage_id, user)
     await storages_service.delete_storage(metadata=state.metadata, storage=storage)
-    return _see_other("/storages")
+    return web.see_other("/storages")
 
 
 def _admin_only(user: Principal) -> None:
@@ -887,20 +739,20 @@ async def users_page(request: Request, state: StateDep, user: Principal = User) 
     accounts = await users_service.list_users(
         metadata=state.metadata, limit=state.settings.max_page_size, offset=0
     )
-    return render(request, "users.html", {"accounts": accounts})
+    return web.render(request, "users.html", {"accounts": accounts})
 
 
 @router.post("/users/{user_id}/role")
 async def user_role(
     user_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
-    fields = await posted(request, state)
+    fields = await web.posted(request, state)
     _admin_only(user)
-    data = _model(UserRoleUpdate, {"role": fields.get("role", "")})
+    data = web.model(UserRoleUpdate, {"role": fields.get("role", "")})
     await users_service.set_role(
         metadata=state.metadata, principals=state.principals, user_id=user_id, role=data.role
     )
-    return _see_other("/users")
+    return web.see_other("/users")
 
 
 @router.post("/users/{user_id}/delete")
@@ -908,7 +760,7 @@ async def user_delete(
     user_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     """An account and everything it owns, as ``DELETE /api/users/{id}`` (never one's own)."""
-    await posted(request, state)
+    await web.posted(request, state)
     _admin_only(user)
     account = await users_service.get_user(metadata=state.metadata, user_id=user_id)
     users_service.ensure_not_self(user, account)
@@ -919,4 +771,4 @@ async def user_delete(
         principals=state.principals,
         user=account,
     )
-    return _see_other("/users")
+    return web.see_other("/users")
