@@ -269,6 +269,38 @@ async def test_storages_are_added_tested_and_edited_without_their_secret(
         assert stored["keep_local"] is False
         assert "Bucket renommé" in (await client.get(f"/databases/{database_id}")).text
 
+        # The create form takes the destinations and the encryption at once.
+        form = await client.get("/databases/new")
+        fields = {
+            "name": "Nouvelle",
+            "type": "postgresql",
+            "host": "127.0.0.1",
+            "port": str(free_port()),
+            "username": "u",
+            "password": "pw-secret",
+            "db_name": "app",
+            "storage_ids": storage_id,
+            "encryption": "passphrase",
+            "passphrase": "court",
+            "csrf_token": _csrf(form),
+        }
+        refused = await client.post("/databases", data=fields)
+        assert refused.status_code == 400
+        assert "encryption.passphrase: au moins 12 caractères" in refused.text
+        assert "pw-secret" not in refused.text
+        # What was chosen is kept in the form shown again, the storage still ticked.
+        assert f'name="storage_ids" value="{storage_id}" checked>' in refused.text
+        created = await client.post(
+            "/databases", data={**fields, "passphrase": "une phrase secrète assez longue"}
+        )
+        assert created.status_code == 201, created.text  # shown with its unreachable warning
+        listing = (await alice.get("/api/databases")).json()["databases"]
+        new = next(d for d in listing if d["name"] == "Nouvelle")
+        assert new["storage_ids"] == [int(storage_id)]
+        assert new["keep_local"] is False
+        assert new["encryption"] == {"mode": "passphrase"}
+        assert "une phrase secrète assez longue" not in created.text
+
 
 async def test_an_admin_manages_accounts_and_a_user_cannot(client: httpx.AsyncClient) -> None:
     admin = await Api(client).signup("root@example.com", role="admin")

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import FormData
 
 from backup_api import encryption
 from backup_api.dashboard import session, views, web
@@ -175,20 +176,52 @@ async def overview(request: Request, state: StateDep, user: Principal = User) ->
 # --------------------------------------------------------------------------- databases
 
 
+async def _own_storages(state: AppState, user: Principal, owner_id: int) -> list[Any]:
+    storages = await storages_service.list_storages(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    # An admin acting on someone's database may only name that owner's storages.
+    return [storage for storage in storages if storage.user_id == owner_id]
+
+
+def _options(form: FormData, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The destinations and encryption fields of the create and edit forms, as the API's
+    bodies say them (encryption only when the form asks for a change)."""
+    storage_ids = [web.integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
+    options: dict[str, Any] = {
+        "keep_local": fields.get("keep_local") == "on",
+        "storage_ids": storage_ids,
+    }
+    choice = fields.get("encryption", "keep")
+    if choice == "none":
+        options["encryption"] = None
+    elif choice == "passphrase":
+        options["encryption"] = {"passphrase": fields.get("passphrase", "")}
+    elif choice == "recipients":
+        options["encryption"] = {"recipients": fields.get("recipients", "").split()}
+    return options
+
+
 @router.get("/databases/new")
-async def database_form(request: Request, user: Principal = User) -> Response:
-    return web.render(request, "database_new.html", {"values": {}})
+async def database_form(request: Request, state: StateDep, user: Principal = User) -> Response:
+    context = {
+        "values": {"keep_local": True, "storage_ids": []},
+        "storages": await _own_storages(state, user, user.id),
+        "database": None,
+    }
+    return web.render(request, "database_new.html", context)
 
 
 @router.post("/databases")
-async def database_create(
-    request: Request, state: StateDep, user: Principal = web.User
-) -> Response:
+async def database_create(request: Request, state: StateDep, user: Principal = User) -> Response:
     fields = await web.posted(request, state)
-    names = ("name", "type", "host", "port", "username", "password", "db_name")
-    values = {name: fields.get(name, "") for name in names}
+    names = ("name", "type", "host", "port", "username", "db_name")
+    values: dict[str, Any] = {name: fields.get(name, "") for name in names}
+    options = _options(await request.form(), fields)
     try:
-        data = web.model(DatabaseCreate, values)
+        data = web.model(
+            DatabaseCreate, {**values, **options, "password": fields.get("password", "")}
+        )
         database, warning = await databases_service.create_database(
             metadata=state.metadata,
             settings=state.settings,
@@ -198,9 +231,18 @@ async def database_create(
             data=data,
         )
     except AppError as exc:
-        # The password is never sent back, even into the form it came from.
-        values.pop("password")
-        context = {"values": values, "error": exc.message}
+        # The password and passphrase are never sent back, even into the form they came from.
+        context = {
+            "values": {
+                **values,
+                "keep_local": options["keep_local"],
+                "storage_ids": options["storage_ids"],
+                "recipients": fields.get("recipients", ""),
+            },
+            "storages": await _own_storages(state, user, user.id),
+            "database": None,
+            "error": exc.message,
+        }
         return web.render(request, "database_new.html", context, exc.status_code)
     if warning is None:
         return web.see_other(f"/databases/{database.record.id}")
@@ -288,12 +330,8 @@ async def database_edit_form(
 async def _edit_context(
     state: AppState, user: Principal, database: Any, values: dict[str, Any]
 ) -> dict[str, Any]:
-    storages = await storages_service.list_storages(
-        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
-    )
-    # An admin editing someone's database may only name that owner's storages.
-    owned = [storage for storage in storages if storage.user_id == database.user_id]
-    return {"database": database, "values": values, "storages": owned}
+    storages = await _own_storages(state, user, database.user_id)
+    return {"database": database, "values": values, "storages": storages}
 
 
 @router.post("/databases/{database_id}/edit")
@@ -303,20 +341,16 @@ async def database_edit(
     fields = await web.posted(request, state)
     database = await _owned_database(state, database_id, user)
     values: dict[str, Any] = {name: fields.get(name, "") for name in EDITABLE}
-    form = await request.form()
-    storage_ids = [web.integer("storage_ids", str(i)) for i in form.getlist("storage_ids")]
-    values.update(keep_local=fields.get("keep_local") == "on", storage_ids=storage_ids)
-    values["recipients"] = fields.get("recipients", "")
-    changes = {name: value for name, value in values.items() if name != "recipients"}
+    options = _options(await request.form(), fields)
+    changes = {**values, **options}
+    # What the form shows again: never the password or the passphrase.
+    values.update(
+        keep_local=options["keep_local"],
+        storage_ids=options["storage_ids"],
+        recipients=fields.get("recipients", ""),
+    )
     if fields.get("password"):
         changes["password"] = fields["password"]
-    choice = fields.get("encryption", "keep")
-    if choice == "none":
-        changes["encryption"] = None
-    elif choice == "passphrase":
-        changes["encryption"] = {"passphrase": fields.get("passphrase", "")}
-    elif choice == "recipients":
-        changes["encryption"] = {"recipients": values["recipients"].split()}
     try:
         updated, warning = await databases_service.update_database(
             metadata=state.metadata,
