@@ -2,7 +2,8 @@
 # Install the system packages the test-suite needs (Debian/Ubuntu, apt-get):
 # PostgreSQL and MariaDB servers + clients for the throwaway test servers (tests/support/servers/),
 # zip/unzip, util-linux (runuser, setpriv), script (bsdutils: drives `age -p` through a
-# pseudo-terminal) and age/age-keygen (the reference tool the age format is tested against).
+# pseudo-terminal), age/age-keygen (the reference tool the age format is tested against) and
+# chromium (the browser Playwright drives through the dashboard's tests).
 #
 # Only what is missing is installed; when everything is present this is a no-op that runs in
 # a few milliseconds.  Package installation never starts the system database services
@@ -35,6 +36,7 @@ have zip || missing+=(zip)
 { have_sbin runuser && have_sbin setpriv; } || missing+=(util-linux)
 have script || missing+=(bsdutils)
 { have age && have age-keygen; } || missing+=(age)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     echo "install-test-deps: all test dependencies are present"

@@ -16,6 +16,7 @@ from backup_api.clock import Clock, SystemClock
 from backup_api.config import Settings, get_settings
 from backup_api.copies.retry import CopyRetrier
 from backup_api.copies.store import CopyStore
+from backup_api.dashboard import routes as dashboard
 from backup_api.db import Metadata, create_engine
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
@@ -218,6 +219,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         audit,
         health,
         docs,
+        dashboard,
     ):
         app.include_router(router.router)
     if settings.metrics_token is not None:

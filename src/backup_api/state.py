@@ -76,3 +76,8 @@ class AppState:
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.
     restore_identities: dict[int, str] = field(default_factory=dict, repr=False)
+    #: The dashboard's sessions signed out before their token expired (token -> its expiry,
+    #: epoch seconds): refused from then on. One process serves (see ``cli``), so memory
+    #: holds them all; a restart forgets them, as it forgets nothing else that matters:
+    #: the cookie was removed from the browser that signed out.
+    ended_sessions: dict[str, float] = field(default_factory=dict, repr=False)

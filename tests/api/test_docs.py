@@ -103,10 +103,11 @@ def test_packaged_assets_are_the_pinned_release_unchanged() -> None:
     assert f"`swagger-ui-dist` {package['version']}" in readme
 
 
-def test_root_points_to_the_docs_and_other_paths_stay_json(service: httpx.Client) -> None:
+def test_root_is_the_dashboard_and_other_paths_stay_json(service: httpx.Client) -> None:
+    # The dashboard is at the root; without a session it asks to sign in.
     root = service.get("/")
-    assert root.status_code == 307
-    assert root.headers["location"] == "/docs"
+    assert root.status_code == 303
+    assert root.headers["location"] == "/login"
     for missing in ("/redoc", "/docs/assets/0.0.0/swagger-ui.css", "/docs/assets/x/../main.py"):
         response = service.get(missing)
         assert response.status_code == 404, missing

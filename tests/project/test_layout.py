@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "backup_api"
-WEB = ("routers", "services", "deps", "main", "cli", "openapi", "middleware", "httpprotocol")
+WEB = (
+    "routers",
+    "services",
+    "deps",
+    "main",
+    "cli",
+    "openapi",
+    "middleware",
+    "httpprotocol",
+    "dashboard",
+)
 
 
 def own_imports(path: Path) -> set[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from backup_api.exceptions import NotFound
 
@@ -39,11 +39,6 @@ def _asset(name: str) -> bytes:
 def _root_path(request: Request) -> str:
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/")
-
-
-@router.get("/")
-async def root(request: Request) -> RedirectResponse:
-    return RedirectResponse(_root_path(request) + DOCS_PATH)
 
 
 @router.get(DOCS_PATH)
