@@ -23,5 +23,9 @@ if [ "$#" -eq 0 ]; then
         tests/accounts/test_api_tokens.py tests/retention/test_retention.py \
         tests/schedules/test_schedules.py tests/storages/test_storages.py tests/copies/test_copies.py \
         tests/encryption/test_settings.py tests/encryption/test_encrypted_backups.py \
-        tests/encryption/test_identity_restart.py tests/encryption/test_encrypted_copies.py
+        tests/encryption/test_identity_restart.py tests/encryption/test_encrypted_copies.py \
+        tests/events/test_events.py tests/metrics/test_metrics.py tests/metrics/test_overdue.py \
+        tests/audit/test_audit_trail.py tests/notifications/test_channels.py \
+        tests/notifications/test_deliveries.py tests/notifications/test_heartbeats.py \
+        tests/dashboard/test_session.py tests/dashboard/test_authorization.py
 fi
