@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import unicodedata
 import uuid
@@ -36,6 +37,7 @@ from backup_api.models import (
     BackupPublic,
     BackupTrigger,
     JobStatus,
+    LastDrill,
     duration_seconds,
     utcnow,
 )
@@ -91,6 +93,16 @@ def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
         trigger=BackupTrigger(fields["trigger"]),
         copies=[copy_public(row) for row in copy_rows],
         encrypted=bool(fields["encrypted"]),
+        table_rows=None if fields["table_rows"] is None else json.loads(fields["table_rows"]),
+        last_drill=None
+        if fields["last_drill_id"] is None
+        else LastDrill.model_construct(
+            id=fields["last_drill_id"],
+            status="passed"
+            if fields["last_drill_status"] == JobStatus.COMPLETED.value
+            else "failed",
+            finished_at=fields["last_drill_finished_at"],
+        ),
     )
 
 
