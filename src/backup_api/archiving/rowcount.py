@@ -12,10 +12,11 @@ of the service's own for the whole dump.
   ``\\n``), and the line ``\\.``. Inside a block, rows are counted with ``bytes.count``
   over whole chunks: no Python step per row.
 - MySQL (``mysqldump``): each table's data follows its ``-- Dumping data for table`` line
-  as ``INSERT INTO `t` VALUES (...),(...);`` statements, one statement per line (values'
-  newlines are escaped). Rows are the statement's tuples: its quoted strings are removed
-  with one regular expression (C code), then ``),(`` separators are counted; outside
-  strings (numbers, NULL, ``0x`` hex with ``--hex-blob``) that sequence cannot occur.
+  as ``INSERT INTO `t` VALUES (...),(...);`` statements (MariaDB's tool puts each tuple
+  on a line of its own). Rows are the statements' tuples: quoted strings and identifiers
+  are removed with one regular expression (C code), then statements and the separators
+  between tuples are counted; outside quotes (numbers, NULL, ``0x`` hex with
+  ``--hex-blob``) those sequences cannot occur.
 
 Follows the archive process's import rule: the standard library only (see ``child``).
 """
@@ -94,7 +95,7 @@ class PostgresRowCounter:
             last = buf.rfind(b"\n", pos)
             self._keep_tail(buf, pos if last < 0 else last + 1, _COPY)
             return len(buf)
-        if start != pos:
+        if buf[start] == 10:  # found after a newline: the line starts past it
             start += 1
         newline = buf.find(b"\n", start)
         if newline < 0:
@@ -118,49 +119,71 @@ class PostgresRowCounter:
             self._midline = True
 
 
-_DATA_FOR = re.compile(rb"-- Dumping data for table `((?:[^`]|``)+)`")
-_STRINGS = re.compile(rb"'(?:[^'\\]|\\.)*'", re.DOTALL)
-_VALUES = b" VALUES ("
+_DATA_FOR = b"-- Dumping data for table `"
+_TABLE_NAME = re.compile(rb"-- Dumping data for table `((?:[^`]|``)+)`")
+_SECTION_END = b"UNLOCK TABLES;"
+# Quoted strings and quoted identifiers: removed before counting, so that what is left of
+# a statement holds parentheses and commas only between its tuples.
+_QUOTED = re.compile(rb"'(?:[^'\\]|\\.)*'|`(?:[^`]|``)*`", re.DOTALL)
 
 
 class MySQLRowCounter:
-    """Counts the rows of every table's data section of a mysqldump stream."""
+    """Counts the rows of every table's data section of a mysqldump stream: from its
+    ``-- Dumping data for table`` line to its ``UNLOCK TABLES;`` (the service's dumps
+    keep ``--add-locks``). A section's rows are its statements (``INSERT INTO``) plus
+    the separators between tuples, ``),(`` (MySQL's one-line statements) or ``),`` and a
+    newline (MariaDB's one tuple per line); a value's newline is always escaped, so whole
+    lines are cut points. No Python step per row: a few C-level passes per chunk."""
 
     def __init__(self) -> None:
         self.tables: dict[str, int] = {}
         self._table: str | None = None
+        # The last line, not yet complete: at most one statement (net_buffer_length) or
+        # one row long.
         self._partial = b""
 
     def feed(self, data: bytes | memoryview) -> None:
         buf = self._partial + bytes(data) if self._partial else bytes(data)
+        cut = buf.rfind(b"\n") + 1
+        self._partial = buf[cut:]
         pos = 0
-        while (newline := buf.find(b"\n", pos)) >= 0:
-            self._line(buf, pos, newline)
-            pos = newline + 1
-        # An INSERT statement is at most mysqldump's net_buffer_length long: bounded.
-        self._partial = buf[pos:]
+        while pos < cut:
+            if self._table is None:
+                pos = self._section_start(buf, pos, cut)
+            else:
+                pos = self._section(buf, pos, cut)
 
-    def _line(self, buf: bytes, start: int, end: int) -> None:
-        if buf.startswith(b"-- Dumping data for table ", start):
-            match = _DATA_FOR.match(buf, start, end)
-            if match is not None:
-                self._table = match.group(1).replace(b"``", b"`").decode("utf-8", "replace")
-                self.tables.setdefault(self._table, 0)
-            return
-        if self._table is None:
-            return
-        if buf.startswith(b"UNLOCK TABLES;", start) or buf.startswith(b"-- ", start):
+    def _section_start(self, buf: bytes, pos: int, cut: int) -> int:
+        start = pos if buf.startswith(_DATA_FOR, pos) else buf.find(b"\n" + _DATA_FOR, pos, cut)
+        if start < 0:
+            return cut
+        if buf[start] == 10:  # found after a newline: the line starts past it
+            start += 1
+        end = buf.find(b"\n", start, cut)
+        match = _TABLE_NAME.match(buf, start, end)
+        if match is not None:
+            self._table = match.group(1).replace(b"``", b"`").decode("utf-8", "replace")
+            self.tables.setdefault(self._table, 0)
+        return end + 1
+
+    def _section(self, buf: bytes, pos: int, cut: int) -> int:
+        table = self._table
+        assert table is not None
+        if buf.startswith(_SECTION_END, pos):
             self._table = None
-            return
-        if not buf.startswith(b"INSERT INTO `", start):
-            return
-        values = buf.find(_VALUES, start, end)
-        if values < 0:
-            return
-        line = buf[values + len(_VALUES) - 1 : end]
-        if b"'" in line:
-            line = _STRINGS.sub(b"''", line)
-        self.tables[self._table] += line.count(b"),(") + 1
+            return pos + len(_SECTION_END)
+        end = buf.find(b"\n" + _SECTION_END, pos, cut)
+        stop = cut if end < 0 else end + 1
+        text = buf[pos:stop]
+        if b"'" in text or b"`" in text:
+            text = _QUOTED.sub(b"", text)
+        self.tables[table] += (
+            text.count(b"INSERT INTO ") + text.count(b"),(") + text.count(b"),\n(")
+        )
+        if end < 0:
+            return cut
+        self._table = None
+        return stop + len(_SECTION_END)
 
 
 RowCounter = PostgresRowCounter | MySQLRowCounter
