@@ -7,15 +7,16 @@ counting costs no query and no second connection. A separate ``count(*)`` would 
 another moment of the database, and sharing pg_dump's snapshot would take a connection
 of the service's own for the whole dump.
 
-- PostgreSQL (``pg_dump --format=plain``): each table's data is a ``COPY ... FROM
-  stdin;`` line, one line per row (COPY's text format escapes newlines inside values as
-  ``\\n``), and the line ``\\.``. Inside a block, rows are counted with ``bytes.count``
-  over whole chunks: no Python step per row.
+- PostgreSQL (``pg_dump --format=plain``): each table's data is, after its ``TABLE DATA``
+  comment, a ``COPY ... FROM stdin;`` line, one line per row (COPY's text format escapes
+  newlines inside values as ``\\n``), and the line ``\\.``. Inside a block, rows are
+  counted with ``bytes.count`` over whole chunks: no Python step per row. A COPY line
+  that does not follow such a comment (text in a function's body) is not counted.
 - MySQL (``mysqldump``): each table's data follows its ``-- Dumping data for table`` line
   as ``INSERT INTO `t` VALUES (...),(...);`` statements (MariaDB's tool puts each tuple
   on a line of its own). Rows are the statements' tuples: quoted strings and identifiers
-  are removed with one regular expression (C code), then statements and the separators
-  between tuples are counted; outside quotes (numbers, NULL, ``0x`` hex with
+  are removed with one regular expression (C code), then the tuples' ends are counted;
+  outside quotes (numbers, NULL, ``0x`` hex with
   ``--hex-blob``) those sequences cannot occur.
 
 Follows the archive process's import rule: the standard library only (see ``child``).
@@ -26,6 +27,13 @@ from __future__ import annotations
 import re
 
 _COPY = b"COPY "
+# pg_dump's comment before each table's data ("-- Data for Name: t; Type: TABLE DATA;
+# Schema: public; Owner: -"), then "--", an empty line, and the COPY line: a COPY line
+# elsewhere (inside a function's body) is not one of the dump's.
+_DATA_FOR_PG = b"-- Data for Name: "
+_TABLE_DATA = b"; Type: TABLE DATA; "
+#: A COPY line names every column: 1,600 at most, each up to 63 bytes, quoted.
+_MAX_HEADER = 1 << 20
 _FROM_STDIN = b" FROM stdin;"
 _END = b"\\.\n"
 
@@ -56,6 +64,8 @@ class PostgresRowCounter:
         self._partial = b""
         # In the middle of a line whose bytes are not kept (a row, a statement).
         self._midline = False
+        # Just past a table's data comment: its COPY line comes next.
+        self._armed = False
 
     def feed(self, data: bytes | memoryview) -> None:
         buf = self._partial + bytes(data) if self._partial else bytes(data)
@@ -90,18 +100,38 @@ class PostgresRowCounter:
         return len(buf)
 
     def _outside(self, buf: bytes, pos: int) -> int:
-        start = pos if buf.startswith(_COPY, pos) else buf.find(b"\n" + _COPY, pos)
+        if self._armed:
+            return self._after_data_comment(buf, pos)
+        start = pos if buf.startswith(_DATA_FOR_PG, pos) else buf.find(b"\n" + _DATA_FOR_PG, pos)
         if start < 0:
             last = buf.rfind(b"\n", pos)
-            self._keep_tail(buf, pos if last < 0 else last + 1, _COPY)
+            self._keep_tail(buf, pos if last < 0 else last + 1, _DATA_FOR_PG)
             return len(buf)
         if buf[start] == 10:  # found after a newline: the line starts past it
             start += 1
         newline = buf.find(b"\n", start)
         if newline < 0:
-            self._partial = buf[start:]  # a header: short
+            self._partial = buf[start:]  # a comment line: short
             return len(buf)
-        table = _copy_table(buf[start:newline])
+        self._armed = _TABLE_DATA in buf[start:newline]
+        return newline + 1
+
+    def _after_data_comment(self, buf: bytes, pos: int) -> int:
+        """The lines after a ``TABLE DATA`` comment: ``--`` and an empty line, then the
+        table's ``COPY`` line."""
+        newline = buf.find(b"\n", pos)
+        if newline < 0:
+            tail = buf[pos:]
+            if len(tail) <= _MAX_HEADER:
+                self._partial = tail
+            else:  # no COPY header is that long
+                self._armed, self._midline = False, True
+            return len(buf)
+        line = buf[pos:newline]
+        if line in (b"--", b""):
+            return newline + 1
+        self._armed = False
+        table = _copy_table(line)
         if table is not None:
             self._table = table
             self.tables.setdefault(table, 0)
@@ -130,9 +160,9 @@ _QUOTED = re.compile(rb"'(?:[^'\\]|\\.)*'|`(?:[^`]|``)*`", re.DOTALL)
 class MySQLRowCounter:
     """Counts the rows of every table's data section of a mysqldump stream: from its
     ``-- Dumping data for table`` line to its ``UNLOCK TABLES;`` (the service's dumps
-    keep ``--add-locks``). A section's rows are its statements (``INSERT INTO``) plus
-    the separators between tuples, ``),(`` (MySQL's one-line statements) or ``),`` and a
-    newline (MariaDB's one tuple per line); a value's newline is always escaped, so whole
+    keep ``--add-locks``). A section's rows are its tuples' ends: ``),(`` within MySQL's
+    one-line statements, ``),`` and a newline between MariaDB's one-tuple lines, ``);``
+    and a newline at each statement's end; a value's newline is always escaped, so whole
     lines are cut points. No Python step per row: a few C-level passes per chunk."""
 
     def __init__(self) -> None:
@@ -177,9 +207,9 @@ class MySQLRowCounter:
         text = buf[pos:stop]
         if b"'" in text or b"`" in text:
             text = _QUOTED.sub(b"", text)
-        self.tables[table] += (
-            text.count(b"INSERT INTO ") + text.count(b"),(") + text.count(b"),\n(")
-        )
+        # Each tuple ends with "),(" or ")," and a newline before the next one, or with
+        # ");" and a newline (the statement's last): all within one line.
+        self.tables[table] += text.count(b"),(") + text.count(b"),\n") + text.count(b");\n")
         if end < 0:
             return cut
         self._table = None
