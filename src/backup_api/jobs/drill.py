@@ -33,7 +33,7 @@ from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.jobs.restore import RestorePipeline
 from backup_api.jobs.supervisor import Progress, run_tool
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import JobStatus
+from backup_api.models import DrillPublic, DrillTable, JobStatus, duration_seconds
 from backup_api.repositories import Record, backups, databases, drills
 from backup_api.state import AppState
 
@@ -211,6 +211,36 @@ async def run_drill(state: AppState, job: Job) -> None:
     await pipeline.run(DrillPipeline(state, job))
 
 
+_STATUS = {
+    JobStatus.PENDING.value: "pending",
+    JobStatus.COMPLETED.value: "passed",
+    JobStatus.FAILED.value: "failed",
+}
+
+
+def public_status(status: str) -> str:
+    return _STATUS[status]
+
+
+def to_public(drill: Record) -> DrillPublic:
+    fields = drill._mapping
+    tables = json.loads(fields["tables"]) if fields["tables"] else []
+    return DrillPublic(
+        id=fields["id"],
+        backup_id=fields["backup_id"],
+        source_database_id=fields["source_database_id"],
+        target_database_id=fields["target_database_id"],
+        user_id=fields["user_id"],
+        status=public_status(fields["status"]),
+        error_msg=fields["error_msg"],
+        tables=[DrillTable(**table) for table in tables],
+        created_at=fields["created_at"],
+        started_at=fields["started_at"],
+        finished_at=fields["finished_at"],
+        duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
+    )
+
+
 class DrillFollower:
     """A listener of the job records: a drill that ended is kept on its backup's row
     (``last_drill``) and announced (``drill.passed`` / ``drill.failed``)."""
@@ -225,8 +255,6 @@ class DrillFollower:
         drill_id = event.job_id
 
         def follow(connection: Connection) -> tuple[Record, dict[str, Any]] | None:
-            from backup_api.services.drills import to_public
-
             drill = drills.get(connection, drill_id)
             if drill is None or drill.status == JobStatus.PENDING.value:
                 return None

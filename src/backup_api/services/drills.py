@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 from datetime import datetime
 from typing import Any
 
@@ -24,14 +23,13 @@ from backup_api.config import Settings
 from backup_api.cron import CronSchedule
 from backup_api.db import Metadata
 from backup_api.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from backup_api.jobs.drill import to_public as to_public
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.models import (
     DrillPublic,
     DrillSchedulePublic,
     DrillScheduleUpdate,
-    DrillTable,
     JobStatus,
-    duration_seconds,
     utcnow,
 )
 from backup_api.netpolicy import UnknownHostError, resolve_addresses
@@ -69,34 +67,6 @@ NO_COUNTS = (
     "restaurations d'essai): rien à vérifier"
 )
 TARGET_BUSY = "Une sauvegarde, restauration ou restauration d'essai de la base cible est en cours"
-_STATUS = {
-    JobStatus.PENDING.value: "pending",
-    JobStatus.COMPLETED.value: "passed",
-    JobStatus.FAILED.value: "failed",
-}
-
-
-def public_status(status: str) -> str:
-    return _STATUS[status]
-
-
-def to_public(drill: Record) -> DrillPublic:
-    fields = drill._mapping
-    tables = json.loads(fields["tables"]) if fields["tables"] else []
-    return DrillPublic(
-        id=fields["id"],
-        backup_id=fields["backup_id"],
-        source_database_id=fields["source_database_id"],
-        target_database_id=fields["target_database_id"],
-        user_id=fields["user_id"],
-        status=public_status(fields["status"]),
-        error_msg=fields["error_msg"],
-        tables=[DrillTable(**table) for table in tables],
-        created_at=fields["created_at"],
-        started_at=fields["started_at"],
-        finished_at=fields["finished_at"],
-        duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
-    )
 
 
 def schedule_public(schedule: Record) -> DrillSchedulePublic:
