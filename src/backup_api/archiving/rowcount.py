@@ -14,10 +14,10 @@ of the service's own for the whole dump.
   that does not follow such a comment (text in a function's body) is not counted.
 - MySQL (``mysqldump``): each table's data follows its ``-- Dumping data for table`` line
   as ``INSERT INTO `t` VALUES (...),(...);`` statements (MariaDB's tool puts each tuple
-  on a line of its own). Rows are the statements' tuples: quoted strings and identifiers
-  are removed with one regular expression (C code), then the tuples' ends are counted;
-  outside quotes (numbers, NULL, ``0x`` hex with
-  ``--hex-blob``) those sequences cannot occur.
+  on a line of its own). Rows are the statements' tuples, counted by their ends with
+  ``bytes.count``; where a separator could sit inside a quoted value, quoted strings and
+  identifiers are first removed with one regular expression (C code). Outside quotes
+  (numbers, NULL, ``0x`` hex with ``--hex-blob``) those sequences cannot occur.
 
 Follows the archive process's import rule: the standard library only (see ``child``).
 """
@@ -205,11 +205,15 @@ class MySQLRowCounter:
         end = buf.find(b"\n" + _SECTION_END, pos, cut)
         stop = cut if end < 0 else end + 1
         text = buf[pos:stop]
-        if b"'" in text or b"`" in text:
-            text = _QUOTED.sub(b"", text)
-        # Each tuple ends with "),(" or ")," and a newline before the next one, or with
-        # ");" and a newline (the statement's last): all within one line.
-        self.tables[table] += text.count(b"),(") + text.count(b"),\n") + text.count(b");\n")
+        # Each tuple ends with ")," and a newline before the next one (MariaDB), or "),("
+        # (MySQL), or with ");" and a newline (the statement's last). A quoted value never
+        # holds a raw newline (mysqldump escapes it), so the first and last are counted
+        # as they are; "),(" may sit inside a value, so where it appears at all, the
+        # quoted parts are removed first.
+        rows = text.count(b"),\n") + text.count(b");\n")
+        if b"),(" in text:
+            rows += _QUOTED.sub(b"", text).count(b"),(")
+        self.tables[table] += rows
         if end < 0:
             return cut
         self._table = None
