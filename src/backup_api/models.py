@@ -1727,7 +1727,9 @@ class DrillSchedule(SQLModel, table=True):
 
 class DrillScheduleUpdate(ScheduleUpdate):
     target_database_id: IdValue = Field(
-        description="The caller's scratch database (`scratch: true`) the drills restore into"
+        ge=1,
+        le=MAX_ID,
+        description="The caller's scratch database (`scratch: true`) the drills restore into",
     )
 
 
@@ -1755,7 +1757,10 @@ class DrillScheduleItem(BaseModel):
 
 
 class DrillCreate(StrictBody):
-    target_database_id: IdValue | None = Field(
+    # The validator outside the union: inside, it would hide the bounds from the schema.
+    target_database_id: Annotated[
+        Annotated[int, Ge(1), Le(MAX_ID)] | None, BeforeValidator(_id_not_bool)
+    ] = Field(
         default=None,
         description="The scratch database to restore into; may be left out when the "
         "backup's database has a drill set",

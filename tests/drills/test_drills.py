@@ -329,12 +329,19 @@ async def test_targets_a_drill_refuses(pg_server: Any, alice: Api, bob: Api) -> 
     response = await alice.put(
         drill_url, json={"target_database_id": plain["id"], "cron": "@daily"}
     )
-    assert response.status_code == 400
-    assert "doit être une base d'essai" in response.json()["error"]
+    assert response.status_code == 409
+    assert response.json()["error"].startswith("La base cible doit être une base d'essai")
     response = await alice.post(
         f"/api/backups/{backup['id']}/drill", json={"target_database_id": plain["id"]}
     )
-    assert response.status_code == 400
+    assert response.status_code == 409
+    # A scratch database is never a source.
+    response = await alice.put(
+        f"/api/databases/{target['id']}/drill",
+        json={"target_database_id": target["id"], "cron": "@daily"},
+    )
+    assert response.status_code == 409
+    assert response.json()["error"].startswith("Une base d'essai (scratch) ne peut pas")
     # Someone else's scratch database.
     bobs = await add_scratch(bob, pg_server, other)
     response = await alice.put(drill_url, json={"target_database_id": bobs["id"], "cron": "@daily"})
@@ -345,16 +352,20 @@ async def test_targets_a_drill_refuses(pg_server: Any, alice: Api, bob: Api) -> 
     assert response.status_code == 403
     # No target and no drill set.
     response = await alice.post(f"/api/backups/{backup['id']}/drill")
-    assert response.status_code == 400
-    assert "target_database_id: champ requis" in response.json()["error"]
+    assert response.status_code == 409
+    assert response.json()["error"].startswith("Aucune restauration d'essai planifiée")
     # A database backed up later is the scratch one's server and name: refused then.
     twin = await alice.add_database(pg_server, scratch, name="jumelle")
     await alice.wait_backup((await alice.start_backup(twin["id"]))["id"])
     response = await alice.put(
         drill_url, json={"target_database_id": target["id"], "cron": "@daily"}
     )
-    assert response.status_code == 400
-    assert "scratch: cette base est" in response.json()["error"]
+    assert response.status_code == 409
+    assert response.json()["error"].startswith("La base cible est, sur le même serveur")
+    response = await alice.post(
+        f"/api/backups/{backup['id']}/drill", json={"target_database_id": target["id"]}
+    )
+    assert response.status_code == 409
     assert (await alice.get("/api/drills")).json() == {"drills": []}
     for name in (source, scratch, other):
         pg_server.drop_database(name)

@@ -28,8 +28,9 @@ from backup_api.routers.responses import (
     DRILL_NOT_SCRATCH,
     DRILL_RECIPIENTS,
     DRILL_SCHEDULE_NOT_FOUND,
-    DRILL_TARGET_BACKED_UP,
+    DRILL_SOURCE_IS_SCRATCH,
     DRILL_TARGET_BUSY,
+    DRILL_TARGET_NOW_BACKED_UP,
     INVALID_CRON,
     INVALID_TIMEZONE,
     JOBS_THROTTLED,
@@ -60,10 +61,11 @@ DrillDep = Annotated[Record, Depends(load_drill)]
         INVALID_CRON,
         INVALID_TIMEZONE,
         DRILL_NOT_SCRATCH,
-        DRILL_TARGET_BACKED_UP,
+        DRILL_TARGET_NOW_BACKED_UP,
         DRILL_RECIPIENTS,
         *ONE_DATABASE,
         TARGET_NOT_FOUND,
+        DRILL_SOURCE_IS_SCRATCH,
     ),
 )
 async def put_drill(
@@ -122,7 +124,7 @@ async def delete_drill_schedule(database: DatabaseDep, state: StateDep) -> Messa
     responses=errors(
         DRILL_MISSING_TARGET,
         DRILL_NOT_SCRATCH,
-        DRILL_TARGET_BACKED_UP,
+        DRILL_TARGET_NOW_BACKED_UP,
         DRILL_RECIPIENTS,
         OWNER_ONLY,
         BACKUP_NOT_FOUND,

@@ -359,10 +359,21 @@ DRILL_SCHEDULE_NOT_FOUND = ErrorCase(
     "the database has no drill set",
 )
 DRILL_NOT_SCRATCH = ErrorCase(
-    400,
-    "Données invalides: target_database_id: la base cible doit être une base d'essai "
-    '("scratch": true), que le service écrase librement',
+    409,
+    'La base cible doit être une base d\'essai ("scratch": true), que le service écrase '
+    "librement, et pas la base source",
     "the target is not marked `scratch` (or is the source itself)",
+)
+DRILL_TARGET_NOW_BACKED_UP = ErrorCase(
+    409,
+    "La base cible est, sur le même serveur (adresse, port, nom), une base sauvegardée: "
+    "elle ne peut pas servir de base d'essai",
+    "the scratch target is, by resolved address, port and name, a backed-up database",
+)
+DRILL_SOURCE_IS_SCRATCH = ErrorCase(
+    409,
+    "Une base d'essai (scratch) ne peut pas être la source d'une restauration d'essai",
+    "the database is itself a scratch database",
 )
 DRILL_TARGET_BACKED_UP = ErrorCase(
     400,
@@ -378,9 +389,9 @@ DRILL_RECIPIENTS = ErrorCase(
     "the backups are encrypted to age recipients: the service cannot open them alone",
 )
 DRILL_MISSING_TARGET = ErrorCase(
-    400,
-    "Données invalides: target_database_id: champ requis (la base d'essai où restaurer), "
-    "sauf si la base de la sauvegarde a une restauration d'essai planifiée",
+    409,
+    "Aucune restauration d'essai planifiée pour la base de cette sauvegarde: nommez la base "
+    "d'essai où restaurer (target_database_id)",
     "no `target_database_id`, and the backup's database has no drill set",
 )
 DRILL_NO_COUNTS = ErrorCase(

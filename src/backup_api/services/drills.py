@@ -22,7 +22,7 @@ from backup_api import encryption
 from backup_api.config import Settings
 from backup_api.cron import CronSchedule
 from backup_api.db import Metadata
-from backup_api.exceptions import BadRequest, Conflict, Forbidden, NotFound
+from backup_api.exceptions import AppError, BadRequest, Conflict, Forbidden, NotFound
 from backup_api.jobs.drill import to_public as to_public
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.models import (
@@ -49,9 +49,17 @@ SAME_AS_BACKED_UP = (
     "Données invalides: scratch: cette base est, sur le même serveur (adresse, port, "
     "nom), une base sauvegardée: elle ne peut pas servir de base d'essai"
 )
+# The body is well formed: what refuses it is the target's state (409).
 NOT_SCRATCH = (
-    "Données invalides: target_database_id: la base cible doit être une base d'essai "
-    '("scratch": true), que le service écrase librement'
+    'La base cible doit être une base d\'essai ("scratch": true), que le service écrase '
+    "librement, et pas la base source"
+)
+TARGET_BACKED_UP = (
+    "La base cible est, sur le même serveur (adresse, port, nom), une base sauvegardée: "
+    "elle ne peut pas servir de base d'essai"
+)
+SOURCE_IS_SCRATCH = (
+    "Une base d'essai (scratch) ne peut pas être la source d'une restauration d'essai"
 )
 RECIPIENTS = (
     "Données invalides: les sauvegardes de cette base sont chiffrées pour des "
@@ -59,8 +67,8 @@ RECIPIENTS = (
     "restaurer sans vous (une phrase secrète, qu'il détient, le permet)"
 )
 MISSING_TARGET = (
-    "Données invalides: target_database_id: champ requis (la base d'essai où restaurer), "
-    "sauf si la base de la sauvegarde a une restauration d'essai planifiée"
+    "Aucune restauration d'essai planifiée pour la base de cette sauvegarde: nommez la base "
+    "d'essai où restaurer (target_database_id)"
 )
 NO_COUNTS = (
     "Cette sauvegarde n'a pas de comptage des lignes par table (antérieure aux "
@@ -101,9 +109,16 @@ async def _addresses(host: str, port: str) -> set[str]:
 
 
 async def ensure_not_backed_up(
-    metadata: Metadata, *, db_type: str, host: str, port: str, db_name: str
+    metadata: Metadata,
+    *,
+    db_type: str,
+    host: str,
+    port: str,
+    db_name: str,
+    refusal: AppError | None = None,
 ) -> None:
-    """400 unless no backed-up database is this one (resolved address, port, name)."""
+    """``refusal`` (400 by default) unless no backed-up database is this one (resolved
+    address, port, name)."""
     rows = await metadata.read(lambda c: drills.same_named(c, db_type, port, db_name))
     candidates = [row for row in rows if row.backed_up]
     if not candidates:
@@ -111,7 +126,7 @@ async def ensure_not_backed_up(
     mine = await _addresses(host, port)
     for row in candidates:
         if mine & await _addresses(row.host, port):
-            raise BadRequest(SAME_AS_BACKED_UP)
+            raise refusal or BadRequest(SAME_AS_BACKED_UP)
 
 
 async def check_scratch_marking(
@@ -136,7 +151,7 @@ def _check_target(source: Record, target: Record) -> None:
     if target.user_id != source.user_id:
         raise Forbidden()
     if not target.scratch or target.id == source.id:
-        raise BadRequest(NOT_SCRATCH)
+        raise Conflict(NOT_SCRATCH)
     if target.type != source.type:
         raise BadRequest(
             f"Données invalides: target_database_id: la base cible est de type {target.type}, "
@@ -151,6 +166,7 @@ async def _check_target_place(metadata: Metadata, target: Record) -> None:
         host=target.host,
         port=target.port,
         db_name=target.db_name,
+        refusal=Conflict(TARGET_BACKED_UP),
     )
 
 
@@ -175,10 +191,7 @@ async def put_schedule(
 ) -> tuple[Record, bool]:
     """The saved drill schedule, and whether it is new."""
     if database.scratch:
-        raise BadRequest(
-            "Données invalides: une base d'essai (scratch) ne peut pas être la source "
-            "d'une restauration d'essai"
-        )
+        raise Conflict(SOURCE_IS_SCRATCH)
     if database.encryption_mode == "recipients":
         raise BadRequest(RECIPIENTS)
     target_id = data.target_database_id
@@ -267,7 +280,7 @@ async def create_drill(
     if target_id is None:
         schedule = await metadata.read(lambda c: drills.schedule_of(c, source_id))
         if schedule is None:
-            raise BadRequest(MISSING_TARGET)
+            raise Conflict(MISSING_TARGET)
         target_id = int(schedule.target_database_id)
     chosen: int = target_id
     target = await metadata.read(lambda c: load_owned(c, TARGET, chosen, user))
