@@ -388,3 +388,39 @@ async def test_recipients_encrypted_database_cannot_be_drilled(pg_server: Any, a
     assert "chiffrées pour des destinataires age" in response.json()["error"]
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
+
+
+async def test_a_running_drill_holds_its_target_and_its_backup(
+    pg_server: Any, app: FastAPI, alice: Api
+) -> None:
+    """While a drill restores (held here by a lock its DROP TABLE waits on), no other job
+    takes its target, and its backup cannot be deleted."""
+    source, scratch = unique_name("drill_src"), unique_name("drill_scr")
+    create_filled(pg_server, source)
+    pg_server.create_database(scratch)
+    pg_server.execute("CREATE TABLE items (id int)", scratch)
+    database = await alice.add_database(pg_server, source)
+    target = await add_scratch(alice, pg_server, scratch)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    with table_shared_lock(pg_server, scratch, "items"):
+        drill = await start_drill(alice, backup["id"], target["id"])
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/drill", json={"target_database_id": target["id"]}
+        )
+        assert response.status_code == 409
+        assert response.json()["error"] == (
+            "Une sauvegarde, restauration ou restauration d'essai de la base cible est en cours"
+        )
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/restore", json={"database_id": target["id"]}
+        )
+        assert response.status_code == 409
+        response = await alice.delete(f"/api/backups/{backup['id']}")
+        assert response.status_code == 409
+        assert (await alice.get(f"/api/drills/{drill['id']}")).json()["drill"]["status"] == (
+            "pending"
+        )
+    drill = await wait_drill(alice, drill["id"])
+    assert drill["status"] == "passed", drill["error_msg"]
+    pg_server.drop_database(source)
+    pg_server.drop_database(scratch)

@@ -99,6 +99,14 @@ def pending_of_user(connection: Connection, user_id: int) -> int:
     return int(connection.execute(query).scalar_one())
 
 
+def pending_readers(connection: Connection, backup_id: int) -> int:
+    """Pending drills that read this backup."""
+    query = select(func.count()).where(
+        _TABLE.c.backup_id == backup_id, _TABLE.c.status == JobStatus.PENDING.value
+    )
+    return int(connection.execute(query).scalar_one())
+
+
 def pending_on(connection: Connection, database_id: int) -> int:
     """Pending drills that restore into ``database_id`` or drill one of its backups."""
     return int(connection.execute(_PENDING_ON, {"database_id": database_id}).scalar_one())
