@@ -210,6 +210,9 @@ async def test_drill_of_a_target_tampered_with_fails_naming_the_table_postgresql
     assert event.data["drill"]["error_msg"] == drill["error_msg"]
     shown = (await alice.get(f"/api/backups/{backup['id']}")).json()["backup"]
     assert shown["last_drill"]["status"] == "failed"
+    # A failed drill is no success for the metric.
+    metadata = app.state.backup_api.metadata
+    assert await metadata.read(drill_records.last_drill_success_by_database) == {}
     pg_server.execute("DROP EVENT TRIGGER tamper_items", scratch)
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
