@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from backup_api.config import Settings
 from backup_api.events import DRILL_FAILED, DRILL_PASSED, ServiceEvent
 from backup_api.repositories import drills as drill_records
-from tests.support.apphelpers import Api, running_app, unique_name
+from tests.support.apphelpers import Api, metadata_sql, running_app, unique_name
 from tests.support.clocks import TravelClock
 from tests.support.locks import table_shared_lock, wait_until
 from tests.support.sample_data import create_filled
@@ -425,5 +425,50 @@ async def test_a_running_drill_holds_its_target_and_its_backup(
         )
     drill = await wait_drill(alice, drill["id"])
     assert drill["status"] == "passed", drill["error_msg"]
+    pg_server.drop_database(source)
+    pg_server.drop_database(scratch)
+
+
+async def test_drills_left_by_a_stop_are_run_or_failed_at_the_next_start(
+    pg_server: Any, settings_factory: Callable[..., Settings]
+) -> None:
+    """A drill never started runs at the next start; one cut short is failed, saying so."""
+    from sqlalchemy import insert
+
+    from backup_api.models import Drill, utcnow
+
+    source, scratch = unique_name("drill_src"), unique_name("drill_scr")
+    create_filled(pg_server, source)
+    pg_server.create_database(scratch)
+    settings = settings_factory()
+    async with running_app(settings) as (app, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(pg_server, source)
+        target = await add_scratch(alice, pg_server, scratch)
+        backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+        now = utcnow()
+        row = {
+            "backup_id": backup["id"],
+            "source_database_id": database["id"],
+            "target_database_id": target["id"],
+            "status": "pending",
+            "user_id": alice.user["id"],
+            "created_at": now,
+            "updated_at": now,
+        }
+        # What a stop leaves: one queued, one that had started.
+        table = Drill.__table__  # type: ignore[attr-defined]
+        await metadata_sql(app, insert(table).values(**row))
+        await metadata_sql(app, insert(table).values(**row, started_at=now))
+        token = alice.token
+    async with running_app(settings) as (app, client):
+        alice = Api(client)
+        alice.token = token
+        drills = (await alice.get("/api/drills")).json()["drills"]
+        queued, cut_short = sorted(drills, key=lambda d: d["id"])
+        assert cut_short["status"] == "failed"
+        assert cut_short["error_msg"] == ("le serveur s'est arrêté pendant la restauration d'essai")
+        drill = await wait_drill(alice, queued["id"])
+        assert drill["status"] == "passed", drill["error_msg"]
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
