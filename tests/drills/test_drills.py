@@ -472,3 +472,33 @@ async def test_drills_left_by_a_stop_are_run_or_failed_at_the_next_start(
         assert drill["status"] == "passed", drill["error_msg"]
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
+
+
+async def test_a_passphrase_encrypted_backup_is_drilled(
+    pg_server: Any, settings_factory: Callable[..., Settings]
+) -> None:
+    """The service holds the passphrase: such backups are drilled like plain ones."""
+    source, scratch = unique_name("drill_src"), unique_name("drill_scr")
+    create_filled(pg_server, source)
+    pg_server.create_database(scratch)
+    # A cheap scrypt work factor: the drill opens the file once.
+    async with running_app(settings_factory(age_scrypt_log_n=10)) as (_, client):
+        alice = await Api(client).signup()
+        database = await alice.add_database(
+            pg_server, source, encryption={"passphrase": "une phrase secrète assez longue"}
+        )
+        target = await add_scratch(alice, pg_server, scratch)
+        response = await alice.put(
+            f"/api/databases/{database['id']}/drill",
+            json={"target_database_id": target["id"], "cron": "@weekly"},
+        )
+        assert response.status_code == 200, response.text
+        backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+        assert backup["encrypted"] is True
+        assert backup["table_rows"] == EXPECTED["postgresql"]
+        # No target named: the drill's.
+        drill = await wait_drill(alice, (await start_drill(alice, backup["id"], None))["id"])
+        assert drill["status"] == "passed", drill["error_msg"]
+        assert drill["target_database_id"] == target["id"]
+    pg_server.drop_database(source)
+    pg_server.drop_database(scratch)
