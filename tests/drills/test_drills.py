@@ -502,3 +502,47 @@ async def test_a_passphrase_encrypted_backup_is_drilled(
         assert drill["target_database_id"] == target["id"]
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
+
+
+async def test_a_target_backed_up_since_the_drill_was_asked_is_left_untouched(
+    pg_server: Any, app: FastAPI, alice: Api
+) -> None:
+    """The job checks the target again: a database backed up meanwhile that is the same
+    server and database fails the drill before anything is restored."""
+    from sqlalchemy import insert
+
+    from backup_api.jobs.queue import JobKind
+    from backup_api.models import Drill, utcnow
+
+    source, scratch = unique_name("drill_src"), unique_name("drill_scr")
+    create_filled(pg_server, source)
+    pg_server.create_database(scratch)
+    pg_server.execute("CREATE TABLE keep (v int); INSERT INTO keep VALUES (7);", scratch)
+    database = await alice.add_database(pg_server, source)
+    target = await add_scratch(alice, pg_server, scratch)
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    twin = await alice.add_database(pg_server, scratch, name="jumelle", host="localhost")
+    await alice.wait_backup((await alice.start_backup(twin["id"]))["id"])
+    now = utcnow()
+    table = Drill.__table__  # type: ignore[attr-defined]
+    [row] = await metadata_sql(
+        app,
+        insert(table)
+        .values(
+            backup_id=backup["id"],
+            source_database_id=database["id"],
+            target_database_id=target["id"],
+            status="pending",
+            user_id=alice.user["id"],
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(table.c.id),
+    )
+    app.state.backup_api.queue.submit(JobKind.DRILL, row.id, target["id"], alice.user["id"])
+    drill = await wait_drill(alice, row.id)
+    assert drill["status"] == "failed"
+    assert drill["error_msg"].startswith("la base cible est, sur le même serveur")
+    assert pg_server.query("SELECT v FROM keep", scratch) == [("7",)]
+    pg_server.drop_database(source)
+    pg_server.drop_database(scratch)

@@ -11,6 +11,7 @@ tables that differ and both counts.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from backup_api.jobs.restore import RestorePipeline
 from backup_api.jobs.supervisor import Progress, run_tool
 from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import DrillPublic, DrillTable, JobStatus, duration_seconds
+from backup_api.netpolicy import UnknownHostError, resolve_addresses
 from backup_api.repositories import Record, backups, databases, drills
 from backup_api.state import AppState
 
@@ -46,10 +48,46 @@ NO_COUNTS = (
     "cette sauvegarde n'a pas de comptage des lignes par table (sauvegarde antérieure "
     "aux restaurations d'essai): rien à comparer"
 )
+TARGET_BACKED_UP = (
+    "la base cible est, sur le même serveur (adresse, port, nom), une base sauvegardée: "
+    "restauration d'essai refusée, la base cible n'a pas été modifiée"
+)
 RECIPIENTS = (
     "sauvegarde chiffrée pour des destinataires age: le service n'en détient pas "
     "l'identité, elle ne peut pas être restaurée sans vous"
 )
+
+
+async def _addresses(host: str, port: str) -> set[str]:
+    """The host's addresses (a name that does not resolve stands for itself)."""
+    try:
+        found = await resolve_addresses(host, int(port))
+    except UnknownHostError:
+        return {host.lower()}
+    plain = set()
+    for address in found:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        plain.add(str(ip))
+    return plain
+
+
+async def is_backed_up_server(
+    metadata: Metadata, *, db_type: str, host: str, port: str, db_name: str
+) -> bool:
+    """Whether a database that is backed up (it has backups or a backup schedule) is this
+    one: the same engine, port and database name on a host that resolves to a common
+    address (two registrations of one server under different names are one server)."""
+    rows = await metadata.read(lambda c: drills.same_named(c, db_type, port, db_name))
+    candidates = [row for row in rows if row.backed_up]
+    if not candidates:
+        return False
+    mine = await _addresses(host, port)
+    for row in candidates:
+        if mine & await _addresses(row.host, port):
+            return True
+    return False
 
 
 def _drill_job(
@@ -147,6 +185,17 @@ class DrillPipeline(RestorePipeline):
             return None
         if backup.table_rows is None:
             await self.fail(NO_COUNTS)
+            return None
+        # Checked when the drill was set or asked for, and again now: a database backed
+        # up since then may be this very server and database.
+        if await is_backed_up_server(
+            self.state.metadata,
+            db_type=target.type,
+            host=target.host,
+            port=target.port,
+            db_name=target.db_name,
+        ):
+            await self.fail(TARGET_BACKED_UP)
             return None
         self._backup = backup
         self._owner_is_admin = is_admin

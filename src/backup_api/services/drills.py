@@ -12,7 +12,6 @@ registered later may have become that server.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,7 @@ from backup_api.config import Settings
 from backup_api.cron import CronSchedule
 from backup_api.db import Metadata
 from backup_api.exceptions import AppError, BadRequest, Conflict, Forbidden, NotFound
+from backup_api.jobs.drill import is_backed_up_server
 from backup_api.jobs.drill import to_public as to_public
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.models import (
@@ -32,7 +32,6 @@ from backup_api.models import (
     JobStatus,
     utcnow,
 )
-from backup_api.netpolicy import UnknownHostError, resolve_addresses
 from backup_api.principals import Principal
 from backup_api.repositories import Record, drills
 from backup_api.services.admission import ensure_job_slot
@@ -93,21 +92,6 @@ def schedule_public(schedule: Record) -> DrillSchedulePublic:
 # --------------------------------------------------------------------------- scratch
 
 
-async def _addresses(host: str, port: str) -> set[str]:
-    """The host's addresses (a name that does not resolve stands for itself)."""
-    try:
-        found = await resolve_addresses(host, int(port))
-    except UnknownHostError:
-        return {host.lower()}
-    plain = set()
-    for address in found:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        plain.add(str(ip))
-    return plain
-
-
 async def ensure_not_backed_up(
     metadata: Metadata,
     *,
@@ -119,14 +103,8 @@ async def ensure_not_backed_up(
 ) -> None:
     """``refusal`` (400 by default) unless no backed-up database is this one (resolved
     address, port, name)."""
-    rows = await metadata.read(lambda c: drills.same_named(c, db_type, port, db_name))
-    candidates = [row for row in rows if row.backed_up]
-    if not candidates:
-        return
-    mine = await _addresses(host, port)
-    for row in candidates:
-        if mine & await _addresses(row.host, port):
-            raise refusal or BadRequest(SAME_AS_BACKED_UP)
+    if await is_backed_up_server(metadata, db_type=db_type, host=host, port=port, db_name=db_name):
+        raise refusal or BadRequest(SAME_AS_BACKED_UP)
 
 
 async def check_scratch_marking(
