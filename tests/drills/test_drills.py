@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -544,5 +545,31 @@ async def test_a_target_backed_up_since_the_drill_was_asked_is_left_untouched(
     assert drill["status"] == "failed"
     assert drill["error_msg"].startswith("la base cible est, sur le même serveur")
     assert pg_server.query("SELECT v FROM keep", scratch) == [("7",)]
+    pg_server.drop_database(source)
+    pg_server.drop_database(scratch)
+
+
+async def test_deleting_an_account_removes_its_drills(
+    pg_server: Any, client: httpx.AsyncClient
+) -> None:
+    admin = await Api(client).signup("root@example.com", role="admin")
+    alice = await Api(client).signup("alice@example.com")
+    source, scratch = unique_name("drill_src"), unique_name("drill_scr")
+    create_filled(pg_server, source)
+    pg_server.create_database(scratch)
+    database = await alice.add_database(pg_server, source)
+    target = await add_scratch(alice, pg_server, scratch)
+    response = await alice.put(
+        f"/api/databases/{database['id']}/drill",
+        json={"target_database_id": target["id"], "cron": "@weekly"},
+    )
+    assert response.status_code == 200, response.text
+    backup = await alice.wait_backup((await alice.start_backup(database["id"]))["id"])
+    drill = await wait_drill(alice, (await start_drill(alice, backup["id"], None))["id"])
+    assert drill["status"] == "passed", drill["error_msg"]
+    assert [d["id"] for d in (await admin.get("/api/drills")).json()["drills"]] == [drill["id"]]
+    assert (await admin.delete(f"/api/users/{alice.user['id']}")).status_code == 200
+    assert (await admin.get("/api/drills")).json() == {"drills": []}
+    assert (await admin.get(f"/api/drills/{drill['id']}")).status_code == 404
     pg_server.drop_database(source)
     pg_server.drop_database(scratch)
