@@ -25,6 +25,7 @@ from bench.tools import (
     Archives,
     Credentials,
     check_archive,
+    counting_seconds,
     dump_size,
     mysqldump_argv,
     pg_dump_argv,
@@ -84,7 +85,30 @@ def postgresql_database(bench: Bench, name: str, repeat: int) -> report.Database
         label, bare, series.times, piped, (series.size, zip_path.stat().st_size), delta
     )
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
-    return report.DatabaseResult(name, "postgresql", row, cpu, delta, ok)
+    counted, counted_ok = counting(bench, argv, env, "postgresql", series, label, repeat)
+    return report.DatabaseResult(
+        name, "postgresql", row, cpu, delta, ok, counting_line=counted, counting_ok=counted_ok
+    )
+
+
+def counting(
+    bench: Bench,
+    argv: list[str],
+    env: dict[str, str],
+    engine: str,
+    series: ApiSeries,
+    label: str,
+    repeat: int,
+) -> tuple[str, bool]:
+    """The cost of ``table_rows`` on this database, and the counts checked against the
+    API backup's own."""
+    spent = []
+    for _ in range(repeat):
+        seconds, tables = counting_seconds(argv, env, engine)
+        if tables != series.last.get("table_rows"):
+            raise RuntimeError(f"{label}: the backup's table_rows differ from the dump's")
+        spent.append(seconds)
+    return report.counting_line(label, spent, series.times, target=engine == "postgresql")
 
 
 def postgresql_to_s3(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
@@ -145,7 +169,10 @@ def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResul
     bench.compare(label, bare, series)
     row, ok = report.api_row(label, bare, series.times, series.size, delta)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
-    return report.DatabaseResult("mysql", "mysql", row, cpu, delta, ok)
+    counted, counted_ok = counting(bench, argv, env, "mysql", series, label, repeat)
+    return report.DatabaseResult(
+        "mysql", "mysql", row, cpu, delta, ok, counting_line=counted, counting_ok=counted_ok
+    )
 
 
 def encrypted_database(bench: Bench, name: str, repeat: int) -> report.EncryptionResult:

@@ -13,6 +13,8 @@ from pathlib import Path
 from tests.support.servers import DbServer, mysql_option_value, pgpass_escape
 from tests.support.servers.seaweedfs import SeaweedFSServer
 
+from backup_api.archiving.rowcount import row_counter
+
 
 @dataclass
 class Credentials:
@@ -85,6 +87,26 @@ def timed(argv: list[str], env: dict[str, str], shell_tail: str | None = None) -
         command = " ".join(f"'{a}'" for a in argv) + " | " + shell_tail
         subprocess.run(["bash", "-o", "pipefail", "-c", command], env=env, check=True)
     return time.perf_counter() - began
+
+
+def counting_seconds(
+    argv: list[str], env: dict[str, str], engine: str
+) -> tuple[float, dict[str, int]]:
+    """What counting each table's rows (``table_rows``) costs on this dump: the time the
+    archive process's counter takes over the dump's bytes, fed in its 1 MiB chunks (the
+    reads themselves not counted, the archive process makes them anyway), and the counts."""
+    counter = row_counter(engine)
+    assert counter is not None
+    spent = 0.0
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        while chunk := process.stdout.read(1 << 20):
+            began = time.perf_counter()
+            counter.feed(chunk)
+            spent += time.perf_counter() - began
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({process.returncode})")
+    return spent, counter.tables
 
 
 def dump_size(argv: list[str], env: dict[str, str]) -> int:

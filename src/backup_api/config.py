@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # How much of a dump may wait, uncompressed, while the compressor catches up (MiB per
     # running backup). Keeps the tool from stalling on a full pipe; 0 turns it off.
     dump_readahead_mib: int = Field(default=32, ge=0, le=256)
+    # Count each table's rows in the dump stream (a backup's ``table_rows``, what restore
+    # drills check against). Off only to measure what counting costs (the benchmark).
+    count_table_rows: bool = True
     # scrypt work factor (log2 N) of backups encrypted with a passphrase: 18 is what
     # `age -p` writes (256 MiB, about a second); each backup and restore pays it once.
     age_scrypt_log_n: int = Field(default=18, ge=10, le=20)

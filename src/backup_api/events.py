@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from backup_api.models import utcnow
+from backup_api.repositories import Record
 
 logger = logging.getLogger("backup_api.events")
 
@@ -65,6 +66,13 @@ class ServiceEvent:
     data: Mapping[str, Any]
     id: str = field(default_factory=new_event_id)
     at: datetime = field(default_factory=utcnow)
+
+
+def database_summary(database: Record | None) -> dict[str, Any] | None:
+    """The public part of a database an event names: never its host, user or password."""
+    if database is None:
+        return None
+    return {"id": database.id, "name": database.name, "type": database.type}
 
 
 Subscriber = Callable[[ServiceEvent], None]

@@ -22,6 +22,7 @@ from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
 from backup_api.exceptions import install_error_handlers
 from backup_api.jobs import markers
+from backup_api.jobs.drill import DrillFollower
 from backup_api.jobs.engine import archive_process_launcher, run_job
 from backup_api.jobs.queue import InProcessQueue, Job
 from backup_api.jobs.records import JobRecords
@@ -39,6 +40,7 @@ from backup_api.routers import (
     backups,
     databases,
     docs,
+    drills,
     health,
     metrics,
     notifications,
@@ -166,6 +168,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # Each backup and restore that ends is announced to the event bus's subscribers.
         state.records.listeners.append(JobAnnouncer(metadata, bus).job_event)
         state.audit.start()
+        # Each drill that ends is kept on its backup and announced (drill.passed/failed).
+        state.records.listeners.append(DrillFollower(metadata, bus).job_event)
         app.state.backup_api = state
         await recover(state)
         scheduler.start(state.queue)
@@ -214,6 +218,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         notifications,
         backups,
         restores,
+        drills,
         users,
         api_tokens,
         audit,

@@ -435,6 +435,11 @@ class Database(SQLModel, table=True):
         default=True,
         sa_column=Column(Boolean, nullable=False, default=True, server_default=true()),
     )
+    # A restore drills' target: the service overwrites it freely (see services.drills).
+    scratch: bool = SQLField(
+        default=False,
+        sa_column=Column(Boolean, nullable=False, default=False, server_default=false()),
+    )
     # How new backups are encrypted: null (not), "recipients" (age X25519 public keys, a
     # JSON list: public, kept plain) or "passphrase" (scrypt; the passphrase as a Fernet token).
     encryption_mode: str | None = SQLField(
@@ -699,6 +704,17 @@ class DatabaseCreate(DatabaseFields):
         default=None,
         description="null (default): backups are plain ZIPs; else how they are encrypted",
     )
+    scratch: bool = Field(
+        default=False,
+        strict=True,
+        description="A restore drills' target, overwritten freely by the service; "
+        "needs `confirm` set to its `db_name`",
+    )
+    confirm: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The database's `db_name`, required to mark it `scratch`",
+    )
 
 
 #: Optional body fields whose ``null`` means something (``encryption: null``: none).
@@ -748,6 +764,14 @@ class DatabaseUpdate(DatabaseFields):
         description="How new backups are encrypted; null turns encryption off (older "
         "backups keep theirs)",
     )
+    scratch: bool | None = Field(
+        default=None,
+        strict=True,
+        description="A restore drills' target; `true` needs `confirm` set to its `db_name`",
+    )
+    confirm: str | None = Field(
+        default=None, max_length=128, description="The `db_name`, to mark it `scratch`"
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -783,6 +807,10 @@ class DatabasePublic(BaseModel):
     )
     keep_local: bool = Field(
         default=True, description="Whether its backups keep a copy in the service's backup root"
+    )
+    scratch: bool = Field(
+        default=False,
+        description="A restore drills' target: the service overwrites it freely",
     )
 
 
@@ -857,6 +885,22 @@ class Backup(SQLModel, table=True):
     encryption_passphrase_encrypted: str | None = SQLField(
         default=None, sa_column=Column(Text, nullable=True)
     )
+    # Each table's rows in the dump, as JSON text ({"public.items": 500}): text, not a
+    # JSON type, so a row stays hashable for the listing's render cache.
+    table_rows: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    # The newest drill of this backup that ended, kept here so that listings read it
+    # with the row itself (no query per page).
+    last_drill_id: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    last_drill_status: str | None = SQLField(
+        default=None, sa_column=Column(String(16), nullable=True)
+    )
+    last_drill_finished_at: datetime | None = _tz_column(nullable=True)
+
+
+class LastDrill(BaseModel):
+    id: int
+    status: str = Field(description="`passed` or `failed`")
+    finished_at: OptionalTimestamp
 
 
 class BackupPublic(BaseModel):
@@ -908,6 +952,14 @@ class BackupPublic(BaseModel):
     encrypted: bool = Field(
         default=False,
         description="The stored file is the ZIP wrapped in the age format (`.zip.age`)",
+    )
+    table_rows: dict[str, int] | None = Field(
+        default=None,
+        description="Each table's row count in the dump, counted while it was archived "
+        "(null: not counted)",
+    )
+    last_drill: LastDrill | None = Field(
+        default=None, description="The newest restore drill of this backup that ended"
     )
 
 
@@ -1637,6 +1689,169 @@ class RestorePublic(BaseModel):
     safety_backup_id: int | None = Field(
         description="The backup of the target taken before the restore, when asked for"
     )
+
+
+# --------------------------------------------------------------------------- drills
+
+
+class Drill(SQLModel, table=True):
+    """A restore drill: a backup restored into a scratch database, then each table's rows
+    counted and compared with the counts at dump time."""
+
+    __tablename__ = "drills"
+    __table_args__ = (Index("ix_drills_user_id_id", "user_id", "id"), NEVER_REUSE_IDS)
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    backup_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("backups.id", ondelete="SET NULL", name="fk_drills_backup_id"),
+            nullable=True,
+            index=True,
+        ),
+    )
+    source_database_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("databases.id", ondelete="SET NULL", name="fk_drills_source_database_id"),
+            nullable=True,
+            index=True,
+        ),
+    )
+    target_database_id: int | None = SQLField(
+        default=None,
+        sa_column=Column(
+            Integer,
+            ForeignKey("databases.id", ondelete="SET NULL", name="fk_drills_target_database_id"),
+            nullable=True,
+            index=True,
+        ),
+    )
+    status: str = SQLField(
+        default=JobStatus.PENDING.value, sa_column=Column(String(16), nullable=False, index=True)
+    )
+    error_msg: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    # [{"name", "expected_rows", "restored_rows"}] as JSON text.
+    tables: str | None = SQLField(default=None, sa_column=Column(Text, nullable=True))
+    user_id: int = SQLField(
+        sa_column=Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    )
+    started_at: datetime | None = _tz_column(nullable=True)
+    finished_at: datetime | None = _tz_column(nullable=True)
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class DrillSchedule(SQLModel, table=True):
+    """When a database's newest backup is drilled, and into which scratch database. Its
+    slots are claimed as a backup schedule's are (see ``scheduler``)."""
+
+    __tablename__ = "drill_schedules"
+    __table_args__ = NEVER_REUSE_IDS
+
+    id: int | None = SQLField(default=None, primary_key=True)
+    database_id: int = SQLField(
+        sa_column=Column(
+            Integer,
+            ForeignKey("databases.id", ondelete="CASCADE"),
+            nullable=False,
+            unique=True,
+        )
+    )
+    target_database_id: int = SQLField(
+        sa_column=Column(
+            Integer, ForeignKey("databases.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    cron: str = SQLField(sa_column=Column(String(128), nullable=False))
+    timezone: str = SQLField(sa_column=Column(String(64), nullable=False))
+    enabled: bool = SQLField(default=True, sa_column=Column(Boolean, nullable=False))
+    next_run_at: datetime | None = _tz_column(nullable=True)
+    last_run_at: datetime | None = _tz_column(nullable=True)
+    last_drill_id: int | None = SQLField(default=None, sa_column=Column(Integer, nullable=True))
+    skipped_runs: int = SQLField(default=0, sa_column=Column(Integer, nullable=False, default=0))
+    created_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_at: datetime = SQLField(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class DrillScheduleUpdate(ScheduleUpdate):
+    target_database_id: IdValue = Field(
+        ge=1,
+        le=MAX_ID,
+        description="The caller's scratch database (`scratch: true`) the drills restore into",
+    )
+
+
+class DrillSchedulePublic(BaseModel):
+    target_database_id: int
+    cron: str
+    timezone: str
+    enabled: bool
+    next_run_at: OptionalTimestamp = Field(description="The next slot (null while disabled)")
+    last_run_at: OptionalTimestamp
+    last_drill_id: int | None
+    skipped_runs: int = Field(
+        description="Slots not run: no completed backup, the target or the source busy, "
+        "or the account's limits"
+    )
+
+
+class DrillScheduleEnvelope(BaseModel):
+    message: str
+    drill_schedule: DrillSchedulePublic
+
+
+class DrillScheduleItem(BaseModel):
+    drill_schedule: DrillSchedulePublic
+
+
+class DrillCreate(StrictBody):
+    # The validator outside the union: inside, it would hide the bounds from the schema.
+    target_database_id: Annotated[
+        Annotated[int, Ge(1), Le(MAX_ID)] | None, BeforeValidator(_id_not_bool)
+    ] = Field(
+        default=None,
+        description="The scratch database to restore into; may be left out when the "
+        "backup's database has a drill set",
+    )
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
+
+
+class DrillTable(BaseModel):
+    name: str
+    expected_rows: int | None = Field(description="Rows at dump time (null: not in the dump)")
+    restored_rows: int | None = Field(description="Rows after the restore (null: missing)")
+
+
+class DrillPublic(BaseModel):
+    id: int
+    backup_id: int | None
+    source_database_id: int | None
+    target_database_id: int | None
+    user_id: int
+    status: Literal["pending", "passed", "failed"]
+    error_msg: str | None
+    tables: list[DrillTable]
+    created_at: Timestamp
+    started_at: OptionalTimestamp
+    finished_at: OptionalTimestamp
+    duration_seconds: float | None
+
+
+class DrillEnvelope(BaseModel):
+    message: str
+    drill: DrillPublic
+
+
+class DrillItem(BaseModel):
+    drill: DrillPublic
+
+
+class DrillList(BaseModel):
+    drills: list[DrillPublic]
 
 
 def duration_seconds(started: datetime | None, finished: datetime | None) -> float | None:

@@ -30,20 +30,21 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from backup_api import encryption
 from backup_api.clock import Clock
 from backup_api.config import Settings
 from backup_api.cron import CronError, CronSchedule
 from backup_api.db import Metadata
-from backup_api.events import SCHEDULE_SKIPPED, EventBus, ServiceEvent
+from backup_api.events import SCHEDULE_SKIPPED, EventBus, ServiceEvent, database_summary
 from backup_api.exceptions import AppError, InsufficientStorage
 from backup_api.jobs.queue import JobKind, JobQueue
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.models import BackupTrigger
 from backup_api.principals import Principal
-from backup_api.repositories import Record, backups, databases, schedules
+from backup_api.repositories import Record, backups, databases, drills, schedules
 from backup_api.services.admission import ensure_disk_reserve
-from backup_api.services.announcements import database_summary
 from backup_api.services.backups import insert_backup
+from backup_api.services.drills import insert_drill
 from backup_api.storage.base import Storage
 
 logger = logging.getLogger("backup_api.scheduler")
@@ -168,9 +169,19 @@ class Scheduler:
                 except Exception:
                     logger.exception("schedule %s: could not start its backup", due.schedule_id)
                     failed = True
+        drill_rows = await self._metadata.read(lambda c: drills.due(c, now))
+        for row in drill_rows:
+            try:
+                await self._start_drill(row, now)
+            except Exception:
+                logger.exception("drill schedule %s: could not start its drill", row.id)
+                failed = True
         if failed:
             return None
-        nearest = await self._metadata.read(schedules.next_wake)
+        nearest = [
+            *await self._metadata.read(schedules.next_wake),
+            await self._metadata.read(drills.next_wake),
+        ]
         instants = [as_utc(value) for value in nearest if value is not None]
         return min(instants) if instants else None
 
@@ -218,6 +229,57 @@ class Scheduler:
 
         # Once the record is committed the job is submitted, even if the loop is stopped
         # meanwhile (a record left pending would run at the next start anyway).
+        await asyncio.shield(claim_and_submit())
+
+    async def _start_drill(self, row: Record, now: datetime) -> None:
+        """Claim a drill schedule's slot and record its drill of the source's newest
+        completed backup, in one transaction (a slot with nothing to drill, or whose
+        target is busy or no longer a scratch database, is skipped and counted)."""
+        try:
+            next_slot: datetime | None = CronSchedule(row.cron, row.timezone).next_after(now)
+        except CronError:
+            logger.error("drill schedule %s: %r can no longer be read", row.id, row.cron)
+            next_slot = None
+        queue = self._queue
+        target_busy = queue is not None and queue.database_busy(row.target_database_id)
+
+        def claim(connection: Connection) -> Record | str | None:
+            if not drills.claim_slot(connection, row.id, row.next_run_at, next_slot):
+                return None
+            backup = drills.newest_completed_backup(connection, row.database_id)
+            target = databases.get(connection, row.target_database_id)
+            reason = None
+            if backup is None or backup.table_rows is None:
+                reason = "aucune sauvegarde terminée avec comptage des lignes à vérifier"
+            elif encryption.needs_identity(backup):
+                reason = "sauvegarde chiffrée pour des destinataires age"
+            elif target is None or not target.scratch:
+                reason = "la base cible n'est plus une base d'essai"
+            elif target_busy or drills.pending_on(connection, row.target_database_id):
+                reason = "la base cible a déjà un travail en attente ou en cours"
+            drill = None
+            if reason is None:
+                assert backup is not None
+                try:
+                    drill = insert_drill(
+                        connection, self._settings, row.owner_id, backup, row.target_database_id
+                    )
+                except AppError as exc:
+                    reason = f"refusée ({exc.status_code}): {exc.message}"
+            if drill is None:
+                drills.count_skipped(connection, row.id)
+                return str(reason)
+            drills.record_run(connection, row.id, {"last_run_at": now, "last_drill_id": drill.id})
+            return drill
+
+        async def claim_and_submit() -> None:
+            claimed = await self._metadata.write(claim, exclusive=True)
+            if isinstance(claimed, str):
+                logger.info("drill schedule %s: slot skipped: %s", row.id, claimed)
+            elif claimed is not None and queue is not None:
+                queue.submit(JobKind.DRILL, claimed.id, row.target_database_id, row.owner_id)
+                logger.info("drill schedule %s: drill %s started", row.id, claimed.id)
+
         await asyncio.shield(claim_and_submit())
 
     def _announce_skip(self, due: Due, skipped: _Skipped) -> None:

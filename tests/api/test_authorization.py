@@ -50,6 +50,22 @@ ROUTES = [
     ("GET", "/api/notifications/{notification}/deliveries", None),
     # Naming someone else's storage as a destination of one's own database.
     ("PUT", "/api/databases/{bob_database}", {"storage_ids": ["{storage}"]}),
+    (
+        "PUT",
+        "/api/databases/{database}/drill",
+        {"target_database_id": "{scratch}", "cron": "@daily"},
+    ),
+    ("GET", "/api/databases/{database}/drill", None),
+    ("DELETE", "/api/databases/{database}/drill", None),
+    ("POST", "/api/backups/{backup}/drill", {"target_database_id": "{scratch}"}),
+    ("GET", "/api/drills/{drill}", None),
+    # Someone else's scratch database as the target of one's own drills.
+    ("POST", "/api/backups/{bob_backup}/drill", {"target_database_id": "{scratch}"}),
+    (
+        "PUT",
+        "/api/databases/{bob_database}/drill",
+        {"target_database_id": "{scratch}", "cron": "@daily"},
+    ),
 ]
 
 
@@ -84,6 +100,10 @@ async def _state(api: Api) -> dict[str, Any]:
         (await api.get(f"/api/databases/{database['id']}/schedule")).json()
         for database in databases["databases"]
     ]
+    drills = [
+        (await api.get(f"/api/databases/{database['id']}/drill")).json()
+        for database in databases["databases"]
+    ]
     return {
         "databases": databases,
         "backups": backups,
@@ -94,6 +114,8 @@ async def _state(api: Api) -> dict[str, Any]:
         "deliveries": deliveries,
         "retention": retention,
         "schedules": schedules,
+        "drills": drills,
+        "drill_records": (await api.get("/api/drills")).json(),
     }
 
 
@@ -128,6 +150,18 @@ async def test_second_user_gets_403_everywhere(
         f"/api/databases/{database['id']}/schedule", json={"cron": "0 3 * * *"}
     )
     assert response.status_code == 200, response.text
+    scratch_name = unique_name("authz_scratch")
+    pg_server.create_database(scratch_name)
+    scratch = await alice.add_database(pg_server, scratch_name, scratch=True, confirm=scratch_name)
+    response = await alice.put(
+        f"/api/databases/{database['id']}/drill",
+        json={"target_database_id": scratch["id"], "cron": "0 5 * * 0"},
+    )
+    assert response.status_code == 200, response.text
+    response = await alice.post(f"/api/backups/{backup['id']}/drill")
+    assert response.status_code == 202, response.text
+    drill = await alice._wait(f"/api/drills/{response.json()['drill']['id']}", "drill", 60)
+    assert drill["status"] == "passed", drill
     bob_database = await bob.add_database(pg_server, source)
     bob_backup = await bob.wait_backup((await bob.start_backup(bob_database["id"]))["id"])
     token = (await alice.post("/api/tokens", json={"name": "ci"})).json()["token"]
@@ -163,6 +197,8 @@ async def test_second_user_gets_403_everywhere(
         "token": token["id"],
         "storage": storage.json()["storage"]["id"],
         "bob_database": bob_database["id"],
+        "scratch": scratch["id"],
+        "drill": drill["id"],
     }
     response = await alice.put(
         f"/api/databases/{database['id']}/retention", json={"keep_last": 5, "keep_daily": 7}
@@ -191,6 +227,7 @@ async def test_second_user_gets_403_everywhere(
         bob_backup["id"]
     ]
     assert (await bob.get("/api/restores")).json()["restores"] == []
+    assert (await bob.get("/api/drills")).json()["drills"] == []
     assert [t["id"] for t in (await bob.get("/api/tokens")).json()["tokens"]] == [bob_token["id"]]
     assert [s["id"] for s in (await bob.get("/api/storages")).json()["storages"]] == [
         bob_storage.json()["storage"]["id"]
@@ -215,6 +252,8 @@ async def test_second_user_gets_403_everywhere(
         f"/api/notifications/{ids['notification']}/deliveries",
         f"/api/databases/{database['id']}/retention",
         f"/api/databases/{database['id']}/retention/preview",
+        f"/api/databases/{database['id']}/drill",
+        f"/api/drills/{drill['id']}",
     ):
         response = await admin.get(url)
         assert response.status_code == 200, (url, response.text)
@@ -223,6 +262,7 @@ async def test_second_user_gets_403_everywhere(
     assert (await admin.delete(f"/api/tokens/{bob_token['id']}")).status_code == 200
     assert (await bob.get("/api/tokens")).json() == {"tokens": []}
     pg_server.drop_database(source)
+    pg_server.drop_database(scratch_name)
 
 
 async def test_admin_routes_deny_by_default(client: httpx.AsyncClient) -> None:

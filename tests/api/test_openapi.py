@@ -218,7 +218,20 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             },
         )
         assert notification.status_code == 201, notification.text
+        scratch_name = unique_name("doc_scratch")
+        pg_server.create_database(scratch_name)
+        scratch = await owner.add_database(
+            pg_server, scratch_name, scratch=True, confirm=scratch_name
+        )
+        response = await owner.post(
+            f"/api/backups/{backup['id']}/drill", json={"target_database_id": scratch["id"]}
+        )
+        assert response.status_code == 202, response.text
+        drill = await owner._wait(
+            f"/api/drills/{response.json()['drill']['id']}", "drill", timeout=60
+        )
         ids = {
+            "drill_id": drill["id"],
             "database_id": database["id"],
             "backup_id": backup["id"],
             "restore_id": restore["id"],
@@ -234,6 +247,10 @@ async def test_errors_the_server_sends_are_the_documented_ones(
             ("PUT", "/api/backups/{backup_id}"): {"pinned": True},
             ("POST", "/api/databases/{database_id}/retention/preview"): {"keep_last": 1},
             ("PUT", "/api/databases/{database_id}/schedule"): {"cron": "0 3 * * *"},
+            ("PUT", "/api/databases/{database_id}/drill"): {
+                "cron": "0 3 * * *",
+                "target_database_id": scratch["id"],
+            },
         }
 
         async def check(
@@ -270,6 +287,7 @@ async def test_errors_the_server_sends_are_the_documented_ones(
         assert checked[404] >= 10, checked
         assert checked[403] >= 10, checked
     pg_server.drop_database(source)
+    pg_server.drop_database(scratch_name)
 
 
 async def test_policy_refusals_are_documented(tmp_path: Path) -> None:

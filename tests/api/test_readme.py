@@ -55,8 +55,10 @@ def test_readme_flow_backs_up_and_restores(
     pg_server: Any, s3_server: S3Server, tmp_path: Path
 ) -> None:
     source, target = unique_name("readme_src"), unique_name("readme_dst")
+    scratch = unique_name("readme_scratch")
     expected = create_filled(pg_server, source)
     pg_server.create_database(target)
+    pg_server.create_database(scratch)
     try:
         (tmp_path / "service").mkdir()
         bucket = s3_server.make_bucket()
@@ -86,6 +88,7 @@ def test_readme_flow_backs_up_and_restores(
                 ),
                 "ma_base_de_donnees": source,
                 "ma_base_restauree": target,
+                "ma_base_essai": scratch,
                 # The storage: the suite's S3 server (path-style on its local address).
                 "https://s3.eu-west-3.amazonaws.com": s3_server.endpoint,
                 '"region": "eu-west-3"': f'"region": "{s3_server.region}"',
@@ -121,9 +124,13 @@ def test_readme_flow_backs_up_and_restores(
                 token = client.post("/auth/login", json=login).json()["token"]
                 headers = {"Authorization": f"Bearer {token}"}
                 restores = client.get("/api/restores", headers=headers).json()["restores"]
+                drills = client.get("/api/drills", headers=headers).json()["drills"]
                 databases = client.get("/api/databases", headers=headers).json()["databases"]
         assert restores, "the README restores nothing"
         assert {r["status"] for r in restores} == {"completed"}, restores
+        # The drill proved backup 2 into the scratch database, table by table.
+        assert [(d["backup_id"], d["status"]) for d in drills] == [(2, "passed")], drills
+        assert {t["name"] for t in drills[0]["tables"]} == {"public.items", "public.notes"}
         # Each database the README restored into (and still lists) holds the source's data.
         names = {d["id"]: d["db_name"] for d in databases}
         restored = [names[r["database_id"]] for r in restores if r["database_id"] in names]
@@ -144,6 +151,7 @@ def test_readme_flow_backs_up_and_restores(
     finally:
         pg_server.drop_database(source)
         pg_server.drop_database(target)
+        pg_server.drop_database(scratch)
 
 
 def configuration_table() -> list[tuple[list[str], list[str]]]:

@@ -35,6 +35,7 @@ ALLOWED_OWN = {
     "backup_api.archiving.child",
     "backup_api.archiving.protocol",
     "backup_api.archiving.readahead",
+    "backup_api.archiving.rowcount",
     "backup_api.archiving.sqlguard",
     "backup_api.jobs",
     "backup_api.jobs.priority",

@@ -38,6 +38,11 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "- Peak RSS over idle by database size, to S3 (the upload process counted): " in text
     assert "the upload process's own peak RSS: " in text
     assert "- MariaDB " in text
+    # Each table's rows counted apart over the same dumps: a target on PostgreSQL.
+    assert "- PostgreSQL 6 MB: counting each table's rows in the dump stream" in text
+    assert "(target ≤ 3%: " in text
+    assert "of the API backup's time" in text
+    assert text.count("(reported as measured)") == 1
     assert "Lowest possible API / bare ratio here:" in text
     assert "- PostgreSQL 6 MB to S3: the bare dump kept the machine" in text
     # Before each database's turns: two PostgreSQL, the same two to S3, MariaDB.

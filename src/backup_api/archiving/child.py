@@ -68,6 +68,7 @@ from backup_api.archiving.protocol import (
     encode_error,
 )
 from backup_api.archiving.readahead import PipeReadAhead
+from backup_api.archiving.rowcount import RowCounter, row_counter
 from backup_api.archiving.sqlguard import sql_guard
 from backup_api.jobs.priority import lower_priority, set_group_niceness
 
@@ -160,8 +161,9 @@ def _archive(
 ) -> dict[str, object]:
     sink = _FanOutSink(output_fds)
     keys = options.encryption
+    counter = None if options.count_rows is None else row_counter(options.count_rows)
     if keys is None:  # a plain ZIP: the writer hashes what it emits
-        result = _archive_into(options, sink, dump_fd, reporter)
+        result = _archive_into(options, sink, dump_fd, reporter, counter)
     else:
         from backup_api.archiving.agecrypt import AgeEncryptingSink
 
@@ -172,15 +174,20 @@ def _archive(
             passphrase=keys.passphrase,
             scrypt_log_n=keys.scrypt_log_n,
         )
-        result = _archive_into(options, encrypting, dump_fd, reporter)
+        result = _archive_into(options, encrypting, dump_fd, reporter, counter)
         encrypting.close()
         result = result._replace(size=stored.size, sha256=stored.hexdigest())
     errors = [None if error is None else encode_error(error) for error in sink.errors]
-    return {**result._asdict(), "output_errors": errors}
+    table_rows = None if counter is None else counter.tables
+    return {**result._asdict(), "output_errors": errors, "table_rows": table_rows}
 
 
 def _archive_into(
-    options: ArchiveOptions, target: ArchiveSink, dump_fd: int, reporter: _Reporter
+    options: ArchiveOptions,
+    target: ArchiveSink,
+    dump_fd: int,
+    reporter: _Reporter,
+    counter: RowCounter | None = None,
 ) -> ArchiveResult:
     writer = ZipStreamWriter(
         target,
@@ -198,12 +205,16 @@ def _archive_into(
             on_read=reporter.read,
         ) as chunks:
             for chunk in chunks:
+                if counter is not None:
+                    counter.feed(chunk)
                 writer.write(chunk)
     else:
         buffer = bytearray(CHUNK)
         view = memoryview(buffer)
         while count := os.readv(dump_fd, [buffer]):
             reporter.read(count)
+            if counter is not None:
+                counter.feed(view[:count])
             writer.write(view[:count])
     return writer.close()
 

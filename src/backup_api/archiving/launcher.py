@@ -189,7 +189,9 @@ async def write_archive(
     fds = (dump_fd, *output_fds)
     fields = await _run(options, fds, dump_fd, on_read, launcher, executor)
     errors = tuple(None if e is None else decode_error(e) for e in fields.pop("output_errors"))
-    return ArchiveOutcome(ArchiveResult(**fields), errors)
+    counted = fields.pop("table_rows", None)
+    table_rows = None if counted is None else {str(k): int(v) for k, v in counted.items()}
+    return ArchiveOutcome(ArchiveResult(**fields), errors, table_rows)
 
 
 async def extract_archive(

@@ -82,6 +82,9 @@ class ArchiveOptions(NamedTuple):
     nice: int
     outputs: int = 1
     encryption: AgeKeys | None = None
+    #: The database type whose dump's rows are counted per table (see ``rowcount``);
+    #: None: not counted.
+    count_rows: str | None = None
 
     def to_json(self) -> bytes:
         values = {
@@ -94,6 +97,7 @@ class ArchiveOptions(NamedTuple):
             "nice": self.nice,
             "outputs": self.outputs,
             "encryption": None if self.encryption is None else self.encryption.to_values(),
+            "count_rows": self.count_rows,
         }
         return json.dumps(values).encode()
 
@@ -108,6 +112,7 @@ class ArchiveOptions(NamedTuple):
             nice=int(values["nice"]),
             outputs=int(values.get("outputs", 1)),
             encryption=AgeKeys.from_values(values.get("encryption")),
+            count_rows=None if values.get("count_rows") is None else str(values["count_rows"]),
         )
 
 
@@ -211,6 +216,8 @@ class ArchiveOutcome(NamedTuple):
 
     archive: ArchiveResult
     output_errors: tuple[Exception | None, ...]
+    #: Each table's rows as dumped (``ArchiveOptions.count_rows``), else None.
+    table_rows: dict[str, int] | None = None
 
 
 class ArchiveProcessCrashedError(OSError):

@@ -124,6 +124,11 @@ class Dumper(Protocol):
         """Command that reads SQL on stdin and applies it, stopping at the first error."""
         ...
 
+    def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """The restore tool printing each table's row count as one JSON object (a
+        drill's check); credentials as the jobs'."""
+        ...
+
     def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         """Command that connects as the dump would and prints what ``parse_probe`` reads:
         the server's version and the database's size (a connection test)."""

@@ -105,6 +105,19 @@ _PROBE_QUERY = (
 _PROBE_ANSWER = re.compile(r"([0-9][\w.+~-]{0,31})\t(\d{1,20})")
 
 
+# Every base table's rows, by name as mysqldump writes it: one UNION of counts built from
+# the catalog and run as a prepared statement.
+_COUNT_QUERY = (
+    "SET SESSION group_concat_max_len = 67108864; "
+    "SELECT COALESCE(CONCAT('SELECT JSON_OBJECTAGG(t, n) FROM (', GROUP_CONCAT("
+    "CONCAT('SELECT ', QUOTE(table_name), ' AS t, COUNT(*) AS n FROM `', "
+    "REPLACE(table_name, '`', '``'), '`') SEPARATOR ' UNION ALL '), ') AS counts'), "
+    "'SELECT ''{}''') INTO @drill_counts FROM information_schema.tables "
+    "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'; "
+    "PREPARE drill_counts FROM @drill_counts; EXECUTE drill_counts"
+)
+
+
 class MySQLDumper:
     type = "mysql"
 
@@ -174,6 +187,21 @@ class MySQLDumper:
             "--batch",
             "--skip-column-names",
             f"--execute={_PROBE_QUERY}",
+            "--",
+            conn.db_name,
+        ]
+        return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
+
+    def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """``mysql`` printing every base table's row count as one JSON object."""
+        argv: list[str | SecretPath] = [
+            self.restore_tool,
+            SecretPath("--defaults-extra-file="),
+            "--sandbox",
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            f"--execute={_COUNT_QUERY}",
             "--",
             conn.db_name,
         ]

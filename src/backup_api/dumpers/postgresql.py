@@ -21,6 +21,19 @@ _PROBE_QUERY = "SELECT current_setting('server_version_num'), pg_database_size(c
 _PROBE_ANSWER = re.compile(r"(\d{1,9})\|(\d{1,20})")
 
 
+# Every ordinary table's rows, named as pg_dump names it in its COPY lines (quote_ident
+# quotes exactly where pg_dump's fmtId does), in one statement: query_to_xml runs each
+# count, since psql's --command takes no \gexec.
+_COUNT_QUERY = (
+    "SELECT coalesce(json_object_agg(quote_ident(n.nspname) || '.' || quote_ident(c.relname), "
+    "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', "
+    "n.nspname, c.relname), false, true, '')))[1]::text::bigint), '{}') "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"
+)
+
+
 def conninfo_quote(value: str) -> str:
     """Quote a libpq keyword value: single quotes, with ``\\`` and ``'`` escaped."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -112,6 +125,20 @@ class PostgreSQLDumper:
             "--no-align",
             "--field-separator=|",
             f"--command={_PROBE_QUERY}",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
+
+    def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """``psql`` printing every table's row count as one JSON object."""
+        argv = [
+            self.restore_tool,
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            f"--command={_COUNT_QUERY}",
             f"--dbname={build_conninfo(conn)}",
         ]
         return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))

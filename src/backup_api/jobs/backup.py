@@ -5,6 +5,7 @@ copy is published under its name only once complete."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -148,6 +149,7 @@ class BackupPipeline(Pipeline):
             readahead_mib=readahead_mib(settings.dump_readahead_mib, self._destinations),
             nice=settings.job_nice,
             encryption=keys,
+            count_rows=backup.db_type if settings.count_table_rows else None,
         )
         outputs = [destination.fileno() for destination in self._destinations]
 
@@ -195,6 +197,7 @@ class BackupPipeline(Pipeline):
             "checksum": archive.sha256,
             "dump_size": archive.uncompressed_size,
             "dump_tool_version": None if tools.tool_version is None else str(tools.tool_version),
+            "table_rows": None if outcome.table_rows is None else json.dumps(outcome.table_rows),
         }
         return Completion(columns, failed_summary(copy_rows))
 

@@ -8,6 +8,7 @@ from backup_api.archiving.launcher import ArchiveProcessLauncher
 from backup_api.config import Settings
 from backup_api.jobs import markers
 from backup_api.jobs.backup import run_backup
+from backup_api.jobs.drill import run_drill
 from backup_api.jobs.queue import Job, JobKind
 from backup_api.jobs.restore import run_restore
 from backup_api.jobs.supervisor import dying_with_service
@@ -22,6 +23,8 @@ async def run_job(state: AppState, job: Job) -> None:
     try:
         if job.kind is JobKind.BACKUP:
             await run_backup(state, job)
+        elif job.kind is JobKind.DRILL:
+            await run_drill(state, job)
         else:
             await run_restore(state, job)
     finally:

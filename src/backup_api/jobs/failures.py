@@ -28,7 +28,11 @@ from backup_api.storage.base import DISK_FULL, StorageFullError
 logger = logging.getLogger("backup_api.jobs")
 
 #: What each kind of job is called in a reason.
-ACTIONS: dict[JobKind, str] = {JobKind.BACKUP: "sauvegarde", JobKind.RESTORE: "restauration"}
+ACTIONS: dict[JobKind, str] = {
+    JobKind.BACKUP: "sauvegarde",
+    JobKind.RESTORE: "restauration",
+    JobKind.DRILL: "restauration d'essai",
+}
 BACKUP_FILE_MISSING = "fichier de sauvegarde introuvable"
 
 #: What the owner of a database reads when a connection failed, unless they are an admin:

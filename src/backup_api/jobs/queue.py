@@ -27,6 +27,7 @@ logger = logging.getLogger("backup_api.jobs.queue")
 class JobKind(StrEnum):
     BACKUP = "backup"
     RESTORE = "restore"
+    DRILL = "drill"
 
 
 class CancelReason(StrEnum):

@@ -18,7 +18,7 @@ from typing import Any
 
 from backup_api.db import Metadata
 from backup_api.jobs.queue import JobKind
-from backup_api.models import Backup, JobStatus, Restore, utcnow
+from backup_api.models import Backup, Drill, JobStatus, Restore, utcnow
 from backup_api.repositories import Record, databases
 from backup_api.repositories import jobs as job_records
 
@@ -27,6 +27,7 @@ logger = logging.getLogger("backup_api.jobs.records")
 _MODELS: dict[JobKind, job_records.JobModel] = {
     JobKind.BACKUP: Backup,
     JobKind.RESTORE: Restore,
+    JobKind.DRILL: Drill,
 }
 
 

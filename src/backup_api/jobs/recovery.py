@@ -19,7 +19,7 @@ from backup_api.jobs.failures import ACTIONS, interrupted
 from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.workdirs import clear_job_workdirs, jobs_root
-from backup_api.models import Backup, CopyStatus, Restore, utcnow
+from backup_api.models import Backup, CopyStatus, Drill, Restore, utcnow
 from backup_api.repositories import copies
 from backup_api.repositories import jobs as job_records
 from backup_api.state import AppState
@@ -27,9 +27,10 @@ from backup_api.state import AppState
 logger = logging.getLogger("backup_api.jobs.recovery")
 COPY_INTERRUPTED = "le serveur s'est arrêté pendant l'envoi de cette copie"
 
-_RECORDS: tuple[tuple[JobKind, type[Backup] | type[Restore]], ...] = (
+_RECORDS: tuple[tuple[JobKind, type[Backup] | type[Restore] | type[Drill]], ...] = (
     (JobKind.BACKUP, Backup),
     (JobKind.RESTORE, Restore),
+    (JobKind.DRILL, Drill),
 )
 
 
@@ -63,9 +64,10 @@ async def recover(state: AppState) -> None:
             for record in job_records.pending(connection, model):
                 if record.started_at is None:
                     # Never started: nothing was lost, run it now.
-                    resume.append(
-                        (record.created_at, kind, record.id, record.database_id, record.user_id)
-                    )
+                    fields = record._mapping
+                    # A drill's job touches its target, the database it restores into.
+                    database_id = fields.get("database_id", fields.get("target_database_id"))
+                    resume.append((record.created_at, kind, record.id, database_id, record.user_id))
                 else:
                     cut_short.append((kind, record.id))
 

@@ -6,13 +6,14 @@ from typing import Any
 
 from sqlalchemy import Connection, ScalarSelect, Table, bindparam, func, select, update
 
-from backup_api.models import Backup, JobStatus, Restore
+from backup_api.models import Backup, Drill, JobStatus, Restore
 from backup_api.repositories import Record
 
-JobModel = type[Backup] | type[Restore]
+JobModel = type[Backup] | type[Restore] | type[Drill]
 
 _BACKUPS: Table = Backup.__table__  # type: ignore[attr-defined]
 _RESTORES: Table = Restore.__table__  # type: ignore[attr-defined]
+_DRILLS: Table = Drill.__table__  # type: ignore[attr-defined]
 
 
 def _pending_of(table: Table) -> ScalarSelect[Any]:
@@ -25,7 +26,7 @@ def _pending_of(table: Table) -> ScalarSelect[Any]:
 
 
 # Every kind of job counts: restores (and later drills) queue as backups do.
-_COUNT_PENDING = select(_pending_of(_BACKUPS) + _pending_of(_RESTORES))
+_COUNT_PENDING = select(_pending_of(_BACKUPS) + _pending_of(_RESTORES) + _pending_of(_DRILLS))
 
 
 def _table(model: JobModel) -> Table:
@@ -34,7 +35,7 @@ def _table(model: JobModel) -> Table:
 
 
 def pending_of_user(connection: Connection, user_id: int) -> int:
-    """The user's pending backups and restores."""
+    """The user's pending backups, restores and drills."""
     return int(connection.execute(_COUNT_PENDING, {"user_id": user_id}).scalar_one())
 
 

@@ -370,3 +370,65 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     """The model serialized once; returned as is, FastAPI would validate it a second time
     (it matters on the hot listing routes)."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+# --- restore drills
+DRILL_NOT_FOUND = ErrorCase(404, "Restauration d'essai introuvable", "no drill has this id")
+DRILL_SCHEDULE_NOT_FOUND = ErrorCase(
+    404,
+    "Aucune restauration d'essai planifiée pour cette base de données",
+    "the database has no drill set",
+)
+DRILL_NOT_SCRATCH = ErrorCase(
+    409,
+    'La base cible doit être une base d\'essai ("scratch": true), que le service écrase '
+    "librement, et pas la base source",
+    "the target is not marked `scratch` (or is the source itself)",
+)
+DRILL_TARGET_NOW_BACKED_UP = ErrorCase(
+    409,
+    "La base cible est, sur le même serveur (adresse, port, nom), une base sauvegardée: "
+    "elle ne peut pas servir de base d'essai",
+    "the scratch target is, by resolved address, port and name, a backed-up database",
+)
+DRILL_SOURCE_IS_SCRATCH = ErrorCase(
+    409,
+    "Une base d'essai (scratch) ne peut pas être la source d'une restauration d'essai",
+    "the database is itself a scratch database",
+)
+DRILL_TARGET_BACKED_UP = ErrorCase(
+    400,
+    "Données invalides: scratch: cette base est, sur le même serveur (adresse, port, "
+    "nom), une base sauvegardée: elle ne peut pas servir de base d'essai",
+    "the scratch database is, by resolved address, port and name, a backed-up database",
+)
+DRILL_RECIPIENTS = ErrorCase(
+    400,
+    "Données invalides: les sauvegardes de cette base sont chiffrées pour des "
+    "destinataires age: le service n'en détient pas l'identité et ne peut pas les "
+    "restaurer sans vous (une phrase secrète, qu'il détient, le permet)",
+    "the backups are encrypted to age recipients: the service cannot open them alone",
+)
+DRILL_MISSING_TARGET = ErrorCase(
+    409,
+    "Aucune restauration d'essai planifiée pour la base de cette sauvegarde: nommez la base "
+    "d'essai où restaurer (target_database_id)",
+    "no `target_database_id`, and the backup's database has no drill set",
+)
+DRILL_NO_COUNTS = ErrorCase(
+    409,
+    "Cette sauvegarde n'a pas de comptage des lignes par table (antérieure aux "
+    "restaurations d'essai): rien à vérifier",
+    "the backup was taken without row counts",
+)
+DRILL_TARGET_BUSY = ErrorCase(
+    409,
+    "Une sauvegarde, restauration ou restauration d'essai de la base cible est en cours",
+    "a job on the target database is queued or runs",
+)
+SCRATCH_CONFIRM_REQUIRED = ErrorCase(
+    400,
+    "Données invalides: confirm: requis pour marquer la base comme base d'essai "
+    "(scratch: le service l'écrasera librement): envoyez son db_name",
+    "`scratch: true` without `confirm` holding the database's `db_name`",
+)

@@ -11,7 +11,16 @@ from backup_api.copies.store import CopyStore
 from backup_api.db import Metadata
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.principals import PrincipalCache
-from backup_api.repositories import Record, api_tokens, backups, copies, databases, restores, users
+from backup_api.repositories import (
+    Record,
+    api_tokens,
+    backups,
+    copies,
+    databases,
+    drills,
+    restores,
+    users,
+)
 from backup_api.services.users import changing_principal
 
 logger = logging.getLogger("backup_api.admin")
@@ -30,10 +39,16 @@ async def delete_user(
     records."""
     user_id: int = user.id
 
-    def jobs_of_user(connection: Connection) -> tuple[list[int], list[Record]]:
-        return restores.ids_of_user(connection, user_id), backups.files_of_user(connection, user_id)
+    def jobs_of_user(connection: Connection) -> tuple[list[int], list[int], list[Record]]:
+        return (
+            drills.ids_of_user(connection, user_id),
+            restores.ids_of_user(connection, user_id),
+            backups.files_of_user(connection, user_id),
+        )
 
-    restore_ids, files = await metadata.read(jobs_of_user)
+    drill_ids, restore_ids, files = await metadata.read(jobs_of_user)
+    for drill_id in drill_ids:
+        await queue.cancel(JobKind.DRILL, drill_id, CancelReason.DELETED)
     for restore_id in restore_ids:
         await queue.cancel(JobKind.RESTORE, restore_id, CancelReason.DELETED)
     for backup in files:
@@ -51,6 +66,7 @@ async def delete_user(
                 )
 
     def delete_all(connection: Connection) -> None:
+        drills.delete_of_user(connection, user_id)
         restores.delete_of_user(connection, user_id)
         backups.delete_of_user(connection, user_id)
         databases.delete_of_user(connection, user_id)

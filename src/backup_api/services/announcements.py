@@ -14,19 +14,13 @@ from sqlalchemy import Connection
 
 from backup_api import events
 from backup_api.db import Metadata
+from backup_api.events import database_summary
 from backup_api.jobs.queue import JobKind
 from backup_api.jobs.records import JobCompleted, JobEvent, JobFailed
 from backup_api.models import JobStatus
 from backup_api.repositories import Record, backups, copies, databases, restores
 from backup_api.services.backups import to_public as backup_public
 from backup_api.services.restores import to_public as restore_public
-
-
-def database_summary(database: Record | None) -> dict[str, Any] | None:
-    """The public part of a database an event names: never its host, user or password."""
-    if database is None:
-        return None
-    return {"id": database.id, "name": database.name, "type": database.type}
 
 
 def backup_data(connection: Connection, backup: Record) -> dict[str, Any]:

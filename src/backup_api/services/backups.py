@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import unicodedata
 import uuid
@@ -36,11 +37,12 @@ from backup_api.models import (
     BackupPublic,
     BackupTrigger,
     JobStatus,
+    LastDrill,
     duration_seconds,
     utcnow,
 )
 from backup_api.principals import Principal
-from backup_api.repositories import Record, backups, copies, restores
+from backup_api.repositories import Record, backups, copies, drills, restores
 from backup_api.security import CredentialError, Keys
 from backup_api.services.admission import (
     ensure_disk_reserve,
@@ -91,6 +93,16 @@ def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
         trigger=BackupTrigger(fields["trigger"]),
         copies=[copy_public(row) for row in copy_rows],
         encrypted=bool(fields["encrypted"]),
+        table_rows=None if fields["table_rows"] is None else json.loads(fields["table_rows"]),
+        last_drill=None
+        if fields["last_drill_id"] is None
+        else LastDrill.model_construct(
+            id=fields["last_drill_id"],
+            status="passed"
+            if fields["last_drill_status"] == JobStatus.COMPLETED.value
+            else "failed",
+            finished_at=fields["last_drill_finished_at"],
+        ),
     )
 
 
@@ -416,12 +428,16 @@ async def delete_backup(
     *, metadata: Metadata, copy_store: CopyStore, queue: JobQueue, backup: Record
 ) -> None:
     """Delete every copy of a backup, then its record: the one path of
-    ``DELETE /api/backups/{id}`` and of retention. Refused (409) while a restore reads it,
-    or runs it first; a running dump is stopped first (its staged data removed); a copy
-    already gone is fine. A copy that cannot be deleted stays, ``delete_failed`` with the
-    reason, and so does the record: 409 naming it (a new deletion or a retry finishes)."""
+    ``DELETE /api/backups/{id}`` and of retention. Refused (409) while a restore or a drill
+    reads it, or a restore runs it first; a running dump is stopped first (its staged data
+    removed); a copy already gone is fine. A copy that cannot be deleted stays,
+    ``delete_failed`` with the reason, and so does the record: 409 naming it (a new
+    deletion or a retry finishes)."""
     backup_id: int = backup.id
-    if await metadata.read(lambda c: restores.pending_readers(c, backup_id)):
+    if await metadata.read(
+        # A pending drill reads it too ("restauration d'essai").
+        lambda c: restores.pending_readers(c, backup_id) + drills.pending_readers(c, backup_id)
+    ):
         raise Conflict(BACKUP_IN_USE)
     await queue.cancel(JobKind.BACKUP, backup_id, CancelReason.DELETED)
     failures = await copy_store.delete_copies(await _copies_of(metadata, backup))

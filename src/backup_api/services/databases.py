@@ -26,6 +26,7 @@ from backup_api.principals import Principal
 from backup_api.repositories import Record, databases, storages, users
 from backup_api.security import CredentialError, Keys, decrypt_secret, encrypt_secret
 from backup_api.services import serverversions
+from backup_api.services.drills import check_scratch_marking
 from backup_api.services.ownership import DATABASE
 from backup_api.services.serverprobe import ServerProbe
 from backup_api.services.storages import check_destinations, check_has_destination
@@ -116,8 +117,11 @@ async def create_database(
         has_password=bool(data.password),
         db_name=data.db_name,
     )
+    place = {"type": data.type, "host": data.host, "port": data.port, "db_name": data.db_name}
+    await check_scratch_marking(metadata, place, data.scratch, data.confirm)
     created = utcnow()
     values: dict[str, Any] = {
+        "scratch": data.scratch,
         "name": data.name,
         "type": data.type,
         "host": data.host,
@@ -181,6 +185,7 @@ async def update_database(
     """The updated record, and a warning when a backup of it would fail as things stand."""
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
     new_storage_ids: list[int] | None = changes.pop("storage_ids", None)
+    confirm: str | None = changes.pop("confirm", None)
     changes.pop("encryption", None)
     if "encryption" in data.model_fields_set:  # null: new backups are no longer encrypted
         changes.update(encryption.setting_columns(keys, data.encryption))
@@ -214,6 +219,11 @@ async def update_database(
             else _has_password(keys, database),
             db_name=place["db_name"],
         )
+    scratch = bool(changes.get("scratch", database.scratch))
+    replaced = any(place[name] != current[name] for name in ("type", "host", "port", "db_name"))
+    if scratch and (not database.scratch or replaced):
+        # Newly marked, or moved while marked: confirmed and checked again.
+        await check_scratch_marking(metadata, place, scratch, confirm)
     database_id: int = database.id
     if connection_fields & changes.keys() and queue.database_busy(database_id):
         raise Conflict("Une sauvegarde ou restauration de cette base est en cours")

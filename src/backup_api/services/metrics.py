@@ -36,6 +36,7 @@ from backup_api.exceptions import NotFound, Unauthorized
 from backup_api.models import JobStatus, as_utc
 from backup_api.overdue import overdue_since
 from backup_api.repositories import Record
+from backup_api.repositories import drills as drill_records
 from backup_api.repositories import metrics as metrics_records
 from backup_api.state import AppState
 
@@ -147,8 +148,17 @@ def record_metrics(connection: Connection, now: datetime) -> Iterable[Metric]:
         "(absent before its first)",
         DATABASE_LABELS,
     )
+    last_drill = _gauge(
+        "last_drill_success_timestamp_seconds",
+        "End of each database's newest passed restore drill (Unix time; databases drilled "
+        "at least once)",
+        DATABASE_LABELS,
+    )
+    drilled = drill_records.last_drill_success_by_database(connection)
     for row in metrics_records.database_states(connection):
         labels = database_labels(row.id, row.name, row.user_id)
+        if row.id in drilled:
+            last_drill.add_metric(labels, drilled[row.id].timestamp())
         at = row.last_success_at
         last_success.add_metric(labels, 0.0 if at is None else as_utc(at).timestamp())
         if row.last_status is not None:
@@ -172,6 +182,7 @@ def record_metrics(connection: Connection, now: datetime) -> Iterable[Metric]:
         last_success,
         last_status,
         overdue,
+        last_drill,
     ]
 
 
