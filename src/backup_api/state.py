@@ -14,6 +14,7 @@ from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
+from backup_api.jobs.progress import ProgressBoard
 from backup_api.jobs.queue import JobQueue
 from backup_api.jobs.records import JobRecords
 from backup_api.principals import PrincipalCache
@@ -63,3 +64,6 @@ class AppState:
     #: by restore id: in this process's memory only (never stored, never queued), taken
     #: by the restore's job when it starts. A restart loses them, and fails those restores.
     restore_identities: dict[int, str] = field(default_factory=dict, repr=False)
+    #: The running jobs' live progress (what ``GET`` of a running job and its event
+    #: stream show), in memory only.
+    progress: ProgressBoard = field(default_factory=ProgressBoard)

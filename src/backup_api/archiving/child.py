@@ -35,6 +35,7 @@ starts them, under ``python -X importtime``, and fails on any module beyond that
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from backup_api.archiving.archive import (
@@ -86,13 +87,16 @@ class _Reporter:
         self._lock = threading.Lock()
         self._total = 0
         self._last = 0.0
+        #: More counts for each progress line (the job's other side), read only when a
+        #: line is sent: never per chunk.
+        self.counts: Callable[[], dict[str, int]] = dict
 
     def read(self, count: int) -> None:
         self._total += count
         now = time.monotonic()
         if now - self._last >= REPORT_INTERVAL:
             self._last = now
-            self._send({"read": self._total})
+            self._send({"read": self._total, **self.counts()})
 
     def busy(self) -> None:
         now = time.monotonic()
@@ -101,7 +105,7 @@ class _Reporter:
             self._send({"busy": True})
 
     def finish(self, message: dict[str, object]) -> None:
-        self._send({"read": self._total})
+        self._send({"read": self._total, **self.counts()})
         self._send(message)
 
     def _send(self, message: dict[str, object]) -> None:
@@ -122,9 +126,12 @@ class _FanOutSink:
         self._live = list(range(len(fds)))
         self._fds = fds
         self.errors: list[OSError | None] = [None] * len(fds)
+        #: The bytes of the archive written so far (to each live output).
+        self.written = 0
 
     def write(self, data: bytes | memoryview, /) -> None:
         view = memoryview(data)
+        self.written += len(view)
         for index in list(self._live):
             try:
                 rest = view
@@ -159,6 +166,7 @@ def _archive(
     options: ArchiveOptions, dump_fd: int, output_fds: list[int], reporter: _Reporter
 ) -> dict[str, object]:
     sink = _FanOutSink(output_fds)
+    reporter.counts = lambda: {"written": sink.written}
     keys = options.encryption
     if keys is None:  # a plain ZIP: the writer hashes what it emits
         result = _archive_into(options, sink, dump_fd, reporter)
@@ -278,12 +286,21 @@ def _age_problem(archive: BinaryIO, options: VerifyOptions) -> str | None:
     return None
 
 
+def _consumed(archive_fd: int) -> dict[str, int]:
+    try:
+        return {"consumed": os.lseek(archive_fd, 0, os.SEEK_CUR)}
+    except OSError:  # closed: the extraction is over
+        return {}
+
+
 def _extract(
     options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
 ) -> ExtractResult:
     # Nothing reaches the restore tool before the archive is proven intact.
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
         sha256 = None if options.expected_sha256 is None else _sha256_of(archive, reporter)
+        # How far into the archive the extraction is (the offset is the descriptor's).
+        reporter.counts = functools.partial(_consumed, archive_fd)
         written = 0
         with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
             for piece in pieces:

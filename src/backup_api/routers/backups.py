@@ -83,7 +83,11 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
 async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     body = await backups_service.list_backups_json(
-        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata,
+        user=user,
+        limit=page.limit,
+        offset=page.offset,
+        progress=state.progress,
     )
     return Response(body, media_type="application/json")
 
@@ -103,6 +107,7 @@ async def list_database_backups(
         user=user,
         limit=page.limit,
         offset=page.offset,
+        progress=state.progress,
         database_id=database_id,
     )
     return Response(body, media_type="application/json")
@@ -112,9 +117,10 @@ async def list_database_backups(
     "/{backup_id}", response_model=BackupItem, summary="Get a backup", responses=errors(*ONE_BACKUP)
 )
 async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
-    """One backup, with its status and, when failed, the reason in `error_msg`."""
+    """One backup, with its status and, when failed, the reason in `error_msg`; while it
+    runs, its `phase` and `progress`."""
     body = await backups_service.get_backup_json(
-        metadata=state.metadata, user=user, backup_id=backup_id
+        metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
     )
     return Response(body, media_type="application/json")
 

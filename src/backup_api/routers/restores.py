@@ -107,7 +107,11 @@ async def create_restore(
 async def list_restores(user: CurrentUser, state: StateDep, page: PageDep) -> RestoreList:
     """List your restores, newest first (an admin sees all)."""
     restores = await restores_service.list_restores(
-        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata,
+        user=user,
+        limit=page.limit,
+        offset=page.offset,
+        progress=state.progress,
     )
     return RestoreList(restores=restores)
 
@@ -118,9 +122,10 @@ async def list_restores(user: CurrentUser, state: StateDep, page: PageDep) -> Re
     summary="Get a restore",
     responses=errors(*ONE_RESTORE),
 )
-async def get_restore(restore: RestoreDep) -> RestoreItem:
-    """One restore, with its status and, when failed, the reason in `error_msg`."""
-    return RestoreItem(restore=restores_service.to_public(restore))
+async def get_restore(restore: RestoreDep, state: StateDep) -> RestoreItem:
+    """One restore, with its status and, when failed, the reason in `error_msg`; while it
+    runs, its `phase` and `progress`."""
+    return RestoreItem(restore=restores_service.to_public(restore, state.progress))
 
 
 @router.delete(

@@ -30,11 +30,13 @@ from backup_api.exceptions import (
     StorageUnavailable,
     UnsupportedDatabaseType,
 )
+from backup_api.jobs.progress import ProgressBoard, live_json
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import (
     BackupPublic,
     BackupTrigger,
+    JobPhase,
     JobStatus,
     duration_seconds,
     utcnow,
@@ -98,15 +100,34 @@ def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
 # checks, the queries and the insert happen in a single trip to the database.
 
 
-async def get_backup_json(*, metadata: Metadata, user: Principal, backup_id: int) -> bytes:
-    """The document ``{"backup": {...}}``: what clients poll while a backup runs."""
+async def get_backup_json(
+    *, metadata: Metadata, user: Principal, backup_id: int, progress: ProgressBoard
+) -> bytes:
+    """The document ``{"backup": {...}}``: what clients poll while a backup runs, with
+    its live ``phase`` and ``progress``."""
 
-    def work(connection: Connection) -> bytes:
+    def work(connection: Connection) -> tuple[bytes, str]:
         backup = load_owned(connection, BACKUP, backup_id, user)
         rendered = _rendered_rows.render(backup, copies.of_backup(connection, backup_id))
-        return b'{"backup":' + rendered + b"}"
+        return rendered, backup.status
 
-    return await metadata.read(work)
+    rendered, status = await metadata.read(work)
+    # Here, on the event loop that advances the progress (the read may run in a thread).
+    return b'{"backup":' + with_live(rendered, progress, backup_id, status) + b"}"
+
+
+#: How every cached row ends (``phase`` and ``progress`` are ``BackupPublic``'s last).
+_NOT_LIVE = b'"phase":null,"progress":null}'
+
+
+def with_live(fragment: bytes, progress: ProgressBoard, backup_id: int, status: str) -> bytes:
+    """A rendered row with the live fields of a pending backup spliced in (the cache
+    holds rows as stored; what runs changes many times a second, and only those rows
+    pay for it)."""
+    if status != JobStatus.PENDING.value:
+        return fragment
+    live = live_json(progress, JobKind.BACKUP, backup_id, status)
+    return fragment[: -len(_NOT_LIVE)] + live + b"}"
 
 
 class RenderedRows:
@@ -143,12 +164,13 @@ async def list_backups_json(
     user: Principal,
     limit: int,
     offset: int,
+    progress: ProgressBoard,
     database_id: int | None = None,
 ) -> bytes:
     """The listing as the JSON document ``{"backups": [...]}``, newest first."""
     owner_id = None if user.is_admin else user.id
 
-    def work(connection: Connection) -> bytes:
+    def work(connection: Connection) -> list[tuple[bytes, int, str]]:
         if database_id is not None:
             load_owned(connection, DATABASE, database_id, user)
         rows = list(
@@ -157,10 +179,13 @@ async def list_backups_json(
             )
         )
         copy_rows = copies.of_backups(connection, [row.id for row in rows])
-        rendered = [_rendered_rows.render(row, copy_rows[row.id]) for row in rows]
-        return b'{"backups":[' + b",".join(rendered) + b"]}"
+        return [(_rendered_rows.render(row, copy_rows[row.id]), row.id, row.status) for row in rows]
 
-    return await metadata.read(work)
+    rendered = [
+        with_live(fragment, progress, backup_id, status)
+        for fragment, backup_id, status in await metadata.read(work)
+    ]
+    return b'{"backups":[' + b",".join(rendered) + b"]}"
 
 
 def _free_filename(connection: Connection, db_type: str, stem: str, suffix: str) -> str:
@@ -268,7 +293,9 @@ async def create_backup(
         queue.submit(JobKind.BACKUP, row.id, database_id, user.id)
         return row, copy_rows
 
-    return to_public(*await asyncio.shield(record_and_submit()))
+    created = to_public(*await asyncio.shield(record_and_submit()))
+    created.phase = JobPhase.QUEUED  # just submitted: the queue has not started it
+    return created
 
 
 @dataclass(frozen=True)

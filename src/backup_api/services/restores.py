@@ -17,9 +17,17 @@ from backup_api.copies.rules import choose as choose_copy
 from backup_api.copies.store import CopyStore, CopyUnavailable
 from backup_api.db import Metadata
 from backup_api.exceptions import BadRequest, Conflict
+from backup_api.jobs.progress import ProgressBoard, live_fields
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import JobStatus, RestorePublic, duration_seconds, utcnow
+from backup_api.models import (
+    JobPhase,
+    JobProgressPublic,
+    JobStatus,
+    RestorePublic,
+    duration_seconds,
+    utcnow,
+)
 from backup_api.principals import Principal
 from backup_api.repositories import Record, copies, restores
 from backup_api.security import CredentialError, Keys
@@ -34,9 +42,15 @@ MISSING_TARGET = (
 )
 
 
-def to_public(restore: Record) -> RestorePublic:
-    """The public shape of a record."""
+def to_public(restore: Record, progress: ProgressBoard | None = None) -> RestorePublic:
+    """The public shape of a record, with its live fields from ``progress`` (none given:
+    a pending restore is taken as just queued)."""
     fields = restore._mapping
+    phase, live = (
+        live_fields(progress, JobKind.RESTORE, fields["id"], fields["status"])
+        if progress is not None
+        else (JobPhase.QUEUED if fields["status"] == JobStatus.PENDING.value else None, None)
+    )
     return RestorePublic(
         id=fields["id"],
         backup_id=fields["backup_id"],
@@ -50,6 +64,8 @@ def to_public(restore: Record) -> RestorePublic:
         finished_at=fields["finished_at"],
         duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
         safety_backup_id=fields["safety_backup_id"],
+        phase=phase,
+        progress=None if live is None else JobProgressPublic.model_validate(live),
     )
 
 
@@ -223,12 +239,12 @@ async def create_restore(
 
 
 async def list_restores(
-    *, metadata: Metadata, user: Principal, limit: int, offset: int
+    *, metadata: Metadata, user: Principal, limit: int, offset: int, progress: ProgressBoard
 ) -> list[RestorePublic]:
     """Newest first: the caller's, or everyone's for an admin."""
     owner_id = None if user.is_admin else user.id
     rows = await metadata.read(lambda c: restores.page(c, owner_id, limit, offset))
-    return [to_public(row) for row in rows]
+    return [to_public(row, progress) for row in rows]
 
 
 async def delete_restore(
