@@ -80,13 +80,18 @@ SHA256_MISMATCH = "archive corrompue: la somme de contrôle SHA-256 ne correspon
 
 
 class _Reporter:
-    """Writes protocol lines to stdout; progress at most every ``REPORT_INTERVAL``."""
+    """Writes protocol lines to stdout; progress at most every ``REPORT_INTERVAL``, and,
+    once ``follow`` started, whatever changed since the last line every ``CATCH_UP``
+    (the counts a throttled line left out, the writes after the last read: a dump that
+    stalls still shows where it stands)."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._lock = threading.Lock()
         self._total = 0
         self._last = 0.0
+        self._reported: dict[str, object] = {}
+        self._finished = False
         #: More counts for each progress line (the job's other side), read only when a
         #: line is sent: never per chunk.
         self.counts: Callable[[], dict[str, int]] = dict
@@ -96,7 +101,7 @@ class _Reporter:
         now = time.monotonic()
         if now - self._last >= REPORT_INTERVAL:
             self._last = now
-            self._send({"read": self._total, **self.counts()})
+            self._progress()
 
     def busy(self) -> None:
         now = time.monotonic()
@@ -104,16 +109,41 @@ class _Reporter:
             self._last = now
             self._send({"busy": True})
 
+    def follow(self) -> None:
+        threading.Thread(target=self._catch_up, name="reporter", daemon=True).start()
+
+    def _catch_up(self) -> None:
+        while not self._finished:
+            time.sleep(CATCH_UP)
+            self._progress(only_changed=True)
+
+    def _progress(self, *, only_changed: bool = False) -> None:
+        message: dict[str, object] = {"read": self._total, **self.counts()}
+        with self._lock:
+            if self._finished or (only_changed and message == self._reported):
+                return
+            self._reported = message
+            self._write(message)
+
     def finish(self, message: dict[str, object]) -> None:
-        self._send({"read": self._total, **self.counts()})
-        self._send(message)
+        self._progress()
+        with self._lock:
+            self._finished = True
+            self._write(message)
 
     def _send(self, message: dict[str, object]) -> None:
-        line = (json.dumps(message, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            self._write(message)
+
+    def _write(self, message: dict[str, object]) -> None:
+        line = (json.dumps(message, ensure_ascii=False) + "\n").encode()
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+#: How often ``_Reporter.follow`` sends what changed since its last line.
+CATCH_UP = 0.5
 
 
 class _FanOutSink:
@@ -357,6 +387,8 @@ def main(argv: list[str]) -> int:
         lower_priority(0, options.nice)
         set_group_niceness(os.getpid(), options.nice)  # its session's (see launcher)
     reporter = _Reporter(sys.stdout.fileno())
+    if not isinstance(options, VerifyOptions):
+        reporter.follow()  # the jobs whose progress is shown (see jobs.progress)
     try:
         result: dict[str, object]
         if isinstance(options, VerifyOptions):

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from backup_api.copies.retry import NothingToRetry
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
 from backup_api.exceptions import Conflict
+from backup_api.jobs.queue import JobKind
 from backup_api.models import (
     BackupEnvelope,
     BackupItem,
@@ -27,6 +29,7 @@ from backup_api.routers.responses import (
     COPY_NOT_COMPLETE,
     DATABASE_NOT_FOUND,
     DISK_RESERVE_REACHED,
+    EVENT_STREAM,
     JOBS_THROTTLED,
     NO_COMPLETE_COPY,
     NO_SUCH_COPY,
@@ -39,6 +42,7 @@ from backup_api.routers.responses import (
     json_response,
 )
 from backup_api.services import backups as backups_service
+from backup_api.services.jobevents import PING_SECONDS, job_events
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
@@ -123,6 +127,32 @@ async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> R
         metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
     )
     return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/{backup_id}/events",
+    response_class=EventSourceResponse,
+    summary="Follow a backup live (Server-Sent Events)",
+    responses={200: EVENT_STREAM, **errors(*ONE_BACKUP)},
+)
+async def backup_events(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
+    """The backup's record as `progress` events while it runs (`phase`, `progress`),
+    then the final record as a `done` event (works with `curl -N`)."""
+
+    async def fetch() -> tuple[bytes, str]:
+        return await backups_service.backup_document(
+            metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
+        )
+
+    events = job_events(
+        await fetch(),
+        fetch,
+        board=state.progress,
+        kind=JobKind.BACKUP,
+        job_id=backup_id,
+        interval=state.settings.progress_interval_seconds,
+    )
+    return EventSourceResponse(events, ping=PING_SECONDS)
 
 
 @router.get(

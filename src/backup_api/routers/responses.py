@@ -349,3 +349,13 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
     """The model serialized once; returned as is, FastAPI would validate it a second time
     (it matters on the hot listing routes)."""
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
+
+
+#: The documentation of an event stream's 200 answer.
+EVENT_STREAM = {
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "description": "Server-Sent Events: `progress` (the job's document, as its `GET` "
+    "answers it) at least once a second while it is pending, then `done` (the final "
+    'record), and the stream ends; `error` (`{"error": ...}`) if the job is deleted '
+    "meanwhile",
+}

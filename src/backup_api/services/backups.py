@@ -105,6 +105,16 @@ async def get_backup_json(
 ) -> bytes:
     """The document ``{"backup": {...}}``: what clients poll while a backup runs, with
     its live ``phase`` and ``progress``."""
+    document, _ = await backup_document(
+        metadata=metadata, user=user, backup_id=backup_id, progress=progress
+    )
+    return document
+
+
+async def backup_document(
+    *, metadata: Metadata, user: Principal, backup_id: int, progress: ProgressBoard
+) -> tuple[bytes, str]:
+    """``get_backup_json``'s document, and the backup's status."""
 
     def work(connection: Connection) -> tuple[bytes, str]:
         backup = load_owned(connection, BACKUP, backup_id, user)
@@ -113,7 +123,8 @@ async def get_backup_json(
 
     rendered, status = await metadata.read(work)
     # Here, on the event loop that advances the progress (the read may run in a thread).
-    return b'{"backup":' + with_live(rendered, progress, backup_id, status) + b"}"
+    document = b'{"backup":' + with_live(rendered, progress, backup_id, status) + b"}"
+    return document, status
 
 
 #: How every cached row ends (``phase`` and ``progress`` are ``BackupPublic``'s last).

@@ -24,6 +24,7 @@ from backup_api.models import (
     JobPhase,
     JobProgressPublic,
     JobStatus,
+    RestoreItem,
     RestorePublic,
     duration_seconds,
     utcnow,
@@ -33,7 +34,7 @@ from backup_api.repositories import Record, copies, restores
 from backup_api.security import CredentialError, Keys
 from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
 from backup_api.services.backups import ensure_archived, insert_backup
-from backup_api.services.ownership import TARGET, load_owned
+from backup_api.services.ownership import RESTORE, TARGET, load_owned
 from backup_api.storage.base import Storage
 
 MISSING_TARGET = (
@@ -236,6 +237,16 @@ async def create_restore(
         return row
 
     return to_public(await asyncio.shield(record_and_submit()))
+
+
+async def restore_document(
+    *, metadata: Metadata, user: Principal, restore_id: int, progress: ProgressBoard
+) -> tuple[bytes, str]:
+    """The document of ``GET /api/restores/{id}`` (``{"restore": {...}}``) and the
+    restore's status."""
+    row = await metadata.read(lambda c: load_owned(c, RESTORE, restore_id, user))
+    document = RestoreItem(restore=to_public(row, progress)).model_dump_json().encode()
+    return document, row.status
 
 
 async def list_restores(
