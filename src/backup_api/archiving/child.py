@@ -35,7 +35,6 @@ starts them, under ``python -X importtime``, and fails on any module beyond that
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import os
@@ -316,11 +315,18 @@ def _age_problem(archive: BinaryIO, options: VerifyOptions) -> str | None:
     return None
 
 
-def _consumed(archive_fd: int) -> dict[str, int]:
-    try:
-        return {"consumed": os.lseek(archive_fd, 0, os.SEEK_CUR)}
-    except OSError:  # closed: the extraction is over
-        return {}
+class _Consumed:
+    """How far into the archive the extraction is (the descriptor's offset), for the
+    progress lines; once the archive is closed, where it ended."""
+
+    def __init__(self, archive_fd: int) -> None:
+        self._fd = archive_fd
+        self._last = 0
+
+    def __call__(self) -> dict[str, int]:
+        with contextlib.suppress(OSError):  # closed: the extraction is over
+            self._last = os.lseek(self._fd, 0, os.SEEK_CUR)
+        return {"consumed": self._last}
 
 
 def _extract(
@@ -330,18 +336,21 @@ def _extract(
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
         sha256 = None if options.expected_sha256 is None else _sha256_of(archive, reporter)
         # How far into the archive the extraction is (the offset is the descriptor's).
-        reporter.counts = functools.partial(_consumed, archive_fd)
+        consumed = reporter.counts = _Consumed(archive_fd)
         written = 0
-        with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
-            for piece in pieces:
-                view = memoryview(piece)
-                try:
-                    while view:
-                        view = view[os.write(output_fd, view) :]
-                except BrokenPipeError:
-                    return ExtractResult(written=written, complete=False)
-                written += len(piece)
-                reporter.read(len(piece))
+        try:
+            with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+                for piece in pieces:
+                    view = memoryview(piece)
+                    try:
+                        while view:
+                            view = view[os.write(output_fd, view) :]
+                    except BrokenPipeError:
+                        return ExtractResult(written=written, complete=False)
+                    written += len(piece)
+                    reporter.read(len(piece))
+        finally:
+            consumed()  # where it ended, for the last progress line
     return ExtractResult(written=written, complete=True)
 
 
