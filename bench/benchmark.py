@@ -124,8 +124,12 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
     big = postgresql_names(options)[-1]
     result.encryption = scenarios.encrypted_database(bench, big, options.repeat)
     result.latency = scenarios.latency(bench, big, options.load_seconds)
+    result.latency_followed = scenarios.latency_followed(bench, big, options.load_seconds)
     result.listing = scenarios.listing(
-        bench, meta, options.listing_records, result.latency.accepted
+        bench,
+        meta,
+        options.listing_records,
+        result.latency.accepted + result.latency_followed.accepted,
     )
     bench.archives.check(bench.s3, bench.workdir)
     result.encrypted_archives = scenarios.check_encrypted(bench)

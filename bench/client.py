@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,15 +183,47 @@ class RawHttpConnection:
             await self.writer.wait_closed()
 
 
+async def follow_events(
+    url: str, headers: dict[str, str], backup_id: int, counts: dict[int, int]
+) -> None:
+    """Read ``GET /api/backups/{id}/events`` as ``curl -N`` would, until the stream ends
+    or this is cancelled; ``counts[backup_id]``: the ``progress`` events received so far."""
+    connection = RawHttpConnection(url, headers)
+    reader, writer = await asyncio.open_connection(connection.host, connection.port)
+    counts[backup_id] = 0
+    try:
+        writer.write(
+            f"GET /api/backups/{backup_id}/events HTTP/1.1\r\nHost: {connection.host}\r\n"
+            f"{connection.head}Accept: text/event-stream\r\nConnection: close\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head[9:12] == b"200", head
+        # Chunked, one event a chunk: the event's lines are whole between the sizes.
+        while line := await reader.readline():
+            if line.startswith(b"event: progress"):
+                counts[backup_id] += 1
+            elif line.startswith(b"event: done"):
+                break
+    finally:
+        writer.close()
+
+
 async def latency_under_load(
-    api: Api, tiny_db: int, seconds: float
-) -> tuple[dict[str, list[float]], int]:
+    api: Api, tiny_db: int, seconds: float, followed: Sequence[int] = ()
+) -> tuple[dict[str, list[float]], int, int]:
     """20 concurrent clients, each sending its next request as soon as it has an answer,
-    alternating listings and backup starts, for ``seconds``. Returns the latencies by kind
-    and how many backups were accepted (the rest got 429 from the per-user cap)."""
+    alternating listings and backup starts, for ``seconds``; with an event stream open on
+    each of the ``followed`` backups meanwhile. Returns the latencies by kind, how many
+    backups were accepted (the rest got 429 from the per-user cap) and how many progress
+    events the streams received."""
     results: dict[str, list[float]] = {"list": [], "create": []}
     accepted = 0
     deadline = time.perf_counter() + seconds
+    events: dict[int, int] = {}
+    streams = [
+        asyncio.create_task(follow_events(api.url, api.headers, backup_id, events))
+        for backup_id in followed
+    ]
 
     async def worker(first: int) -> None:
         nonlocal accepted
@@ -213,8 +246,13 @@ async def latency_under_load(
         finally:
             await connection.close()
 
-    await asyncio.gather(*(worker(first) for first in range(20)))
-    return results, accepted
+    try:
+        await asyncio.gather(*(worker(first) for first in range(20)))
+    finally:
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    return results, accepted, sum(events.values())
 
 
 def seed_backup_records(meta: Path, count: int) -> None:

@@ -43,6 +43,8 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     # Before each database's turns: two PostgreSQL, the same two to S3, MariaDB.
     assert "- CPU steadiness: the same pure-Python loop, timed 5 times" in text
     assert "while two backups run, 20 clients" in text
+    assert "while two backups run, each followed by an event stream, 20 clients" in text
+    assert "- Event streams (`GET /api/backups/{id}/events`) on the 2 running backups: " in text
     assert "GET /api/backups?limit=100 over" in text
     assert "(2 downloaded from S3): all pass `unzip -t` and `zipfile.testzip()`" in text
     assert "- PostgreSQL 6 MB encrypted (age, to a recipient): " in text
