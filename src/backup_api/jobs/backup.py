@@ -211,7 +211,10 @@ class BackupPipeline(Pipeline):
             )
         finally:
             if estimating is not None:
+                # An estimate still on its way is of no use any more: its client is killed
+                # and reaped before the job goes on.
                 estimating.cancel()
+                await asyncio.gather(estimating, return_exceptions=True)
 
     def _estimate(self) -> asyncio.Task[None] | None:
         """The dump's expected size: the last backup's, or the server's figure, asked for
