@@ -353,7 +353,25 @@ def json_response(model: BaseModel, status_code: int = 200) -> Response:
 
 #: The documentation of an event stream's 200 answer.
 EVENT_STREAM = {
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    # One event (OpenAPI before 3.2 has an event stream's schema describe each event).
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string", "enum": ["progress", "done", "error"]},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "description": "The job's document, as its `GET` answers it "
+                        '(`{"backup": {...}}`, `{"restore": {...}}`); `{"error": ...}` '
+                        "for an `error` event",
+                    },
+                },
+            }
+        }
+    },
     "description": "Server-Sent Events: `progress` (the job's document, as its `GET` "
     "answers it) at least once a second while it is pending, then `done` (the final "
     'record), and the stream ends; `error` (`{"error": ...}`) if the job is deleted '
