@@ -169,4 +169,39 @@ async def test_a_finished_jobs_stream_is_its_final_record_alone(
         missing = await alice.get(f"/api/backups/{backup['id'] + 1000}/events")
         assert (missing.status_code, missing.json()) == (404, {"error": "Sauvegarde introuvable"})
         assert (await alice.get("/api/restores/999/events")).status_code == 404
+        response = await alice.post(
+            f"/api/backups/{backup['id']}/restore",
+            json={"database_id": database["id"], "confirm": source},
+        )
+        restore = await alice.wait_restore(response.json()["restore"]["id"])
+        assert restore["status"] == "completed", restore["error_msg"]
+        url = f"/api/restores/{restore['id']}/events"
+        async with client.stream("GET", url, headers=alice.headers) as response:
+            received = [item async for item in events(response)]
+        assert received == [("done", {"restore": restore})]
+        refused = await bob.get(url)
+        assert (refused.status_code, refused.json()) == (403, {"error": "Accès non autorisé"})
+    mysql_server.drop_database(source)
+
+
+async def test_a_stopping_server_ends_its_open_streams(tmp_path: Path, mysql_server: Any) -> None:
+    """A stream following a held dump does not keep the server from stopping: it ends,
+    and so does the server."""
+    source = unique_name("ssestop")
+    create_filled(mysql_server, source)
+    with table_locked(mysql_server, source, "notes"):
+        async with served(tmp_path) as (server, client):
+            alice = await Api(client).signup()
+            database = await alice.add_database(mysql_server, source)
+            backup = await alice.start_backup(database["id"])
+            url = f"/api/backups/{backup['id']}/events"
+            received = []
+            # The server closes the stream's connection as it stops (a client reconnects).
+            with contextlib.suppress(httpx.RemoteProtocolError):
+                async with client.stream("GET", url, headers=alice.headers) as response:
+                    async for name, _data in events(response):
+                        received.append(name)
+                        server.should_exit = True
+            assert received[0] == "progress"
+        # Here ``served`` has seen the server's task end.
     mysql_server.drop_database(source)
