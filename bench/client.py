@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ class Api:
     url: str
     meta: Path  # the service's SQLite metadata, watched (read-only) for completions
     token: str = ""
+    #: Each backup of ``backup`` followed by a client of its event stream (``--follow``).
+    follow: bool = False
+    #: The progress events those clients received.
+    followed_events: int = 0
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -139,10 +144,26 @@ class Api:
         sampler = RssSampler(pid)
         sampler.start()
         began = time.perf_counter()
-        backup = self.wait(self.start(database_id))
+        backup_id = self.start(database_id)
+        follower = self._follower(backup_id) if self.follow else None
+        backup = self.wait(backup_id)
         elapsed = time.perf_counter() - began
         peak = sampler.stop()
+        if follower is not None:
+            follower.join(timeout=60)  # the stream ends with its "done" event
         return elapsed, backup, idle, peak, sampler.upload_peak
+
+    def _follower(self, backup_id: int) -> threading.Thread:
+        """A client reading ``backup_id``'s event stream, as a page watching it would."""
+        counts: dict[int, int] = {}
+
+        def follow() -> None:
+            asyncio.run(follow_events(self.url, self.headers, backup_id, counts))
+            self.followed_events += counts.get(backup_id, 0)
+
+        thread = threading.Thread(target=follow, name=f"follow-{backup_id}", daemon=True)
+        thread.start()
+        return thread
 
 
 class RawHttpConnection:

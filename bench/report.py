@@ -121,6 +121,8 @@ class Report:
     latency: LatencyResult | None = None
     #: The same, with an event stream following each running backup.
     latency_followed: LatencyResult | None = None
+    #: With ``--follow``: the progress events the API backups' event streams received.
+    followed_events: int | None = None
     listing: ListingResult | None = None
     encryption: EncryptionResult | None = None
     archives: int = 0
@@ -287,6 +289,12 @@ def render(report: Report) -> str:
         *([] if report.encryption is None else [report.encryption.line()]),
         report.steadiness_line,
     ]
+    if report.followed_events is not None:
+        lines.append(
+            "- Every API backup above was followed by a client of its event stream "
+            f"(`--follow`): {report.followed_events} progress events received; compare its "
+            "ratios with a run without"
+        )
     if report.latency is not None:
         latency = report.latency
         lines += latency_lines(latency.load, latency.seconds, latency.throughout)

@@ -54,6 +54,12 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert text.count("PASS") + text.count("FAIL") >= 16
 
 
+def test_benchmark_follows_each_backups_event_stream(tmp_path: Path) -> None:
+    text = run_benchmark(tmp_path, "--skip-mysql", "--skip-s3", "--follow")
+    assert "| PostgreSQL 3 MB |" in text
+    assert "- Every API backup above was followed by a client of its event stream " in text
+
+
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--compare checks out a git revision")
 def test_benchmark_compares_with_a_revision(tmp_path: Path) -> None:
     text = run_benchmark(tmp_path, "--skip-mysql", "--skip-s3", "--compare", "HEAD")
