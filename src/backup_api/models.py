@@ -930,7 +930,8 @@ class BackupPublic(BaseModel):
         default=False,
         description="The stored file is the ZIP wrapped in the age format (`.zip.age`)",
     )
-    # Last, in this order: the rendered row's cache ends on them (services/backups.py).
+    # Together, in this order: the rendered rows' cache puts the live values in their place
+    # (services/backups.py).
     phase: JobPhase | None = Field(default=None, description=PHASE_DESCRIPTION)
     progress: JobProgressPublic | None = Field(default=None, description=PROGRESS_DESCRIPTION)
 

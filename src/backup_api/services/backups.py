@@ -127,18 +127,17 @@ async def backup_document(
     return document, status
 
 
-#: How every cached row ends (``phase`` and ``progress`` are ``BackupPublic``'s last).
-_NOT_LIVE = b'"phase":null,"progress":null}'
+#: What every cached row holds: the row as stored, not running. (Inside a JSON string
+#: a quote is escaped, so these bytes can only be the two members themselves.)
+_NOT_LIVE = b'"phase":null,"progress":null'
 
 
 def with_live(fragment: bytes, progress: ProgressBoard, backup_id: int, status: str) -> bytes:
-    """A rendered row with the live fields of a pending backup spliced in (the cache
-    holds rows as stored; what runs changes many times a second, and only those rows
-    pay for it)."""
+    """A rendered row with the live fields of a pending backup put in (the cache holds
+    rows as stored; what runs changes many times a second, and only those rows pay)."""
     if status != JobStatus.PENDING.value:
         return fragment
-    live = live_json(progress, JobKind.BACKUP, backup_id, status)
-    return fragment[: -len(_NOT_LIVE)] + live + b"}"
+    return fragment.replace(_NOT_LIVE, live_json(progress, JobKind.BACKUP, backup_id, status), 1)
 
 
 class RenderedRows:
