@@ -245,7 +245,7 @@ async def verify_backup(
             error=result.error,
             contents_checked=result.contents_checked,
         ),
-        backup=await backups_service.public(state.metadata, backup),
+        backup=await backups_service.public(state.metadata, backup, state.progress),
     )
 
 
@@ -278,7 +278,7 @@ async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) 
     )
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
     return BackupEnvelope(
-        message=message, backup=await backups_service.public(state.metadata, backup)
+        message=message, backup=await backups_service.public(state.metadata, backup, state.progress)
     )
 
 
@@ -301,5 +301,5 @@ async def retry_copies(backup: BackupDep, state: StateDep) -> BackupEnvelope:
         raise Conflict(message[:1].upper() + message[1:]) from None
     return BackupEnvelope(
         message="Nouvel envoi des copies lancé",
-        backup=await backups_service.public(state.metadata, backup),
+        backup=await backups_service.public(state.metadata, backup, state.progress),
     )

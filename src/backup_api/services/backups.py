@@ -30,13 +30,14 @@ from backup_api.exceptions import (
     StorageUnavailable,
     UnsupportedDatabaseType,
 )
-from backup_api.jobs.progress import ProgressBoard, live_json
+from backup_api.jobs.progress import ProgressBoard, live_fields, live_json
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import (
     BackupPublic,
     BackupTrigger,
     JobPhase,
+    JobProgressPublic,
     JobStatus,
     duration_seconds,
     utcnow,
@@ -340,9 +341,14 @@ class ActiveDownloads:
                 del self._counts[backup_id]
 
 
-async def public(metadata: Metadata, backup: Record) -> BackupPublic:
-    """The public shape of a record, with its copies as they are now."""
-    return to_public(backup, await _copies_of(metadata, backup))
+async def public(metadata: Metadata, backup: Record, progress: ProgressBoard) -> BackupPublic:
+    """The public shape of a record, with its copies as they are now and, if it runs,
+    its live fields."""
+    shown = to_public(backup, await _copies_of(metadata, backup))
+    phase, live = live_fields(progress, JobKind.BACKUP, backup.id, backup.status)
+    shown.phase = phase
+    shown.progress = None if live is None else JobProgressPublic.model_validate(live)
+    return shown
 
 
 async def _copies_of(metadata: Metadata, backup: Record) -> list[Record]:
