@@ -46,6 +46,7 @@ class Options:
     settings: dict[str, str]  # the service's, without the BACKUP_API_ prefix
     compare: str | None
     output: Path | None
+    follow: bool  # each API backup followed by a client of its event stream
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -57,6 +58,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--skip-mysql", action="store_true")
     parser.add_argument("--skip-s3", action="store_true", help="no backups to S3")
     parser.add_argument("--output", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow each API backup's event stream (GET /api/backups/{id}/events) while it "
+        "runs, as a page watching it would: compare its ratios with a run without",
+    )
     parser.add_argument(
         "--setting",
         action="append",
@@ -88,6 +95,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         settings=settings,
         compare=args.compare,
         output=args.output,
+        follow=args.follow,
     )
 
 
@@ -124,12 +132,17 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
     big = postgresql_names(options)[-1]
     result.encryption = scenarios.encrypted_database(bench, big, options.repeat)
     result.latency = scenarios.latency(bench, big, options.load_seconds)
+    result.latency_followed = scenarios.latency_followed(bench, big, options.load_seconds)
     result.listing = scenarios.listing(
-        bench, meta, options.listing_records, result.latency.accepted
+        bench,
+        meta,
+        options.listing_records,
+        result.latency.accepted + result.latency_followed.accepted,
     )
     bench.archives.check(bench.s3, bench.workdir)
     result.encrypted_archives = scenarios.check_encrypted(bench)
     result.steadiness_line = bench.steadiness.line()
+    result.followed_events = bench.api.followed_events if bench.api.follow else None
     result.archives = len(bench.archives)
     result.remote_archives = len(bench.archives.remote)
     if bench.reference is not None:
@@ -167,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = start_service(workdir, options.settings)
         stack.callback(service.stop)
         assert service.process is not None
-        api = Api(service.url, service.workdir / "meta.sqlite3")
+        api = Api(service.url, service.workdir / "meta.sqlite3", follow=options.follow)
         api.login()
         reference = None
         if options.compare:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +38,10 @@ class Api:
     url: str
     meta: Path  # the service's SQLite metadata, watched (read-only) for completions
     token: str = ""
+    #: Each backup of ``backup`` followed by a client of its event stream (``--follow``).
+    follow: bool = False
+    #: The progress events those clients received.
+    followed_events: int = 0
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,10 +144,26 @@ class Api:
         sampler = RssSampler(pid)
         sampler.start()
         began = time.perf_counter()
-        backup = self.wait(self.start(database_id))
+        backup_id = self.start(database_id)
+        follower = self._follower(backup_id) if self.follow else None
+        backup = self.wait(backup_id)
         elapsed = time.perf_counter() - began
         peak = sampler.stop()
+        if follower is not None:
+            follower.join(timeout=60)  # the stream ends with its "done" event
         return elapsed, backup, idle, peak, sampler.upload_peak
+
+    def _follower(self, backup_id: int) -> threading.Thread:
+        """A client reading ``backup_id``'s event stream, as a page watching it would."""
+        counts: dict[int, int] = {}
+
+        def follow() -> None:
+            asyncio.run(follow_events(self.url, self.headers, backup_id, counts))
+            self.followed_events += counts.get(backup_id, 0)
+
+        thread = threading.Thread(target=follow, name=f"follow-{backup_id}", daemon=True)
+        thread.start()
+        return thread
 
 
 class RawHttpConnection:
@@ -182,15 +204,47 @@ class RawHttpConnection:
             await self.writer.wait_closed()
 
 
+async def follow_events(
+    url: str, headers: dict[str, str], backup_id: int, counts: dict[int, int]
+) -> None:
+    """Read ``GET /api/backups/{id}/events`` as ``curl -N`` would, until the stream ends
+    or this is cancelled; ``counts[backup_id]``: the ``progress`` events received so far."""
+    connection = RawHttpConnection(url, headers)
+    reader, writer = await asyncio.open_connection(connection.host, connection.port)
+    counts[backup_id] = 0
+    try:
+        writer.write(
+            f"GET /api/backups/{backup_id}/events HTTP/1.1\r\nHost: {connection.host}\r\n"
+            f"{connection.head}Accept: text/event-stream\r\nConnection: close\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head[9:12] == b"200", head
+        # Chunked, one event a chunk: the event's lines are whole between the sizes.
+        while line := await reader.readline():
+            if line.startswith(b"event: progress"):
+                counts[backup_id] += 1
+            elif line.startswith(b"event: done"):
+                break
+    finally:
+        writer.close()
+
+
 async def latency_under_load(
-    api: Api, tiny_db: int, seconds: float
-) -> tuple[dict[str, list[float]], int]:
+    api: Api, tiny_db: int, seconds: float, followed: Sequence[int] = ()
+) -> tuple[dict[str, list[float]], int, int]:
     """20 concurrent clients, each sending its next request as soon as it has an answer,
-    alternating listings and backup starts, for ``seconds``. Returns the latencies by kind
-    and how many backups were accepted (the rest got 429 from the per-user cap)."""
+    alternating listings and backup starts, for ``seconds``; with an event stream open on
+    each of the ``followed`` backups meanwhile. Returns the latencies by kind, how many
+    backups were accepted (the rest got 429 from the per-user cap) and how many progress
+    events the streams received."""
     results: dict[str, list[float]] = {"list": [], "create": []}
     accepted = 0
     deadline = time.perf_counter() + seconds
+    events: dict[int, int] = {}
+    streams = [
+        asyncio.create_task(follow_events(api.url, api.headers, backup_id, events))
+        for backup_id in followed
+    ]
 
     async def worker(first: int) -> None:
         nonlocal accepted
@@ -213,8 +267,13 @@ async def latency_under_load(
         finally:
             await connection.close()
 
-    await asyncio.gather(*(worker(first) for first in range(20)))
-    return results, accepted
+    try:
+        await asyncio.gather(*(worker(first) for first in range(20)))
+    finally:
+        for stream in streams:
+            stream.cancel()
+        await asyncio.gather(*streams, return_exceptions=True)
+    return results, accepted, sum(events.values())
 
 
 def seed_backup_records(meta: Path, count: int) -> None:

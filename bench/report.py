@@ -57,11 +57,15 @@ class LatencyResult:
     seconds: float
     accepted: int  # backups the load's POSTs started (the others got 429)
     throughout: bool  # both big backups still ran when the load ended
+    followers: int = 0  # event streams open on the running backups meanwhile
+    events: int = 0  # the progress events they received
 
     @property
     def ok(self) -> bool:
-        return self.throughout and all(
-            percentile(values, 0.99) < MAX_P99_SECONDS for values in self.load.values()
+        return (
+            self.throughout
+            and self.events >= self.followers
+            and all(percentile(values, 0.99) < MAX_P99_SECONDS for values in self.load.values())
         )
 
 
@@ -118,6 +122,10 @@ class Report:
     databases: list[DatabaseResult] = field(default_factory=list)
     steadiness_line: str = ""
     latency: LatencyResult | None = None
+    #: The same, with an event stream following each running backup.
+    latency_followed: LatencyResult | None = None
+    #: With ``--follow``: the progress events the API backups' event streams received.
+    followed_events: int | None = None
     listing: ListingResult | None = None
     encryption: EncryptionResult | None = None
     archives: int = 0
@@ -134,6 +142,8 @@ class Report:
             missed.append("encryption")
         if self.latency is not None and not self.latency.ok:
             missed.append("latency")
+        if self.latency_followed is not None and not self.latency_followed.ok:
+            missed.append("latency with event streams")
         if self.listing is not None and not self.listing.ok:
             missed.append("listing")
         return missed
@@ -212,12 +222,15 @@ def cpu_line(
     )
 
 
-def latency_lines(load: dict[str, list[float]], seconds: float, throughout: bool) -> list[str]:
+def latency_lines(
+    load: dict[str, list[float]], seconds: float, throughout: bool, followed: bool = False
+) -> list[str]:
     lines = []
+    during = "each followed by an event stream, " if followed else ""
     for kind, values in load.items():
         label = "GET /api/backups" if kind == "list" else "POST /api/backups/database/{id}"
         lines.append(
-            f"- {label} while two backups run, 20 clients, {len(values)} requests in "
+            f"- {label} while two backups run, {during}20 clients, {len(values)} requests in "
             f"{seconds:g} s: p50 {percentile(values, 0.5) * 1e3:.1f} ms, "
             f"p99 {percentile(values, 0.99) * 1e3:.1f} ms "
             f"({mark(throughout and percentile(values, 0.99) < 0.05)})"
@@ -303,9 +316,23 @@ def render(report: Report) -> str:
         *([] if report.encryption is None else [report.encryption.line()]),
         report.steadiness_line,
     ]
+    if report.followed_events is not None:
+        lines.append(
+            "- Every API backup above was followed by a client of its event stream "
+            f"(`--follow`): {report.followed_events} progress events received; compare its "
+            "ratios with a run without"
+        )
     if report.latency is not None:
         latency = report.latency
         lines += latency_lines(latency.load, latency.seconds, latency.throughout)
+    if report.latency_followed is not None:
+        followed = report.latency_followed
+        lines += latency_lines(followed.load, followed.seconds, followed.throughout, True)
+        lines.append(
+            f"- Event streams (`GET /api/backups/{{id}}/events`) on the {followed.followers} "
+            f"running backups: {followed.events} progress events in {followed.seconds:g} s "
+            f"({mark(followed.events >= followed.followers)}: at least one each)"
+        )
     if report.listing is not None:
         listing = report.listing
         lines.append(

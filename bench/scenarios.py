@@ -229,26 +229,29 @@ def create_tiny_database(server: DbServer) -> None:
 
 
 def latency_window(
-    api: Api, pg: DbServer, big: str, seconds: float
-) -> tuple[dict[str, list[float]], int, bool, list[str]]:
-    """Latency while two backups of ``big`` run (registered twice, so both run at once)."""
+    api: Api, pg: DbServer, big: str, seconds: float, follow: bool = False
+) -> tuple[dict[str, list[float]], int, bool, list[str], int]:
+    """Latency while two backups of ``big`` run (registered twice, so both run at once),
+    with an event stream (``GET /api/backups/{id}/events``) open on each if ``follow``;
+    the last item: the progress events those streams received."""
     tiny = api.add_database(pg, TINY_DATABASE)
     running = [api.start(api.add_database(pg, big)) for _ in range(2)]
-    load, accepted = asyncio.run(latency_under_load(api, tiny, seconds))
+    followed = running if follow else []
+    load, accepted, events = asyncio.run(latency_under_load(api, tiny, seconds, followed))
     throughout = all(api.status(backup_id) == "pending" for backup_id in running)
     archives = [api.wait(backup_id)["filepath"] for backup_id in running]
-    return load, accepted, throughout, archives
+    return load, accepted, throughout, archives, events
 
 
 def latency(bench: Bench, big: str, seconds: float) -> report.LatencyResult:
     """Latency while two big backups run (the largest database, registered twice so that
     both dumps run at once), measured for the whole load window; then the reference's."""
-    load, accepted, throughout, archives = latency_window(bench.api, bench.pg, big, seconds)
+    load, accepted, throughout, archives, _ = latency_window(bench.api, bench.pg, big, seconds)
     for location in archives:
         bench.archives.add(location)
     if bench.reference is not None:
         reference = bench.reference
-        theirs, _, their_throughout, their_archives = latency_window(
+        theirs, _, their_throughout, their_archives, _ = latency_window(
             reference.api, bench.pg, big, seconds
         )
         for location in their_archives:
@@ -258,6 +261,17 @@ def latency(bench: Bench, big: str, seconds: float) -> report.LatencyResult:
             "  " + line for line in report.latency_lines(theirs, seconds, their_throughout)
         ]
     return report.LatencyResult(load, seconds, accepted, throughout)
+
+
+def latency_followed(bench: Bench, big: str, seconds: float) -> report.LatencyResult:
+    """The same window again, with a client following each running backup's event
+    stream (as a page or ``curl -N`` watching it live) throughout."""
+    load, accepted, throughout, archives, events = latency_window(
+        bench.api, bench.pg, big, seconds, follow=True
+    )
+    for location in archives:
+        bench.archives.add(location)
+    return report.LatencyResult(load, seconds, accepted, throughout, followers=2, events=events)
 
 
 def listing(bench: Bench, meta: Path, seeded: int, accepted: int) -> report.ListingResult:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # archive processes, so the tool and its server set the pace, and below the API's
     # requests, so a running backup slows them as little as it can.
     tool_nice: int = Field(default=5, ge=0, le=19)
+    # How often a job's event stream (GET /api/backups/{id}/events) sends its progress.
+    progress_interval_seconds: float = Field(default=0.5, gt=0, le=1.0)
 
     # --- schedules
     # New attempts after a scheduled backup failed, and the wait before each; every

@@ -135,6 +135,16 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
+class JobPhase(StrEnum):
+    """Where a pending job is: waiting for its turn, its tool at work, its output being
+    made final."""
+
+    QUEUED = "queued"
+    DUMPING = "dumping"
+    RESTORING = "restoring"
+    FINISHING = "finishing"
+
+
 class StorageType(StrEnum):
     S3 = "s3"
 
@@ -903,6 +913,41 @@ class LastDrill(BaseModel):
     finished_at: OptionalTimestamp
 
 
+class JobProgressPublic(BaseModel):
+    """A running job's live figures (in the service's memory, updated several times a
+    second). The SQL stream is what is measured: a backup's dump (``bytes_read``), a
+    restore's SQL handed to the restore tool (``bytes_written``)."""
+
+    bytes_read: int = Field(
+        description="Backup: SQL read from the dump tool. Restore: bytes of the archive read"
+    )
+    bytes_written: int = Field(
+        description="Backup: archive bytes written (to each destination). Restore: SQL "
+        "written to the restore tool"
+    )
+    bytes_per_second: int = Field(
+        description="The SQL stream's rate over the last five seconds (0 when stalled)"
+    )
+    estimated_total_bytes: int | None = Field(
+        description="Expected size of the SQL stream: the last completed backup's "
+        "`dump_size` of the same database, else the server's own figure (PostgreSQL: its "
+        "tables' pages; MySQL: `information_schema`); a restore: the backup's `dump_size`. "
+        "null when unknown"
+    )
+    eta_seconds: float | None = Field(
+        description="Seconds left at the current rate; null when the estimate or the rate "
+        "is unknown, or the stream went past the estimate"
+    )
+
+
+#: The fields a job's record has while it runs (null otherwise).
+PHASE_DESCRIPTION = (
+    "While the job is `pending`: `queued`, then `dumping` (a backup) or `restoring` (a "
+    "restore), then `finishing`; null once it has ended"
+)
+PROGRESS_DESCRIPTION = "The live figures while the job runs; null otherwise"
+
+
 class BackupPublic(BaseModel):
     # The seed's fields first, in the seed's order; additions after.
     id: int
@@ -961,6 +1006,10 @@ class BackupPublic(BaseModel):
     last_drill: LastDrill | None = Field(
         default=None, description="The newest restore drill of this backup that ended"
     )
+    # Together, in this order: the rendered rows' cache puts the live values in their place
+    # (services/backups.py).
+    phase: JobPhase | None = Field(default=None, description=PHASE_DESCRIPTION)
+    progress: JobProgressPublic | None = Field(default=None, description=PROGRESS_DESCRIPTION)
 
 
 class StorageImport(BaseModel):
@@ -1689,6 +1738,8 @@ class RestorePublic(BaseModel):
     safety_backup_id: int | None = Field(
         description="The backup of the target taken before the restore, when asked for"
     )
+    phase: JobPhase | None = Field(default=None, description=PHASE_DESCRIPTION)
+    progress: JobProgressPublic | None = Field(default=None, description=PROGRESS_DESCRIPTION)
 
 
 # --------------------------------------------------------------------------- drills

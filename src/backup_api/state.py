@@ -14,6 +14,7 @@ from backup_api.config import Settings
 from backup_api.db import Metadata
 from backup_api.dumpers.pgclients import PgClients
 from backup_api.events import EventBus
+from backup_api.jobs.progress import ProgressBoard
 from backup_api.jobs.queue import JobQueue
 from backup_api.jobs.records import JobRecords
 from backup_api.principals import PrincipalCache
@@ -81,3 +82,6 @@ class AppState:
     #: holds them all; a restart forgets them, as it forgets nothing else that matters:
     #: the cookie was removed from the browser that signed out.
     ended_sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    #: The running jobs' live progress (what ``GET`` of a running job and its event
+    #: stream show), in memory only.
+    progress: ProgressBoard = field(default_factory=ProgressBoard)

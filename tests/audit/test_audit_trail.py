@@ -245,14 +245,14 @@ async def test_filters_and_pages(client: httpx.AsyncClient) -> None:
         ({"user_id": "0"}, "Données invalides: user_id:"),
         ({"action": "DROP TABLE"}, "Données invalides: action:"),
         ({"limit": "100000"}, "Données invalides: limit: valeur trop grande"),
-        (
-            {"since": now.isoformat(), "until": (now - timedelta(hours=1)).isoformat()},
-            "Données invalides: since: postérieur à until",
-        ),
     ]:
         response = await root.get("/api/audit", params=params)
         assert response.status_code == 400, (params, response.text)
         assert response.json()["error"].startswith(message), response.json()
+    # A window that ends before it begins holds nothing.
+    params = {"since": now.isoformat(), "until": (now - timedelta(hours=1)).isoformat()}
+    response = await root.get("/api/audit", params=params)
+    assert (response.status_code, response.json()) == (200, {"audit": []})
 
 
 async def test_only_admins_read_the_trail(client: httpx.AsyncClient) -> None:

@@ -81,7 +81,11 @@ async def test_a_mysql_job_connects_to_the_checked_address(
             )
             restore = await api.wait_restore(response.json()["restore"]["id"])
             assert restore["status"] == "completed", restore["error_msg"]
-        assert log.read_text().splitlines() == ['host="127.0.0.1"'] * 3
+        # The backup may also have asked the server for its size beside the dump (a first
+        # backup's estimate, see jobs.progress): one more run, pinned the same.
+        runs = log.read_text().splitlines()
+        assert set(runs) == {'host="127.0.0.1"'}
+        assert len(runs) >= 3
         assert snapshot(mysql_server, source) == expected
     finally:
         mysql_server.drop_database(source)

@@ -48,6 +48,8 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     # Before each database's turns: two PostgreSQL, the same two to S3, MariaDB.
     assert "- CPU steadiness: the same pure-Python loop, timed 5 times" in text
     assert "while two backups run, 20 clients" in text
+    assert "while two backups run, each followed by an event stream, 20 clients" in text
+    assert "- Event streams (`GET /api/backups/{id}/events`) on the 2 running backups: " in text
     assert "GET /api/backups?limit=100 over" in text
     assert "(2 downloaded from S3): all pass `unzip -t` and `zipfile.testzip()`" in text
     assert "- PostgreSQL 6 MB encrypted (age, to a recipient): " in text
@@ -55,6 +57,12 @@ def test_benchmark_quick_run(tmp_path: Path) -> None:
     assert "encrypted files: `age -d -i` gives ZIPs that pass the same checks" in text
     # Every target line carries a verdict; the verdicts themselves are the benchmark's job.
     assert text.count("PASS") + text.count("FAIL") >= 16
+
+
+def test_benchmark_follows_each_backups_event_stream(tmp_path: Path) -> None:
+    text = run_benchmark(tmp_path, "--skip-mysql", "--skip-s3", "--follow")
+    assert "| PostgreSQL 3 MB |" in text
+    assert "- Every API backup above was followed by a client of its event stream " in text
 
 
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="--compare checks out a git revision")

@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from backup_api.archiving.archive import (
@@ -80,20 +80,28 @@ SHA256_MISMATCH = "archive corrompue: la somme de contrôle SHA-256 ne correspon
 
 
 class _Reporter:
-    """Writes protocol lines to stdout; progress at most every ``REPORT_INTERVAL``."""
+    """Writes protocol lines to stdout; progress at most every ``REPORT_INTERVAL``, and,
+    once ``follow`` started, whatever changed since the last line every ``CATCH_UP``
+    (the counts a throttled line left out, the writes after the last read: a dump that
+    stalls still shows where it stands)."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._lock = threading.Lock()
         self._total = 0
         self._last = 0.0
+        self._reported: dict[str, object] = {}
+        self._finished = False
+        #: More counts for each progress line (the job's other side), read only when a
+        #: line is sent: never per chunk.
+        self.counts: Callable[[], dict[str, int]] = dict
 
     def read(self, count: int) -> None:
         self._total += count
         now = time.monotonic()
         if now - self._last >= REPORT_INTERVAL:
             self._last = now
-            self._send({"read": self._total})
+            self._progress()
 
     def busy(self) -> None:
         now = time.monotonic()
@@ -101,16 +109,41 @@ class _Reporter:
             self._last = now
             self._send({"busy": True})
 
+    def follow(self) -> None:
+        threading.Thread(target=self._catch_up, name="reporter", daemon=True).start()
+
+    def _catch_up(self) -> None:
+        while not self._finished:
+            time.sleep(CATCH_UP)
+            self._progress(only_changed=True)
+
+    def _progress(self, *, only_changed: bool = False) -> None:
+        message: dict[str, object] = {"read": self._total, **self.counts()}
+        with self._lock:
+            if self._finished or (only_changed and message == self._reported):
+                return
+            self._reported = message
+            self._write(message)
+
     def finish(self, message: dict[str, object]) -> None:
-        self._send({"read": self._total})
-        self._send(message)
+        self._progress()
+        with self._lock:
+            self._finished = True
+            self._write(message)
 
     def _send(self, message: dict[str, object]) -> None:
-        line = (json.dumps(message, ensure_ascii=False) + "\n").encode()
         with self._lock:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            self._write(message)
+
+    def _write(self, message: dict[str, object]) -> None:
+        line = (json.dumps(message, ensure_ascii=False) + "\n").encode()
+        view = memoryview(line)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+#: How often ``_Reporter.follow`` sends what changed since its last line.
+CATCH_UP = 0.5
 
 
 class _FanOutSink:
@@ -123,9 +156,12 @@ class _FanOutSink:
         self._live = list(range(len(fds)))
         self._fds = fds
         self.errors: list[OSError | None] = [None] * len(fds)
+        #: The bytes of the archive written so far (to each live output).
+        self.written = 0
 
     def write(self, data: bytes | memoryview, /) -> None:
         view = memoryview(data)
+        self.written += len(view)
         for index in list(self._live):
             try:
                 rest = view
@@ -160,6 +196,7 @@ def _archive(
     options: ArchiveOptions, dump_fd: int, output_fds: list[int], reporter: _Reporter
 ) -> dict[str, object]:
     sink = _FanOutSink(output_fds)
+    reporter.counts = lambda: {"written": sink.written}
     keys = options.encryption
     counter = None if options.count_rows is None else row_counter(options.count_rows)
     if keys is None:  # a plain ZIP: the writer hashes what it emits
@@ -289,23 +326,42 @@ def _age_problem(archive: BinaryIO, options: VerifyOptions) -> str | None:
     return None
 
 
+class _Consumed:
+    """How far into the archive the extraction is (the descriptor's offset), for the
+    progress lines; once the archive is closed, where it ended."""
+
+    def __init__(self, archive_fd: int) -> None:
+        self._fd = archive_fd
+        self._last = 0
+
+    def __call__(self) -> dict[str, int]:
+        with contextlib.suppress(OSError):  # closed: the extraction is over
+            self._last = os.lseek(self._fd, 0, os.SEEK_CUR)
+        return {"consumed": self._last}
+
+
 def _extract(
     options: ExtractOptions, archive_fd: int, output_fd: int, reporter: _Reporter
 ) -> ExtractResult:
     # Nothing reaches the restore tool before the archive is proven intact.
     with open(archive_fd, "rb", buffering=0, closefd=True) as archive:
         sha256 = None if options.expected_sha256 is None else _sha256_of(archive, reporter)
+        # How far into the archive the extraction is (the offset is the descriptor's).
+        consumed = reporter.counts = _Consumed(archive_fd)
         written = 0
-        with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
-            for piece in pieces:
-                view = memoryview(piece)
-                try:
-                    while view:
-                        view = view[os.write(output_fd, view) :]
-                except BrokenPipeError:
-                    return ExtractResult(written=written, complete=False)
-                written += len(piece)
-                reporter.read(len(piece))
+        try:
+            with contextlib.closing(_validated_sql(archive, sha256, options)) as pieces:
+                for piece in pieces:
+                    view = memoryview(piece)
+                    try:
+                        while view:
+                            view = view[os.write(output_fd, view) :]
+                    except BrokenPipeError:
+                        return ExtractResult(written=written, complete=False)
+                    written += len(piece)
+                    reporter.read(len(piece))
+        finally:
+            consumed()  # where it ended, for the last progress line
     return ExtractResult(written=written, complete=True)
 
 
@@ -351,6 +407,8 @@ def main(argv: list[str]) -> int:
         lower_priority(0, options.nice)
         set_group_niceness(os.getpid(), options.nice)  # its session's (see launcher)
     reporter = _Reporter(sys.stdout.fileno())
+    if not isinstance(options, VerifyOptions):
+        reporter.follow()  # the jobs whose progress is shown (see jobs.progress)
     try:
         result: dict[str, object]
         if isinstance(options, VerifyOptions):

@@ -39,6 +39,9 @@ from backup_api.archiving.protocol import (
     decode_error,
 )
 
+#: Called with each progress line of a child (``{"read": n, ...}``, see ``protocol``).
+Reported = Callable[[Mapping[str, Any]], None]
+
 __all__ = [
     "ArchiveProcessLauncher",
     "extract_archive",
@@ -175,19 +178,21 @@ async def write_archive(
     on_read: Callable[[int], None],
     launcher: ArchiveProcessLauncher,
     executor: Executor,
+    on_report: Reported | None = None,
 ) -> ArchiveOutcome:
     """Archive what ``dump_fd`` delivers into every one of ``output_fds`` in an archive
     process (one pass: the archive is made once and written to each).
 
     Owns ``dump_fd``: our copy goes as soon as the child has its own, since the tool must
     see the child's end alone (EPIPE if it dies). ``on_read(count)`` is called with each
-    increase of the bytes read. An output that fails is reported in the outcome while the
+    increase of the bytes read, ``on_report`` with each progress line (see ``protocol``).
+    An output that fails is reported in the outcome while the
     others go on; when all fail, raises ``StorageFullError`` or ``OSError`` as the child
     reports the last one, ``ArchiveProcessCrashedError`` if it reports nothing.
     """
     options = options._replace(outputs=len(output_fds))
     fds = (dump_fd, *output_fds)
-    fields = await _run(options, fds, dump_fd, on_read, launcher, executor)
+    fields = await _run(options, fds, dump_fd, on_read, launcher, executor, on_report)
     errors = tuple(None if e is None else decode_error(e) for e in fields.pop("output_errors"))
     counted = fields.pop("table_rows", None)
     table_rows = None if counted is None else {str(k): int(v) for k, v in counted.items()}
@@ -202,6 +207,7 @@ async def extract_archive(
     on_write: Callable[[int], None],
     launcher: ArchiveProcessLauncher,
     executor: Executor,
+    on_report: Reported | None = None,
 ) -> ExtractResult:
     """Stream the SQL of the archive at ``archive_fd`` into ``output_fd`` (the restore
     tool's stdin) from an archive process, after checking the archive.
@@ -209,12 +215,14 @@ async def extract_archive(
     Owns ``output_fd``; ``archive_fd`` stays the caller's, who must not use it meanwhile
     (the child reads through it: the file offset is shared). ``on_write(count)`` is called
     with each increase of the bytes written, and with 0 as a sign of life while the
-    archive is being hashed. Raises ``ArchiveError`` (a French message for the owner) for
-    a corrupt or mismatching archive, ``OSError`` as the child reports it, and
-    ``ArchiveProcessCrashedError`` if it reports nothing.
+    archive is being hashed; ``on_report`` with each progress line. Raises
+    ``ArchiveError`` (a French message for the owner) for a corrupt or mismatching
+    archive, ``OSError`` as the child reports it, and ``ArchiveProcessCrashedError`` if
+    it reports nothing.
     """
     fds = (archive_fd, output_fd)
-    return ExtractResult(**await _run(options, fds, output_fd, on_write, launcher, executor))
+    fields = await _run(options, fds, output_fd, on_write, launcher, executor, on_report)
+    return ExtractResult(**fields)
 
 
 async def verify_archive(
@@ -241,10 +249,11 @@ async def _run(
     on_progress: Callable[[int], None],
     launcher: ArchiveProcessLauncher,
     executor: Executor,
+    on_report: Reported | None = None,
 ) -> dict[str, Any]:
     """Hand ``options`` and ``fds`` to a child, then follow it to its result's fields."""
     process = await _start(launcher, executor, (options.to_json(), fds), owned=owned)
-    return await _follow(process, on_progress, launcher, executor)
+    return await _follow(process, on_progress, launcher, executor, on_report)
 
 
 async def _start(
@@ -290,10 +299,11 @@ async def _follow(
     on_progress: Callable[[int], None],
     launcher: ArchiveProcessLauncher,
     executor: Executor,
+    on_report: Reported | None,
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
-        return await _relay(process, on_progress, executor)
+        return await _relay(process, on_progress, executor, on_report)
     finally:
         # The next waiting process starts once this job is done: booting Python takes a
         # core for a while, which during the job would be taken from the tool.
@@ -301,7 +311,10 @@ async def _follow(
 
 
 async def _relay(
-    process: subprocess.Popen[bytes], on_progress: Callable[[int], None], executor: Executor
+    process: subprocess.Popen[bytes],
+    on_progress: Callable[[int], None],
+    executor: Executor,
+    on_report: Reported | None,
 ) -> dict[str, Any]:
     """The child's result fields, once it has exited; raises what its error line says."""
     assert process.stdout is not None
@@ -323,6 +336,8 @@ async def _relay(
                 if count > reported:
                     on_progress(count - reported)
                     reported = count
+                if on_report is not None:
+                    on_report(message)
             elif "busy" in message:
                 on_progress(0)  # a sign of life, for the idle timeout
             else:

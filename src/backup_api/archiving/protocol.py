@@ -4,8 +4,10 @@ A job goes to the child as one message on its control socket: its options as JSO
 ``kind``), and its descriptors alongside (``SCM_RIGHTS``). The child then writes one JSON
 object per line on its stdout:
 
-- ``{"read": n}``: n bytes of SQL handled so far, read from the dump or written to the
-  restore tool (on the first, then at most every ``REPORT_INTERVAL``);
+- ``{"read": n, ...}``: n bytes of SQL handled so far, read from the dump or written to
+  the restore tool (on the first, then at most every ``REPORT_INTERVAL``), with the other
+  side's count: ``"written"``, the archive's bytes written (a backup), or ``"consumed"``,
+  how far into the archive the extraction is (a restore);
 - ``{"busy": true}``: still at work with nothing to count yet (a restore's archive being
   hashed), at most every ``REPORT_INTERVAL``;
 - ``{"result": {...}}``: the job is done (the fields of ``ArchiveResult``,

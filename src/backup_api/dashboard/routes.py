@@ -257,7 +257,12 @@ async def _owned_database(state: AppState, database_id: int, user: Principal) ->
 
 async def _database_context(state: AppState, database: Any, user: Principal) -> dict[str, Any]:
     listing = await backups_service.list_backups_json(
-        metadata=state.metadata, user=user, limit=PAGE_ROWS, offset=0, database_id=database.id
+        metadata=state.metadata,
+        user=user,
+        limit=PAGE_ROWS,
+        offset=0,
+        database_id=database.id,
+        progress=state.progress,
     )
     schedule = await web.optional(
         schedules_service.get_schedule(metadata=state.metadata, database=database)
@@ -482,7 +487,7 @@ async def retention_preview(
 
 async def _backup_dict(state: AppState, backup_id: int, user: Principal) -> dict[str, Any]:
     document = await backups_service.get_backup_json(
-        metadata=state.metadata, user=user, backup_id=backup_id
+        metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
     )
     backup: dict[str, Any] = json.loads(document)["backup"]
     return backup
@@ -641,7 +646,7 @@ async def restore_start(
 
 async def _restore_dict(state: AppState, restore_id: int, user: Principal) -> dict[str, Any]:
     restore = await state.metadata.read(lambda c: load_owned(c, RESTORE, restore_id, user))
-    return restores_service.to_public(restore).model_dump(mode="json")
+    return restores_service.to_public(restore, state.progress).model_dump(mode="json")
 
 
 @router.get("/restores/{restore_id}")

@@ -138,6 +138,15 @@ class Dumper(Protocol):
         """The facts in ``probe_command``'s output; None if it is not what was asked for."""
         ...
 
+    def estimate_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        """Command that connects as the dump would and prints what ``parse_estimate``
+        reads: the server's figure closest to the size of the database's dump."""
+        ...
+
+    def parse_estimate(self, stdout: str) -> int | None:
+        """The bytes in ``estimate_command``'s output; None if it is not a size."""
+        ...
+
     def version_command(self, tool: str) -> list[str]:
         """argv printing the version of ``tool`` (for the health report)."""
         ...

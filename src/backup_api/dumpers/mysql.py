@@ -207,6 +207,15 @@ class MySQLDumper:
         ]
         return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
 
+    def estimate_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        # The probe's size (data and indexes, as the server accounts for them): on a table
+        # whose statistics are not yet refreshed, data_length alone says one page.
+        return self.probe_command(conn, workdir)
+
+    def parse_estimate(self, stdout: str) -> int | None:
+        facts = self.parse_probe(stdout)
+        return None if facts is None else facts.size_bytes
+
     def parse_probe(self, stdout: str) -> ServerFacts | None:
         match = _PROBE_ANSWER.fullmatch(stdout.strip())
         if match is None:

@@ -5,9 +5,11 @@ copy is published under its name only once complete."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from backup_api.jobs.failures import JobError, copy_failure, internal_error
 from backup_api.jobs.pipeline import Completion, Pipeline, Target
 from backup_api.jobs.queue import Job
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, Progress
-from backup_api.models import CopyStatus, JobStatus, as_utc, utcnow
+from backup_api.models import CopyStatus, JobPhase, JobStatus, as_utc, utcnow
 from backup_api.repositories import Record, backups, copies, databases
 from backup_api.state import AppState
 from backup_api.storage.s3.manifest import build_manifest
@@ -43,19 +45,36 @@ from backup_api.storage.s3.manifest import build_manifest
 logger = logging.getLogger("backup_api.jobs")
 
 
-def _backup_job(
-    connection: Connection, backup_id: int
-) -> tuple[Record | None, Record | None, bool, list[Record]]:
-    """The backup record, its database's, whether the database's owner is an admin, and
-    the backup's copies."""
+@dataclass(frozen=True)
+class _BackupJob:
+    backup: Record | None
+    database: Record | None
+    #: Whether the database's owner is an admin.
+    owner_is_admin: bool
+    copies: list[Record]
+    #: The dump size of the database's last completed backup, if any.
+    last_dump_size: int | None
+
+
+def _backup_job(connection: Connection, backup_id: int) -> _BackupJob:
     backup = backups.get(connection, backup_id)
     database = (
         databases.get(connection, backup.database_id)
         if backup is not None and backup.database_id is not None
         else None
     )
-    owner_is_admin = database_owner_is_admin(connection, database)
-    return backup, database, owner_is_admin, copies.of_backup(connection, backup_id)
+    last = (
+        None
+        if backup is None or database is None
+        else backups.last_dump_size(connection, database.id, backup.db_name)
+    )
+    return _BackupJob(
+        backup,
+        database,
+        database_owner_is_admin(connection, database),
+        copies.of_backup(connection, backup_id),
+        last,
+    )
 
 
 #: The read-ahead of a backup that goes to storages: the upload process already holds up
@@ -71,6 +90,7 @@ def readahead_mib(configured: int, destinations: list[Destination]) -> int:
 
 class BackupPipeline(Pipeline):
     direction = "out"
+    working_phase = JobPhase.DUMPING
 
     def __init__(self, state: AppState, job: Job) -> None:
         super().__init__(state, job)
@@ -81,12 +101,19 @@ class BackupPipeline(Pipeline):
         self._database: Record | None = None
         self._tools: JobTools | None = None
         self._outcome: ArchiveOutcome | None = None
+        self._conn: ConnectionInfo | None = None
+        self._last_dump_size: int | None = None
 
     async def load(self) -> Target | None:
         job_id = self.job.id
-        backup, database, is_admin, copy_rows = await self.state.metadata.read(
-            lambda c: _backup_job(c, job_id)
+        found = await self.state.metadata.read(lambda c: _backup_job(c, job_id))
+        backup, database, is_admin, copy_rows = (
+            found.backup,
+            found.database,
+            found.owner_is_admin,
+            found.copies,
         )
+        self._last_dump_size = found.last_dump_size
         if backup is None or backup.status != JobStatus.PENDING.value:
             return None
         if database is None:
@@ -97,6 +124,7 @@ class BackupPipeline(Pipeline):
         return Target(database, is_admin)
 
     async def choose_tools(self, dumper: Dumper, conn: ConnectionInfo) -> JobTools:
+        self._conn = conn
         self._tools = await tools_for_backup(self.state.pg_clients, dumper, conn)
         return self._tools
 
@@ -152,26 +180,60 @@ class BackupPipeline(Pipeline):
             count_rows=backup.db_type if settings.count_table_rows else None,
         )
         outputs = [destination.fileno() for destination in self._destinations]
+        live = self.live
+
+        def on_report(line: Mapping[str, Any]) -> None:
+            live.set_written(int(line.get("written", 0)))
 
         async def archive(fd: int, progress: Progress) -> None:
+            def on_read(count: int) -> None:
+                progress.advance(count)
+                live.add_read(count)
+
             self._outcome = await write_archive(
                 fd,
                 outputs,
                 options,
-                on_read=progress.advance,
+                on_read=on_read,
                 launcher=self.state.archive_processes,
                 executor=self.state.executor,
+                on_report=on_report,
             )
 
         return archive
 
     async def supervise(self, running: Coroutine[Any, Any, ProcessOutcome]) -> ProcessOutcome:
-        # Stopped (the tool killed) if the disk's free space drops below the reserve.
-        if not any(isinstance(d, LocalDestination) for d in self._destinations):
-            return await running
-        return await within_reserve(
-            running, self.state.storage, self.state.settings.disk_reserve_percent
-        )
+        estimating = self._estimate()
+        try:
+            # Stopped (the tool killed) if the disk's free space drops below the reserve.
+            if not any(isinstance(d, LocalDestination) for d in self._destinations):
+                return await running
+            return await within_reserve(
+                running, self.state.storage, self.state.settings.disk_reserve_percent
+            )
+        finally:
+            if estimating is not None:
+                # An estimate still on its way is of no use any more: its client is killed
+                # and reaped before the job goes on.
+                estimating.cancel()
+                await asyncio.gather(estimating, return_exceptions=True)
+
+    def _estimate(self) -> asyncio.Task[None] | None:
+        """The dump's expected size: the last backup's, or the server's figure, asked for
+        beside the dump (a connection of its own, so the dump never waits for it)."""
+        if self._last_dump_size is not None:
+            self.live.estimated_total_bytes = self._last_dump_size
+            return None
+        conn, tools = self._conn, self._tools
+        if conn is None or tools is None:
+            return None
+        live, probe = self.live, self.state.server_probe
+        label = f"estimate-{self.job.id}"
+
+        async def ask() -> None:
+            live.estimated_total_bytes = await probe.dump_estimate(tools.dumper, conn, label=label)
+
+        return asyncio.create_task(ask())
 
     async def complete(self, tools: JobTools) -> Completion:
         outcome, destinations = self._outcome, self._destinations

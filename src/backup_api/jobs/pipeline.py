@@ -32,6 +32,7 @@ from backup_api.jobs.failures import (
     failure_reason,
     interrupted,
 )
+from backup_api.jobs.progress import JobProgress
 from backup_api.jobs.queue import CancelReason, Job
 from backup_api.jobs.records import (
     JobCancelled,
@@ -43,6 +44,7 @@ from backup_api.jobs.records import (
 )
 from backup_api.jobs.supervisor import PipeWorker, ProcessOutcome, run_tool
 from backup_api.jobs.workdirs import job_workdir, jobs_root
+from backup_api.models import JobPhase
 from backup_api.redact import live_secrets
 from backup_api.repositories import Record
 from backup_api.state import AppState
@@ -72,6 +74,8 @@ class Pipeline(ABC):
 
     #: Which end of the tool's pipe the worker serves: its stdout ("out") or stdin ("in").
     direction: str
+    #: What the job's progress says while its tool runs.
+    working_phase: JobPhase
 
     def __init__(self, state: AppState, job: Job) -> None:
         self.state = state
@@ -79,6 +83,8 @@ class Pipeline(ABC):
         self.action = ACTIONS[job.kind]
         #: The database the job works on, once ``load`` found it.
         self.database_id: int | None = None
+        #: The job's live progress (``state.progress``), open while it runs.
+        self.live = JobProgress(job.kind, job.id, JobPhase.QUEUED)
 
     @abstractmethod
     async def load(self) -> Target | None:
@@ -138,9 +144,12 @@ async def run(pipeline: Pipeline) -> None:
     if target is None:
         return
     pipeline.database_id = target.database.id
+    board = pipeline.state.progress
+    pipeline.live = board.open(pipeline.job.kind, pipeline.job.id, pipeline.working_phase)
     try:
         await _run_loaded(pipeline, target)
     finally:
+        board.close(pipeline.live)
         await asyncio.shield(pipeline.release())
 
 
@@ -181,6 +190,7 @@ async def _run_loaded(pipeline: Pipeline, target: Target) -> None:
                 tool_nice=settings.tool_nice,
             )
             outcome = await pipeline.supervise(running)
+        pipeline.live.phase = JobPhase.FINISHING
         if not outcome.ok:
             raise JobError(
                 describe_failure(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import Connection
 
@@ -27,7 +28,7 @@ from backup_api.jobs.queue import CancelReason, Job, JobKind
 from backup_api.jobs.records import JobFailed
 from backup_api.jobs.supervisor import PipeWorker, Progress
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import JobStatus
+from backup_api.models import JobPhase, JobStatus
 from backup_api.repositories import Record, backups, copies, databases, restores
 from backup_api.state import AppState
 
@@ -55,6 +56,7 @@ def _restore_job(
 
 class RestorePipeline(Pipeline):
     direction = "in"
+    working_phase = JobPhase.RESTORING
 
     def __init__(self, state: AppState, job: Job) -> None:
         super().__init__(state, job)
@@ -172,6 +174,13 @@ class RestorePipeline(Pipeline):
             keys=encryption.opening_keys(state.keys, backup, self._identity),
         )
 
+        live = self.live
+        live.estimated_total_bytes = backup.dump_size or None
+
+        def on_report(line: Mapping[str, Any]) -> None:
+            live.set_written(int(line.get("read", 0)))
+            live.set_read(int(line.get("consumed", 0)))
+
         async def feed(fd: int, progress: Progress) -> None:
             # The archive process, run backwards: it checks the archive, then streams the
             # SQL into the tool's stdin. A restore tool that stopped reading (it failed) is
@@ -183,6 +192,7 @@ class RestorePipeline(Pipeline):
                 on_write=progress.advance,
                 launcher=state.archive_processes,
                 executor=state.executor,
+                on_report=on_report,
             )
 
         return feed

@@ -91,3 +91,25 @@ def has_pending(connection: Connection, database_id: int) -> bool:
     """Whether a backup of the database is pending (queued or running)."""
     found = connection.execute(_PENDING_OF_DATABASE, {"database_id": database_id}).first()
     return found is not None
+
+
+_LAST_DUMP_SIZE = (
+    select(_BACKUPS.c.dump_size)
+    .where(
+        _BACKUPS.c.database_id == bindparam("database_id"),
+        _BACKUPS.c.db_name == bindparam("db_name"),
+        _BACKUPS.c.status == JobStatus.COMPLETED.value,
+        _BACKUPS.c.dump_size > 0,
+    )
+    .order_by(_BACKUPS.c.id.desc())
+    .limit(1)
+)
+
+
+def last_dump_size(connection: Connection, database_id: int, db_name: str) -> int | None:
+    """The dump size of the newest completed backup of ``db_name`` through the registered
+    database ``database_id`` (what the next one's progress expects), if any."""
+    size = connection.execute(
+        _LAST_DUMP_SIZE, {"database_id": database_id, "db_name": db_name}
+    ).scalar()
+    return None if size is None else int(size)

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from backup_api import audit
 from backup_api.copies.retry import NothingToRetry
 from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, StateDep
 from backup_api.exceptions import Conflict
+from backup_api.jobs.queue import JobKind
 from backup_api.models import (
     BackupEnvelope,
     BackupItem,
@@ -28,6 +30,7 @@ from backup_api.routers.responses import (
     COPY_NOT_COMPLETE,
     DATABASE_NOT_FOUND,
     DISK_RESERVE_REACHED,
+    EVENT_STREAM,
     JOBS_THROTTLED,
     NO_COMPLETE_COPY,
     NO_SUCH_COPY,
@@ -40,6 +43,7 @@ from backup_api.routers.responses import (
     json_response,
 )
 from backup_api.services import backups as backups_service
+from backup_api.services.jobevents import PING_SECONDS, job_events
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 
@@ -91,7 +95,11 @@ async def create_backup(database_id: IdPath, user: CurrentUser, state: StateDep)
 async def list_backups(user: CurrentUser, page: PageDep, state: StateDep) -> Response:
     """List your backups, newest first (an admin sees all)."""
     body = await backups_service.list_backups_json(
-        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata,
+        user=user,
+        limit=page.limit,
+        offset=page.offset,
+        progress=state.progress,
     )
     return Response(body, media_type="application/json")
 
@@ -111,6 +119,7 @@ async def list_database_backups(
         user=user,
         limit=page.limit,
         offset=page.offset,
+        progress=state.progress,
         database_id=database_id,
     )
     return Response(body, media_type="application/json")
@@ -120,11 +129,38 @@ async def list_database_backups(
     "/{backup_id}", response_model=BackupItem, summary="Get a backup", responses=errors(*ONE_BACKUP)
 )
 async def get_backup(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
-    """One backup, with its status and, when failed, the reason in `error_msg`."""
+    """One backup, with its status and, when failed, the reason in `error_msg`; while it
+    runs, its `phase` and `progress`."""
     body = await backups_service.get_backup_json(
-        metadata=state.metadata, user=user, backup_id=backup_id
+        metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
     )
     return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/{backup_id}/events",
+    response_class=EventSourceResponse,
+    summary="Follow a backup live (Server-Sent Events)",
+    responses={200: EVENT_STREAM, **errors(*ONE_BACKUP)},
+)
+async def backup_events(backup_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
+    """The backup's record as `progress` events while it runs (`phase`, `progress`),
+    then the final record as a `done` event (works with `curl -N`)."""
+
+    async def fetch() -> tuple[bytes, str]:
+        return await backups_service.backup_document(
+            metadata=state.metadata, user=user, backup_id=backup_id, progress=state.progress
+        )
+
+    events = job_events(
+        await fetch(),
+        fetch,
+        board=state.progress,
+        kind=JobKind.BACKUP,
+        job_id=backup_id,
+        interval=state.settings.progress_interval_seconds,
+    )
+    return EventSourceResponse(events, ping=PING_SECONDS)
 
 
 @router.get(
@@ -232,7 +268,7 @@ async def verify_backup(
             error=result.error,
             contents_checked=result.contents_checked,
         ),
-        backup=await backups_service.public(state.metadata, backup),
+        backup=await backups_service.public(state.metadata, backup, state.progress),
     )
 
 
@@ -273,7 +309,7 @@ async def update_backup(data: BackupUpdate, backup: BackupDep, state: StateDep) 
     )
     message = "Sauvegarde épinglée" if backup.pinned else "Sauvegarde désépinglée"
     return BackupEnvelope(
-        message=message, backup=await backups_service.public(state.metadata, backup)
+        message=message, backup=await backups_service.public(state.metadata, backup, state.progress)
     )
 
 
@@ -296,5 +332,5 @@ async def retry_copies(backup: BackupDep, state: StateDep) -> BackupEnvelope:
         raise Conflict(message[:1].upper() + message[1:]) from None
     return BackupEnvelope(
         message="Nouvel envoi des copies lancé",
-        backup=await backups_service.public(state.metadata, backup),
+        backup=await backups_service.public(state.metadata, backup, state.progress),
     )

@@ -432,3 +432,30 @@ SCRATCH_CONFIRM_REQUIRED = ErrorCase(
     "(scratch: le service l'écrasera librement): envoyez son db_name",
     "`scratch: true` without `confirm` holding the database's `db_name`",
 )
+
+#: The documentation of an event stream's 200 answer.
+EVENT_STREAM = {
+    # One event (OpenAPI before 3.2 has an event stream's schema describe each event).
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string", "enum": ["progress", "done", "error"]},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "description": "The job's document, as its `GET` answers it "
+                        '(`{"backup": {...}}`, `{"restore": {...}}`); `{"error": ...}` '
+                        "for an `error` event",
+                    },
+                },
+            }
+        }
+    },
+    "description": "Server-Sent Events: `progress` (the job's document, as its `GET` "
+    "answers it) at least once a second while it is pending, then `done` (the final "
+    'record), and the stream ends; `error` (`{"error": ...}`) if the job is deleted '
+    "meanwhile",
+}

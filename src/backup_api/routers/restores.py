@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Response, status
+from sse_starlette import EventSourceResponse
 
 from backup_api import audit
-from backup_api.deps import BackupDep, CurrentUser, PageDep, RestoreDep, StateDep
+from backup_api.deps import BackupDep, CurrentUser, IdPath, PageDep, RestoreDep, StateDep
 from backup_api.exceptions import BadRequest
+from backup_api.jobs.queue import JobKind
 from backup_api.models import (
     MessageResponse,
     RestoreCreate,
@@ -21,6 +23,7 @@ from backup_api.routers.responses import (
     BACKUP_NOT_FOUND,
     CONFIRM_REQUIRED,
     DISK_RESERVE_REACHED,
+    EVENT_STREAM,
     IDENTITY_REQUIRED,
     JOBS_THROTTLED,
     MISSING_TARGET,
@@ -34,6 +37,7 @@ from backup_api.routers.responses import (
     errors,
 )
 from backup_api.services import restores as restores_service
+from backup_api.services.jobevents import PING_SECONDS, job_events
 
 router = APIRouter(tags=["restores"])
 
@@ -117,7 +121,11 @@ async def create_restore(
 async def list_restores(user: CurrentUser, state: StateDep, page: PageDep) -> RestoreList:
     """List your restores, newest first (an admin sees all)."""
     restores = await restores_service.list_restores(
-        metadata=state.metadata, user=user, limit=page.limit, offset=page.offset
+        metadata=state.metadata,
+        user=user,
+        limit=page.limit,
+        offset=page.offset,
+        progress=state.progress,
     )
     return RestoreList(restores=restores)
 
@@ -128,9 +136,36 @@ async def list_restores(user: CurrentUser, state: StateDep, page: PageDep) -> Re
     summary="Get a restore",
     responses=errors(*ONE_RESTORE),
 )
-async def get_restore(restore: RestoreDep) -> RestoreItem:
-    """One restore, with its status and, when failed, the reason in `error_msg`."""
-    return RestoreItem(restore=restores_service.to_public(restore))
+async def get_restore(restore: RestoreDep, state: StateDep) -> RestoreItem:
+    """One restore, with its status and, when failed, the reason in `error_msg`; while it
+    runs, its `phase` and `progress`."""
+    return RestoreItem(restore=restores_service.to_public(restore, state.progress))
+
+
+@router.get(
+    "/api/restores/{restore_id}/events",
+    response_class=EventSourceResponse,
+    summary="Follow a restore live (Server-Sent Events)",
+    responses={200: EVENT_STREAM, **errors(*ONE_RESTORE)},
+)
+async def restore_events(restore_id: IdPath, user: CurrentUser, state: StateDep) -> Response:
+    """The restore's record as `progress` events while it runs (`phase`, `progress`),
+    then the final record as a `done` event (works with `curl -N`)."""
+
+    async def fetch() -> tuple[bytes, str]:
+        return await restores_service.restore_document(
+            metadata=state.metadata, user=user, restore_id=restore_id, progress=state.progress
+        )
+
+    events = job_events(
+        await fetch(),
+        fetch,
+        board=state.progress,
+        kind=JobKind.RESTORE,
+        job_id=restore_id,
+        interval=state.settings.progress_interval_seconds,
+    )
+    return EventSourceResponse(events, ping=PING_SECONDS)
 
 
 @router.delete(

@@ -31,11 +31,14 @@ from backup_api.exceptions import (
     StorageUnavailable,
     UnsupportedDatabaseType,
 )
+from backup_api.jobs.progress import ProgressBoard, live_fields, live_json
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.jobs.workdirs import job_workdir, jobs_root
 from backup_api.models import (
     BackupPublic,
     BackupTrigger,
+    JobPhase,
+    JobProgressPublic,
     JobStatus,
     LastDrill,
     duration_seconds,
@@ -110,15 +113,44 @@ def to_public(backup: Record, copy_rows: Sequence[Record] = ()) -> BackupPublic:
 # checks, the queries and the insert happen in a single trip to the database.
 
 
-async def get_backup_json(*, metadata: Metadata, user: Principal, backup_id: int) -> bytes:
-    """The document ``{"backup": {...}}``: what clients poll while a backup runs."""
+async def get_backup_json(
+    *, metadata: Metadata, user: Principal, backup_id: int, progress: ProgressBoard
+) -> bytes:
+    """The document ``{"backup": {...}}``: what clients poll while a backup runs, with
+    its live ``phase`` and ``progress``."""
+    document, _ = await backup_document(
+        metadata=metadata, user=user, backup_id=backup_id, progress=progress
+    )
+    return document
 
-    def work(connection: Connection) -> bytes:
+
+async def backup_document(
+    *, metadata: Metadata, user: Principal, backup_id: int, progress: ProgressBoard
+) -> tuple[bytes, str]:
+    """``get_backup_json``'s document, and the backup's status."""
+
+    def work(connection: Connection) -> tuple[bytes, str]:
         backup = load_owned(connection, BACKUP, backup_id, user)
         rendered = _rendered_rows.render(backup, copies.of_backup(connection, backup_id))
-        return b'{"backup":' + rendered + b"}"
+        return rendered, backup.status
 
-    return await metadata.read(work)
+    rendered, status = await metadata.read(work)
+    # Here, on the event loop that advances the progress (the read may run in a thread).
+    document = b'{"backup":' + with_live(rendered, progress, backup_id, status) + b"}"
+    return document, status
+
+
+#: What every cached row holds: the row as stored, not running. (Inside a JSON string
+#: a quote is escaped, so these bytes can only be the two members themselves.)
+_NOT_LIVE = b'"phase":null,"progress":null'
+
+
+def with_live(fragment: bytes, progress: ProgressBoard, backup_id: int, status: str) -> bytes:
+    """A rendered row with the live fields of a pending backup put in (the cache holds
+    rows as stored; what runs changes many times a second, and only those rows pay)."""
+    if status != JobStatus.PENDING.value:
+        return fragment
+    return fragment.replace(_NOT_LIVE, live_json(progress, JobKind.BACKUP, backup_id, status), 1)
 
 
 class RenderedRows:
@@ -155,12 +187,13 @@ async def list_backups_json(
     user: Principal,
     limit: int,
     offset: int,
+    progress: ProgressBoard,
     database_id: int | None = None,
 ) -> bytes:
     """The listing as the JSON document ``{"backups": [...]}``, newest first."""
     owner_id = None if user.is_admin else user.id
 
-    def work(connection: Connection) -> bytes:
+    def work(connection: Connection) -> list[tuple[bytes, int, str]]:
         if database_id is not None:
             load_owned(connection, DATABASE, database_id, user)
         rows = list(
@@ -169,10 +202,13 @@ async def list_backups_json(
             )
         )
         copy_rows = copies.of_backups(connection, [row.id for row in rows])
-        rendered = [_rendered_rows.render(row, copy_rows[row.id]) for row in rows]
-        return b'{"backups":[' + b",".join(rendered) + b"]}"
+        return [(_rendered_rows.render(row, copy_rows[row.id]), row.id, row.status) for row in rows]
 
-    return await metadata.read(work)
+    rendered = [
+        with_live(fragment, progress, backup_id, status)
+        for fragment, backup_id, status in await metadata.read(work)
+    ]
+    return b'{"backups":[' + b",".join(rendered) + b"]}"
 
 
 def _free_filename(connection: Connection, db_type: str, stem: str, suffix: str) -> str:
@@ -280,7 +316,9 @@ async def create_backup(
         queue.submit(JobKind.BACKUP, row.id, database_id, user.id)
         return row, copy_rows
 
-    return to_public(*await asyncio.shield(record_and_submit()))
+    created = to_public(*await asyncio.shield(record_and_submit()))
+    created.phase = JobPhase.QUEUED  # just submitted: the queue has not started it
+    return created
 
 
 @dataclass(frozen=True)
@@ -315,9 +353,14 @@ class ActiveDownloads:
                 del self._counts[backup_id]
 
 
-async def public(metadata: Metadata, backup: Record) -> BackupPublic:
-    """The public shape of a record, with its copies as they are now."""
-    return to_public(backup, await _copies_of(metadata, backup))
+async def public(metadata: Metadata, backup: Record, progress: ProgressBoard) -> BackupPublic:
+    """The public shape of a record, with its copies as they are now and, if it runs,
+    its live fields."""
+    shown = to_public(backup, await _copies_of(metadata, backup))
+    phase, live = live_fields(progress, JobKind.BACKUP, backup.id, backup.status)
+    shown.phase = phase
+    shown.progress = None if live is None else JobProgressPublic.model_validate(live)
+    return shown
 
 
 async def _copies_of(metadata: Metadata, backup: Record) -> list[Record]:

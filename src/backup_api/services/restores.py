@@ -17,15 +17,24 @@ from backup_api.copies.rules import choose as choose_copy
 from backup_api.copies.store import CopyStore, CopyUnavailable
 from backup_api.db import Metadata
 from backup_api.exceptions import BadRequest, Conflict
+from backup_api.jobs.progress import ProgressBoard, live_fields
 from backup_api.jobs.queue import CancelReason, JobKind, JobQueue
 from backup_api.jobs.workdirs import job_workdir, jobs_root
-from backup_api.models import JobStatus, RestorePublic, duration_seconds, utcnow
+from backup_api.models import (
+    JobPhase,
+    JobProgressPublic,
+    JobStatus,
+    RestoreItem,
+    RestorePublic,
+    duration_seconds,
+    utcnow,
+)
 from backup_api.principals import Principal
 from backup_api.repositories import Record, copies, restores
 from backup_api.security import CredentialError, Keys
 from backup_api.services.admission import ensure_disk_reserve, ensure_job_slot
 from backup_api.services.backups import ensure_archived, insert_backup
-from backup_api.services.ownership import TARGET, load_owned
+from backup_api.services.ownership import RESTORE, TARGET, load_owned
 from backup_api.storage.base import Storage
 
 MISSING_TARGET = (
@@ -34,9 +43,15 @@ MISSING_TARGET = (
 )
 
 
-def to_public(restore: Record) -> RestorePublic:
-    """The public shape of a record."""
+def to_public(restore: Record, progress: ProgressBoard | None = None) -> RestorePublic:
+    """The public shape of a record, with its live fields from ``progress`` (none given:
+    a pending restore is taken as just queued)."""
     fields = restore._mapping
+    phase, live = (
+        live_fields(progress, JobKind.RESTORE, fields["id"], fields["status"])
+        if progress is not None
+        else (JobPhase.QUEUED if fields["status"] == JobStatus.PENDING.value else None, None)
+    )
     return RestorePublic(
         id=fields["id"],
         backup_id=fields["backup_id"],
@@ -50,6 +65,8 @@ def to_public(restore: Record) -> RestorePublic:
         finished_at=fields["finished_at"],
         duration_seconds=duration_seconds(fields["started_at"], fields["finished_at"]),
         safety_backup_id=fields["safety_backup_id"],
+        phase=phase,
+        progress=None if live is None else JobProgressPublic.model_validate(live),
     )
 
 
@@ -222,13 +239,23 @@ async def create_restore(
     return to_public(await asyncio.shield(record_and_submit()))
 
 
+async def restore_document(
+    *, metadata: Metadata, user: Principal, restore_id: int, progress: ProgressBoard
+) -> tuple[bytes, str]:
+    """The document of ``GET /api/restores/{id}`` (``{"restore": {...}}``) and the
+    restore's status."""
+    row = await metadata.read(lambda c: load_owned(c, RESTORE, restore_id, user))
+    document = RestoreItem(restore=to_public(row, progress)).model_dump_json().encode()
+    return document, row.status
+
+
 async def list_restores(
-    *, metadata: Metadata, user: Principal, limit: int, offset: int
+    *, metadata: Metadata, user: Principal, limit: int, offset: int, progress: ProgressBoard
 ) -> list[RestorePublic]:
     """Newest first: the caller's, or everyone's for an admin."""
     owner_id = None if user.is_admin else user.id
     rows = await metadata.read(lambda c: restores.page(c, owner_id, limit, offset))
-    return [to_public(row) for row in rows]
+    return [to_public(row, progress) for row in rows]
 
 
 async def delete_restore(

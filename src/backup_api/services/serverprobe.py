@@ -20,7 +20,7 @@ from pathlib import Path
 
 from backup_api.config import Settings
 from backup_api.dumpers.base import ConnectionInfo, Dumper, ServerFacts
-from backup_api.dumpers.pgclients import PgClients
+from backup_api.dumpers.pgclients import NoCompatibleClient, PgClients
 from backup_api.dumpers.pgversions import parse_dotted
 from backup_api.dumpers.postgresql import PostgreSQLDumper
 from backup_api.jobs import markers
@@ -33,6 +33,8 @@ ACTION = "vérification de la connexion"
 UNEXPECTED_ANSWER = f"réponse inattendue du serveur pendant la {ACTION}"
 #: How long the query may take once connected (the connect timeout comes on top).
 QUERY_SECONDS = 30
+#: How long the estimate's query may take once connected: past that, it is not worth it.
+ESTIMATE_SECONDS = 10
 #: The client's answer is two short fields: more is not what was asked for.
 _MAX_ANSWER = 4096
 
@@ -109,10 +111,7 @@ class ServerProbe:
         Raises ``JobError`` with a secret-free French reason, ``ToolNotFoundError`` when
         the client is not installed.
         """
-        if isinstance(dumper, PostgreSQLDumper):
-            # Any psql runs a query on any server: the newest found, wherever it is.
-            chosen = await self.clients.for_restore(None)
-            dumper = PostgreSQLDumper(dumper.dump_tool, chosen.path)
+        dumper = await self._client(dumper)
         limit = conn.connect_timeout + query_seconds
         answer = _Answer()
         with job_workdir(jobs_root(self.settings), label) as workdir:
@@ -148,6 +147,40 @@ class ServerProbe:
         if facts is None:
             raise JobError(UNEXPECTED_ANSWER)
         return facts
+
+    async def _client(self, dumper: Dumper) -> Dumper:
+        if isinstance(dumper, PostgreSQLDumper):
+            # Any psql runs a query on any server: the newest found, wherever it is.
+            chosen = await self.clients.for_restore(None)
+            return PostgreSQLDumper(dumper.dump_tool, chosen.path)
+        return dumper
+
+    async def dump_estimate(
+        self, dumper: Dumper, conn: ConnectionInfo, *, label: str
+    ) -> int | None:
+        """The server's estimate of the size of a dump of ``conn``'s database (see the
+        dumpers' ``estimate_command``); None when it cannot tell (a failed connection, a
+        lock not granted in time, an unexpected answer): an estimate is never an error."""
+        try:
+            dumper = await self._client(dumper)
+            answer = _Answer()
+            with job_workdir(jobs_root(self.settings), label) as workdir:
+                outcome = await run_tool(
+                    dumper.estimate_command(conn, workdir),
+                    worker=answer,
+                    direction="out",
+                    executor=self.executor,
+                    marker=markers.marker(label, self.settings),
+                    total_timeout=conn.connect_timeout + ESTIMATE_SECONDS,
+                    idle_timeout=conn.connect_timeout + ESTIMATE_SECONDS,
+                    stderr_limit=self.settings.error_tail_bytes,
+                    tool_nice=self.settings.tool_nice,
+                )
+        except (OSError, ToolNotFoundError, NoCompatibleClient):
+            return None
+        if not outcome.ok:
+            return None
+        return dumper.parse_estimate(answer.data.decode("utf-8", "replace"))
 
     async def dump_client(self, dumper: Dumper, server_version: str | None) -> DumpClient:
         """The dump tool a backup of a server of ``server_version`` would run.
