@@ -185,6 +185,28 @@ async def _channel_life(
     assert deleted.status_code == 303
     assert (await alice.get(f"/api/notifications/{channel['id']}")).status_code == 404
 
+    # The changes made here are in the audit trail, as the API's are, under her account.
+    state = app.state.backup_api
+    await state.audit.flush()
+    trail = await state.metadata.read(
+        lambda c: audit_records.page(
+            c, user_id=None, action=None, since=None, until=None, limit=500, offset=0
+        )
+    )
+    changes = [
+        (row.action, row.user_id, row.details)
+        for row in reversed(trail)
+        if row.target_type == "notification" and row.target_id == channel["id"]
+    ]
+    me = alice.user["id"]
+    assert changes == [
+        ("notification_create", me, {"channel_type": "webhook"}),
+        ("notification_update", me, {"fields": ["enabled", "events", "name", "scope"]}),
+        ("notification_update", me, {"fields": ["enabled"]}),
+        ("notification_update", me, {"fields": ["enabled"]}),
+        ("notification_delete", me, {}),
+    ]
+
 
 async def test_an_admin_reads_the_audit_log_a_user_cannot(
     settings_factory: Callable[..., Settings],

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData
 
-from backup_api import encryption
+from backup_api import audit, encryption
 from backup_api.dashboard import session, views, web
 from backup_api.deps import IdPath, StateDep, client_address
 from backup_api.events import EVENT_TYPES
@@ -877,6 +877,13 @@ async def notification_create(
         # The URL may carry a token: it is never written back into the form.
         context = {**await _channels_context(state, user), "values": values, "error": exc.message}
         return web.render(request, "notifications.html", context, exc.status_code)
+    audit.record(
+        audit.NOTIFICATION_CREATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        channel_type=channel.type,
+    )
     # The webhook's signing secret, this once: the page is not a redirect so that it is
     # shown, and nothing stores it for a later page.
     context = {
@@ -929,13 +936,7 @@ async def notification_edit(
     if fields.get("url"):
         changes["url"] = fields["url"]
     try:
-        await notifications_service.update_channel(
-            settings=state.settings,
-            metadata=state.metadata,
-            keys=state.keys,
-            channel=channel,
-            data=web.model(NotificationUpdate, changes),
-        )
+        await _update_channel(state, channel, web.model(NotificationUpdate, changes))
     except AppError as exc:
         context = await _channel_context(state, channel, values)
         return web.render(
@@ -944,19 +945,31 @@ async def notification_edit(
     return web.see_other(f"/notifications/{channel.id}")
 
 
+async def _update_channel(state: AppState, channel: Any, data: NotificationUpdate) -> None:
+    await notifications_service.update_channel(
+        settings=state.settings,
+        metadata=state.metadata,
+        keys=state.keys,
+        channel=channel,
+        data=data,
+    )
+    audit.record(
+        audit.NOTIFICATION_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        fields=sorted(data.model_fields_set),
+    )
+
+
 @router.post("/notifications/{channel_id}/enabled")
 async def notification_enabled(
     channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
 ) -> Response:
     fields = await web.posted(request, state)
     channel = await _owned_channel(state, channel_id, user)
-    await notifications_service.update_channel(
-        settings=state.settings,
-        metadata=state.metadata,
-        keys=state.keys,
-        channel=channel,
-        data=web.model(NotificationUpdate, {"enabled": fields.get("enabled") == "true"}),
-    )
+    enabled = fields.get("enabled") == "true"
+    await _update_channel(state, channel, web.model(NotificationUpdate, {"enabled": enabled}))
     return web.see_other("/notifications")
 
 
@@ -967,6 +980,12 @@ async def notification_delete(
     await web.posted(request, state)
     channel = await _owned_channel(state, channel_id, user)
     await notifications_service.delete_channel(metadata=state.metadata, channel=channel)
+    audit.record(
+        audit.NOTIFICATION_DELETE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+    )
     return web.see_other("/notifications")
 
 
