@@ -139,7 +139,7 @@ def overview_rows(data: Overview, now: datetime) -> list[OverviewRow]:
             every = intervals[timing]
         late, reason = False, ""
         if schedule is not None and every is not None:
-            # The overdue watch's rule (it announces ``backup.overdue`` at the same instant).
+            # The overdue watch's rule: the one by which ``backup.overdue`` is announced.
             finished = completed.finished_at or completed.created_at if completed else None
             limit = overdue.deadline(
                 interval=every,
@@ -151,7 +151,7 @@ def overview_rows(data: Overview, now: datetime) -> list[OverviewRow]:
                 reason = (
                     "aucune sauvegarde terminée"
                     if finished is None
-                    else "aucune sauvegarde terminée dans l'intervalle planifié"
+                    else "aucune sauvegarde terminée depuis 1,5 fois l'intervalle planifié"
                 )
         started = as_utc(newest.started_at) if newest else None
         finished_at = as_utc(newest.finished_at) if newest else None
