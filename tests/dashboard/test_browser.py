@@ -356,7 +356,11 @@ def test_channels_and_the_audit_log(browser: Browser, service: ServerProcess) ->
     assert set(actions) == {"login"}, actions
     alice.check("audit")
     page.set_viewport_size({"width": 390, "height": 844})
-    for path, name in (("/audit", "audit-phone"), (channel_page, "notification-phone")):
+    for path, name in (
+        ("/audit", "audit-phone"),
+        ("/notifications", "notifications-phone"),
+        (channel_page, "notification-phone"),
+    ):
         alice.go(path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
         alice.check(name)
