@@ -309,6 +309,8 @@ def test_channels_and_the_audit_log(browser: Browser, service: ServerProcess) ->
         alice.go("/notifications")
         row = page.locator("tr[data-channel]")
         expect(row).to_contain_text("Alertes équipe")
+        # An admin's list has everyone's: each channel names its owner.
+        expect(row).to_contain_text("alice@example.com")
         assert secret not in page.content()
         assert "T0KEN" not in page.content()
         alice.check("notifications")

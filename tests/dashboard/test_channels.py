@@ -109,6 +109,8 @@ async def _channel_life(
     # Listed with the URL masked as the API shows it; the secret never again.
     listing = await client.get("/notifications")
     assert channel["url"] in listing.text
+    # Her own list: no owner column (an admin's has one).
+    assert "Propriétaire" not in listing.text
     assert secret not in listing.text
     assert "T0KEN" not in listing.text
     channel_page = await client.get(f"/notifications/{channel['id']}")

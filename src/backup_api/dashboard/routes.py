@@ -836,8 +836,16 @@ async def _channels_context(state: AppState, user: Principal) -> dict[str, Any]:
     channels = await notifications_service.list_channels(
         metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
     )
+    owners: dict[int, str] = {}
+    if user.is_admin:
+        # An admin's list has everyone's channels: each says whose it is.
+        accounts = await users_service.list_users(
+            metadata=state.metadata, limit=state.settings.max_page_size, offset=0
+        )
+        owners = {account.id: account.email for account in accounts}
     return {
         "channels": [notifications_service.to_public(c) for c in channels],
+        "owners": owners,
         "event_types": EVENT_TYPES,
         "values": {"type": "webhook", "events": list(EVENT_TYPES), "scope": "own"},
     }
