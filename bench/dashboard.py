@@ -1,4 +1,5 @@
-"""The dashboard's pages with 100 databases and 10,000 backups in the metadata: the server
+"""The dashboard's pages with 100 databases and 10,000 backups in the metadata (and 10
+notification channels, 1,000 deliveries to the first, 10,000 audit entries): the server
 time of each page (target: under 200 ms).
 
     .venv/bin/python -m bench.dashboard [--databases 100] [--backups 10000] [--repeat 20]
@@ -26,7 +27,15 @@ from sqlalchemy import Connection, insert
 
 from backup_api.config import Settings
 from backup_api.main import create_app
-from backup_api.models import Backup, Database, Schedule
+from backup_api.models import (
+    AuditEvent,
+    Backup,
+    Database,
+    NotificationAttempt,
+    NotificationChannel,
+    NotificationDelivery,
+    Schedule,
+)
 
 TARGET_MS = 200.0
 PASSWORD = "motdepasse123"
@@ -87,6 +96,80 @@ def _fill(connection: Connection, user_id: int, databases: int, backups: int) ->
     )
 
 
+CHANNELS = 10
+
+
+def _fill_notifications(connection: Connection, user_id: int, entries: int) -> None:
+    """Channels of the admin's, ``entries // 10`` delivered events to the first, and
+    ``entries`` audit entries (the log's page reads the newest)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    connection.execute(
+        insert(NotificationChannel.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "user_id": user_id,
+                "name": f"Canal {n}",
+                "type": "webhook",
+                "url_encrypted": "",
+                "url_masked": "https://hooks.example.com/***",
+                "secret_encrypted": "",
+                "events": '["backup.completed", "backup.failed"]',
+                "scope": "own",
+                "enabled": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n in range(1, CHANNELS + 1)
+        ],
+    )
+    deliveries = entries // 10
+    connection.execute(
+        insert(NotificationDelivery.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "channel_id": 1,
+                "event_id": f"msg_{n}",
+                "event_type": "backup.completed",
+                "body": "{}",
+                "status": "delivered",
+                "attempts": 1,
+                "created_at": now - timedelta(minutes=deliveries - n),
+                "updated_at": now - timedelta(minutes=deliveries - n),
+            }
+            for n in range(deliveries)
+        ],
+    )
+    connection.execute(
+        insert(NotificationAttempt.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "delivery_id": n + 1,
+                "channel_id": 1,
+                "attempt": 1,
+                "status_code": 200,
+                "at": now - timedelta(minutes=deliveries - n),
+            }
+            for n in range(deliveries)
+        ],
+    )
+    connection.execute(
+        insert(AuditEvent.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "time": now - timedelta(seconds=entries - n),
+                "user_id": user_id,
+                "client": "198.51.100.7",
+                "action": "backup_download" if n % 3 else "login",
+                "target_type": "backup" if n % 3 else None,
+                "target_id": n if n % 3 else None,
+                "outcome": "success",
+                "details": {"via": "dashboard"} if n % 3 == 0 else None,
+            }
+            for n in range(entries)
+        ],
+    )
+
+
 async def _run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     settings = Settings(
@@ -114,6 +197,7 @@ async def _run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
             assert signed_in.status_code == 303, signed_in.text
             state = app.state.backup_api
             await state.metadata.write(lambda c: _fill(c, 1, args.databases, args.backups))
+            await state.metadata.write(lambda c: _fill_notifications(c, 1, args.audit))
             newest = args.backups  # ids start at 1
             pages = {
                 "/ (overview)": "/",
@@ -124,6 +208,10 @@ async def _run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
                 "/backups/{id}/restore": f"/backups/{newest}/restore",
                 "/storages": "/storages",
                 "/users": "/users",
+                "/notifications": "/notifications",
+                "/notifications/{id}": "/notifications/1",
+                "/audit": "/audit",
+                "/audit (filtered)": "/audit?action=login&page=2",
             }
             results = []
             for name, path in pages.items():
@@ -142,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", type=int, default=100)
     parser.add_argument("--backups", type=int, default=10_000)
+    parser.add_argument("--audit", type=int, default=10_000, help="audit entries")
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args(argv)
     results = asyncio.run(_run(args))
-    print(f"{args.databases} databases, {args.backups} backups, {args.repeat} requests a page")
+    print(
+        f"{args.databases} databases, {args.backups} backups, {args.audit} audit entries, "
+        f"{args.repeat} requests a page"
+    )
     print(f"| page | median ms | max ms | under {TARGET_MS:.0f} ms |")
     print("|---|---|---|---|")
     worst = 0.0

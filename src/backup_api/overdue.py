@@ -45,15 +45,27 @@ def schedule_interval(cron: str, zone: str, now: datetime) -> timedelta:
 def overdue_since(row: Record, now: datetime) -> datetime | None:
     """When the scheduled database ``row`` (``repositories.metrics.scheduled``) became
     overdue, or None when it is not (or its schedule can no longer be read)."""
-    reference = as_utc(row.schedule_created_at)
-    if row.last_success_at is not None:
-        reference = max(reference, as_utc(row.last_success_at))
     try:
         interval = schedule_interval(row.cron, row.timezone, now)
     except CronError:
         return None  # the scheduler logs it: the schedule has stopped
-    deadline = reference + interval * OVERDUE_FACTOR
-    return deadline if now >= deadline else None
+    limit = deadline(
+        interval=interval,
+        schedule_created_at=row.schedule_created_at,
+        last_success_at=row.last_success_at,
+    )
+    return limit if now >= limit else None
+
+
+def deadline(
+    *, interval: timedelta, schedule_created_at: datetime, last_success_at: datetime | None
+) -> datetime:
+    """The instant an enabled schedule's database becomes overdue: the rule itself, which
+    the watch and the dashboard's red line both apply."""
+    reference = as_utc(schedule_created_at)
+    if last_success_at is not None:
+        reference = max(reference, as_utc(last_success_at))
+    return reference + interval * OVERDUE_FACTOR
 
 
 def event_data(row: Record, since: datetime) -> dict[str, Any]:

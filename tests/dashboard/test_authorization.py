@@ -4,11 +4,16 @@ checks for the API."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
+from backup_api.repositories import notifications
+from backup_api.security import encrypt_secret
 from tests.support.apphelpers import PASSWORD, Api, unique_name
 from tests.support.sample_data import create_filled
 
@@ -40,6 +45,11 @@ ROUTES: list[tuple[str, str, dict[str, str] | None]] = [
     ("POST", "/storages/{storage}/test", {}),
     ("POST", "/storages/{storage}/edit", {"name": "pris par bob"}),
     ("POST", "/storages/{storage}/delete", {}),
+    ("GET", "/notifications/{channel}", None),
+    ("POST", "/notifications/{channel}/test", {}),
+    ("POST", "/notifications/{channel}/edit", {"name": "pris par bob", "events": "backup.failed"}),
+    ("POST", "/notifications/{channel}/enabled", {"enabled": "false"}),
+    ("POST", "/notifications/{channel}/delete", {}),
 ]
 
 
@@ -51,14 +61,38 @@ async def _records(api: Api, database_id: int) -> list[Any]:
             "/api/backups",
             "/api/restores",
             "/api/storages",
+            "/api/notifications",
             f"/api/databases/{database_id}/schedule",
             f"/api/databases/{database_id}/retention",
         )
     ]
 
 
+async def _channel(app: FastAPI, owner_id: int) -> int:
+    """A webhook of ``owner_id``'s, stored as the service stores one (its URL's host need
+    not be reachable: nothing is sent to it)."""
+    state = app.state.backup_api
+    created = datetime.now(UTC)
+    values = {
+        "user_id": owner_id,
+        "name": "Alertes d'Alice",
+        "type": "webhook",
+        "url_encrypted": encrypt_secret(state.keys, "https://hooks.example.com/alice?t=1"),
+        "url_masked": "https://hooks.example.com/…",
+        "secret_encrypted": encrypt_secret(state.keys, "whsec_AAAA"),
+        "events": json.dumps(["backup.completed"]),
+        "scope": "own",
+        "enabled": True,
+        "created_at": created,
+        "updated_at": created,
+    }
+    channel = await state.metadata.write(lambda c: notifications.insert_channel(c, values))
+    channel_id: int = channel.id
+    return channel_id
+
+
 async def test_another_account_is_refused_on_every_dashboard_route(
-    client: httpx.AsyncClient, pg_server: Any
+    app: FastAPI, client: httpx.AsyncClient, pg_server: Any
 ) -> None:
     alice = await Api(client).signup("alice@example.com")
     bob = await Api(client).signup("bob@example.com")
@@ -87,6 +121,7 @@ async def test_another_account_is_refused_on_every_dashboard_route(
         "storage": storage.json()["storage"]["id"],
         "bob_database": bob_database["id"],
         "bob_backup": bob_backup["id"],
+        "channel": await _channel(app, alice.user["id"]),
     }
     before = await _records(alice, database["id"])
 
@@ -111,4 +146,5 @@ async def test_another_account_is_refused_on_every_dashboard_route(
         assert response.status_code == 403, (method, path, response.status_code)
         assert "Accès non autorisé" in response.text, (method, path)
         assert source not in response.text, (method, path)
+        assert "Alertes d" not in response.text, (method, path)
     assert await _records(alice, database["id"]) == before

@@ -7,7 +7,8 @@ from bench import dashboard
 
 
 def test_the_dashboard_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert dashboard.main(["--databases", "4", "--backups", "40", "--repeat", "2"]) == 0
+    arguments = ["--databases", "4", "--backups", "40", "--audit", "200", "--repeat", "2"]
+    assert dashboard.main(arguments) == 0
     report = capsys.readouterr().out
-    assert "4 databases, 40 backups" in report
-    assert report.count("| yes |") == 8
+    assert "4 databases, 40 backups, 200 audit entries" in report
+    assert report.count("| yes |") == 12

@@ -18,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.dashboard.browser import PASSWORD, Visitor, browser
+from tests.notifications.receiver import Received, Receiver, receiving, verify_signature
 from tests.support.apphelpers import unique_name
 from tests.support.sample_data import create_filled, snapshot
 from tests.support.serverproc import ServerProcess, server_process
@@ -29,7 +30,10 @@ BACKUP_TIMEOUT = 60_000
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with server_process(tmp_path_factory.mktemp("dashboard")) as server:
+    # Webhooks may reach the test's local receiver.
+    with server_process(
+        tmp_path_factory.mktemp("dashboard"), allowed_outbound_hosts="127.0.0.1"
+    ) as server:
         server.start()
         yield server
 
@@ -262,3 +266,118 @@ def test_another_account_sees_none_of_it(
         bob.go(path)
         assert "Carol" not in page.content()
         assert alice_dbs["names"]["pg"] not in page.content()
+
+
+def _sign_in(visitor: Visitor, email: str) -> None:
+    visitor.go("/login")
+    visitor.page.get_by_label("E-mail").fill(email)
+    visitor.page.get_by_label("Mot de passe").fill(PASSWORD)
+    visitor.page.get_by_role("button", name="Se connecter").click()
+    expect(visitor.page.get_by_role("heading", level=1)).to_have_text("Vue d'ensemble")
+
+
+def _received(receiver: Receiver, count: int) -> list[Received]:
+    deadline = time.monotonic() + 30
+    while len(receiver.requests) < count:
+        assert time.monotonic() < deadline, receiver.requests
+        time.sleep(0.05)
+    return list(receiver.requests)
+
+
+def test_channels_and_the_audit_log(browser: Browser, service: ServerProcess) -> None:
+    """Alice (the admin of the first test) adds a webhook, keeps its secret, tests it, sees
+    a backup's event delivered, reads the audit log; Bob (the second test's) sees none of
+    it and no audit log."""
+    alice = _visitor(browser, service)
+    page = alice.page
+    _sign_in(alice, "alice@example.com")
+    with receiving() as receiver:
+        page.get_by_role("link", name="Notifications").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Canaux de notification")
+        page.get_by_label("Nom", exact=True).fill("Alertes équipe")
+        page.get_by_label("Type").select_option("webhook")
+        page.get_by_label("URL", exact=True).fill(receiver.url("/hook?token=T0KEN"))
+        # An admin may hear the whole instance; the events are all ticked to begin with.
+        expect(page.get_by_label("Portée")).to_be_visible()
+        page.get_by_label("schedule.skipped").uncheck()
+        page.get_by_role("button", name="Ajouter").click()
+        secret = page.locator("#webhook-secret").inner_text()
+        assert secret.startswith("whsec_")
+        assert "T0KEN" not in page.content()
+        alice.check("notifications-created")
+        # Shown once: the list, loaded again, has the channel and no secret.
+        alice.go("/notifications")
+        row = page.locator("tr[data-channel]")
+        expect(row).to_contain_text("Alertes équipe")
+        # An admin's list has everyone's: each channel names its owner.
+        expect(row).to_contain_text("alice@example.com")
+        assert secret not in page.content()
+        assert "T0KEN" not in page.content()
+        alice.check("notifications")
+
+        page.get_by_role("button", name="Envoyer un test à Alertes équipe").click()
+        expect(page.get_by_role("status")).to_contain_text("le destinataire a répondu 200")
+        [test] = _received(receiver, 1)
+        assert test.path == "/hook?token=T0KEN"
+        assert verify_signature(secret, test.headers, test.body)
+        channel_path = re.sub(r"^https?://[^/]+", "", page.url)
+        assert re.fullmatch(r"/notifications/\d+/test", channel_path), page.url
+
+        # A backup's completion reaches the receiver, and the channel's page lists it.
+        alice.go("/")
+        page.get_by_role("link", name="Production PG").click()
+        page.get_by_role("button", name="Lancer une sauvegarde").click()
+        expect(page.locator("#backup-status [data-status]")).to_have_text(
+            "terminée", timeout=BACKUP_TIMEOUT
+        )
+        delivered = _received(receiver, 2)[1]
+        assert b'"type":"backup.completed"' in delivered.body.replace(b" ", b"")
+        channel_page = channel_path.removesuffix("/test")
+        deadline = time.monotonic() + 30
+        while True:
+            alice.go(channel_page)
+            if "livrée" in " ".join(page.locator("table.deliveries").all_inner_texts()):
+                break
+            assert time.monotonic() < deadline, page.content()
+            time.sleep(0.2)
+        attempt = page.locator("table.deliveries tbody tr").first
+        expect(attempt).to_contain_text("backup.completed")
+        expect(attempt).to_contain_text("200")
+        # The edit form: the URL field empty, never the stored URL.
+        expect(page.get_by_label("Nouvelle URL (vide : inchangée)")).to_have_value("")
+        assert "T0KEN" not in page.content()
+        alice.check("notification")
+
+    page.get_by_role("link", name="Journal d'audit").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Journal d'audit")
+    expect(page.locator("table.audit tbody tr").first).to_be_visible()
+    page.get_by_label("Action").fill("login")
+    page.get_by_role("button", name="Filtrer").click()
+    actions = page.locator("table.audit tbody tr td:nth-child(3)").all_inner_texts()
+    assert actions, page.content()
+    assert set(actions) == {"login"}, actions
+    alice.check("audit")
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in (
+        ("/audit", "audit-phone"),
+        ("/notifications", "notifications-phone"),
+        (channel_page, "notification-phone"),
+    ):
+        alice.go(path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+        alice.check(name)
+
+    bob = _visitor(browser, service)
+    _sign_in(bob, "bob@example.com")
+    expect(bob.page.get_by_role("link", name="Journal d'audit")).to_have_count(0)
+    bob.go("/notifications")
+    expect(bob.page.get_by_text("Aucun canal")).to_be_visible()
+    assert "Alertes équipe" not in bob.page.content()
+    expect(bob.page.get_by_label("Portée")).to_have_count(0)
+    for path in (channel_page, "/audit"):
+        response = bob.page.request.get(service.url + path)
+        assert response.status == 403, path
+        assert "Alertes équipe" not in response.text()
+        assert "login" not in response.text()
+    bob.go(channel_page)
+    expect(bob.page.get_by_role("alert")).to_have_text("Accès non autorisé")

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 from fastapi import FastAPI
+from sqlalchemy import Table, update
 
 from backup_api.dashboard.web import CONTENT_SECURITY_POLICY, CSRF_REFUSED
+from backup_api.models import Schedule
 from tests.archiving.test_agecrypt import keygen
 from tests.support.apphelpers import PASSWORD, Api, make_settings, metadata_sql, running_app
 from tests.support.serverproc import free_port
 
 SESSION = "backup_api_session"
+SCHEDULES: Table = Schedule.__table__  # type: ignore[attr-defined]
 
 
 def _csrf(page: httpx.Response) -> str:
@@ -101,7 +105,7 @@ async def test_the_cookie_is_secure_over_https(app: FastAPI, alice: Api) -> None
 
 
 async def test_late_databases_are_red_and_others_records_stay_hidden(
-    client: httpx.AsyncClient, alice: Api, bob: Api
+    app: FastAPI, client: httpx.AsyncClient, alice: Api, bob: Api
 ) -> None:
     # Nothing listens on this port: registered with a warning, never backed up.
     server = {"host": "127.0.0.1", "port": str(free_port()), "user": "u", "password": "secret-pw"}
@@ -128,9 +132,21 @@ async def test_late_databases_are_red_and_others_records_stay_hidden(
     assert schedule.status_code == 200, schedule.text
 
     await _sign_in(client, "alice@example.com")
+    # The overdue watch's rule: a new schedule gets 1.5 intervals before it is judged.
     overview = (await client.get("/")).text
-    late = re.search(rf'<tr class="late" data-database="{scheduled["id"]}">', overview)
-    assert late, overview
+    assert f'<tr class="" data-database="{scheduled["id"]}">' in overview
+    assert "En retard" not in overview
+    for minutes, late in ((80, False), (95, True)):
+        created = datetime.now(UTC) - timedelta(minutes=minutes)
+        await metadata_sql(
+            app,
+            update(SCHEDULES)
+            .where(SCHEDULES.c.database_id == scheduled["id"])
+            .values(created_at=created),
+        )
+        overview = (await client.get("/")).text
+        row = f'<tr class="{"late" if late else ""}" data-database="{scheduled["id"]}">'
+        assert row in overview, (minutes, overview)
     assert "En retard : aucune sauvegarde terminée" in overview
     assert f'<tr class="" data-database="{idle["id"]}">' in overview
     database_page = (await client.get(f"/databases/{scheduled['id']}")).text

@@ -9,21 +9,27 @@ Forms post back here with the session cookie and a CSRF token; htmx only polls f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData
 
-from backup_api import encryption
+from backup_api import audit, encryption
 from backup_api.dashboard import session, views, web
 from backup_api.deps import IdPath, StateDep, client_address
+from backup_api.events import EVENT_TYPES
 from backup_api.exceptions import AppError, BadRequest, Forbidden, NotFound
 from backup_api.models import (
+    MAX_ID,
     DatabaseCreate,
     DatabaseUpdate,
+    NotificationCreate,
+    NotificationUpdate,
     RecipientsEncryption,
     RestoreCreate,
     RetentionPolicyBody,
@@ -38,15 +44,24 @@ from backup_api.repositories import dashboard as dashboard_rows
 from backup_api.repositories import users as user_rows
 from backup_api.security import create_access_token
 from backup_api.services import admin as admin_service
+from backup_api.services import audit as audit_service
 from backup_api.services import backups as backups_service
 from backup_api.services import connectiontests, storagetests
 from backup_api.services import databases as databases_service
+from backup_api.services import notifications as notifications_service
 from backup_api.services import restores as restores_service
 from backup_api.services import retention as retention_service
 from backup_api.services import schedules as schedules_service
 from backup_api.services import storages as storages_service
 from backup_api.services import users as users_service
-from backup_api.services.ownership import BACKUP, DATABASE, RESTORE, STORAGE, load_owned
+from backup_api.services.ownership import (
+    BACKUP,
+    DATABASE,
+    NOTIFICATION,
+    RESTORE,
+    STORAGE,
+    load_owned,
+)
 from backup_api.state import AppState
 
 router = APIRouter(include_in_schema=False, route_class=web.DashboardRoute)
@@ -56,6 +71,8 @@ User = web.User
 PAGE_ROWS = 50
 CONFIRM_MISMATCH = "Confirmation incorrecte: tapez exactement le nom de la base cible ({name})"
 ADMIN_ONLY = "Action réservée aux administrateurs"
+#: What ``GET /api/audit`` accepts as an action.
+AUDIT_ACTION = re.compile(r"[a-z_]{1,64}")
 
 
 # --------------------------------------------------------------------------- static files
@@ -811,3 +828,252 @@ async def user_delete(
         user=account,
     )
     return web.see_other("/users")
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+async def _owned_channel(state: AppState, channel_id: int, user: Principal) -> Any:
+    return await state.metadata.read(lambda c: load_owned(c, NOTIFICATION, channel_id, user))
+
+
+async def _channels_context(state: AppState, user: Principal) -> dict[str, Any]:
+    channels = await notifications_service.list_channels(
+        metadata=state.metadata, user=user, limit=state.settings.max_page_size, offset=0
+    )
+    owners: dict[int, str] = {}
+    if user.is_admin:
+        # An admin's list has everyone's channels: each says whose it is.
+        accounts = await users_service.list_users(
+            metadata=state.metadata, limit=state.settings.max_page_size, offset=0
+        )
+        owners = {account.id: account.email for account in accounts}
+    return {
+        "channels": [notifications_service.to_public(c) for c in channels],
+        "owners": owners,
+        "event_types": EVENT_TYPES,
+        "values": {"type": "webhook", "events": list(EVENT_TYPES), "scope": "own"},
+    }
+
+
+def _channel_fields(form: FormData, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The create and edit forms' fields as the API's bodies say them (never the URL)."""
+    return {
+        "name": fields.get("name", ""),
+        "events": [e for e in form.getlist("events") if isinstance(e, str)],
+        "scope": fields.get("scope", "own") or "own",
+        "enabled": fields.get("enabled") == "on",
+    }
+
+
+@router.get("/notifications")
+async def notifications_page(request: Request, state: StateDep, user: Principal = User) -> Response:
+    return web.render(request, "notifications.html", await _channels_context(state, user))
+
+
+@router.post("/notifications")
+async def notification_create(
+    request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await web.posted(request, state)
+    values = {**_channel_fields(await request.form(), fields), "type": fields.get("type", "")}
+    try:
+        data = web.model(NotificationCreate, {**values, "url": fields.get("url", "")})
+        channel, secret = await notifications_service.create_channel(
+            settings=state.settings,
+            metadata=state.metadata,
+            keys=state.keys,
+            owner=user,
+            data=data,
+        )
+    except AppError as exc:
+        # The URL may carry a token: it is never written back into the form.
+        context = {**await _channels_context(state, user), "values": values, "error": exc.message}
+        return web.render(request, "notifications.html", context, exc.status_code)
+    audit.record(
+        audit.NOTIFICATION_CREATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        channel_type=channel.type,
+    )
+    # The webhook's signing secret, this once: the page is not a redirect so that it is
+    # shown, and nothing stores it for a later page.
+    context = {
+        **await _channels_context(state, user),
+        "created": notifications_service.to_public(channel),
+        "secret": secret,
+    }
+    return web.render(request, "notifications.html", context, 201)
+
+
+async def _channel_context(
+    state: AppState, channel: Any, values: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    public = notifications_service.to_public(channel)
+    attempts = await notifications_service.list_attempts(
+        metadata=state.metadata, channel=channel, limit=PAGE_ROWS, offset=0
+    )
+    if values is None:
+        values = {
+            "name": public.name,
+            "events": public.events,
+            "scope": public.scope.value,
+            "enabled": public.enabled,
+        }
+    return {
+        "channel": public,
+        "attempts": attempts,
+        "event_types": EVENT_TYPES,
+        "values": values,
+    }
+
+
+@router.get("/notifications/{channel_id}")
+async def notification_page(
+    channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    channel = await _owned_channel(state, channel_id, user)
+    return web.render(request, "notification.html", await _channel_context(state, channel))
+
+
+@router.post("/notifications/{channel_id}/edit")
+async def notification_edit(
+    channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await web.posted(request, state)
+    channel = await _owned_channel(state, channel_id, user)
+    values = _channel_fields(await request.form(), fields)
+    changes = dict(values)
+    # An empty URL field keeps the stored URL, which is never sent to the browser.
+    if fields.get("url"):
+        changes["url"] = fields["url"]
+    try:
+        await _update_channel(state, channel, web.model(NotificationUpdate, changes))
+    except AppError as exc:
+        context = await _channel_context(state, channel, values)
+        return web.render(
+            request, "notification.html", {**context, "error": exc.message}, exc.status_code
+        )
+    return web.see_other(f"/notifications/{channel.id}")
+
+
+async def _update_channel(state: AppState, channel: Any, data: NotificationUpdate) -> None:
+    await notifications_service.update_channel(
+        settings=state.settings,
+        metadata=state.metadata,
+        keys=state.keys,
+        channel=channel,
+        data=data,
+    )
+    audit.record(
+        audit.NOTIFICATION_UPDATE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+        fields=sorted(data.model_fields_set),
+    )
+
+
+@router.post("/notifications/{channel_id}/enabled")
+async def notification_enabled(
+    channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    fields = await web.posted(request, state)
+    channel = await _owned_channel(state, channel_id, user)
+    enabled = fields.get("enabled") == "true"
+    await _update_channel(state, channel, web.model(NotificationUpdate, {"enabled": enabled}))
+    return web.see_other("/notifications")
+
+
+@router.post("/notifications/{channel_id}/delete")
+async def notification_delete(
+    channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    await web.posted(request, state)
+    channel = await _owned_channel(state, channel_id, user)
+    await notifications_service.delete_channel(metadata=state.metadata, channel=channel)
+    audit.record(
+        audit.NOTIFICATION_DELETE,
+        audit.SUCCESS,
+        target_type=audit.NOTIFICATION,
+        target_id=channel.id,
+    )
+    return web.see_other("/notifications")
+
+
+@router.post("/notifications/{channel_id}/test")
+async def notification_test(
+    channel_id: IdPath, request: Request, state: StateDep, user: Principal = User
+) -> Response:
+    """Send a ``test`` event now, as ``POST /api/notifications/{id}/test``, and show what
+    the receiver answered on the channel's page."""
+    await web.posted(request, state)
+    channel = await _owned_channel(state, channel_id, user)
+    result = await notifications_service.test_channel(
+        notifier=state.notifier,
+        metadata=state.metadata,
+        limiter=state.connection_tests,
+        caller=user,
+        channel=channel,
+    )
+    context = await _channel_context(state, channel)
+    return web.render(request, "notification.html", {**context, "test": result})
+
+
+# --------------------------------------------------------------------------- audit
+
+AUDIT_FILTERS = ("user_id", "action", "since", "until")
+
+
+def _instant(name: str, raw: str) -> datetime | None:
+    """A bound typed in a ``datetime-local`` field (read as UTC, as the API reads one
+    without an offset)."""
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"Données invalides: {name}: date et heure attendues") from None
+
+
+@router.get("/audit")
+async def audit_page(request: Request, state: StateDep, user: Principal = User) -> Response:
+    _admin_only(user)
+    query = request.query_params
+    filters = {name: query.get(name, "").strip() for name in AUDIT_FILTERS}
+    page = web.integer("page", query.get("page") or "1")
+    user_id = web.integer("user_id", filters["user_id"]) if filters["user_id"] else None
+    if not 1 <= page <= MAX_ID // PAGE_ROWS:
+        raise BadRequest("Données invalides: page: hors limites")
+    if user_id is not None and not 1 <= user_id <= MAX_ID:
+        raise BadRequest("Données invalides: user_id: hors limites")
+    action = filters["action"] or None
+    if action is not None and not AUDIT_ACTION.fullmatch(action):
+        raise BadRequest("Données invalides: action: lettres minuscules et « _ » seulement")
+    # One more row than shown says whether a next page exists.
+    entries = await audit_service.list_entries(
+        metadata=state.metadata,
+        writer=state.audit,
+        user_id=user_id,
+        action=action,
+        since=_instant("since", filters["since"]),
+        until=_instant("until", filters["until"]),
+        limit=PAGE_ROWS + 1,
+        offset=(page - 1) * PAGE_ROWS,
+    )
+    accounts = await users_service.list_users(
+        metadata=state.metadata, limit=state.settings.max_page_size, offset=0
+    )
+    kept = {name: value for name, value in filters.items() if value}
+    context = {
+        "entries": entries[:PAGE_ROWS],
+        "accounts": accounts,
+        "emails": {account.id: account.email for account in accounts},
+        "filters": filters,
+        "page": page,
+        "previous": urlencode({**kept, "page": page - 1}) if page > 1 else None,
+        "next": urlencode({**kept, "page": page + 1}) if len(entries) > PAGE_ROWS else None,
+        "details": lambda entry: json.dumps(entry.details, ensure_ascii=False, sort_keys=True),
+    }
+    return web.render(request, "audit.html", context)

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backup_api.cron import CronError, CronSchedule
+from backup_api import overdue
+from backup_api.cron import CronError
 from backup_api.repositories import Record
 from backup_api.repositories.dashboard import Overview
-
-#: Beyond the schedule's interval, how late a completed backup may be before its database
-#: is shown in red: the time the backup itself takes.
-LATE_GRACE = timedelta(hours=1)
 
 STATUS_LABELS = {
     "pending": "en attente",
@@ -100,13 +97,11 @@ def status_label(status: str) -> str:
 
 
 def interval(schedule: Record, now: datetime) -> timedelta | None:
-    """The time between two runs of an enabled schedule, from the next two slots."""
+    """The time between two runs of an enabled schedule, as the overdue watch reads it."""
     if not schedule.enabled:
         return None
     try:
-        cron = CronSchedule(schedule.cron, schedule.timezone)
-        first = cron.next_after(now)
-        return cron.next_after(first) - first
+        return overdue.schedule_interval(schedule.cron, schedule.timezone, now)
     except CronError:
         return None
 
@@ -143,12 +138,21 @@ def overview_rows(data: Overview, now: datetime) -> list[OverviewRow]:
                 intervals[timing] = interval(schedule, now)
             every = intervals[timing]
         late, reason = False, ""
-        if every is not None:
-            finished = as_utc(completed.finished_at or completed.created_at) if completed else None
-            if finished is None:
-                late, reason = True, "aucune sauvegarde terminée"
-            elif now - finished > every + LATE_GRACE:
-                late, reason = True, "aucune sauvegarde terminée dans l'intervalle planifié"
+        if schedule is not None and every is not None:
+            # The overdue watch's rule: the one by which ``backup.overdue`` is announced.
+            finished = completed.finished_at or completed.created_at if completed else None
+            limit = overdue.deadline(
+                interval=every,
+                schedule_created_at=schedule.created_at,
+                last_success_at=finished,
+            )
+            if now >= limit:
+                late = True
+                reason = (
+                    "aucune sauvegarde terminée"
+                    if finished is None
+                    else "aucune sauvegarde terminée depuis 1,5 fois l'intervalle planifié"
+                )
         started = as_utc(newest.started_at) if newest else None
         finished_at = as_utc(newest.finished_at) if newest else None
         rows.append(

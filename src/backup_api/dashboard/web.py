@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, ValidationError
 
+from backup_api import logcontext
 from backup_api.dashboard import session, views
 from backup_api.exceptions import AppError, BadRequest, NotFound, validation_message
 from backup_api.principals import Principal
@@ -132,6 +133,8 @@ async def signed_in(request: Request) -> Principal:
     if principal is None:
         raise session.LoginRequired()
     request.state.principal = principal
+    # The request's log lines and audit entries name the account, as the API's do.
+    logcontext.set_user(principal.id)
     request.state.renewed_session = session.renewal(request, state, principal)
     return principal
 
