@@ -27,7 +27,7 @@ if [ "$#" -eq 0 ]; then
         tests/events/test_events.py tests/metrics/test_metrics.py tests/metrics/test_overdue.py \
         tests/audit/test_audit_trail.py tests/notifications/test_channels.py \
         tests/notifications/test_deliveries.py tests/notifications/test_heartbeats.py \
-        tests/dashboard/test_session.py tests/dashboard/test_authorization.py \
+        tests/dashboard/test_session.py tests/dashboard/test_authorization.py tests/dashboard/test_channels.py \
         tests/drills/test_drills.py tests/drills/test_table_rows.py \
         tests/progress/test_progress.py tests/progress/test_events.py
 fi

@@ -275,8 +275,9 @@ async def test_an_admin_reads_the_audit_log_a_user_cannot(
         backwards = await client.get(
             "/audit", params={"since": "2026-01-02T00:00", "until": "2026-01-01T00:00"}
         )
-        assert backwards.status_code == 400
-        assert "since: postérieur à until" in backwards.text
+        # A window that ends before it begins holds nothing, as GET /api/audit says.
+        assert backwards.status_code == 200
+        assert re.findall(r"<td>backup #(\d+)</td>", backwards.text) == []
         for params in ({"since": "hier"}, {"action": "DROP TABLE"}, {"page": "0"}):
             assert (await client.get("/audit", params=params)).status_code == 400, params
         assert admin.user["id"] != carol.user["id"]
