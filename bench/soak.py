@@ -489,7 +489,11 @@ def run(options: Options) -> list[Check]:
         )
         raise_for_status(response)
         register(soak, made, response.json()["storage"]["id"])
-        return watch(soak, weed)
+        checks = watch(soak, weed)
+        if options.output is not None and not all(check.ok for check in checks):
+            # The service's log goes before the work directory: it says why.
+            shutil.copy(service.log, options.output.with_suffix(".service.log"))
+        return checks
     raise AssertionError("unreachable")
 
 
