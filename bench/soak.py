@@ -14,8 +14,8 @@ Checked continuously, and reported at the end, each with PASS or FAIL:
 
 - every slot ran once (one scheduled backup in its minute) or was counted skipped;
 - no backup stayed ``pending`` past its slot's minute, none is at the end;
-- failures only where a fault was, each with its reason; the slot after each fault
-  succeeds for every database;
+- failures only where a fault was, each with its reason (not the generic internal
+  error); the slot after each fault succeeds for every database;
 - retention kept exactly what its preview said, minute after minute;
 - the service's RSS (with its children), open descriptors, threads and child processes
   flat from the end of the warm-up (the tenth minute of an hour, scaled) to the last;
@@ -613,7 +613,9 @@ def verdicts(
                 continue
             reasons.add((backup["error_msg"] or "")[:120])
             made = datetime.fromisoformat(backup["created_at"]).timestamp()
-            if not backup["error_msg"] or not any(
+            # A clear reason: the generic "erreur interne" tells the owner nothing.
+            vague = (backup["error_msg"] or "").startswith("erreur interne")
+            if vague or not any(
                 slot.timestamp() - 10 <= made <= end + 60 for slot, (_, end) in windows
             ):
                 unexplained.append(f"{backup['id']}: {backup['error_msg']!r}")
