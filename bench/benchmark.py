@@ -29,7 +29,7 @@ from tests.support.serverproc import ServerProcess
 from tests.support.servers import DbServer, start_mariadb, start_postgresql
 from tests.support.servers.seaweedfs import start_seaweedfs
 
-from bench import report, scenarios
+from bench import report, restore, scenarios
 from bench.client import Api
 from bench.data import fill_mysql, fill_postgresql
 from bench.reference import Reference
@@ -47,6 +47,7 @@ class Options:
     compare: str | None
     output: Path | None
     follow: bool  # each API backup followed by a client of its event stream
+    fail: bool = True  # False: --no-fail, a missed target does not change the exit status
 
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
@@ -63,6 +64,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         action="store_true",
         help="follow each API backup's event stream (GET /api/backups/{id}/events) while it "
         "runs, as a page watching it would: compare its ratios with a run without",
+    )
+    parser.add_argument(
+        "--no-fail",
+        action="store_true",
+        help="exit 0 even when a target is missed (for exploration)",
     )
     parser.add_argument(
         "--setting",
@@ -96,6 +102,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         compare=args.compare,
         output=args.output,
         follow=args.follow,
+        fail=not args.no_fail,
     )
 
 
@@ -131,6 +138,24 @@ def measure(options: Options, bench: scenarios.Bench, meta: Path) -> report.Repo
         result.databases.append(scenarios.mysql_database(bench, "bench_my", options.repeat))
     big = postgresql_names(options)[-1]
     result.encryption = scenarios.encrypted_database(bench, big, options.repeat)
+    result.dump_checks = bench.dump_checks
+    result.restores.append(
+        restore.postgresql_restore(
+            bench.api, bench.pid, bench.pg, big, bench.labels[big], bench.workdir, options.repeat
+        )
+    )
+    if bench.my is not None:
+        result.restores.append(
+            restore.mysql_restore(
+                bench.api,
+                bench.pid,
+                bench.my,
+                "bench_my",
+                bench.labels["bench_my"],
+                bench.workdir,
+                options.repeat,
+            )
+        )
     result.latency = scenarios.latency(bench, big, options.load_seconds)
     result.latency_followed = scenarios.latency_followed(bench, big, options.load_seconds)
     result.listing = scenarios.listing(
@@ -160,8 +185,8 @@ def publish(result: report.Report, output: Path | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; non-zero only when something broke (a missed target is a FAIL
-    in the report, not an error)."""
+    """Run the benchmark; non-zero when something broke or a target was missed (unless
+    ``--no-fail``: then a missed target is only a FAIL in the report)."""
     options = parse_options(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bk-bench-"))
     with ExitStack() as stack:
@@ -189,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = scenarios.Bench(workdir, pg, my, api, service.process.pid, reference, s3)
         if s3 is not None:
             bench.storage_id = api.add_storage(s3, s3.make_bucket())
-        publish(measure(options, bench, service.workdir / "meta.sqlite3"), options.output)
-    return 0
+        result = measure(options, bench, service.workdir / "meta.sqlite3")
+        publish(result, options.output)
+    return 1 if options.fail and result.failures() else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,10 +51,16 @@ class Api:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def login(self) -> None:
-        body = {"email": "bench@example.com", "password": PASSWORD}
+    def login(self, email: str = "bench@example.com") -> None:
+        body = {"email": email, "password": PASSWORD}
         self.client.post("/auth/register", json=body)
         self.token = self.client.post("/auth/login", json=body).json()["token"]
+
+    def other_user(self, email: str) -> Api:
+        """Another account of the same service (the latency load spreads its POSTs)."""
+        other = Api(self.url, self.meta)
+        other.login(email)
+        return other
 
     def add_database(self, server: DbServer, name: str, **fields: Any) -> int:
         """Register database ``name`` of ``server``; ``fields`` are more of the database's
@@ -121,19 +127,65 @@ class Api:
         often would time the benchmark's own HTTP traffic (about 1 ms of CPU per request on
         each side, on the same cores as the backup) instead of the backup.
         """
-        uri = f"file:{self.meta}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as watcher:
-            while True:
-                row = watcher.execute(
-                    "SELECT status FROM backups WHERE id = ?", (backup_id,)
-                ).fetchone()
-                if row is not None and row[0] != "pending":
-                    break
-                time.sleep(0.005)
+        self._watch("backups", backup_id)
         backup = self.record(backup_id)
         if backup["status"] != "completed":
             raise RuntimeError(f"backup failed: {backup['error_msg']}")
         return backup
+
+    def start_restore(self, backup_id: int, database_id: int) -> int:
+        response = self.client.post(
+            f"/api/backups/{backup_id}/restore",
+            headers=self.headers,
+            json={"database_id": database_id},
+        )
+        raise_for_status(response)
+        restore_id: int = response.json()["restore"]["id"]
+        return restore_id
+
+    def wait_restore(self, restore_id: int) -> dict[str, Any]:
+        """As :meth:`wait`, for a restore: its end read from the metadata database."""
+        self._watch("restores", restore_id)
+        response = self.client.get(f"/api/restores/{restore_id}", headers=self.headers)
+        restore: dict[str, Any] = response.json()["restore"]
+        if restore["status"] != "completed":
+            raise RuntimeError(f"restore failed: {restore['error_msg']}")
+        return restore
+
+    def is_pending(self, table: str, record_id: int) -> bool:
+        """Whether the record is still ``pending``, read in the metadata (read-only)."""
+        uri = f"file:{self.meta}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as watcher:
+            row = watcher.execute(
+                f"SELECT status FROM {table} WHERE id = ?",
+                (record_id,),
+            ).fetchone()
+        return row is None or row[0] == "pending"
+
+    def _watch(self, table: str, record_id: int) -> None:
+        """Until the record leaves ``pending``, read in the metadata every 5 ms (read-only)."""
+        uri = f"file:{self.meta}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as watcher:
+            while True:
+                row = watcher.execute(
+                    f"SELECT status FROM {table} WHERE id = ?",
+                    (record_id,),
+                ).fetchone()
+                if row is not None and row[0] != "pending":
+                    return
+                time.sleep(0.005)
+
+    def restore(self, backup_id: int, database_id: int, pid: int) -> tuple[float, int, int]:
+        """One restore through the API: its wall time, the service's RSS before it and its
+        peak during it (with the processes it runs for jobs)."""
+        service = psutil.Process(pid)
+        idle = service_rss(service, archive_processes(service))
+        sampler = RssSampler(pid)
+        sampler.start()
+        began = time.perf_counter()
+        self.wait_restore(self.start_restore(backup_id, database_id))
+        elapsed = time.perf_counter() - began
+        return elapsed, idle, sampler.stop()
 
     def backup(self, database_id: int, pid: int) -> tuple[float, dict[str, Any], int, int, int]:
         """One backup: its wall time, its record, the service's RSS before it, its peak
@@ -230,50 +282,89 @@ async def follow_events(
 
 
 async def latency_under_load(
-    api: Api, tiny_db: int, seconds: float, followed: Sequence[int] = ()
+    users: list[tuple[Api, int]],
+    seconds: float,
+    budget: int,
+    follower: Api | None = None,
+    followed: Sequence[int] = (),
 ) -> tuple[dict[str, list[float]], int, int]:
     """20 concurrent clients, each sending its next request as soon as it has an answer,
-    alternating listings and backup starts, for ``seconds``; with an event stream open on
-    each of the ``followed`` backups meanwhile. Returns the latencies by kind, how many
-    backups were accepted (the rest got 429 from the per-user cap) and how many progress
-    events the streams received."""
-    results: dict[str, list[float]] = {"list": [], "create": []}
+    alternating listings and backup starts, for ``seconds``; with an event stream open
+    (as ``follower``) on each of the ``followed`` backups meanwhile.
+
+    Client ``i`` speaks as ``users[i % len(users)]`` (an account and its tiny database),
+    and starts at most ``budget`` backups (its account's share of the per-user cap on
+    pending jobs), then only lists: so that the POSTs time the accepting path, not the
+    fast refusal. Returns the latencies by kind (``create``: answered 202, ``refused``:
+    429), how many backups were accepted and how many progress events the streams
+    received.
+    """
+    results: dict[str, list[float]] = {"list": [], "create": [], "refused": []}
     accepted = 0
     deadline = time.perf_counter() + seconds
+    clients = 20
+    per_user = max(1, clients // max(1, len(users)))
+    share = max(1, budget // per_user)
     events: dict[int, int] = {}
     streams = [
-        asyncio.create_task(follow_events(api.url, api.headers, backup_id, events))
+        asyncio.create_task(follow_events(follower.url, follower.headers, backup_id, events))
         for backup_id in followed
+        if follower is not None
     ]
 
     async def worker(first: int) -> None:
         nonlocal accepted
+        api, tiny_db = users[first % len(users)]
         connection = RawHttpConnection(api.url, api.headers)
+        started = 0
         try:
             index = first
             while time.perf_counter() < deadline:
-                kind = "list" if index % 2 == 0 else "create"
+                kind = "list" if index % 2 == 0 or started >= share else "create"
                 index += 1
                 began = time.perf_counter()
                 if kind == "list":
                     status, body = await connection.request("GET", "/api/backups?limit=50")
                 else:
+                    started += 1
                     status, body = await connection.request(
                         "POST", f"/api/backups/database/{tiny_db}"
                     )
-                results[kind].append(time.perf_counter() - began)
+                elapsed = time.perf_counter() - began
                 assert status in (200, 202, 429), body
+                results["refused" if status == 429 else kind].append(elapsed)
                 accepted += status == 202
         finally:
             await connection.close()
 
     try:
-        await asyncio.gather(*(worker(first) for first in range(20)))
+        await asyncio.gather(*(worker(first) for first in range(clients)))
     finally:
         for stream in streams:
             stream.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
     return results, accepted, sum(events.values())
+
+
+async def get_load_while(api: Api, busy: Callable[[], bool]) -> list[float]:
+    """Latencies of ``GET /api/backups`` from 20 concurrent clients, each sending its next
+    request as soon as it has an answer, for as long as ``busy()`` says (checked between
+    requests, from the metadata database: no HTTP of its own)."""
+    samples: list[float] = []
+
+    async def worker() -> None:
+        connection = RawHttpConnection(api.url, api.headers)
+        try:
+            while busy():
+                began = time.perf_counter()
+                status, body = await connection.request("GET", "/api/backups?limit=50")
+                samples.append(time.perf_counter() - began)
+                assert status == 200, body
+        finally:
+            await connection.close()
+
+    await asyncio.gather(*(worker() for _ in range(20)))
+    return samples
 
 
 def seed_backup_records(meta: Path, count: int) -> None:

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tests.support.servers import DbServer
 from tests.support.servers.seaweedfs import SeaweedFSServer
@@ -24,6 +25,8 @@ from bench.reference import ApiSeries, Reference
 from bench.tools import (
     Archives,
     Credentials,
+    archived_dump,
+    bare_unkeyed_size,
     check_archive,
     counting_seconds,
     dump_size,
@@ -54,6 +57,8 @@ class Bench:
     labels: dict[str, str] = field(default_factory=dict)  # database: its label in the report
     #: Every encrypted file made, with the age key file that opens it (checked at the end).
     encrypted: list[tuple[Path, Path]] = field(default_factory=list)
+    #: The API backups' dumps against the bare tool's, one per database.
+    dump_checks: list[report.DumpCheck] = field(default_factory=list)
 
     def series(self, server: DbServer, name: str) -> ApiSeries:
         return ApiSeries(self.api, self.pid, self.reference, server, name, self.archives)
@@ -64,26 +69,47 @@ class Bench:
 
 
 def postgresql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
-    """Bare ``pg_dump``, the API backup and ``pg_dump | zip``, by turns."""
+    """Bare ``pg_dump``, the API backup, ``pg_dump | zip`` and ``pg_dump | zip -1``, in an
+    order that reverses at every turn (ABBA: none always runs first, on a cold or a warm
+    machine)."""
     series = bench.series(bench.pg, name)
     env = Credentials(bench.workdir, bench.pg).pg_env()
     argv = pg_dump_argv(bench.pg, name)
     label = bench.labels[name] = f"PostgreSQL {report.mb(dump_size(argv, env))}"
     bare: list[float] = []
     piped: list[float] = []
+    fast_piped: list[float] = []
     bare_cpu = BusyCpu()
     zip_path = bench.workdir / "pipeline.zip"
-    for turn in range(repeat):
-        bench.steadiness.probe()
+    fast_zip_path = bench.workdir / "pipeline-1.zip"
+
+    def run_bare() -> None:
         bare.append(bare_cpu.measure(partial(timed, argv, env)))
-        series.run(turn)
+
+    def run_zip() -> None:
         zip_path.unlink(missing_ok=True)
         piped.append(timed(argv, env, f"zip -q '{zip_path}' -"))
+
+    def run_fast_zip() -> None:
+        fast_zip_path.unlink(missing_ok=True)
+        fast_piped.append(timed(argv, env, f"zip -q -1 '{fast_zip_path}' -"))
+
+    for turn in range(repeat):
+        bench.steadiness.probe()
+        steps = [run_bare, partial(series.run, turn), run_zip, run_fast_zip]
+        for step in steps if turn % 2 == 0 else reversed(steps):
+            step()
     delta = max(series.rss_deltas)
     bench.compare(label, bare, series)
     row, ok = report.postgresql_row(
-        label, bare, series.times, piped, (series.size, zip_path.stat().st_size), delta
+        label,
+        bare,
+        series.times,
+        (piped, fast_piped),
+        (series.size, zip_path.stat().st_size, fast_zip_path.stat().st_size),
+        delta,
     )
+    check_dump_size(bench, label, series.last, argv, env)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
     counted, counted_ok = counting(bench, argv, env, "postgresql", series, label, repeat)
     return report.DatabaseResult(
@@ -111,6 +137,16 @@ def counting(
     return report.counting_line(label, spent, series.times, target=engine == "postgresql")
 
 
+def check_dump_size(
+    bench: Bench, label: str, backup: dict[str, Any], argv: list[str], env: dict[str, str]
+) -> None:
+    """What was archived: the API backup's ``dump_size`` is its archive's dump, and that
+    dump is the bare tool's, byte for byte but for the random key lines."""
+    recorded, archived = archived_dump(Path(backup["filepath"]))
+    bare = bare_unkeyed_size(argv, env)
+    bench.dump_checks.append(report.DumpCheck(label, backup["dump_size"], recorded, archived, bare))
+
+
 def postgresql_to_s3(bench: Bench, name: str, repeat: int) -> report.DatabaseResult:
     """Bare ``pg_dump`` and the API backup to the S3 server alone (no local copy), by turns.
 
@@ -135,8 +171,12 @@ def postgresql_to_s3(bench: Bench, name: str, repeat: int) -> report.DatabaseRes
     bare_cpu = BusyCpu()
     for turn in range(repeat):
         bench.steadiness.probe()
+        # ABBA: the bare dump first at even turns, the API backup first at odd ones.
+        if turn % 2:
+            series.run(turn)
         bare.append(bare_cpu.measure(partial(timed, argv, env)))
-        series.run(turn)
+        if not turn % 2:
+            series.run(turn)
         copies = [(copy["location"][:5], copy["status"]) for copy in series.last["copies"]]
         if copies != [("s3://", "completed")]:
             raise RuntimeError(f"a backup to S3 alone has the copies {copies}")
@@ -158,16 +198,20 @@ def mysql_database(bench: Bench, name: str, repeat: int) -> report.DatabaseResul
     env["HOME"] = str(credentials.workdir)
     series = bench.series(server, name)
     argv = mysqldump_argv(defaults, name)
-    label = f"MariaDB {report.mb(dump_size(argv, env))}"
+    label = bench.labels[name] = f"MariaDB {report.mb(dump_size(argv, env))}"
     bare: list[float] = []
     bare_cpu = BusyCpu()
     for turn in range(repeat):
         bench.steadiness.probe()
+        if turn % 2:
+            series.run(turn)
         bare.append(bare_cpu.measure(partial(timed, argv, env)))
-        series.run(turn)
+        if not turn % 2:
+            series.run(turn)
     delta = max(series.rss_deltas)
     bench.compare(label, bare, series)
     row, ok = report.api_row(label, bare, series.times, series.size, delta)
+    check_dump_size(bench, label, series.last, argv, env)
     cpu = report.cpu_line(label, bare, bare_cpu, series.times, series.cpu)
     counted, counted_ok = counting(bench, argv, env, "mysql", series, label, repeat)
     return report.DatabaseResult(
@@ -228,16 +272,34 @@ def create_tiny_database(server: DbServer) -> None:
     server.execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1);", TINY_DATABASE)
 
 
+#: The service's cap on one account's pending jobs (its default setting, which the
+#: benchmark keeps): each load account starts at most that many backups.
+ACTIVE_JOBS_PER_USER = 10
+#: Accounts the latency load speaks as: one per client, so every POST can be accepted.
+LOAD_USERS = 20
+
+
+def load_users(api: Api, pg: DbServer) -> list[tuple[Api, int]]:
+    """The latency load's accounts, each with the tiny database registered (once)."""
+    users = []
+    for index in range(LOAD_USERS):
+        user = api.other_user(f"bench-load-{index}@example.com")
+        users.append((user, user.add_database(pg, TINY_DATABASE)))
+    return users
+
+
 def latency_window(
     api: Api, pg: DbServer, big: str, seconds: float, follow: bool = False
 ) -> tuple[dict[str, list[float]], int, bool, list[str], int]:
     """Latency while two backups of ``big`` run (registered twice, so both run at once),
     with an event stream (``GET /api/backups/{id}/events``) open on each if ``follow``;
     the last item: the progress events those streams received."""
-    tiny = api.add_database(pg, TINY_DATABASE)
+    users = load_users(api, pg)
     running = [api.start(api.add_database(pg, big)) for _ in range(2)]
     followed = running if follow else []
-    load, accepted, events = asyncio.run(latency_under_load(api, tiny, seconds, followed))
+    load, accepted, events = asyncio.run(
+        latency_under_load(users, seconds, ACTIVE_JOBS_PER_USER, api, followed)
+    )
     throughout = all(api.status(backup_id) == "pending" for backup_id in running)
     archives = [api.wait(backup_id)["filepath"] for backup_id in running]
     return load, accepted, throughout, archives, events

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def pg_dump_argv(server: DbServer, name: str) -> list[str]:
         "pg_dump",
         "--no-password",
         "--format=plain",
+        # The service's own options, so that the bare dump is byte for byte what it archives.
+        "--encoding=UTF8",
         "--clean",
         "--if-exists",
         "--no-owner",
@@ -72,6 +75,8 @@ def mysqldump_argv(defaults: Path, name: str) -> list[str]:
         "--quick",
         "--hex-blob",
         "--triggers",
+        "--routines",
+        "--events",
         "--no-tablespaces",
         "--skip-dump-date",
         "--",
@@ -116,6 +121,32 @@ def dump_size(argv: list[str], env: dict[str, str]) -> int:
         while chunk := process.stdout.read(1 << 20):
             total += len(chunk)
     return total
+
+
+#: pg_dump (15.14 and later) opens and closes a plain dump with these lines, each with a
+#: key drawn at random for every dump: two dumps of the same data differ there only.
+RESTRICT_PREFIXES = (b"\\restrict ", b"\\unrestrict ")
+
+
+def unkeyed_size(lines: Iterable[bytes]) -> int:
+    """Bytes of a dump, its ``\\restrict`` / ``\\unrestrict`` key lines left out."""
+    return sum(len(line) for line in lines if not line.startswith(RESTRICT_PREFIXES))
+
+
+def bare_unkeyed_size(argv: list[str], env: dict[str, str]) -> int:
+    """The bare dump's bytes, key lines left out."""
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        return unkeyed_size(process.stdout)
+
+
+def archived_dump(path: Path) -> tuple[int, int]:
+    """The dump inside a ZIP archive: its size as the ZIP records it, and its bytes with
+    the key lines left out (read back, decompressed)."""
+    with zipfile.ZipFile(path) as archive:
+        (entry,) = archive.infolist()
+        with archive.open(entry) as dump:
+            return entry.file_size, unkeyed_size(dump)
 
 
 def check_archive(path: Path) -> None:

@@ -57,6 +57,10 @@ def _select_one(connection: Connection) -> None:
     connection.execute(text("SELECT 1"))
 
 
+#: How long ``Metadata.answers`` waits for the database.
+PING_SECONDS = 2.0
+
+
 class Metadata:
     """Runs a function of a synchronous SQLAlchemy ``Connection`` as one transaction.
 
@@ -113,6 +117,16 @@ class Metadata:
     async def ping(self) -> None:
         """Raises unless the database answers (the health check's question)."""
         await self.read(_select_one)
+
+    async def answers(self) -> bool:
+        """Whether the database answers within ``PING_SECONDS``: after an unexpected
+        error, tells an outage of the metadata database from a fault of the caller's."""
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                await self.ping()
+        except Exception:
+            return False
+        return True
 
     async def _run_async(self, work: Callable[[Connection], T]) -> T:
         async with self._engine.begin() as connection:

@@ -29,12 +29,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from backup_api.dumpers.registry import supported_types
 
 logger = logging.getLogger("backup_api.errors")
+
+METADATA_UNAVAILABLE = "Base de données des métadonnées indisponible, réessayez dans un instant"
 
 
 class AppError(Exception):
@@ -242,8 +245,40 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return error_response(exc.status_code, message, headers)
 
+    async def _metadata_unavailable(request: Request) -> JSONResponse | None:
+        """503 when the metadata database does not answer: not this request's fault,
+        every request fails alike until it is back, and the client should try again
+        (the service reconnects by itself)."""
+        state = getattr(request.app.state, "backup_api", None)
+        if state is None or await state.metadata.answers():
+            return None
+        request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        logger.warning(
+            "%s %s: the metadata database does not answer (request %s)",
+            request.method,
+            request.url.path,
+            request_id,
+        )
+        return error_response(
+            503, METADATA_UNAVAILABLE, {"Retry-After": "5", "X-Request-ID": request_id}
+        )
+
+    async def _metadata_or_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Registered for the classes a lost database connection raises (the driver's
+        # errors, and OSError from a refused connection): ExceptionMiddleware answers
+        # them and the connection lives on, where the catch-all below answers and then
+        # closes it (Starlette re-raises to the server after it).
+        return await _metadata_unavailable(request) or await _unexpected(request, exc)
+
+    app.add_exception_handler(SQLAlchemyError, _metadata_or_unexpected)
+    app.add_exception_handler(OSError, _metadata_or_unexpected)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Any other class too may come of a lost database (a driver error raised as is).
+        unavailable = await _metadata_unavailable(request)
+        if unavailable is not None:
+            return unavailable
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
         # The traceback goes to the log; the exception text may hold data we must not echo.
         logger.error(

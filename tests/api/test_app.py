@@ -15,8 +15,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from fastapi import FastAPI
 
+from backup_api.exceptions import METADATA_UNAVAILABLE
 from backup_api.migrate import alembic_config
 from tests.support.apphelpers import Api, make_settings, pg_metadata_url, running_app, unique_name
+from tests.support.serverproc import server_process
 
 
 def _cli_env(tmp_path: Path) -> dict[str, str]:
@@ -130,6 +132,43 @@ async def test_health_is_503_when_the_metadata_database_is_gone(
         response = await client.get("/health")
     assert response.status_code == 503
     assert response.json() == {"status": "degraded"}
+
+
+def test_api_answers_503_while_the_metadata_database_is_away_then_recovers(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    """The service as its own process (in-process, the test client would see the
+    exception itself rather than the answer)."""
+    name = unique_name("meta")
+    pg_server.create_database(name)
+    gone = (
+        f"ALTER DATABASE {name} ALLOW_CONNECTIONS false;"
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    )
+    body = {"email": "alice@example.com", "password": "correct horse battery"}
+    try:
+        with server_process(tmp_path, pg_metadata_url(pg_server, name)) as server:
+            server.workdir.mkdir(exist_ok=True)
+            server.start()
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                assert client.post("/auth/register", json=body).status_code == 201
+                token = client.post("/auth/login", json=body).json()["token"]
+                client.headers["Authorization"] = f"Bearer {token}"
+                assert client.get("/api/databases").status_code == 200
+                # No new connection to it, and the pool's are cut: as a restarting server.
+                pg_server.execute(gone, "postgres")
+                away = [client.get("/api/databases"), client.get("/api/backups")]
+                pg_server.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true", "postgres")
+                back = client.get("/api/databases")
+    finally:
+        pg_server.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true", "postgres")
+        pg_server.drop_database(name)
+    for response in away:
+        assert response.status_code == 503, response.text
+        assert response.json() == {"error": METADATA_UNAVAILABLE}
+        assert response.headers["retry-after"] == "5"
+    # The same process, reconnected by itself.
+    assert back.status_code == 200, back.text
 
 
 async def test_responses_carry_defensive_headers(app: FastAPI, client: httpx.AsyncClient) -> None:

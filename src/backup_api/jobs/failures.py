@@ -79,6 +79,11 @@ def internal_error(action: str) -> str:
     return f"erreur interne pendant la {action}"
 
 
+def metadata_lost(action: str) -> str:
+    """The reason of a job whose step failed while the metadata database did not answer."""
+    return f"base de données des métadonnées indisponible pendant la {action}"
+
+
 def _own_message(error: BaseException, action: str) -> str:
     return str(error)
 

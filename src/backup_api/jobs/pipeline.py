@@ -31,6 +31,7 @@ from backup_api.jobs.failures import (
     describe_failure,
     failure_reason,
     interrupted,
+    metadata_lost,
 )
 from backup_api.jobs.progress import JobProgress
 from backup_api.jobs.queue import CancelReason, Job
@@ -225,7 +226,14 @@ async def _run_loaded(pipeline: Pipeline, target: Target) -> None:
         raise
     except Exception as exc:
         await pipeline.discard_quietly()
-        await pipeline.fail(failure_reason(exc, job))
+        if await state.metadata.answers():
+            reason = failure_reason(exc, job)
+        else:
+            # The step failed for want of the metadata database, not of anything the
+            # owner can fix; the outcome is written once it is back (see records).
+            logger.warning("%s %s: the metadata database does not answer", job.kind, job.id)
+            reason = metadata_lost(pipeline.action)
+        await pipeline.fail(reason)
     finally:
         if secret:
             live_secrets.remove(secret)

@@ -10,11 +10,12 @@ here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backup_api.db import Metadata
 from backup_api.jobs.queue import JobKind
@@ -22,7 +23,14 @@ from backup_api.models import Backup, Drill, JobStatus, Restore, utcnow
 from backup_api.repositories import Record, databases
 from backup_api.repositories import jobs as job_records
 
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
 logger = logging.getLogger("backup_api.jobs.records")
+
+#: The longest wait between two attempts to write a job's outcome while the metadata
+#: database does not answer.
+MAX_OUTAGE_RETRY_SECONDS = 10.0
 
 _MODELS: dict[JobKind, job_records.JobModel] = {
     JobKind.BACKUP: Backup,
@@ -112,8 +120,10 @@ class JobRecords:
         if changes is not None:
             # A record deleted meanwhile is left alone.
             model = _MODELS[event.kind]
-            await self._metadata.write(
-                lambda c: job_records.update_job(c, model, event.job_id, changes)
+            await _wait_for_metadata(
+                self._metadata,
+                event,
+                lambda c: job_records.update_job(c, model, event.job_id, changes),
             )
         for listener in self.listeners:
             try:
@@ -121,6 +131,33 @@ class JobRecords:
             except Exception:
                 # A listener's failure is its own: the job and its record stand.
                 logger.exception("a job event listener failed on %s", event)
+
+
+async def _wait_for_metadata(
+    metadata: Metadata, event: JobEvent, work: Callable[[Connection], object]
+) -> None:
+    """``work`` written, waiting as long as the metadata database does not answer.
+
+    A job's outcome that is not written leaves its record ``pending`` for good (nothing
+    else will write it while the service runs), so the job holds its slot until the
+    database is back rather than lose it; an error while the database answers is raised.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await metadata.write(work)
+            return
+        except Exception:
+            if await metadata.answers():
+                raise
+            logger.warning(
+                "%s %s: the metadata database does not answer; its record waits (%s)",
+                event.kind,
+                event.job_id,
+                type(event).__name__,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_OUTAGE_RETRY_SECONDS)
 
 
 async def record_server_version(metadata: Metadata, database: Record, version: str | None) -> None:
