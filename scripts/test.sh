@@ -28,6 +28,6 @@ if [ "$#" -eq 0 ]; then
         tests/audit/test_audit_trail.py tests/notifications/test_channels.py \
         tests/notifications/test_deliveries.py tests/notifications/test_heartbeats.py \
         tests/dashboard/test_session.py tests/dashboard/test_authorization.py tests/dashboard/test_channels.py \
-        tests/drills/test_drills.py tests/drills/test_table_rows.py \
-        tests/progress/test_progress.py tests/progress/test_events.py tests/jobs/test_archived_dump.py
+        tests/drills/test_drills.py \
+        tests/progress/test_progress.py tests/progress/test_events.py
 fi

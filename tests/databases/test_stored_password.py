@@ -128,10 +128,12 @@ async def test_mysql_tools_never_send_a_password_in_clear(
     assert restore["status"] == "failed"
     # The registration's connection (the mysql client) and both tools connected (besides
     # a non-admin's pre-flights, at registration and before each job, which answered the
-    # switch with a random wrong password of their own)...
+    # switch with a random wrong password of their own); the size estimate's mysql client,
+    # which runs beside the first dump and is stopped when it ends, may have connected
+    # too before the dump failed...
     handshakes = [c for c in fake.connections if mysql_server.user.encode() in c]
     probes = 3 if role == "user" else 0
-    assert len(handshakes) == 3 + probes
+    assert 3 + probes <= len(handshakes) <= 4 + probes
     answers = [p for p in fake.passwords if p]  # a tool that cannot comply answers nothing
     assert len(answers) == probes
     assert all(p.startswith(b"backup-api-probe-") for p in answers)
