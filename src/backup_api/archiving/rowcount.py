@@ -210,8 +210,11 @@ class MySQLRowCounter:
         # holds a raw newline (mysqldump escapes it), so the first and last are counted
         # as they are; "),(" may sit inside a value, so where it appears at all, the
         # quoted parts are removed first.
-        rows = text.count(b"),\n") + text.count(b");\n")
-        if b"),(" in text:
+        line_ends = text.count(b"),\n")
+        rows = line_ends + text.count(b");\n")
+        # A tuple ending a line means MariaDB's layout, one tuple a line: there "),(" only
+        # ever sits inside a value, and the search for it is skipped.
+        if not line_ends and b"),(" in text:
             rows += _QUOTED.sub(b"", text).count(b"),(")
         self.tables[table] += rows
         if end < 0:
