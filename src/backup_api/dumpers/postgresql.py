@@ -128,7 +128,15 @@ class PostgreSQLDumper:
         ]
         return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
-    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+    def _query_command(
+        self,
+        conn: ConnectionInfo,
+        workdir: Path,
+        query: str,
+        *options: str,
+        env: dict[str, str] | None = None,
+    ) -> ToolCommand:
+        """``psql`` printing ``query``'s rows unaligned, without headers."""
         argv = [
             self.restore_tool,
             "--no-password",
@@ -136,42 +144,23 @@ class PostgreSQLDumper:
             "--quiet",
             "--tuples-only",
             "--no-align",
-            "--field-separator=|",
-            f"--command={_PROBE_QUERY}",
+            *options,
+            f"--command={query}",
             f"--dbname={build_conninfo(conn)}",
         ]
-        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
+        base = self._env(conn, workdir)
+        return ToolCommand(argv=argv, env={**base, **(env or {})}, secret=_passfile(conn))
+
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
+        return self._query_command(conn, workdir, _PROBE_QUERY, "--field-separator=|")
 
     def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         """``psql`` printing every table's row count as one JSON object."""
-        argv = [
-            self.restore_tool,
-            "--no-password",
-            "--no-psqlrc",
-            "--quiet",
-            "--tuples-only",
-            "--no-align",
-            f"--command={_COUNT_QUERY}",
-            f"--dbname={build_conninfo(conn)}",
-        ]
-        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
+        return self._query_command(conn, workdir, _COUNT_QUERY)
 
     def estimate_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        argv = [
-            self.restore_tool,
-            "--no-password",
-            "--no-psqlrc",
-            "--quiet",
-            "--tuples-only",
-            "--no-align",
-            f"--command={_ESTIMATE_QUERY}",
-            f"--dbname={build_conninfo(conn)}",
-        ]
-        env = {
-            **self._env(conn, workdir),
-            "PGOPTIONS": f"-c lock_timeout={ESTIMATE_LOCK_TIMEOUT_MS}",
-        }
-        return ToolCommand(argv=argv, env=env, secret=_passfile(conn))
+        timeout = {"PGOPTIONS": f"-c lock_timeout={ESTIMATE_LOCK_TIMEOUT_MS}"}
+        return self._query_command(conn, workdir, _ESTIMATE_QUERY, env=timeout)
 
     def parse_estimate(self, stdout: str) -> int | None:
         match = _ESTIMATE_ANSWER.fullmatch(stdout.strip())
