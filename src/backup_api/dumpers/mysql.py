@@ -179,29 +179,33 @@ class MySQLDumper:
         ]
         return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
 
-    def _query_command(
-        self, conn: ConnectionInfo, workdir: Path, query: str, *options: str
-    ) -> ToolCommand:
-        """``mysql`` printing ``query``'s rows tab-separated, without headers."""
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         argv: list[str | SecretPath] = [
             self.restore_tool,
             SecretPath("--defaults-extra-file="),
             "--sandbox",
             "--batch",
-            *options,
             "--skip-column-names",
-            f"--execute={query}",
+            f"--execute={_PROBE_QUERY}",
             "--",
             conn.db_name,
         ]
         return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
 
-    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        return self._query_command(conn, workdir, _PROBE_QUERY)
-
     def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         """``mysql`` printing every base table's row count as one JSON object."""
-        return self._query_command(conn, workdir, _COUNT_QUERY, "--raw")
+        argv: list[str | SecretPath] = [
+            self.restore_tool,
+            SecretPath("--defaults-extra-file="),
+            "--sandbox",
+            "--batch",
+            "--raw",
+            "--skip-column-names",
+            f"--execute={_COUNT_QUERY}",
+            "--",
+            conn.db_name,
+        ]
+        return ToolCommand(argv=argv, env=self._env(workdir), secret=defaults_file(conn, workdir))
 
     def estimate_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         # The probe's size (data and indexes, as the server accounts for them): on a table
