@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, 
 
 from backup_api.models import Backup, Database, Drill, DrillSchedule, JobStatus, Schedule, User
 from backup_api.repositories import Record
-from backup_api.repositories.owned import OwnedTable, save_one_per_database
+from backup_api.repositories.owned import OwnedTable
 
 _DRILLS = OwnedTable(Drill.__table__, newest_first=True)  # type: ignore[attr-defined]
 _TABLE = _DRILLS.table
@@ -154,10 +154,22 @@ def schedule_of(connection: Connection, database_id: int) -> Record | None:
 
 def save_schedule(connection: Connection, database_id: int, values: dict[str, Any]) -> Record:
     """Create or change the database's drill schedule; the row as saved."""
-    defaults = {"skipped_runs": 0}
-    return save_one_per_database(
-        connection, _SCHEDULES, _INSERT_SCHEDULE, database_id, values, defaults
+    statement = (
+        update(_SCHEDULES)
+        .where(_SCHEDULES.c.database_id == database_id)
+        .values(**values)
+        .returning(*_SCHEDULES.c)
     )
+    saved = connection.execute(statement).first()
+    if saved is not None:
+        return saved
+    row = {
+        "skipped_runs": 0,
+        "created_at": values["updated_at"],
+        **values,
+        "database_id": database_id,
+    }
+    return connection.execute(_INSERT_SCHEDULE, row).one()
 
 
 def delete_schedule(connection: Connection, database_id: int) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from backup_api.repositories import Record
 
@@ -54,25 +54,3 @@ class OwnedTable:
 
     def delete_of_user(self, connection: Connection, user_id: int) -> None:
         connection.execute(self._delete_of_user, {"user_id": user_id})
-
-
-def save_one_per_database(
-    connection: Connection,
-    table: Table,
-    insert_row: Insert,
-    database_id: int,
-    values: dict[str, Any],
-    defaults: dict[str, Any],
-) -> Record:
-    """Change the row of ``table`` (one row per database: schedules, drill schedules) that
-    belongs to ``database_id`` with ``values``, or create it with ``defaults`` under them
-    (its ``created_at`` taken from ``values["updated_at"]``) through ``insert_row`` (an
-    insert returning every column); the row as saved."""
-    statement = (
-        update(table).where(table.c.database_id == database_id).values(**values).returning(*table.c)
-    )
-    saved = connection.execute(statement).first()
-    if saved is not None:
-        return saved
-    row = {**defaults, "created_at": values["updated_at"], **values, "database_id": database_id}
-    return connection.execute(insert_row, row).one()

@@ -14,7 +14,6 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 
 from backup_api.models import Backup, Database, JobStatus, Schedule, User
 from backup_api.repositories import Record
-from backup_api.repositories.owned import save_one_per_database
 
 _SCHEDULES: Table = Schedule.__table__  # type: ignore[attr-defined]
 _BACKUPS: Table = Backup.__table__  # type: ignore[attr-defined]
@@ -96,8 +95,23 @@ def of_database(connection: Connection, database_id: int) -> Record | None:
 
 def save(connection: Connection, database_id: int, values: dict[str, Any]) -> Record:
     """Create or change the database's schedule with ``values``; the row as saved."""
-    defaults = {"skipped_runs": 0, "retry_attempt": 0}
-    return save_one_per_database(connection, _SCHEDULES, _INSERT, database_id, values, defaults)
+    statement = (
+        update(_SCHEDULES)
+        .where(_SCHEDULES.c.database_id == database_id)
+        .values(**values)
+        .returning(*_SCHEDULES.c)
+    )
+    saved = connection.execute(statement).first()
+    if saved is not None:
+        return saved
+    row = {
+        "skipped_runs": 0,
+        "retry_attempt": 0,
+        "created_at": values["updated_at"],
+        **values,
+        "database_id": database_id,
+    }
+    return connection.execute(_INSERT, row).one()
 
 
 def delete_of_database(connection: Connection, database_id: int) -> bool:
