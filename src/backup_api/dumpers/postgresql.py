@@ -128,15 +128,7 @@ class PostgreSQLDumper:
         ]
         return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
-    def _query_command(
-        self,
-        conn: ConnectionInfo,
-        workdir: Path,
-        query: str,
-        *options: str,
-        env: dict[str, str] | None = None,
-    ) -> ToolCommand:
-        """``psql`` printing ``query``'s rows unaligned, without headers."""
+    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         argv = [
             self.restore_tool,
             "--no-password",
@@ -144,23 +136,42 @@ class PostgreSQLDumper:
             "--quiet",
             "--tuples-only",
             "--no-align",
-            *options,
-            f"--command={query}",
+            "--field-separator=|",
+            f"--command={_PROBE_QUERY}",
             f"--dbname={build_conninfo(conn)}",
         ]
-        base = self._env(conn, workdir)
-        return ToolCommand(argv=argv, env={**base, **(env or {})}, secret=_passfile(conn))
-
-    def probe_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        return self._query_command(conn, workdir, _PROBE_QUERY, "--field-separator=|")
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
     def count_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
         """``psql`` printing every table's row count as one JSON object."""
-        return self._query_command(conn, workdir, _COUNT_QUERY)
+        argv = [
+            self.restore_tool,
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            f"--command={_COUNT_QUERY}",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        return ToolCommand(argv=argv, env=self._env(conn, workdir), secret=_passfile(conn))
 
     def estimate_command(self, conn: ConnectionInfo, workdir: Path) -> ToolCommand:
-        timeout = {"PGOPTIONS": f"-c lock_timeout={ESTIMATE_LOCK_TIMEOUT_MS}"}
-        return self._query_command(conn, workdir, _ESTIMATE_QUERY, env=timeout)
+        argv = [
+            self.restore_tool,
+            "--no-password",
+            "--no-psqlrc",
+            "--quiet",
+            "--tuples-only",
+            "--no-align",
+            f"--command={_ESTIMATE_QUERY}",
+            f"--dbname={build_conninfo(conn)}",
+        ]
+        env = {
+            **self._env(conn, workdir),
+            "PGOPTIONS": f"-c lock_timeout={ESTIMATE_LOCK_TIMEOUT_MS}",
+        }
+        return ToolCommand(argv=argv, env=env, secret=_passfile(conn))
 
     def parse_estimate(self, stdout: str) -> int | None:
         match = _ESTIMATE_ANSWER.fullmatch(stdout.strip())
